@@ -1,0 +1,32 @@
+//! Running containers on nodes: the [`ContainerRuntime`] trait, its error, and the
+//! [`SimulatedRuntime`] twin used by tests and benchmarks (never by the daemon by default).
+//!
+//! The trait is node-aware: every call names the node the container lives on, so one object can
+//! drive containers on this machine (youki) and, in a cluster, on other machines (their agents).
+//! Container ids are chosen by the caller ([`container_id_for`]) so that creating is idempotent:
+//! after a crash between "create" and "persist", a retry finds the container instead of making
+//! a second one.
+//!
+//! # Layout
+//! * [`runtime`]: the trait and its types (`ContainerSpec`, `ContainerState`, `ContainerInfo`,
+//!   `ContainerEvent`).
+//! * [`error`]: [`RuntimeError`] with `is_transient()`.
+//! * [`simulated`]: [`SimulatedRuntime`], in-process containers with programmable failures.
+//! * [`conformance`]: the suite every implementation must pass (feature `conformance`).
+
+pub mod error;
+pub mod runtime;
+pub mod simulated;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::RuntimeError;
+pub use runtime::{
+    container_id_for, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
+    ContainerState,
+};
+pub use simulated::{SimulatedRuntime, SimulatedRuntimeConfig};
+
+#[cfg(any(test, feature = "mock"))]
+pub use runtime::MockContainerRuntime;

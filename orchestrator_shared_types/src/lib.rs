@@ -1,0 +1,36 @@
+//! The shared data model of the orchestrator.
+//!
+//! Every other crate speaks in these types: the store persists them, the scheduler places them, the
+//! runtime runs them, and the API, CLI and MCP server show them. They are plain data with serde
+//! round-trips for JSON and YAML, plus the few rules that belong to the data itself: validation of
+//! user input (every problem, each with its field path) and guarded status transitions.
+//!
+//! # Layout
+//! * [`ids`]: typed identifiers (`NodeId`, `WorkloadId`, `InstanceId`, `ContainerId`).
+//! * [`resources`]: CPU / memory / disk quantities and their arithmetic.
+//! * [`node`]: a machine of the cluster and its readiness.
+//! * [`workload`]: what the user asks for (`WorkloadDefinition`, `ContainerConfig`, ports, policies).
+//! * [`instance`]: one replica of a workload and its lifecycle (`InstanceStatus`).
+//! * [`event`]: what the orchestrator did and why, including typed scheduling rejections.
+//! * [`validation`]: checks that return every problem with its field path.
+
+pub mod event;
+pub mod ids;
+pub mod instance;
+pub mod node;
+pub mod resources;
+pub mod validation;
+pub mod workload;
+
+pub use event::{Event, EventKind, RejectReason, Unschedulable};
+pub use ids::{ContainerId, InstanceId, NodeId, WorkloadId};
+pub use instance::{InstanceStatus, WorkloadInstance};
+pub use node::{Node, NodeStatus};
+pub use resources::Resources;
+pub use validation::{FieldError, ValidationErrors};
+pub use workload::{
+    ContainerConfig, PlacementStrategy, PortMapping, Protocol, RestartPolicy, WorkloadDefinition,
+};
+
+/// Labels and selectors: ordered so that serialized output is stable.
+pub type Labels = std::collections::BTreeMap<String, String>;

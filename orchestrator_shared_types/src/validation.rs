@@ -1,0 +1,250 @@
+//! Validation of user input. It returns *every* problem, each with the path of its field
+//! (`containers[1].ports[0].host_port`), so a user fixes a manifest in one round trip.
+
+use crate::{Labels, Protocol, WorkloadDefinition};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fmt;
+
+/// Most replicas one workload may ask for.
+pub const MAX_REPLICAS: u32 = 10_000;
+/// Most containers one replica may have.
+pub const MAX_CONTAINERS: usize = 32;
+/// Longest DNS-1123 label.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// One problem with one field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Path of the field, e.g. `containers[0].name`.
+    pub field: String,
+    /// The rule it breaks.
+    pub message: String,
+}
+
+/// Every problem found in one input.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// True when nothing is wrong.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Checks `name` against DNS-1123 label rules; returns the rule broken.
+pub fn check_dns_label(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "must be at most {MAX_NAME_LEN} characters (got {})",
+            name.len()
+        ));
+    }
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let bytes = name.as_bytes();
+    if !ok_chars || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        return Err(
+            "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn check_labels(errors: &mut ValidationErrors, path: &str, labels: &Labels) {
+    for (k, v) in labels {
+        let key_ok = !k.is_empty()
+            && k.len() <= 253
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+        if !key_ok {
+            errors.push(
+                format!("{path}.{k}"),
+                "label keys are 1-253 characters of letters, digits, '-', '_', '.' and '/'",
+            );
+        }
+        let value_ok = v.len() <= MAX_NAME_LEN
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !value_ok {
+            errors.push(
+                format!("{path}.{k}"),
+                "label values are at most 63 characters of letters, digits, '-', '_' and '.'",
+            );
+        }
+    }
+}
+
+impl WorkloadDefinition {
+    /// Every problem with this definition, or `Ok` when there is none.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if let Err(rule) = check_dns_label(&self.name) {
+            errors.push("name", rule);
+        }
+        if self.replicas > MAX_REPLICAS {
+            errors.push(
+                "replicas",
+                format!("must be at most {MAX_REPLICAS} (got {})", self.replicas),
+            );
+        }
+        check_labels(&mut errors, "labels", &self.labels);
+        check_labels(&mut errors, "node_selector", &self.node_selector);
+        if self.containers.is_empty() {
+            errors.push("containers", "at least one container is required");
+        }
+        if self.containers.len() > MAX_CONTAINERS {
+            errors.push(
+                "containers",
+                format!("at most {MAX_CONTAINERS} containers per replica"),
+            );
+        }
+        let mut names = HashSet::new();
+        let mut container_ports = HashSet::new();
+        let mut host_ports = HashSet::new();
+        for (i, c) in self.containers.iter().enumerate() {
+            let p = format!("containers[{i}]");
+            if let Err(rule) = check_dns_label(&c.name) {
+                errors.push(format!("{p}.name"), rule);
+            } else if !names.insert(c.name.as_str()) {
+                errors.push(
+                    format!("{p}.name"),
+                    format!("duplicate container name {:?}", c.name),
+                );
+            }
+            if c.image.trim().is_empty() {
+                errors.push(format!("{p}.image"), "must not be empty");
+            } else if c.image.chars().any(char::is_whitespace) || c.image.len() > 4096 {
+                errors.push(
+                    format!("{p}.image"),
+                    "must be an image reference without whitespace",
+                );
+            }
+            if c.resources.cpu_millicores == 0 {
+                errors.push(format!("{p}.resources.cpu_millicores"), "must be greater than 0");
+            }
+            if c.resources.memory_mb == 0 {
+                errors.push(format!("{p}.resources.memory_mb"), "must be greater than 0");
+            }
+            for key in c.env.keys() {
+                let ok = !key.is_empty()
+                    && !key.as_bytes()[0].is_ascii_digit()
+                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                if !ok {
+                    errors.push(
+                        format!("{p}.env.{key}"),
+                        "names are letters, digits, '_', '.' and '-', not starting with a digit",
+                    );
+                }
+            }
+            for (j, port) in c.ports.iter().enumerate() {
+                let pp = format!("{p}.ports[{j}]");
+                if port.container_port == 0 {
+                    errors.push(format!("{pp}.container_port"), "must be between 1 and 65535");
+                } else if !container_ports.insert((port.protocol, port.container_port)) {
+                    errors.push(
+                        format!("{pp}.container_port"),
+                        format!("duplicate port {}/{}", port.container_port, proto(port.protocol)),
+                    );
+                }
+                if let Some(h) = port.host_port {
+                    if h == 0 {
+                        errors.push(format!("{pp}.host_port"), "must be between 1 and 65535");
+                    } else if !host_ports.insert((port.protocol, h)) {
+                        errors.push(
+                            format!("{pp}.host_port"),
+                            format!("duplicate host port {h}/{}", proto(port.protocol)),
+                        );
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn proto(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ContainerConfig, PortMapping, Resources};
+
+    #[test]
+    fn dns_labels() {
+        assert!(check_dns_label("web-1").is_ok());
+        assert!(check_dns_label("").is_err());
+        assert!(check_dns_label("Web").is_err());
+        assert!(check_dns_label("-web").is_err());
+        assert!(check_dns_label("web-").is_err());
+        assert!(check_dns_label(&"a".repeat(64)).is_err());
+        assert!(check_dns_label(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let mut c = ContainerConfig::new("app", "img");
+        c.resources = Resources::new(0, 0, 0);
+        c.ports = vec![
+            PortMapping { container_port: 80, host_port: Some(8080), protocol: Protocol::Tcp },
+            PortMapping { container_port: 80, host_port: Some(8080), protocol: Protocol::Tcp },
+        ];
+        let mut w = WorkloadDefinition::new("Bad_Name", MAX_REPLICAS + 1, c.clone());
+        w.containers.push(c);
+        let errs = w.validate().unwrap_err();
+        let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        for expected in [
+            "name",
+            "replicas",
+            "containers[0].resources.cpu_millicores",
+            "containers[0].resources.memory_mb",
+            "containers[0].ports[1].container_port",
+            "containers[0].ports[1].host_port",
+            "containers[1].name",
+        ] {
+            assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn valid_definition_passes() {
+        let w = WorkloadDefinition::new("web", 3, ContainerConfig::new("httpd", "busybox:1"));
+        assert_eq!(w.validate(), Ok(()));
+    }
+}

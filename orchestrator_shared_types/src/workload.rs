@@ -1,0 +1,175 @@
+//! What the user asks for: a workload of identical replicas, each a group of containers.
+
+use crate::{Labels, Resources, WorkloadId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// When a replica whose containers exited is started again (Kubernetes' `restartPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RestartPolicy {
+    /// Restart after any exit, successful or not.
+    #[default]
+    Always,
+    /// Restart only after a failure (non-zero exit or runtime error).
+    OnFailure,
+    /// Never restart; the replica keeps its final status.
+    Never,
+}
+
+impl RestartPolicy {
+    /// Whether an instance that ended with `exit_code` (None: a runtime error) is restarted.
+    pub fn restarts(&self, exit_code: Option<i32>) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => exit_code != Some(0),
+            RestartPolicy::Never => false,
+        }
+    }
+}
+
+/// How the scheduler chooses among feasible nodes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementStrategy {
+    /// Fill the fullest node that still fits (best fit): fewer nodes used, room kept for big
+    /// requests. The default, as in Nomad.
+    #[default]
+    BinPack,
+    /// Prefer the node with the fewest replicas of this workload, then the emptiest one.
+    Spread,
+    /// At most one replica of this workload per node (hard anti-affinity); spread among those.
+    OnePerNode,
+}
+
+/// Transport protocol of a port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A port a container listens on and, optionally, the host port it claims.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// Port on the host; a scheduling resource: no two instances on one node may claim it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// One container of a replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// Unique within the workload (DNS-1123 label).
+    pub name: String,
+    /// Image reference, e.g. `127.0.0.1:5000/demo/busybox:1`.
+    pub image: String,
+    /// Replaces the image's entrypoint when not empty.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Replaces the image's arguments when not empty.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables added to the image's.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Ports.
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+    /// What the container requests; the scheduler reserves it and the runtime enforces it.
+    #[serde(default = "ContainerConfig::default_resources")]
+    pub resources: Resources,
+}
+
+impl ContainerConfig {
+    /// Requests of a container whose manifest gives none: 100 millicores and 64 MB.
+    pub fn default_resources() -> Resources {
+        Resources::new(100, 64, 0)
+    }
+
+    /// A container with default resources; handy in tests.
+    pub fn new(name: &str, image: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            image: image.to_owned(),
+            command: Vec::new(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            ports: Vec::new(),
+            resources: Self::default_resources(),
+        }
+    }
+}
+
+/// The desired state of a workload: `replicas` copies of the same group of containers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadDefinition {
+    /// Assigned by the server on creation; empty in manifests.
+    #[serde(default, skip_serializing_if = "is_empty_id")]
+    pub id: WorkloadId,
+    /// Unique name (DNS-1123 label).
+    pub name: String,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: Labels,
+    /// The containers of each replica (at least one).
+    pub containers: Vec<ContainerConfig>,
+    /// How many replicas should run.
+    pub replicas: u32,
+    /// Only nodes carrying all these labels are eligible.
+    #[serde(default)]
+    pub node_selector: Labels,
+    /// What happens when containers exit.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// How replicas are spread over nodes.
+    #[serde(default)]
+    pub placement: PlacementStrategy,
+}
+
+fn is_empty_id(id: &WorkloadId) -> bool {
+    id.0.is_empty()
+}
+
+impl WorkloadDefinition {
+    /// A workload with one container, handy in tests and benchmarks.
+    pub fn new(name: &str, replicas: u32, container: ContainerConfig) -> Self {
+        Self {
+            id: WorkloadId::generate(),
+            name: name.to_owned(),
+            labels: Labels::new(),
+            containers: vec![container],
+            replicas,
+            node_selector: Labels::new(),
+            restart_policy: RestartPolicy::Always,
+            placement: PlacementStrategy::BinPack,
+        }
+    }
+
+    /// What one replica requests: the sum over its containers.
+    pub fn replica_resources(&self) -> Resources {
+        self.containers
+            .iter()
+            .fold(Resources::ZERO, |acc, c| acc + c.resources)
+    }
+
+    /// The host ports one replica claims, with their protocols.
+    pub fn host_ports(&self) -> Vec<(Protocol, u16)> {
+        self.containers
+            .iter()
+            .flat_map(|c| c.ports.iter())
+            .filter_map(|p| p.host_port.map(|h| (p.protocol, h)))
+            .collect()
+    }
+}

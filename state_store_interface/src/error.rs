@@ -1,0 +1,78 @@
+//! Errors of a [`crate::StateStore`].
+
+use crate::{Kind, Revision};
+
+/// What went wrong with a store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A write's precondition did not hold: the key exists, is absent, or was modified since the
+    /// revision the writer read. The caller should re-read and decide again.
+    #[error("conflict on {kind:?} {key:?}: {reason}")]
+    Conflict {
+        /// Kind of the entry.
+        kind: Kind,
+        /// Its key.
+        key: String,
+        /// What the precondition expected.
+        reason: String,
+    },
+    /// A watch asked for changes older than what the store still keeps.
+    #[error("revision {requested} is compacted (oldest kept: {oldest})")]
+    Compacted {
+        /// The revision asked for.
+        requested: Revision,
+        /// The oldest revision still available.
+        oldest: Revision,
+    },
+    /// A stored value could not be (de)serialized.
+    #[error("bad stored value for {kind:?} {key:?}")]
+    Codec {
+        /// Kind of the entry.
+        kind: Kind,
+        /// Its key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store cannot be reached or is overloaded; retrying later may succeed.
+    #[error("store unavailable during {operation}")]
+    Unavailable {
+        /// What was being done.
+        operation: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store failed in a way retrying will not fix (corruption, full disk, ...).
+    #[error("store failed during {operation}")]
+    Backend {
+        /// What was being done.
+        operation: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store was closed.
+    #[error("store closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// Whether retrying the same operation later may succeed. Conflicts are not transient: the
+    /// caller must re-read first.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// An `Unavailable` error from any error type.
+    pub fn unavailable(
+        operation: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Unavailable {
+            operation,
+            source: source.into(),
+        }
+    }
+}

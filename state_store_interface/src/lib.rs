@@ -1,0 +1,35 @@
+//! Storage of the cluster's state: workloads, instances and nodes as revisioned key-values, plus an
+//! append-only event log.
+//!
+//! The trait is deliberately a small, typed key-value store (in the manner of etcd): every write
+//! bumps one store-wide revision, every entry remembers the revision that created and last modified
+//! it, writes can be made conditional on those revisions (compare-and-swap) and batched atomically,
+//! and a watch replays every change after a given revision. That is enough for the core's
+//! optimistic concurrency and for an API that watches, and it maps one-to-one onto redb and etcd.
+//! Typed access (`get_obj::<WorkloadDefinition>`) lives in the [`StoreExt`] extension trait so
+//! implementations only deal in bytes.
+//!
+//! # Layout
+//! * [`store`]: the [`StateStore`] trait and its data types (`Kind`, `Entry`, `Op`, `Watch`, ...).
+//! * [`error`]: [`StoreError`] with `is_transient()`.
+//! * [`typed`]: [`StoredObject`] and the [`StoreExt`] helpers that (de)serialize JSON values.
+//! * [`memory`]: [`InMemoryStore`], the twin for tests, scenarios and benchmarks.
+//! * [`conformance`]: the suite every implementation must pass (feature `conformance`).
+
+pub mod error;
+pub mod memory;
+pub mod store;
+pub mod typed;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use error::StoreError;
+pub use memory::InMemoryStore;
+pub use store::{
+    Entry, EventFilter, Kind, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
+};
+pub use typed::{StoreExt, StoredObject, Versioned};
+
+#[cfg(any(test, feature = "mock"))]
+pub use store::MockStateStore;

@@ -1,0 +1,164 @@
+//! The [`StateStore`] trait and the types it speaks.
+
+use crate::StoreError;
+use async_trait::async_trait;
+use orchestrator_shared_types::{Event, WorkloadId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+/// A store-wide, strictly increasing version number. Every committed write gets the next one.
+/// Revision 0 means "nothing yet".
+pub type Revision = u64;
+
+/// The collections of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Kind {
+    /// Workload definitions, keyed by name.
+    Workload,
+    /// Workload instances, keyed by `{workload_id}/{instance_id}`.
+    Instance,
+    /// Nodes, keyed by node id.
+    Node,
+}
+
+impl Kind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [Kind; 3] = [Kind::Workload, Kind::Instance, Kind::Node];
+}
+
+/// One stored key-value with its revisions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Its collection.
+    pub kind: Kind,
+    /// Its key within the collection.
+    pub key: String,
+    /// The value (JSON, see [`crate::StoreExt`]).
+    pub value: Vec<u8>,
+    /// Revision of the write that created it.
+    pub create_revision: Revision,
+    /// Revision of the write that last modified it.
+    pub mod_revision: Revision,
+}
+
+/// A condition a write needs to hold, checked atomically with the write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write unconditionally.
+    None,
+    /// The key must not exist (create).
+    Absent,
+    /// The key must exist.
+    Exists,
+    /// The key must exist and have been last modified at exactly this revision (compare-and-swap).
+    ModRevision(Revision),
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create or replace `key`.
+    Put {
+        /// Collection.
+        kind: Kind,
+        /// Key.
+        key: String,
+        /// New value.
+        value: Vec<u8>,
+        /// Condition.
+        precondition: Precondition,
+    },
+    /// Remove `key`. Deleting an absent key with `Precondition::None` is not an error.
+    Delete {
+        /// Collection.
+        kind: Kind,
+        /// Key.
+        key: String,
+        /// Condition.
+        precondition: Precondition,
+    },
+}
+
+impl Op {
+    /// The collection and key the op writes.
+    pub fn target(&self) -> (Kind, &str) {
+        match self {
+            Op::Put { kind, key, .. } | Op::Delete { kind, key, .. } => (*kind, key),
+        }
+    }
+}
+
+/// One change seen by a watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// Revision of the commit that made the change.
+    pub revision: Revision,
+    /// Collection.
+    pub kind: Kind,
+    /// Key.
+    pub key: String,
+    /// The new value, or `None` for a delete.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Which events [`StateStore::list_events`] returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events about this workload.
+    pub workload_id: Option<WorkloadId>,
+    /// Only events with `seq` greater than this.
+    pub after_seq: Option<u64>,
+    /// At most this many, the most recent ones (still returned oldest first).
+    pub limit: Option<usize>,
+}
+
+/// A stream of changes, in revision order, with no gaps: every change committed after the
+/// watch's start revision is delivered exactly once, or the stream ends with an error
+/// (e.g. [`StoreError::Compacted`]) after which the watcher must re-list.
+#[derive(Debug)]
+pub struct Watch {
+    rx: mpsc::Receiver<Result<WatchEvent, StoreError>>,
+}
+
+impl Watch {
+    /// A watch fed by `rx`; implementations create the channel and feed it from a task.
+    pub fn new(rx: mpsc::Receiver<Result<WatchEvent, StoreError>>) -> Self {
+        Self { rx }
+    }
+
+    /// The next change; `None` when the store closed the watch.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent, StoreError>> {
+        self.rx.recv().await
+    }
+}
+
+/// Revisioned, transactional storage of workloads, instances and nodes, plus the event log.
+///
+/// Implementations must pass [`crate::conformance`]. All methods are safe to call concurrently.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The entry at `key`, if any.
+    async fn get(&self, kind: Kind, key: &str) -> Result<Option<Entry>, StoreError>;
+
+    /// Every entry of `kind` whose key starts with `prefix` (empty: all), sorted by key.
+    async fn list(&self, kind: Kind, prefix: &str) -> Result<Vec<Entry>, StoreError>;
+
+    /// Applies `ops` atomically: all of them at one new revision, or none if any precondition
+    /// fails (then [`StoreError::Conflict`] names the first failing key). Returns the revision of
+    /// the commit. An empty batch changes nothing and returns the current revision.
+    async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
+
+    /// The revision of the last commit.
+    async fn revision(&self) -> Result<Revision, StoreError>;
+
+    /// Every change committed after revision `after`, then live changes as they commit.
+    async fn watch(&self, after: Revision) -> Result<Watch, StoreError>;
+
+    /// Appends events to the log, assigning each the next `seq`. The log keeps a bounded
+    /// number of the most recent events.
+    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError>;
+
+    /// Events matching `filter`, oldest first.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError>;
+}
