@@ -87,8 +87,9 @@ pub trait ContainerRuntime: Send + Sync {
     /// already exited is not an error.
     async fn stop(&self, node: &NodeId, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
 
-    /// Removes a stopped or exited container and everything it used (bundle, rootfs, cgroups).
-    /// Removing a container that does not exist is not an error (idempotent).
+    /// Removes a container and everything it used (bundle, rootfs, cgroups), killing it first if
+    /// it still runs (like `youki delete --force`). Removing a container that does not exist is
+    /// not an error (idempotent).
     async fn remove(&self, node: &NodeId, id: &ContainerId) -> Result<(), RuntimeError>;
 
     /// The container's current state.
