@@ -25,3 +25,43 @@ impl ClusterError {
         matches!(self, ClusterError::Unavailable { .. })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ClusterManager, MockClusterManager};
+
+    /// The core retries what `is_transient()` says may heal and fails the rest: a mock forces
+    /// both kinds through the trait the core calls.
+    #[tokio::test]
+    async fn unavailable_is_transient_and_not_found_is_not() {
+        let mut mock = MockClusterManager::new();
+        mock.expect_nodes().times(1).returning(|| {
+            Err(ClusterError::Unavailable {
+                operation: "nodes",
+                source: "gossip socket closed".into(),
+            })
+        });
+        mock.expect_set_unschedulable()
+            .returning(|id, _| Err(ClusterError::NodeNotFound(id.clone())));
+        let manager: &dyn ClusterManager = &mock;
+
+        let err = manager.nodes().await.unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(
+            err.to_string(),
+            "cluster membership unavailable during nodes"
+        );
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "keeps its source"
+        );
+
+        let err = manager
+            .set_unschedulable(&"n1".into(), true)
+            .await
+            .unwrap_err();
+        assert!(!err.is_transient());
+        assert_eq!(err.to_string(), "node n1 not found");
+    }
+}

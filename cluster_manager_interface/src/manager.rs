@@ -65,7 +65,8 @@ pub trait ClusterManager: Send + Sync {
     async fn node(&self, id: &NodeId) -> Result<Option<Node>, ClusterError>;
 
     /// Marks a node (un)schedulable: cordon / uncordon. Its running instances stay.
-    async fn set_unschedulable(&self, id: &NodeId, unschedulable: bool) -> Result<(), ClusterError>;
+    async fn set_unschedulable(&self, id: &NodeId, unschedulable: bool)
+        -> Result<(), ClusterError>;
 
     /// Membership changes from now on. Subscribe before calling [`ClusterManager::nodes`] to
     /// miss nothing in between.

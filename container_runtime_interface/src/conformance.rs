@@ -1,1 +1,448 @@
-//! Conformance suite. STUB: being written.
+//! The conformance suite: what every [`ContainerRuntime`] must do, checked through the trait
+//! alone so that the simulated runtime and a real one (youki, against real containers) run the
+//! very same checks.
+//!
+//! Each check is a `pub async fn` taking a [`ConformanceTarget`]; it panics with a message
+//! saying what was expected when the runtime misbehaves. Checks create containers under fresh
+//! random ids and remove them when they pass, so they can share a node and run concurrently.
+//!
+//! [`runtime_conformance!`](crate::runtime_conformance) turns them into one `#[tokio::test]` per
+//! check:
+//!
+//! ```ignore
+//! // tests/conformance.rs of an implementation; needs the `conformance` feature of this crate
+//! // and tokio (features `macros` and `rt`) as a dev-dependency.
+//! fn target() -> ConformanceTarget {
+//!     ConformanceTarget::new(Arc::new(MyRuntime::new()), NodeId::from("local"), busybox_sleep())
+//!         .with_exit(busybox_exit_3(), 3)
+//! }
+//! container_runtime_interface::runtime_conformance!(target());
+//! ```
+//!
+//! The argument is an expression evaluated at the start of every test, inside its async body
+//! (so it may `.await`). The macro defines functions named after the checks: invoke it once per
+//! module, in a module of its own to run several targets.
+
+use crate::{
+    container_id_for, ContainerEvent, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
+};
+use orchestrator_shared_types::{ContainerConfig, ContainerId, InstanceId, NodeId, WorkloadId};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::RecvError;
+
+/// How long a check waits for an event unless the target says otherwise: long enough for a real
+/// runtime to start a small container from a local image.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The grace period the checks give `stop`; a container that ignores SIGTERM (e.g. `sleep` as
+/// PID 1) is killed after it.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// What the suite runs against.
+#[derive(Clone)]
+pub struct ConformanceTarget {
+    /// The runtime under test.
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The node to create containers on.
+    pub node: NodeId,
+    /// A container that runs until it is stopped (e.g. busybox `sleep 3600`).
+    pub long_running: ContainerConfig,
+    /// A container that exits on its own, and its exit code, if the implementation can express
+    /// one (e.g. busybox `sh -c "exit 3"`). `None` skips the check that needs it.
+    pub exits_with: Option<(ContainerConfig, i32)>,
+    /// How long to wait for an event before failing.
+    pub timeout: Duration,
+}
+
+impl ConformanceTarget {
+    /// A target without a self-exiting container and with [`DEFAULT_TIMEOUT`].
+    pub fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        node: NodeId,
+        long_running: ContainerConfig,
+    ) -> Self {
+        Self {
+            runtime,
+            node,
+            long_running,
+            exits_with: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Adds a container that exits on its own with `code`.
+    pub fn with_exit(mut self, config: ContainerConfig, code: i32) -> Self {
+        self.exits_with = Some((config, code));
+        self
+    }
+
+    /// Sets how long to wait for events.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A spec for `config` under a fresh instance, so no two checks share an id.
+    pub fn spec(&self, config: &ContainerConfig) -> ContainerSpec {
+        let instance_id = InstanceId::generate("conformance");
+        ContainerSpec {
+            id: container_id_for(&instance_id, &config.name),
+            instance_id,
+            workload_id: WorkloadId::generate(),
+            config: config.clone(),
+        }
+    }
+
+    /// Waits for an event of container `id` on the target's node whose state satisfies `wanted`.
+    /// Panics after [`timeout`](Self::timeout), listing the states seen for that container.
+    pub async fn wait_for(
+        &self,
+        events: &mut broadcast::Receiver<ContainerEvent>,
+        id: &ContainerId,
+        what: &str,
+        wanted: impl Fn(&ContainerState) -> bool,
+    ) -> ContainerEvent {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut seen = Vec::new();
+        let mut lagged = 0;
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => panic!(
+                    "no {what} event for {id} within {:?}; its events: {seen:?}; \
+                     events lost to lag: {lagged}",
+                    self.timeout
+                ),
+                Ok(Ok(ev)) if ev.container_id == *id && ev.node_id == self.node => {
+                    if wanted(&ev.state) {
+                        return ev;
+                    }
+                    seen.push(ev.state);
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(RecvError::Lagged(n))) => lagged += n,
+                Ok(Err(RecvError::Closed)) => panic!("event channel closed waiting for {what}"),
+            }
+        }
+    }
+
+    /// Creates a container from `config` and waits until it runs; returns its spec.
+    async fn start_running(
+        &self,
+        events: &mut broadcast::Receiver<ContainerEvent>,
+        config: &ContainerConfig,
+    ) -> ContainerSpec {
+        let spec = self.spec(config);
+        self.runtime
+            .create_and_start(&self.node, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+        self.wait_for(events, &spec.id, "Running", is_running).await;
+        spec
+    }
+
+    async fn remove(&self, id: &ContainerId) {
+        self.runtime
+            .remove(&self.node, id)
+            .await
+            .unwrap_or_else(|e| panic!("remove {id}: {e}"));
+    }
+
+    async fn state_of(&self, id: &ContainerId) -> ContainerState {
+        self.runtime
+            .status(&self.node, id)
+            .await
+            .unwrap_or_else(|e| panic!("status {id}: {e}"))
+            .state
+    }
+
+    async fn listed(&self, id: &ContainerId) -> bool {
+        self.runtime
+            .list(&self.node)
+            .await
+            .unwrap_or_else(|e| panic!("list: {e}"))
+            .iter()
+            .any(|c| c.id == *id)
+    }
+}
+
+impl std::fmt::Debug for ConformanceTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConformanceTarget")
+            .field("node", &self.node)
+            .field("long_running", &self.long_running.image)
+            .field(
+                "exits_with",
+                &self.exits_with.as_ref().map(|(c, code)| (&c.image, code)),
+            )
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_running(s: &ContainerState) -> bool {
+    *s == ContainerState::Running
+}
+
+fn is_exited(s: &ContainerState) -> bool {
+    matches!(s, ContainerState::Exited { .. })
+}
+
+fn assert_not_found(result: Result<impl std::fmt::Debug, RuntimeError>, what: &str) {
+    match result {
+        Err(RuntimeError::NotFound { .. }) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+/// After `create_and_start`, a `Running` event for that container arrives (carrying its node and
+/// instance) and `status` says `Running`. The subscription is taken before creating, so a runtime
+/// that sends the event before `create_and_start` returns passes too.
+pub async fn start_emits_running(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.spec(&t.long_running);
+    t.runtime
+        .create_and_start(&t.node, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+    let ev = t
+        .wait_for(&mut events, &spec.id, "Running", is_running)
+        .await;
+    assert_eq!(
+        ev.instance_id, spec.instance_id,
+        "event carries the instance"
+    );
+    let info = t.runtime.status(&t.node, &spec.id).await.unwrap();
+    assert_eq!(
+        info.state,
+        ContainerState::Running,
+        "status after the Running event"
+    );
+    assert_eq!(info.id, spec.id);
+    assert_eq!(info.node_id, t.node);
+    t.remove(&spec.id).await;
+}
+
+/// `list` reports a created container with the instance and workload of its spec, which is how
+/// a restarted daemon tells its containers apart.
+pub async fn list_reports_ownership(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    let all = t.runtime.list(&t.node).await.unwrap();
+    let info = all
+        .iter()
+        .find(|c| c.id == spec.id)
+        .unwrap_or_else(|| panic!("{} missing from list: {all:?}", spec.id));
+    assert_eq!(info.node_id, t.node);
+    assert_eq!(info.instance_id, spec.instance_id);
+    assert_eq!(info.workload_id, spec.workload_id);
+    assert_eq!(info.state, ContainerState::Running);
+    t.remove(&spec.id).await;
+}
+
+/// Creating an id that exists fails with `AlreadyExists` and leaves the first container running:
+/// this is what makes a retried create safe.
+pub async fn create_existing_id_fails(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    match t.runtime.create_and_start(&t.node, &spec).await {
+        Err(RuntimeError::AlreadyExists { id, .. }) => assert_eq!(id, spec.id),
+        other => panic!(
+            "second create of {}: expected AlreadyExists, got {other:?}",
+            spec.id
+        ),
+    }
+    assert_eq!(
+        t.state_of(&spec.id).await,
+        ContainerState::Running,
+        "first one untouched"
+    );
+    t.remove(&spec.id).await;
+}
+
+/// `stop` makes a running container `Exited` (event and status, any code) and stopping it again
+/// is not an error.
+pub async fn stop_exits_and_is_idempotent(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    t.runtime
+        .stop(&t.node, &spec.id, STOP_GRACE)
+        .await
+        .unwrap_or_else(|e| panic!("stop {}: {e}", spec.id));
+    let ev = t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
+    assert_eq!(
+        t.state_of(&spec.id).await,
+        ev.state,
+        "status agrees with the event"
+    );
+    t.runtime
+        .stop(&t.node, &spec.id, STOP_GRACE)
+        .await
+        .unwrap_or_else(|e| panic!("stopping {} again: {e}", spec.id));
+    assert!(is_exited(&t.state_of(&spec.id).await));
+    t.remove(&spec.id).await;
+}
+
+/// Stopping one container changes nothing for another: events and state are per container.
+pub async fn stop_affects_only_that_container(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let a = t.start_running(&mut events, &t.long_running).await;
+    let b = t.start_running(&mut events, &t.long_running).await;
+    t.runtime.stop(&t.node, &a.id, STOP_GRACE).await.unwrap();
+    t.wait_for(&mut events, &a.id, "Exited", is_exited).await;
+    assert_eq!(
+        t.state_of(&b.id).await,
+        ContainerState::Running,
+        "the other one still runs"
+    );
+    // No event for `b` may be pending: it did not change.
+    while let Ok(ev) = events.try_recv() {
+        assert!(
+            ev.container_id != b.id,
+            "unexpected event for {}: {ev:?}",
+            b.id
+        );
+    }
+    t.remove(&a.id).await;
+    t.remove(&b.id).await;
+}
+
+/// `remove` of an exited container makes it disappear from `list` and `status` (`NotFound`);
+/// removing it again is not an error.
+pub async fn remove_is_idempotent(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    t.runtime.stop(&t.node, &spec.id, STOP_GRACE).await.unwrap();
+    t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
+    t.remove(&spec.id).await;
+    assert!(
+        !t.listed(&spec.id).await,
+        "{} still listed after remove",
+        spec.id
+    );
+    assert_not_found(
+        t.runtime.status(&t.node, &spec.id).await,
+        "status after remove",
+    );
+    t.runtime
+        .remove(&t.node, &spec.id)
+        .await
+        .unwrap_or_else(|e| panic!("removing {} again: {e}", spec.id));
+}
+
+/// `remove` of a running container kills it first (`youki delete --force`).
+pub async fn remove_kills_running(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    t.remove(&spec.id).await;
+    assert!(
+        !t.listed(&spec.id).await,
+        "{} still listed after remove",
+        spec.id
+    );
+    assert_not_found(
+        t.runtime.status(&t.node, &spec.id).await,
+        "status after remove",
+    );
+}
+
+/// An id can be created again once removed: a restarted instance reuses its container ids.
+pub async fn id_reusable_after_remove(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    t.remove(&spec.id).await;
+    t.runtime
+        .create_and_start(&t.node, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("create {} again after remove: {e}", spec.id));
+    t.wait_for(&mut events, &spec.id, "Running", is_running)
+        .await;
+    assert_eq!(t.state_of(&spec.id).await, ContainerState::Running);
+    t.remove(&spec.id).await;
+}
+
+/// `status` and `stop` of an id that was never created fail with `NotFound`; `remove` of it
+/// succeeds (idempotent).
+pub async fn unknown_container(t: &ConformanceTarget) {
+    let id = t.spec(&t.long_running).id;
+    assert_not_found(
+        t.runtime.status(&t.node, &id).await,
+        "status of an unknown id",
+    );
+    assert_not_found(
+        t.runtime.stop(&t.node, &id, STOP_GRACE).await,
+        "stop of an unknown id",
+    );
+    t.runtime
+        .remove(&t.node, &id)
+        .await
+        .unwrap_or_else(|e| panic!("remove of an unknown id: {e}"));
+}
+
+/// A container that exits on its own yields an `Exited` event with its exit code, and `status`
+/// agrees. Skipped (passes) when the target has no [`ConformanceTarget::exits_with`].
+pub async fn exit_reports_code(t: &ConformanceTarget) {
+    let Some((config, code)) = &t.exits_with else {
+        eprintln!("exit_reports_code skipped: the target has no self-exiting container");
+        return;
+    };
+    let mut events = t.runtime.subscribe();
+    let spec = t.spec(config);
+    t.runtime
+        .create_and_start(&t.node, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+    let ev = t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
+    assert_eq!(
+        ev.state,
+        ContainerState::Exited { code: *code },
+        "exit code in the event"
+    );
+    assert_eq!(ev.instance_id, spec.instance_id);
+    assert_eq!(
+        t.state_of(&spec.id).await,
+        ev.state,
+        "status agrees with the event"
+    );
+    t.remove(&spec.id).await;
+}
+
+/// Expands to one `#[tokio::test]` per check of [`crate::conformance`], each running it against
+/// the target the given expression evaluates to (a
+/// [`ConformanceTarget`](crate::conformance::ConformanceTarget)).
+///
+/// ```ignore
+/// container_runtime_interface::runtime_conformance!(my_target());
+/// container_runtime_interface::runtime_conformance!(my_async_target().await);
+/// ```
+///
+/// The expression is evaluated inside each test's async body. The caller needs the `conformance`
+/// feature of this crate and tokio with the `macros` and `rt` features; the functions are named
+/// after the checks, so invoke the macro at most once per module.
+#[macro_export]
+macro_rules! runtime_conformance {
+    ($target:expr) => {
+        $crate::runtime_conformance!(@checks $target;
+            start_emits_running,
+            list_reports_ownership,
+            create_existing_id_fails,
+            stop_exits_and_is_idempotent,
+            stop_affects_only_that_container,
+            remove_is_idempotent,
+            remove_kills_running,
+            id_reusable_after_remove,
+            unknown_container,
+            exit_reports_code,
+        );
+    };
+    (@checks $target:expr; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let target: $crate::conformance::ConformanceTarget = $target;
+                $crate::conformance::$check(&target).await;
+            }
+        )+
+    };
+}

@@ -81,11 +81,20 @@ pub trait ContainerRuntime: Send + Sync {
     /// Creates and starts a container on `node`. Returns once it is started (its state may still
     /// be `Created` for a while; a `Running` event follows). Fails with `AlreadyExists` if a
     /// container with `spec.id` exists on the node.
-    async fn create_and_start(&self, node: &NodeId, spec: &ContainerSpec) -> Result<(), RuntimeError>;
+    async fn create_and_start(
+        &self,
+        node: &NodeId,
+        spec: &ContainerSpec,
+    ) -> Result<(), RuntimeError>;
 
     /// Stops a container: asks it to exit, and kills it after `grace`. Stopping a container that
     /// already exited is not an error.
-    async fn stop(&self, node: &NodeId, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
+    async fn stop(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        grace: Duration,
+    ) -> Result<(), RuntimeError>;
 
     /// Removes a container and everything it used (bundle, rootfs, cgroups), killing it first if
     /// it still runs (like `youki delete --force`). Removing a container that does not exist is
@@ -98,6 +107,9 @@ pub trait ContainerRuntime: Send + Sync {
     /// Every container this runtime manages on `node`.
     async fn list(&self, node: &NodeId) -> Result<Vec<ContainerInfo>, RuntimeError>;
 
-    /// A subscription to state changes of all containers on all nodes.
+    /// A subscription to state changes of all containers on all nodes: at least a `Running` event
+    /// once a container runs and an `Exited` event when its process ends (on its own, stopped or
+    /// killed). Removal sends none. Events sent before `create_and_start` returns reach
+    /// receivers subscribed before the call, so subscribe first, then create.
     fn subscribe(&self) -> broadcast::Receiver<ContainerEvent>;
 }

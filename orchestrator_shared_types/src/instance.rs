@@ -89,6 +89,10 @@ pub struct WorkloadInstance {
     pub node_id: Option<NodeId>,
     /// Runtime ids of its containers, in the order of the workload's containers.
     pub container_ids: Vec<ContainerId>,
+    /// Fingerprint of the workload template (containers, selector, placement) it was created
+    /// from: when the workload's differs, the instance is outdated and gets replaced.
+    #[serde(default)]
+    pub spec_hash: String,
     /// Where it is in its life.
     pub status: InstanceStatus,
     /// How many times its containers were restarted.
@@ -114,6 +118,7 @@ impl WorkloadInstance {
             workload_id,
             node_id: None,
             container_ids: Vec::new(),
+            spec_hash: String::new(),
             status: InstanceStatus::Pending,
             restart_count: 0,
             last_exit_code: None,

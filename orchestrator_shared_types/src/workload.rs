@@ -164,6 +164,34 @@ impl WorkloadDefinition {
             .fold(Resources::ZERO, |acc, c| acc + c.resources)
     }
 
+    /// A stable fingerprint of what makes replicas differ: containers, node selector and
+    /// placement (not replicas, labels or restart policy, which apply without replacing
+    /// anything). FNV-1a over the canonical JSON, so it is the same across builds and machines.
+    pub fn spec_hash(&self) -> String {
+        #[derive(Serialize)]
+        struct Template<'a> {
+            containers: &'a [ContainerConfig],
+            node_selector: &'a Labels,
+            placement: PlacementStrategy,
+        }
+        let template = Template {
+            containers: &self.containers,
+            node_selector: &self.node_selector,
+            placement: self.placement,
+        };
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes {
+                hash ^= u64::from(*b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        // Writing plain data into a Vec cannot fail.
+        let json = serde_json::to_vec(&template).unwrap_or_default();
+        feed(&json);
+        format!("{hash:016x}")
+    }
+
     /// The host ports one replica claims, with their protocols.
     pub fn host_ports(&self) -> Vec<(Protocol, u16)> {
         self.containers

@@ -86,3 +86,16 @@ fn unknown_fields_and_bad_values_are_rejected_with_their_path() {
         .to_string();
     assert!(err.contains("replicas"), "{err}");
 }
+
+#[test]
+fn spec_hash_tracks_the_template_only() {
+    let w: WorkloadDefinition = serde_yaml::from_str(MANIFEST).unwrap();
+    let mut scaled = w.clone();
+    scaled.replicas = 10;
+    scaled.labels.insert("tier".into(), "front".into());
+    assert_eq!(w.spec_hash(), scaled.spec_hash());
+    let mut changed = w.clone();
+    changed.containers[0].image = "other:2".into();
+    assert_ne!(w.spec_hash(), changed.spec_hash());
+    assert_eq!(w.spec_hash().len(), 16);
+}

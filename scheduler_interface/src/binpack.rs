@@ -1,32 +1,428 @@
-//! The default scheduler. STUB: being written.
+//! The default scheduler: feasibility filters → scorers → choice.
+//!
+//! # Filters
+//! A node is feasible for a replica when it passes every [`Filter`], evaluated in this order
+//! (the order in which a rejected node is *counted*, under the first filter it fails):
+//! 1. node ready ([`RejectReason::NodeNotReady`]),
+//! 2. schedulable, i.e. not cordoned or draining ([`RejectReason::NodeUnschedulable`]),
+//! 3. carries every `node_selector` label ([`RejectReason::SelectorMismatch`]),
+//! 4. one-per-node: no replica of the workload yet, only for
+//!    [`PlacementStrategy::OnePerNode`] ([`RejectReason::AntiAffinity`]),
+//! 5. none of the replica's host ports claimed ([`RejectReason::HostPortConflict`]),
+//! 6. enough free CPU, 7. memory, 8. disk ([`RejectReason::InsufficientCpu`],
+//!    [`RejectReason::InsufficientMemory`], [`RejectReason::InsufficientDisk`]), where free is
+//!    allocatable minus everything allocated.
+//!
+//! # Candidates and scores
+//! Candidates come from the state's free-resource indexes rather than from a scan of every node:
+//! * best fit ([`PlacementStrategy::BinPack`]) walks the index by free memory and the index by
+//!   free CPU in lockstep, each from the smallest free amount that could hold the replica, so the
+//!   tightest nodes in either dimension come first;
+//! * spread and one-per-node walk the same indexes from the top (most free first);
+//! * a `node_selector` that only few nodes match walks those nodes (label index) instead.
+//!
+//! The walk goes on until a bounded number of *feasible* candidates has been scored (by default
+//! about log2 of the number of schedulable nodes, as Nomad does for services) or the candidates
+//! run out, so it finds a node whenever one is feasible: the limit bounds scoring, not the search.
+//! The best score wins; ties go to the lowest slot, so placement is deterministic.
 
-use crate::{ClusterState, PlacementOutcome, PlacementRequest, Scheduler, SchedulerError};
-use orchestrator_shared_types::Unschedulable;
+use crate::state::NodeEntry;
+use crate::{
+    Allocation, ClusterState, PlacementOutcome, PlacementRequest, Scheduler, SchedulerError,
+};
+use orchestrator_shared_types::{
+    NodeStatus, PlacementStrategy, RejectReason, Resources, Unschedulable,
+};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 /// Resource-aware bin-packing scheduler (best fit; spread and one-per-node on request).
 #[derive(Clone, Debug, Default)]
-pub struct BinPackScheduler {}
+pub struct BinPackScheduler {
+    /// Feasible candidates scored per replica; `None` derives it from the cluster size.
+    candidate_limit: Option<usize>,
+}
 
 impl BinPackScheduler {
     /// A scheduler with default settings.
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A scheduler scoring at most `limit` feasible candidates per replica (at least 1) instead
+    /// of the default derived from the cluster size. Larger limits pack a little better and
+    /// place more slowly.
+    pub fn with_candidate_limit(limit: usize) -> Self {
+        Self {
+            candidate_limit: Some(limit.max(1)),
+        }
+    }
+
+    /// How many feasible candidates are scored per replica on a cluster of `schedulable` nodes.
+    pub fn candidate_limit(&self, schedulable: usize) -> usize {
+        self.candidate_limit
+            .unwrap_or_else(|| default_limit(schedulable))
+    }
 }
+
+/// Nomad scores log2(N) candidates for services; a floor keeps small clusters well packed.
+fn default_limit(schedulable: usize) -> usize {
+    let log2 = usize::BITS - schedulable.max(1).leading_zeros();
+    (log2 as usize).max(MIN_CANDIDATES)
+}
+
+/// Fewest candidates scored per replica, whatever the cluster size.
+const MIN_CANDIDATES: usize = 4;
 
 impl Scheduler for BinPackScheduler {
     fn name(&self) -> &'static str {
         "binpack"
     }
+
     fn place(
         &self,
-        _state: &mut ClusterState,
-        _request: &PlacementRequest,
-        _count: usize,
+        state: &mut ClusterState,
+        request: &PlacementRequest,
+        count: usize,
     ) -> Result<PlacementOutcome, SchedulerError> {
-        todo!()
+        validate(request)?;
+        let mut outcome = PlacementOutcome::default();
+        if count == 0 {
+            return Ok(outcome);
+        }
+        // One allocation for all replicas: `allocate` only borrows it.
+        let alloc = Allocation {
+            workload_id: request.workload_id.clone(),
+            resources: request.resources,
+            host_ports: request.host_ports.clone(),
+        };
+        let limit = self.candidate_limit(state.schedulable_len());
+        let mut seen = Vec::with_capacity(limit);
+        for placed in 0..count {
+            match select(state, request, limit, &mut seen) {
+                Some(slot) => {
+                    state.allocate_slot(slot, &alloc);
+                    outcome.placed.push(state.entry(slot).node.id.clone());
+                }
+                None => {
+                    outcome.unschedulable = Some(Unschedulable {
+                        unplaced: count - placed,
+                        ..rejections(state, request)
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(outcome)
     }
-    fn explain(&self, _state: &ClusterState, _request: &PlacementRequest) -> Unschedulable {
-        todo!()
+
+    /// Counts, for one replica, every node under the first filter it fails. `unplaced` is 1 when
+    /// no node fits and 0 when one does.
+    fn explain(&self, state: &ClusterState, request: &PlacementRequest) -> Unschedulable {
+        let mut explained = rejections(state, request);
+        let rejected: usize = explained.reasons.values().sum();
+        explained.unplaced = usize::from(rejected == explained.nodes_total);
+        explained
     }
 }
+
+/// A request for nothing would fit everywhere forever; it is a caller's bug, not a placement.
+fn validate(request: &PlacementRequest) -> Result<(), SchedulerError> {
+    if request.resources.cpu_millicores == 0 && request.resources.memory_mb == 0 {
+        return Err(SchedulerError::InvalidRequest(format!(
+            "workload {} requests neither cpu nor memory",
+            request.workload_id
+        )));
+    }
+    Ok(())
+}
+
+/// Every node evaluated once against the filters.
+fn rejections(state: &ClusterState, request: &PlacementRequest) -> Unschedulable {
+    let mut reasons = BTreeMap::new();
+    for (_, entry) in state.entries() {
+        if let Some(reason) = first_rejection(entry, request) {
+            *reasons.entry(reason).or_insert(0) += 1;
+        }
+    }
+    Unschedulable {
+        nodes_total: state.len(),
+        reasons,
+        unplaced: 0,
+    }
+}
+
+/// One feasibility check of the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Filter {
+    Ready,
+    Schedulable,
+    Selector,
+    OnePerNode,
+    HostPorts,
+    Cpu,
+    Memory,
+    Disk,
+}
+
+impl Filter {
+    /// The pipeline, in the order rejections are attributed (see the module docs).
+    const PIPELINE: [Filter; 8] = [
+        Filter::Ready,
+        Filter::Schedulable,
+        Filter::Selector,
+        Filter::OnePerNode,
+        Filter::HostPorts,
+        Filter::Cpu,
+        Filter::Memory,
+        Filter::Disk,
+    ];
+
+    fn reject(self, entry: &NodeEntry, request: &PlacementRequest) -> Option<RejectReason> {
+        let node = &entry.node;
+        let need = &request.resources;
+        let fails = match self {
+            Filter::Ready => node.status != NodeStatus::Ready,
+            Filter::Schedulable => node.unschedulable,
+            Filter::Selector => request
+                .node_selector
+                .iter()
+                .any(|(k, v)| node.labels.get(k) != Some(v)),
+            Filter::OnePerNode => {
+                request.strategy == PlacementStrategy::OnePerNode
+                    && entry.replicas_of(&request.workload_id) > 0
+            }
+            Filter::HostPorts => request.host_ports.iter().any(|&p| entry.port_claimed(p)),
+            Filter::Cpu => need.cpu_millicores > entry.free().cpu_millicores,
+            Filter::Memory => need.memory_mb > entry.free().memory_mb,
+            Filter::Disk => need.disk_mb > entry.free().disk_mb,
+        };
+        fails.then_some(self.reason())
+    }
+
+    fn reason(self) -> RejectReason {
+        match self {
+            Filter::Ready => RejectReason::NodeNotReady,
+            Filter::Schedulable => RejectReason::NodeUnschedulable,
+            Filter::Selector => RejectReason::SelectorMismatch,
+            Filter::OnePerNode => RejectReason::AntiAffinity,
+            Filter::HostPorts => RejectReason::HostPortConflict,
+            Filter::Cpu => RejectReason::InsufficientCpu,
+            Filter::Memory => RejectReason::InsufficientMemory,
+            Filter::Disk => RejectReason::InsufficientDisk,
+        }
+    }
+}
+
+/// The first filter `entry` fails for `request`, if any.
+fn first_rejection(entry: &NodeEntry, request: &PlacementRequest) -> Option<RejectReason> {
+    Filter::PIPELINE
+        .iter()
+        .find_map(|filter| filter.reject(entry, request))
+}
+
+/// How good a feasible node is for a replica; higher wins. Compared lexicographically.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Score(f64, f64);
+
+impl Score {
+    fn cmp(&self, other: &Score) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.total_cmp(&other.1))
+    }
+}
+
+/// Ranks feasible nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scorer {
+    /// Fullest node after placement, over CPU and memory together.
+    BestFit,
+    /// Fewest replicas of the workload, then emptiest after placement.
+    Spread,
+}
+
+impl Scorer {
+    fn for_strategy(strategy: PlacementStrategy) -> Self {
+        match strategy {
+            PlacementStrategy::BinPack => Scorer::BestFit,
+            PlacementStrategy::Spread | PlacementStrategy::OnePerNode => Scorer::Spread,
+        }
+    }
+
+    fn score(self, entry: &NodeEntry, request: &PlacementRequest) -> Score {
+        let (cpu, mem) = free_fractions_after(entry, &request.resources);
+        match self {
+            // Nomad's ScoreFitBinPack: the exponent punishes the emptier dimension hardest, so
+            // a node left full in one dimension and idle in the other scores low.
+            Scorer::BestFit => {
+                let e = exp();
+                let (uc, um) = (1.0 - cpu, 1.0 - mem);
+                let s = match e.scorer {
+                    0 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem),
+                    1 => (uc + um) / 2.0 - e.lambda * (uc - um).abs(),
+                    2 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (uc - um).abs(),
+                    3 => -(cpu * cpu + mem * mem) - e.lambda * (uc - um).abs(),
+                    4 => uc.max(um) - e.lambda * (uc - um).abs(),
+                    _ => unreachable!(),
+                };
+                Score(s, 0.0)
+            }
+            Scorer::Spread => Score(
+                -f64::from(entry.replicas_of(&request.workload_id)),
+                cpu + mem,
+            ),
+        }
+    }
+}
+
+struct Exp { scorer: u32, lambda: f64, k: usize, empties: bool }
+fn exp() -> &'static Exp {
+    static E: std::sync::OnceLock<Exp> = std::sync::OnceLock::new();
+    E.get_or_init(|| {
+        let g = |n: &str, d: &str| std::env::var(n).unwrap_or(d.to_string());
+        Exp { scorer: g("S", "0").parse().unwrap(), lambda: g("L", "0").parse().unwrap(), k: g("K", "0").parse().unwrap(), empties: g("E", "0") == "1" }
+    })
+}
+
+/// Fractions of the node's allocatable CPU and memory left free once `need` is placed.
+fn free_fractions_after(entry: &NodeEntry, need: &Resources) -> (f64, f64) {
+    let free = entry.free();
+    let fraction = |free: u64, need: u64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            free.saturating_sub(need) as f64 / total as f64
+        }
+    };
+    let total = &entry.node.allocatable;
+    (
+        fraction(
+            free.cpu_millicores,
+            need.cpu_millicores,
+            total.cpu_millicores,
+        ),
+        fraction(free.memory_mb, need.memory_mb, total.memory_mb),
+    )
+}
+
+/// The slot of the best feasible node for one replica, or `None` when no node is feasible.
+/// `seen` is scratch space reused across replicas.
+fn select(
+    state: &ClusterState,
+    request: &PlacementRequest,
+    limit: usize,
+    seen: &mut Vec<usize>,
+) -> Option<usize> {
+    let scorer = Scorer::for_strategy(request.strategy);
+    let (cpu, mem) = (
+        request.resources.cpu_millicores,
+        request.resources.memory_mb,
+    );
+    if let Some(labelled) = state.smallest_label_set(&request.node_selector) {
+        // Walking the label set costs its size; walking the free index costs about
+        // limit * N / size nodes when matches are spread evenly. Take the cheaper one.
+        let size = labelled.len();
+        if size.saturating_mul(size) <= limit.saturating_mul(state.schedulable_len()) {
+            return best_of(state, request, scorer, labelled.slots(), usize::MAX, None);
+        }
+    }
+    // The index key already tells whether the other dimension fits: skip without a lookup.
+    let by_mem = state.by_free_memory(mem, cpu);
+    let by_cpu = state.by_free_cpu(cpu, mem);
+    let by_mem = by_mem
+        .filter(move |&&(_, c, _)| c >= cpu)
+        .map(|&(_, _, s)| s);
+    let by_cpu = by_cpu
+        .filter(move |&&(_, m, _)| m >= mem)
+        .map(|&(_, _, s)| s);
+    match scorer {
+        Scorer::BestFit => {
+            let top = if exp().empties { state.by_free_memory(mem, cpu).filter(|&&(_, c, _)| c >= cpu).next_back().map(|&(_, _, s)| s) } else { None };
+            let candidates = top.into_iter().chain(Interleave::new(by_mem, by_cpu));
+            best_of(state, request, scorer, candidates, limit, Some(seen))
+        }
+        Scorer::Spread => {
+            let candidates = Interleave::new(by_mem.rev(), by_cpu.rev());
+            best_of(state, request, scorer, candidates, limit, Some(seen))
+        }
+    }
+}
+
+/// Scores the first `limit` feasible candidates and returns the best. Candidates may repeat
+/// (a node is in both free indexes) only when `seen` is given, which then deduplicates them.
+fn best_of(
+    state: &ClusterState,
+    request: &PlacementRequest,
+    scorer: Scorer,
+    candidates: impl Iterator<Item = usize>,
+    limit: usize,
+    mut seen: Option<&mut Vec<usize>>,
+) -> Option<usize> {
+    if let Some(seen) = seen.as_deref_mut() {
+        seen.clear();
+    }
+    let mut scored = 0;
+    let mut best: Option<(Score, usize)> = None;
+    for slot in candidates {
+        if scored >= limit {
+            break;
+        }
+        let entry = state.entry(slot);
+        if first_rejection(entry, request).is_some() {
+            continue;
+        }
+        if let Some(seen) = seen.as_deref_mut() {
+            if seen.contains(&slot) {
+                continue;
+            }
+            seen.push(slot);
+        }
+        scored += 1;
+        let score = scorer.score(entry, request);
+        let better = match &best {
+            None => true,
+            Some((best_score, best_slot)) => match score.cmp(best_score) {
+                Ordering::Greater => true,
+                Ordering::Equal => slot < *best_slot,
+                Ordering::Less => false,
+            },
+        };
+        if better {
+            best = Some((score, slot));
+        }
+    }
+    best.map(|(_, slot)| slot)
+}
+
+/// Alternates between two candidate streams, continuing with one when the other runs out, so a
+/// long run of nodes that fit in one dimension only cannot starve the search.
+struct Interleave<A, B> {
+    a: std::iter::Fuse<A>,
+    b: std::iter::Fuse<B>,
+    take_a: bool,
+}
+
+impl<A: Iterator, B: Iterator<Item = A::Item>> Interleave<A, B> {
+    fn new(a: A, b: B) -> Self {
+        Self {
+            a: a.fuse(),
+            b: b.fuse(),
+            take_a: true,
+        }
+    }
+}
+
+impl<A: Iterator, B: Iterator<Item = A::Item>> Iterator for Interleave<A, B> {
+    type Item = A::Item;
+
+    fn next(&mut self) -> Option<A::Item> {
+        self.take_a = !self.take_a;
+        if self.take_a {
+            self.b.next().or_else(|| self.a.next())
+        } else {
+            self.a.next().or_else(|| self.b.next())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,22 @@
 //! [`ClusterState`]: nodes, what is allocated on each, and the indexes used by schedulers.
-//! STUB: the public API below is the contract; the implementation is being written.
+//!
+//! Nodes live in a slot vector (freed slots are reused) with a map from [`NodeId`] to slot, so
+//! schedulers work on small integers and only hash an id at the API boundary. Per node the state
+//! keeps the sum of its allocations, the host ports they claim (a multiset: state restored from
+//! the store may hold conflicting claims, and releasing one must not free the other) and how many
+//! replicas of each workload it runs.
+//!
+//! Three indexes keep placement from scanning every node for every replica:
+//! * `by_mem`: schedulable nodes ordered by (free memory, free CPU, slot);
+//! * `by_cpu`: the same nodes ordered by (free CPU, free memory, slot);
+//! * `labels`: label key → value → slots carrying it, for `node_selector` requests that match
+//!   few nodes.
+//!
+//! A best-fit scheduler starts both free indexes at the smallest amount that could fit; a
+//! spreading one walks them from the top. Every mutation updates the indexes in O(log N).
 
-use orchestrator_shared_types::{Node, NodeId, Protocol, Resources, WorkloadId};
+use orchestrator_shared_types::{Labels, Node, NodeId, Protocol, Resources, WorkloadId};
+use std::collections::{BTreeSet, HashMap};
 
 /// What one placed replica holds on its node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,58 +29,465 @@ pub struct Allocation {
     pub host_ports: Vec<(Protocol, u16)>,
 }
 
+/// A free-index entry: (primary free amount, secondary free amount, slot).
+pub(crate) type IndexKey = (u64, u64, usize);
+
+/// One node and everything allocated on it.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeEntry {
+    pub(crate) node: Node,
+    pub(crate) allocated: Resources,
+    /// Claimed host ports with how many allocations claim each. A Vec because a node rarely has
+    /// more than a handful, where a linear scan beats hashing.
+    ports: Vec<((Protocol, u16), u32)>,
+    replicas: HashMap<WorkloadId, u32>,
+    /// (free memory, free CPU) under which the node sits in the free indexes; `None` while the
+    /// node is not schedulable. Kept so the old entries can be removed without recomputing.
+    indexed: Option<(u64, u64)>,
+}
+
+impl NodeEntry {
+    fn new(node: Node) -> Self {
+        Self {
+            node,
+            allocated: Resources::ZERO,
+            ports: Vec::new(),
+            replicas: HashMap::new(),
+            indexed: None,
+        }
+    }
+
+    /// Allocatable minus allocated, floored at zero (restored state may overcommit).
+    pub(crate) fn free(&self) -> Resources {
+        self.node.allocatable.saturating_sub(&self.allocated)
+    }
+
+    /// Whether an allocation on this node claims `port`.
+    pub(crate) fn port_claimed(&self, port: (Protocol, u16)) -> bool {
+        self.ports.iter().any(|(p, _)| *p == port)
+    }
+
+    /// Replicas of `workload` on this node.
+    pub(crate) fn replicas_of(&self, workload: &WorkloadId) -> u32 {
+        self.replicas.get(workload).copied().unwrap_or(0)
+    }
+}
+
 /// Nodes and their allocations.
 #[derive(Clone, Debug, Default)]
-pub struct ClusterState {}
+pub struct ClusterState {
+    slots: Vec<Option<NodeEntry>>,
+    ids: HashMap<NodeId, usize>,
+    vacant: Vec<usize>,
+    by_mem: BTreeSet<IndexKey>,
+    by_cpu: BTreeSet<IndexKey>,
+    labels: HashMap<String, HashMap<String, BTreeSet<usize>>>,
+}
 
 impl ClusterState {
     /// An empty cluster.
     pub fn new() -> Self {
         Self::default()
     }
+
     /// Adds a node or replaces its description, keeping what is allocated on it.
-    pub fn upsert_node(&mut self, _node: Node) {
-        todo!()
+    pub fn upsert_node(&mut self, node: Node) {
+        let slot = match self.ids.get(&node.id) {
+            Some(&slot) => {
+                let old_labels = std::mem::take(&mut self.entry_mut(slot).node.labels);
+                self.unindex_labels(slot, &old_labels);
+                self.entry_mut(slot).node = node;
+                slot
+            }
+            None => {
+                let entry = Some(NodeEntry::new(node));
+                let slot = match self.vacant.pop() {
+                    Some(slot) => {
+                        self.slots[slot] = entry;
+                        slot
+                    }
+                    None => {
+                        self.slots.push(entry);
+                        self.slots.len() - 1
+                    }
+                };
+                self.ids.insert(self.entry(slot).node.id.clone(), slot);
+                slot
+            }
+        };
+        let labels = self.entry(slot).node.labels.clone();
+        self.index_labels(slot, &labels);
+        self.reindex(slot);
     }
+
     /// Removes a node and everything allocated on it; returns it if it was known.
-    pub fn remove_node(&mut self, _id: &NodeId) -> Option<Node> {
-        todo!()
+    pub fn remove_node(&mut self, id: &NodeId) -> Option<Node> {
+        let slot = self.ids.remove(id)?;
+        self.unindex_free(slot);
+        let entry = self.slots[slot]
+            .take()
+            .expect("the id map only points at occupied slots");
+        self.unindex_labels(slot, &entry.node.labels);
+        self.vacant.push(slot);
+        Some(entry.node)
     }
+
     /// A node by id.
-    pub fn node(&self, _id: &NodeId) -> Option<&Node> {
-        todo!()
+    pub fn node(&self, id: &NodeId) -> Option<&Node> {
+        self.slot_of(id).map(|slot| &self.entry(slot).node)
     }
+
     /// Every node, in no particular order.
     pub fn nodes(&self) -> Box<dyn Iterator<Item = &Node> + '_> {
-        todo!()
+        Box::new(self.slots.iter().flatten().map(|e| &e.node))
     }
+
     /// Number of nodes.
     pub fn len(&self) -> usize {
-        todo!()
+        self.ids.len()
     }
+
     /// True when there are no nodes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Number of nodes new replicas may be placed on (ready and not cordoned).
+    pub fn schedulable_len(&self) -> usize {
+        self.by_mem.len()
+    }
+
     /// Sum of what is allocated on a node (zero for an unknown node).
-    pub fn allocated(&self, _id: &NodeId) -> Resources {
-        todo!()
+    pub fn allocated(&self, id: &NodeId) -> Resources {
+        self.slot_of(id)
+            .map_or(Resources::ZERO, |slot| self.entry(slot).allocated)
     }
+
     /// What is left on a node: allocatable minus allocated, floored at zero.
-    pub fn free(&self, _id: &NodeId) -> Option<Resources> {
-        todo!()
+    pub fn free(&self, id: &NodeId) -> Option<Resources> {
+        self.slot_of(id).map(|slot| self.entry(slot).free())
     }
+
     /// Number of replicas of `workload` allocated on `node`.
-    pub fn replicas_on(&self, _workload: &WorkloadId, _node: &NodeId) -> u32 {
-        todo!()
+    pub fn replicas_on(&self, workload: &WorkloadId, node: &NodeId) -> u32 {
+        self.slot_of(node)
+            .map_or(0, |slot| self.entry(slot).replicas_of(workload))
     }
+
+    /// Whether an allocation on `node` claims host `port` (false for an unknown node).
+    pub fn host_port_claimed(&self, node: &NodeId, port: (Protocol, u16)) -> bool {
+        self.slot_of(node)
+            .is_some_and(|slot| self.entry(slot).port_claimed(port))
+    }
+
     /// Records an allocation on a node, even if it overcommits the node (state restored from
     /// the store must be recorded as it is). Returns false, recording nothing, for an unknown node.
-    pub fn allocate(&mut self, _node: &NodeId, _alloc: &Allocation) -> bool {
-        todo!()
+    pub fn allocate(&mut self, node: &NodeId, alloc: &Allocation) -> bool {
+        match self.slot_of(node) {
+            Some(slot) => {
+                self.allocate_slot(slot, alloc);
+                true
+            }
+            None => false,
+        }
     }
+
     /// Releases an allocation made with [`ClusterState::allocate`] (no-op if unknown).
-    pub fn release(&mut self, _node: &NodeId, _alloc: &Allocation) {
-        todo!()
+    pub fn release(&mut self, node: &NodeId, alloc: &Allocation) {
+        let Some(slot) = self.slot_of(node) else {
+            return;
+        };
+        let entry = self.entry_mut(slot);
+        entry.allocated = entry.allocated.saturating_sub(&alloc.resources);
+        for port in &alloc.host_ports {
+            if let Some(i) = entry.ports.iter().position(|(p, _)| p == port) {
+                entry.ports[i].1 -= 1;
+                if entry.ports[i].1 == 0 {
+                    entry.ports.swap_remove(i);
+                }
+            }
+        }
+        if let Some(count) = entry.replicas.get_mut(&alloc.workload_id) {
+            *count -= 1;
+            if *count == 0 {
+                entry.replicas.remove(&alloc.workload_id);
+            }
+        }
+        self.reindex(slot);
+    }
+
+    // ---- crate-internal access for schedulers -------------------------------------------
+
+    pub(crate) fn slot_of(&self, id: &NodeId) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    pub(crate) fn entry(&self, slot: usize) -> &NodeEntry {
+        self.slots[slot]
+            .as_ref()
+            .expect("slots handed out by the state's own indexes are occupied")
+    }
+
+    fn entry_mut(&mut self, slot: usize) -> &mut NodeEntry {
+        self.slots[slot]
+            .as_mut()
+            .expect("slots handed out by the state's own indexes are occupied")
+    }
+
+    /// Every node with its slot, in slot order.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (usize, &NodeEntry)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, e)| e.as_ref().map(|e| (slot, e)))
+    }
+
+    /// Schedulable nodes with at least `mem` free memory, as (free memory, free CPU, slot),
+    /// ascending; those at exactly `mem` start at `cpu` free CPU.
+    pub(crate) fn by_free_memory(
+        &self,
+        mem: u64,
+        cpu: u64,
+    ) -> std::collections::btree_set::Range<'_, IndexKey> {
+        self.by_mem.range((mem, cpu, 0)..)
+    }
+
+    /// Schedulable nodes with at least `cpu` free CPU, as (free CPU, free memory, slot),
+    /// ascending; those at exactly `cpu` start at `mem` free memory.
+    pub(crate) fn by_free_cpu(
+        &self,
+        cpu: u64,
+        mem: u64,
+    ) -> std::collections::btree_set::Range<'_, IndexKey> {
+        self.by_cpu.range((cpu, mem, 0)..)
+    }
+
+    /// The smallest set of slots carrying one of the `selector`'s labels, or an empty one when a
+    /// label is carried by no node. `None` for an empty selector.
+    pub(crate) fn smallest_label_set(&self, selector: &Labels) -> Option<LabelSet<'_>> {
+        let mut smallest: Option<LabelSet<'_>> = None;
+        for (key, value) in selector {
+            let Some(set) = self.labels.get(key).and_then(|values| values.get(value)) else {
+                return Some(LabelSet::Empty);
+            };
+            if smallest.as_ref().is_none_or(|s| set.len() < s.len()) {
+                smallest = Some(LabelSet::Set(set));
+            }
+        }
+        smallest
+    }
+
+    /// Records `alloc` on the node in `slot` (see [`ClusterState::allocate`]).
+    pub(crate) fn allocate_slot(&mut self, slot: usize, alloc: &Allocation) {
+        let entry = self.entry_mut(slot);
+        entry.allocated += alloc.resources;
+        for &port in &alloc.host_ports {
+            match entry.ports.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, count)) => *count += 1,
+                None => entry.ports.push((port, 1)),
+            }
+        }
+        // get_mut first: cloning the id for every replica would allocate on the hot path.
+        match entry.replicas.get_mut(&alloc.workload_id) {
+            Some(count) => *count += 1,
+            None => {
+                entry.replicas.insert(alloc.workload_id.clone(), 1);
+            }
+        }
+        self.reindex(slot);
+    }
+
+    fn unindex_free(&mut self, slot: usize) {
+        if let Some((mem, cpu)) = self.entry_mut(slot).indexed.take() {
+            self.by_mem.remove(&(mem, cpu, slot));
+            self.by_cpu.remove(&(cpu, mem, slot));
+        }
+    }
+
+    /// Puts the node back in the free indexes under its current free resources.
+    fn reindex(&mut self, slot: usize) {
+        let entry = self.entry(slot);
+        let free = entry.free();
+        let key = entry
+            .node
+            .is_schedulable()
+            .then_some((free.memory_mb, free.cpu_millicores));
+        if key == entry.indexed {
+            return;
+        }
+        self.unindex_free(slot);
+        if let Some((mem, cpu)) = key {
+            self.by_mem.insert((mem, cpu, slot));
+            self.by_cpu.insert((cpu, mem, slot));
+        }
+        self.entry_mut(slot).indexed = key;
+    }
+
+    fn index_labels(&mut self, slot: usize, labels: &Labels) {
+        for (key, value) in labels {
+            self.labels
+                .entry(key.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(slot);
+        }
+    }
+
+    fn unindex_labels(&mut self, slot: usize, labels: &Labels) {
+        for (key, value) in labels {
+            if let Some(values) = self.labels.get_mut(key) {
+                if let Some(set) = values.get_mut(value) {
+                    set.remove(&slot);
+                    if set.is_empty() {
+                        values.remove(value);
+                    }
+                }
+                if values.is_empty() {
+                    self.labels.remove(key);
+                }
+            }
+        }
+    }
+}
+
+/// The nodes carrying one label, from [`ClusterState::smallest_label_set`].
+pub(crate) enum LabelSet<'a> {
+    /// No node carries the label.
+    Empty,
+    /// Slots of the nodes carrying it.
+    Set(&'a BTreeSet<usize>),
+}
+
+impl<'a> LabelSet<'a> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            LabelSet::Empty => 0,
+            LabelSet::Set(set) => set.len(),
+        }
+    }
+
+    pub(crate) fn slots(&self) -> impl Iterator<Item = usize> + 'a {
+        let set = match self {
+            LabelSet::Empty => None,
+            LabelSet::Set(set) => Some(*set),
+        };
+        set.into_iter().flatten().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_shared_types::NodeStatus;
+
+    fn alloc(workload: &str, cpu: u64, mem: u64, ports: &[(Protocol, u16)]) -> Allocation {
+        Allocation {
+            workload_id: WorkloadId::from(workload),
+            resources: Resources::new(cpu, mem, 0),
+            host_ports: ports.to_vec(),
+        }
+    }
+
+    fn index_is_consistent(state: &ClusterState) {
+        let mut expected = BTreeSet::new();
+        for (slot, e) in state.entries() {
+            if e.node.is_schedulable() {
+                let free = e.free();
+                expected.insert((free.memory_mb, free.cpu_millicores, slot));
+            }
+        }
+        assert_eq!(state.by_mem, expected);
+        let by_cpu: BTreeSet<_> = expected.iter().map(|&(m, c, s)| (c, m, s)).collect();
+        assert_eq!(state.by_cpu, by_cpu);
+    }
+
+    #[test]
+    fn allocate_release_and_indexes() {
+        let mut s = ClusterState::new();
+        assert!(s.is_empty());
+        s.upsert_node(Node::new("a", Resources::new(1000, 1000, 0)));
+        s.upsert_node(Node::new("b", Resources::new(2000, 2000, 0)));
+        let a = NodeId::from("a");
+        let x = alloc("w", 300, 400, &[(Protocol::Tcp, 80)]);
+        assert!(s.allocate(&a, &x));
+        assert!(s.allocate(&a, &x));
+        assert_eq!(s.allocated(&a), Resources::new(600, 800, 0));
+        assert_eq!(s.free(&a), Some(Resources::new(400, 200, 0)));
+        assert_eq!(s.replicas_on(&WorkloadId::from("w"), &a), 2);
+        assert!(s.host_port_claimed(&a, (Protocol::Tcp, 80)));
+        index_is_consistent(&s);
+
+        // Overcommit is recorded; free floors at zero.
+        assert!(s.allocate(&a, &alloc("v", 900, 0, &[])));
+        assert_eq!(s.free(&a), Some(Resources::new(0, 200, 0)));
+        index_is_consistent(&s);
+
+        s.release(&a, &x);
+        assert!(
+            s.host_port_claimed(&a, (Protocol::Tcp, 80)),
+            "one claim is left"
+        );
+        s.release(&a, &x);
+        assert!(!s.host_port_claimed(&a, (Protocol::Tcp, 80)));
+        assert_eq!(s.replicas_on(&WorkloadId::from("w"), &a), 0);
+        assert_eq!(s.allocated(&a), Resources::new(900, 0, 0));
+        index_is_consistent(&s);
+
+        assert!(!s.allocate(&NodeId::from("nope"), &x));
+        s.release(&NodeId::from("nope"), &x);
+        assert_eq!(s.allocated(&NodeId::from("nope")), Resources::ZERO);
+    }
+
+    #[test]
+    fn upsert_keeps_allocations_and_follows_schedulability() {
+        let mut s = ClusterState::new();
+        s.upsert_node(Node::new("a", Resources::new(1000, 1000, 0)).with_label("zone", "x"));
+        let a = NodeId::from("a");
+        s.allocate(&a, &alloc("w", 100, 100, &[]));
+
+        let mut cordoned = s.node(&a).unwrap().clone();
+        cordoned.unschedulable = true;
+        cordoned.labels.clear();
+        s.upsert_node(cordoned);
+        assert_eq!(s.allocated(&a), Resources::new(100, 100, 0));
+        assert_eq!(s.schedulable_len(), 0);
+        assert!(s.labels.is_empty());
+        index_is_consistent(&s);
+
+        let mut down = s.node(&a).unwrap().clone();
+        down.unschedulable = false;
+        down.status = NodeStatus::Down;
+        s.upsert_node(down);
+        assert_eq!(s.schedulable_len(), 0);
+
+        let mut ready = s.node(&a).unwrap().clone();
+        ready.status = NodeStatus::Ready;
+        ready.allocatable = Resources::new(500, 500, 0);
+        s.upsert_node(ready);
+        assert_eq!(s.schedulable_len(), 1);
+        assert_eq!(s.free(&a), Some(Resources::new(400, 400, 0)));
+        index_is_consistent(&s);
+    }
+
+    #[test]
+    fn remove_reuses_slots() {
+        let mut s = ClusterState::new();
+        for name in ["a", "b", "c"] {
+            s.upsert_node(Node::new(name, Resources::new(1000, 1000, 0)).with_label("k", "v"));
+        }
+        s.allocate(&NodeId::from("b"), &alloc("w", 1, 1, &[]));
+        let removed = s.remove_node(&NodeId::from("b")).unwrap();
+        assert_eq!(removed.id, NodeId::from("b"));
+        assert!(s.remove_node(&NodeId::from("b")).is_none());
+        assert_eq!(s.len(), 2);
+        s.upsert_node(Node::new("d", Resources::new(1000, 1000, 0)));
+        assert_eq!(s.slots.len(), 3, "the freed slot is reused");
+        assert_eq!(s.allocated(&NodeId::from("d")), Resources::ZERO);
+        let mut names: Vec<_> = s.nodes().map(|n| n.id.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "c", "d"]);
+        assert_eq!(s.labels["k"]["v"].len(), 2);
+        index_is_consistent(&s);
     }
 }

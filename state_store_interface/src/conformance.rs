@@ -1,1 +1,1190 @@
-//! Conformance suite. STUB: being written.
+//! The conformance suite every [`StateStore`] must pass: the in-memory twin here, redb and etcd
+//! against real databases. The core relies on exactly these behaviours (optimistic concurrency,
+//! atomic batches, gap-free watches), so an implementation that passes can replace another.
+//!
+//! Each check is a `pub async fn` taking a fresh, empty store (`&dyn StateStore`, or an
+//! `Arc<dyn StateStore>` for the one that spawns tasks);
+//! [`state_store_conformance!`](crate::state_store_conformance) expands into one `#[tokio::test]`
+//! per check.
+//!
+//! # What a "fresh store" must be
+//! * Empty: no entries, no events.
+//! * Its own revision counter while the check runs: checks compare revisions exactly (a failed
+//!   commit must not move `revision()`), so nothing else may commit to the same counter
+//!   concurrently. A store namespaced by a key prefix on a shared etcd qualifies only if the
+//!   checks run one at a time (`--test-threads=1`); otherwise give each check its own server.
+//! * It need not start at revision 0: checks read `revision()` first and reason from there.
+//! * Its watch history must hold the few dozen changes a check makes (checks that replay from
+//!   the start make fewer than 100 changes).
+
+use crate::typed::{delete_op, instance_prefix, put_op};
+use crate::{
+    Entry, EventFilter, Kind, Op, Precondition, Revision, StateStore, StoreError, StoreExt, Watch,
+    WatchEvent,
+};
+use orchestrator_shared_types::{
+    ContainerConfig, Event, EventKind, InstanceId, InstanceStatus, Node, NodeStatus, Resources,
+    WorkloadDefinition, WorkloadId, WorkloadInstance,
+};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a check waits for a watch event before failing.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Expands into one `#[tokio::test]` per check of [`crate::conformance`], each with a fresh
+/// store.
+///
+/// `$factory` is anything callable with no argument that returns a future of a store
+/// (`S: StateStore + 'static`): a closure returning an `async` block, or the path of an
+/// `async fn`. It is called once per test, so each test gets its own store; an etcd factory
+/// would connect to a server (and namespace by a unique prefix, or start its own server), a
+/// redb factory would open a file in a temporary directory (which the store must keep alive,
+/// e.g. by owning the `TempDir`). Invoke the macro once per module (wrap it in `mod` to run it
+/// against several configurations).
+///
+/// The calling crate needs this crate with the `conformance` feature and `tokio` with the
+/// `macros`, `rt` and `rt-multi-thread` features as dev-dependencies (the concurrency check runs
+/// on a multi-threaded runtime so that commits really race).
+///
+/// ```ignore
+/// use state_store_interface::InMemoryStore;
+///
+/// state_store_interface::state_store_conformance!(|| async { InMemoryStore::new() });
+/// ```
+#[macro_export]
+macro_rules! state_store_conformance {
+    ($factory:expr) => {
+        $crate::state_store_conformance!(@tests $factory;
+            put_get_and_list_sorted,
+            list_by_prefix,
+            revisions_strictly_increase,
+            create_and_mod_revisions,
+            empty_batch_returns_current_revision,
+            precondition_absent,
+            precondition_exists,
+            precondition_mod_revision,
+            delete_preconditions,
+            delete_semantics,
+            batch_commits_at_one_revision,
+            failed_batch_writes_nothing,
+            duplicate_key_in_batch_is_refused,
+            watch_replays_history_then_live,
+            watch_from_current_sees_only_new,
+            watch_from_a_past_revision,
+            watchers_are_independent,
+            watch_compaction_is_reported,
+            events_get_increasing_seq,
+            events_filter_by_workload_and_after_seq,
+            events_limit_keeps_the_most_recent,
+            typed_round_trip,
+            typed_codec_error,
+        );
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_cas_increments() {
+            let store = ($factory)().await;
+            $crate::conformance::concurrent_cas_increments(::std::sync::Arc::new(store)).await;
+        }
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let store = ($factory)().await;
+                $crate::conformance::$name(&store).await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn put(kind: Kind, key: &str, value: &str, precondition: Precondition) -> Op {
+    Op::Put {
+        kind,
+        key: key.to_owned(),
+        value: value.as_bytes().to_vec(),
+        precondition,
+    }
+}
+
+fn delete(kind: Kind, key: &str, precondition: Precondition) -> Op {
+    Op::Delete {
+        kind,
+        key: key.to_owned(),
+        precondition,
+    }
+}
+
+async fn commit_ok(store: &dyn StateStore, ops: Vec<Op>) -> Revision {
+    match store.commit(ops.clone()).await {
+        Ok(revision) => revision,
+        Err(e) => panic!("commit of {ops:?} failed: {e}"),
+    }
+}
+
+async fn get_value(store: &dyn StateStore, kind: Kind, key: &str) -> Option<String> {
+    store
+        .get(kind, key)
+        .await
+        .expect("get works")
+        .map(|e| String::from_utf8(e.value).expect("the suite stores UTF-8"))
+}
+
+fn keys(entries: &[Entry]) -> Vec<&str> {
+    entries.iter().map(|e| e.key.as_str()).collect()
+}
+
+/// Asserts that `result` is a conflict naming `kind` and `key`.
+fn assert_conflict(result: Result<Revision, StoreError>, kind: Kind, key: &str) {
+    match result {
+        Err(e @ StoreError::Conflict { .. }) => {
+            assert!(!e.is_transient(), "a conflict needs a re-read, not a retry");
+            let StoreError::Conflict {
+                kind: k, key: got, ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(
+                (k, got.as_str()),
+                (kind, key),
+                "the conflict names the failing key"
+            );
+        }
+        other => panic!("expected a conflict on {kind:?} {key:?}, got {other:?}"),
+    }
+}
+
+async fn next_event(watch: &mut Watch) -> WatchEvent {
+    match tokio::time::timeout(EVENT_TIMEOUT, watch.next()).await {
+        Ok(Some(Ok(event))) => event,
+        Ok(Some(Err(e))) => panic!("the watch failed: {e}"),
+        Ok(None) => panic!("the watch ended"),
+        Err(_) => panic!("no watch event within {EVENT_TIMEOUT:?}"),
+    }
+}
+
+fn change(revision: Revision, kind: Kind, key: &str, value: Option<&str>) -> WatchEvent {
+    WatchEvent {
+        revision,
+        kind,
+        key: key.to_owned(),
+        value: value.map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+fn event(workload: Option<&WorkloadId>, message: &str) -> Event {
+    let mut e = Event::new(EventKind::Started, message);
+    e.workload_id = workload.cloned();
+    e.workload_name = workload.map(|_| "web".to_owned());
+    e
+}
+
+fn messages(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.message.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads and writes
+
+/// Put then get returns the value with its kind, key and revisions; a missing key is `None`;
+/// `list` returns every entry of one kind (and only that kind), sorted by key whatever the
+/// order of writes.
+pub async fn put_get_and_list_sorted(store: &dyn StateStore) {
+    assert_eq!(
+        store.list(Kind::Workload, "").await.unwrap(),
+        vec![],
+        "fresh store is empty"
+    );
+    let mut revisions = Vec::new();
+    for key in ["web", "api", "db", "cache"] {
+        let value = format!("{key}-v1");
+        revisions.push(
+            commit_ok(
+                store,
+                vec![put(Kind::Workload, key, &value, Precondition::None)],
+            )
+            .await,
+        );
+    }
+    // Same key in another kind is another entry.
+    let node_rev = commit_ok(
+        store,
+        vec![put(Kind::Node, "web", "a node", Precondition::None)],
+    )
+    .await;
+
+    let web = store
+        .get(Kind::Workload, "web")
+        .await
+        .unwrap()
+        .expect("web exists");
+    assert_eq!(
+        web,
+        Entry {
+            kind: Kind::Workload,
+            key: "web".into(),
+            value: b"web-v1".to_vec(),
+            create_revision: revisions[0],
+            mod_revision: revisions[0],
+        }
+    );
+    assert_eq!(
+        get_value(store, Kind::Node, "web").await.as_deref(),
+        Some("a node")
+    );
+    assert_eq!(
+        store
+            .get(Kind::Node, "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .mod_revision,
+        node_rev
+    );
+    assert_eq!(store.get(Kind::Workload, "nope").await.unwrap(), None);
+    assert_eq!(store.get(Kind::Instance, "web").await.unwrap(), None);
+
+    let all = store.list(Kind::Workload, "").await.unwrap();
+    assert_eq!(keys(&all), ["api", "cache", "db", "web"]);
+    assert!(all.iter().all(|e| e.kind == Kind::Workload));
+    assert_eq!(all[0].value, b"api-v1");
+    assert_eq!(all[0].mod_revision, revisions[1]);
+    assert_eq!(keys(&store.list(Kind::Node, "").await.unwrap()), ["web"]);
+    assert_eq!(store.list(Kind::Instance, "").await.unwrap(), vec![]);
+}
+
+/// `list(kind, prefix)` returns exactly the keys starting with `prefix`, sorted; a prefix is a
+/// string prefix (so `w1/` excludes `w10/...`) and an unmatched prefix gives nothing.
+pub async fn list_by_prefix(store: &dyn StateStore) {
+    let keys_written = ["w2/b", "w1/b", "w10/a", "w1/a", "w1", "w0/z", "w1/c/d"];
+    let ops = keys_written
+        .iter()
+        .map(|k| put(Kind::Instance, k, k, Precondition::None))
+        .collect();
+    commit_ok(store, ops).await;
+    let w1 = store.list(Kind::Instance, "w1/").await.unwrap();
+    assert_eq!(keys(&w1), ["w1/a", "w1/b", "w1/c/d"]);
+    assert!(w1.iter().all(|e| e.value == e.key.as_bytes()));
+    assert_eq!(
+        keys(&store.list(Kind::Instance, "w1").await.unwrap()),
+        ["w1", "w1/a", "w1/b", "w1/c/d", "w10/a"]
+    );
+    assert_eq!(
+        keys(&store.list(Kind::Instance, "w2/").await.unwrap()),
+        ["w2/b"]
+    );
+    assert_eq!(store.list(Kind::Instance, "w3/").await.unwrap(), vec![]);
+    assert_eq!(store.list(Kind::Instance, "x").await.unwrap(), vec![]);
+    assert_eq!(store.list(Kind::Workload, "w1/").await.unwrap(), vec![]);
+    assert_eq!(
+        store.list(Kind::Instance, "").await.unwrap().len(),
+        keys_written.len()
+    );
+}
+
+/// Every commit gets a revision greater than the one before, and `revision()` reports the last.
+pub async fn revisions_strictly_increase(store: &dyn StateStore) {
+    let mut last = store.revision().await.unwrap();
+    for i in 0..10 {
+        let kind = Kind::ALL[i % Kind::ALL.len()];
+        let revision = commit_ok(
+            store,
+            vec![put(kind, &format!("k{i}"), "v", Precondition::None)],
+        )
+        .await;
+        assert!(revision > last, "revision {revision} after {last}");
+        assert_eq!(store.revision().await.unwrap(), revision);
+        last = revision;
+    }
+    // Deletes are commits too.
+    let revision = commit_ok(
+        store,
+        vec![delete(Kind::Workload, "k0", Precondition::None)],
+    )
+    .await;
+    assert!(revision > last);
+    assert_eq!(store.revision().await.unwrap(), revision);
+}
+
+/// `create_revision` is the revision of the write that created the entry and survives updates;
+/// `mod_revision` is the revision of the last write.
+pub async fn create_and_mod_revisions(store: &dyn StateStore) {
+    let created = commit_ok(store, vec![put(Kind::Node, "n1", "v1", Precondition::None)]).await;
+    let other = commit_ok(store, vec![put(Kind::Node, "n2", "x", Precondition::None)]).await;
+    let updated = commit_ok(store, vec![put(Kind::Node, "n1", "v2", Precondition::None)]).await;
+    assert!(created < other && other < updated);
+    let n1 = store.get(Kind::Node, "n1").await.unwrap().unwrap();
+    assert_eq!((n1.create_revision, n1.mod_revision), (created, updated));
+    assert_eq!(n1.value, b"v2");
+    // Rewriting the same bytes is still a write.
+    let again = commit_ok(store, vec![put(Kind::Node, "n1", "v2", Precondition::None)]).await;
+    assert!(again > updated);
+    let n1 = store.get(Kind::Node, "n1").await.unwrap().unwrap();
+    assert_eq!((n1.create_revision, n1.mod_revision), (created, again));
+    let n2 = store.get(Kind::Node, "n2").await.unwrap().unwrap();
+    assert_eq!(
+        (n2.create_revision, n2.mod_revision),
+        (other, other),
+        "untouched"
+    );
+}
+
+/// An empty batch writes nothing and returns the current revision.
+pub async fn empty_batch_returns_current_revision(store: &dyn StateStore) {
+    let start = store.revision().await.unwrap();
+    assert_eq!(store.commit(vec![]).await.unwrap(), start);
+    let written = commit_ok(
+        store,
+        vec![put(Kind::Workload, "w", "v", Precondition::None)],
+    )
+    .await;
+    assert_eq!(store.commit(vec![]).await.unwrap(), written);
+    assert_eq!(store.revision().await.unwrap(), written);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preconditions
+
+/// `Absent` creates a missing key and conflicts on an existing one, leaving it untouched.
+pub async fn precondition_absent(store: &dyn StateStore) {
+    let created = commit_ok(
+        store,
+        vec![put(Kind::Workload, "w", "first", Precondition::Absent)],
+    )
+    .await;
+    assert_conflict(
+        store
+            .commit(vec![put(
+                Kind::Workload,
+                "w",
+                "second",
+                Precondition::Absent,
+            )])
+            .await,
+        Kind::Workload,
+        "w",
+    );
+    assert_eq!(
+        get_value(store, Kind::Workload, "w").await.as_deref(),
+        Some("first")
+    );
+    assert_eq!(
+        store.revision().await.unwrap(),
+        created,
+        "a conflict commits nothing"
+    );
+    // Absent in one kind says nothing about another.
+    commit_ok(
+        store,
+        vec![put(Kind::Node, "w", "node", Precondition::Absent)],
+    )
+    .await;
+}
+
+/// `Exists` updates an existing key and conflicts on a missing one, creating nothing.
+pub async fn precondition_exists(store: &dyn StateStore) {
+    let start = store.revision().await.unwrap();
+    assert_conflict(
+        store
+            .commit(vec![put(Kind::Node, "n", "v", Precondition::Exists)])
+            .await,
+        Kind::Node,
+        "n",
+    );
+    assert_eq!(store.get(Kind::Node, "n").await.unwrap(), None);
+    assert_eq!(store.revision().await.unwrap(), start);
+    commit_ok(store, vec![put(Kind::Node, "n", "v1", Precondition::None)]).await;
+    commit_ok(
+        store,
+        vec![put(Kind::Node, "n", "v2", Precondition::Exists)],
+    )
+    .await;
+    assert_eq!(
+        get_value(store, Kind::Node, "n").await.as_deref(),
+        Some("v2")
+    );
+}
+
+/// `ModRevision(r)` (compare-and-swap) succeeds only if the entry was last modified at `r`:
+/// a stale revision, a future one, or a missing key conflicts.
+pub async fn precondition_mod_revision(store: &dyn StateStore) {
+    let r1 = commit_ok(
+        store,
+        vec![put(Kind::Instance, "w/i", "v1", Precondition::None)],
+    )
+    .await;
+    let r2 = commit_ok(
+        store,
+        vec![put(
+            Kind::Instance,
+            "w/i",
+            "v2",
+            Precondition::ModRevision(r1),
+        )],
+    )
+    .await;
+    assert!(r2 > r1);
+    // Another writer read r1 too: its swap must fail now.
+    assert_conflict(
+        store
+            .commit(vec![put(
+                Kind::Instance,
+                "w/i",
+                "lost update",
+                Precondition::ModRevision(r1),
+            )])
+            .await,
+        Kind::Instance,
+        "w/i",
+    );
+    assert_conflict(
+        store
+            .commit(vec![put(
+                Kind::Instance,
+                "w/i",
+                "future",
+                Precondition::ModRevision(r2 + 100),
+            )])
+            .await,
+        Kind::Instance,
+        "w/i",
+    );
+    assert_conflict(
+        store
+            .commit(vec![put(
+                Kind::Instance,
+                "w/missing",
+                "v",
+                Precondition::ModRevision(r2),
+            )])
+            .await,
+        Kind::Instance,
+        "w/missing",
+    );
+    assert_eq!(
+        get_value(store, Kind::Instance, "w/i").await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(store.get(Kind::Instance, "w/missing").await.unwrap(), None);
+    assert_eq!(store.revision().await.unwrap(), r2);
+    // The current revision works, and the create revision stays.
+    let r3 = commit_ok(
+        store,
+        vec![put(
+            Kind::Instance,
+            "w/i",
+            "v3",
+            Precondition::ModRevision(r2),
+        )],
+    )
+    .await;
+    let e = store.get(Kind::Instance, "w/i").await.unwrap().unwrap();
+    assert_eq!((e.create_revision, e.mod_revision), (r1, r3));
+}
+
+/// Deletes honour preconditions like puts: `Exists` and `ModRevision` conflict on a missing or
+/// changed entry and delete nothing; matching ones delete.
+pub async fn delete_preconditions(store: &dyn StateStore) {
+    let r1 = commit_ok(
+        store,
+        vec![put(Kind::Workload, "a", "v1", Precondition::None)],
+    )
+    .await;
+    let r2 = commit_ok(
+        store,
+        vec![put(Kind::Workload, "a", "v2", Precondition::None)],
+    )
+    .await;
+    assert_conflict(
+        store
+            .commit(vec![delete(
+                Kind::Workload,
+                "a",
+                Precondition::ModRevision(r1),
+            )])
+            .await,
+        Kind::Workload,
+        "a",
+    );
+    assert_conflict(
+        store
+            .commit(vec![delete(Kind::Workload, "a", Precondition::Absent)])
+            .await,
+        Kind::Workload,
+        "a",
+    );
+    assert_conflict(
+        store
+            .commit(vec![delete(
+                Kind::Workload,
+                "missing",
+                Precondition::Exists,
+            )])
+            .await,
+        Kind::Workload,
+        "missing",
+    );
+    assert_conflict(
+        store
+            .commit(vec![delete(
+                Kind::Workload,
+                "missing",
+                Precondition::ModRevision(r1),
+            )])
+            .await,
+        Kind::Workload,
+        "missing",
+    );
+    assert_eq!(
+        get_value(store, Kind::Workload, "a").await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(store.revision().await.unwrap(), r2);
+    let r3 = commit_ok(
+        store,
+        vec![delete(Kind::Workload, "a", Precondition::ModRevision(r2))],
+    )
+    .await;
+    assert!(r3 > r2);
+    assert_eq!(store.get(Kind::Workload, "a").await.unwrap(), None);
+    commit_ok(
+        store,
+        vec![put(Kind::Workload, "b", "v", Precondition::None)],
+    )
+    .await;
+    commit_ok(
+        store,
+        vec![delete(Kind::Workload, "b", Precondition::Exists)],
+    )
+    .await;
+    assert_eq!(store.get(Kind::Workload, "b").await.unwrap(), None);
+}
+
+/// A delete removes the entry from `get` and `list`; deleting a missing key without a
+/// precondition succeeds, changes nothing and does not move the revision (as in etcd); a key
+/// created again after a delete gets a new `create_revision`.
+pub async fn delete_semantics(store: &dyn StateStore) {
+    let created = commit_ok(
+        store,
+        vec![
+            put(Kind::Node, "n1", "v", Precondition::None),
+            put(Kind::Node, "n2", "v", Precondition::None),
+        ],
+    )
+    .await;
+    let deleted = commit_ok(store, vec![delete(Kind::Node, "n1", Precondition::None)]).await;
+    assert!(deleted > created);
+    assert_eq!(store.get(Kind::Node, "n1").await.unwrap(), None);
+    assert_eq!(keys(&store.list(Kind::Node, "").await.unwrap()), ["n2"]);
+
+    let noop = store
+        .commit(vec![delete(Kind::Node, "n1", Precondition::None)])
+        .await;
+    assert_eq!(
+        noop.unwrap(),
+        deleted,
+        "deleting nothing returns the current revision"
+    );
+    assert_eq!(store.revision().await.unwrap(), deleted);
+
+    let recreated = commit_ok(
+        store,
+        vec![put(Kind::Node, "n1", "again", Precondition::Absent)],
+    )
+    .await;
+    let n1 = store.get(Kind::Node, "n1").await.unwrap().unwrap();
+    assert_eq!(
+        (n1.create_revision, n1.mod_revision),
+        (recreated, recreated)
+    );
+    assert!(recreated > created);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batches
+
+/// All ops of a batch land at one revision, across kinds, mixing puts and deletes.
+pub async fn batch_commits_at_one_revision(store: &dyn StateStore) {
+    let before = commit_ok(
+        store,
+        vec![put(Kind::Instance, "w/old", "v", Precondition::None)],
+    )
+    .await;
+    let revision = commit_ok(
+        store,
+        vec![
+            put(Kind::Workload, "w", "def", Precondition::Absent),
+            put(Kind::Instance, "w/1", "i1", Precondition::Absent),
+            put(Kind::Instance, "w/2", "i2", Precondition::None),
+            delete(Kind::Instance, "w/old", Precondition::ModRevision(before)),
+            put(Kind::Node, "n", "node", Precondition::None),
+        ],
+    )
+    .await;
+    assert!(revision > before);
+    assert_eq!(
+        store.revision().await.unwrap(),
+        revision,
+        "one batch, one revision"
+    );
+    for (kind, key) in [
+        (Kind::Workload, "w"),
+        (Kind::Instance, "w/1"),
+        (Kind::Instance, "w/2"),
+        (Kind::Node, "n"),
+    ] {
+        let e = store.get(kind, key).await.unwrap().expect("written");
+        assert_eq!(
+            (e.create_revision, e.mod_revision),
+            (revision, revision),
+            "{kind:?} {key}"
+        );
+    }
+    assert_eq!(store.get(Kind::Instance, "w/old").await.unwrap(), None);
+}
+
+/// If any op's precondition fails, the batch writes nothing, the revision does not move, no watch
+/// event is emitted, and the conflict names the first failing op.
+pub async fn failed_batch_writes_nothing(store: &dyn StateStore) {
+    let base = commit_ok(
+        store,
+        vec![
+            put(Kind::Workload, "exists", "v1", Precondition::None),
+            put(Kind::Node, "keep", "v1", Precondition::None),
+        ],
+    )
+    .await;
+    let mut watch = store.watch(base).await.unwrap();
+    let result = store
+        .commit(vec![
+            put(Kind::Workload, "new", "v", Precondition::Absent),
+            delete(Kind::Node, "keep", Precondition::None),
+            put(Kind::Workload, "missing", "v", Precondition::Exists), // first failure
+            put(Kind::Workload, "exists", "v2", Precondition::Absent), // second failure
+        ])
+        .await;
+    assert_conflict(result, Kind::Workload, "missing");
+    assert_eq!(
+        store.revision().await.unwrap(),
+        base,
+        "the revision did not move"
+    );
+    assert_eq!(store.get(Kind::Workload, "new").await.unwrap(), None);
+    assert_eq!(store.get(Kind::Workload, "missing").await.unwrap(), None);
+    assert_eq!(
+        get_value(store, Kind::Node, "keep").await.as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        get_value(store, Kind::Workload, "exists").await.as_deref(),
+        Some("v1")
+    );
+    // The watch saw nothing of it: its first event is the next successful commit.
+    let next = commit_ok(
+        store,
+        vec![put(Kind::Node, "after", "v", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(next, Kind::Node, "after", Some("v"))
+    );
+}
+
+/// A batch that writes the same key twice is refused as a whole (etcd refuses it, so every
+/// implementation does, and code tested against the twin keeps working on etcd).
+pub async fn duplicate_key_in_batch_is_refused(store: &dyn StateStore) {
+    let start = store.revision().await.unwrap();
+    let result = store
+        .commit(vec![
+            put(Kind::Instance, "w/1", "a", Precondition::None),
+            put(Kind::Instance, "w/2", "b", Precondition::None),
+            delete(Kind::Instance, "w/1", Precondition::None),
+        ])
+        .await;
+    assert!(
+        result.is_err(),
+        "a key written twice must be refused: {result:?}"
+    );
+    assert_eq!(store.revision().await.unwrap(), start);
+    assert_eq!(store.list(Kind::Instance, "").await.unwrap(), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches
+
+/// A watch from the store's start replays every change in commit order across kinds (deletes
+/// with value `None`, a batch's changes at one revision in op order), then delivers live changes.
+pub async fn watch_replays_history_then_live(store: &dyn StateStore) {
+    let start = store.revision().await.unwrap();
+    let r1 = commit_ok(
+        store,
+        vec![put(Kind::Workload, "w", "def", Precondition::None)],
+    )
+    .await;
+    let r2 = commit_ok(
+        store,
+        vec![
+            put(Kind::Instance, "w/1", "i1", Precondition::None),
+            put(Kind::Node, "n1", "node", Precondition::None),
+        ],
+    )
+    .await;
+    let r3 = commit_ok(
+        store,
+        vec![put(Kind::Workload, "w", "def2", Precondition::None)],
+    )
+    .await;
+    let r4 = commit_ok(
+        store,
+        vec![delete(Kind::Instance, "w/1", Precondition::None)],
+    )
+    .await;
+    // Deleting nothing is no change: no event.
+    commit_ok(
+        store,
+        vec![delete(Kind::Instance, "w/none", Precondition::None)],
+    )
+    .await;
+
+    let mut watch = store.watch(start).await.unwrap();
+    let replayed = [
+        change(r1, Kind::Workload, "w", Some("def")),
+        change(r2, Kind::Instance, "w/1", Some("i1")),
+        change(r2, Kind::Node, "n1", Some("node")),
+        change(r3, Kind::Workload, "w", Some("def2")),
+        change(r4, Kind::Instance, "w/1", None),
+    ];
+    for want in replayed {
+        assert_eq!(next_event(&mut watch).await, want);
+    }
+    let r5 = commit_ok(
+        store,
+        vec![put(Kind::Node, "n2", "live", Precondition::None)],
+    )
+    .await;
+    let r6 = commit_ok(store, vec![delete(Kind::Node, "n1", Precondition::Exists)]).await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r5, Kind::Node, "n2", Some("live"))
+    );
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r6, Kind::Node, "n1", None)
+    );
+}
+
+/// A watch from the current revision delivers only changes committed after it.
+pub async fn watch_from_current_sees_only_new(store: &dyn StateStore) {
+    for i in 0..5 {
+        commit_ok(
+            store,
+            vec![put(
+                Kind::Instance,
+                &format!("w/{i}"),
+                "old",
+                Precondition::None,
+            )],
+        )
+        .await;
+    }
+    let now = store.revision().await.unwrap();
+    let mut watch = store.watch(now).await.unwrap();
+    let r = commit_ok(
+        store,
+        vec![put(Kind::Instance, "w/new", "new", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r, Kind::Instance, "w/new", Some("new"))
+    );
+}
+
+/// A watch from a past revision delivers exactly the changes after it.
+pub async fn watch_from_a_past_revision(store: &dyn StateStore) {
+    let mut revisions = Vec::new();
+    for i in 0..6 {
+        revisions.push(
+            commit_ok(
+                store,
+                vec![put(Kind::Node, "n", &i.to_string(), Precondition::None)],
+            )
+            .await,
+        );
+    }
+    let mut watch = store.watch(revisions[2]).await.unwrap();
+    for (i, revision) in revisions.iter().enumerate().skip(3) {
+        assert_eq!(
+            next_event(&mut watch).await,
+            change(*revision, Kind::Node, "n", Some(&i.to_string()))
+        );
+    }
+    let live = commit_ok(
+        store,
+        vec![put(Kind::Node, "n", "live", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(live, Kind::Node, "n", Some("live"))
+    );
+}
+
+/// Several watchers each get every change; dropping one does not disturb the others or the
+/// writers.
+pub async fn watchers_are_independent(store: &dyn StateStore) {
+    let start = store.revision().await.unwrap();
+    let mut first = store.watch(start).await.unwrap();
+    let mut second = store.watch(start).await.unwrap();
+    let dropped = store.watch(start).await.unwrap();
+    drop(dropped);
+    let mut revisions = Vec::new();
+    for i in 0..3 {
+        revisions.push(
+            commit_ok(
+                store,
+                vec![put(
+                    Kind::Workload,
+                    &format!("w{i}"),
+                    "v",
+                    Precondition::None,
+                )],
+            )
+            .await,
+        );
+    }
+    for watch in [&mut first, &mut second] {
+        for (i, revision) in revisions.iter().enumerate() {
+            let want = change(*revision, Kind::Workload, &format!("w{i}"), Some("v"));
+            assert_eq!(next_event(watch).await, want);
+        }
+    }
+}
+
+/// Asking for changes the store no longer keeps fails with `Compacted` (never a silent gap),
+/// and watching from its `oldest` works. A store that keeps every change may instead replay
+/// them all, which is also correct; the check accepts both.
+pub async fn watch_compaction_is_reported(store: &dyn StateStore) {
+    let start = store.revision().await.unwrap();
+    let mut revisions = Vec::new();
+    for i in 0..150 {
+        revisions.push(
+            commit_ok(
+                store,
+                vec![put(
+                    Kind::Instance,
+                    "w/hot",
+                    &i.to_string(),
+                    Precondition::None,
+                )],
+            )
+            .await,
+        );
+    }
+    let last = *revisions.last().unwrap();
+    let (mut watch, first_index) = match store.watch(start).await {
+        Ok(watch) => (watch, 0),
+        Err(StoreError::Compacted { requested, oldest }) => {
+            assert_eq!(requested, start);
+            assert!(
+                oldest > start && oldest <= last,
+                "oldest {oldest} within the writes"
+            );
+            let first_index = revisions.iter().position(|r| *r >= oldest).unwrap();
+            let watch = store
+                .watch(oldest - 1)
+                .await
+                .expect("watching from `oldest` works");
+            (watch, first_index)
+        }
+        Err(e) => panic!("expected a replay or Compacted, got {e}"),
+    };
+    for (i, revision) in revisions.iter().enumerate().skip(first_index) {
+        assert_eq!(
+            next_event(&mut watch).await,
+            change(*revision, Kind::Instance, "w/hot", Some(&i.to_string()))
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event log
+
+/// Appending assigns each event a `seq`, increasing in append order (the caller's `seq` is
+/// ignored); listing returns them oldest first, otherwise as appended.
+pub async fn events_get_increasing_seq(store: &dyn StateStore) {
+    assert_eq!(
+        store.list_events(&EventFilter::default()).await.unwrap(),
+        vec![]
+    );
+    let mut first = event(None, "e1");
+    first.seq = 999; // ignored
+    store
+        .append_events(vec![first.clone(), event(None, "e2")])
+        .await
+        .unwrap();
+    store.append_events(vec![]).await.unwrap();
+    store.append_events(vec![event(None, "e3")]).await.unwrap();
+    let listed = store.list_events(&EventFilter::default()).await.unwrap();
+    assert_eq!(messages(&listed), ["e1", "e2", "e3"]);
+    assert!(listed[0].seq > 0);
+    assert!(
+        listed.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq increases: {listed:?}"
+    );
+    let mut stored_first = listed[0].clone();
+    stored_first.seq = first.seq;
+    assert_eq!(stored_first, first, "everything else is kept as appended");
+}
+
+/// `workload_id` keeps only that workload's events; `after_seq` only later ones; both combine.
+pub async fn events_filter_by_workload_and_after_seq(store: &dyn StateStore) {
+    let web = WorkloadId::from("web-id");
+    let db = WorkloadId::from("db-id");
+    store
+        .append_events(vec![
+            event(Some(&web), "web1"),
+            event(Some(&db), "db1"),
+            event(None, "cluster"),
+            event(Some(&web), "web2"),
+            event(Some(&db), "db2"),
+            event(Some(&web), "web3"),
+        ])
+        .await
+        .unwrap();
+    let only_web = EventFilter {
+        workload_id: Some(web.clone()),
+        ..Default::default()
+    };
+    let listed = store.list_events(&only_web).await.unwrap();
+    assert_eq!(messages(&listed), ["web1", "web2", "web3"]);
+    let all = store.list_events(&EventFilter::default()).await.unwrap();
+    let after = EventFilter {
+        after_seq: Some(all[2].seq),
+        ..Default::default()
+    };
+    assert_eq!(
+        messages(&store.list_events(&after).await.unwrap()),
+        ["web2", "db2", "web3"]
+    );
+    let both = EventFilter {
+        workload_id: Some(db),
+        after_seq: Some(all[1].seq),
+        limit: None,
+    };
+    assert_eq!(messages(&store.list_events(&both).await.unwrap()), ["db2"]);
+    let past_the_end = EventFilter {
+        after_seq: Some(all[5].seq),
+        ..Default::default()
+    };
+    assert_eq!(store.list_events(&past_the_end).await.unwrap(), vec![]);
+}
+
+/// `limit` keeps the most recent matching events, still returned oldest first.
+pub async fn events_limit_keeps_the_most_recent(store: &dyn StateStore) {
+    let web = WorkloadId::from("web-id");
+    let other = WorkloadId::from("other-id");
+    let mut batch = Vec::new();
+    for i in 1..=6 {
+        batch.push(event(Some(&web), &format!("web{i}")));
+        batch.push(event(Some(&other), &format!("other{i}")));
+    }
+    store.append_events(batch).await.unwrap();
+    let limited = |workload_id: Option<WorkloadId>, after_seq, limit| EventFilter {
+        workload_id,
+        after_seq,
+        limit: Some(limit),
+    };
+    let last_three = store
+        .list_events(&limited(Some(web.clone()), None, 3))
+        .await
+        .unwrap();
+    assert_eq!(messages(&last_three), ["web4", "web5", "web6"]);
+    let last_two = store.list_events(&limited(None, None, 2)).await.unwrap();
+    assert_eq!(messages(&last_two), ["web6", "other6"]);
+    let more_than_there = store
+        .list_events(&limited(Some(web.clone()), None, 100))
+        .await
+        .unwrap();
+    assert_eq!(more_than_there.len(), 6);
+    let after = last_three[0].seq;
+    let tail = store
+        .list_events(&limited(Some(web.clone()), Some(after), 10))
+        .await
+        .unwrap();
+    assert_eq!(messages(&tail), ["web5", "web6"]);
+    assert_eq!(
+        store.list_events(&limited(None, None, 0)).await.unwrap(),
+        vec![]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Concurrency
+
+/// 20 tasks each increment one counter 5 times by read-modify-write with compare-and-swap,
+/// retrying on conflict: no increment is lost, and conflicts are reported as such.
+pub async fn concurrent_cas_increments(store: Arc<dyn StateStore>) {
+    const TASKS: u64 = 20;
+    const INCREMENTS: u64 = 5;
+    commit_ok(
+        &*store,
+        vec![put(Kind::Workload, "counter", "0", Precondition::Absent)],
+    )
+    .await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut conflicts = 0u64;
+            for _ in 0..INCREMENTS {
+                loop {
+                    let entry = store.get(Kind::Workload, "counter").await.unwrap().unwrap();
+                    let n: u64 = String::from_utf8(entry.value).unwrap().parse().unwrap();
+                    // Let the others read the same revision, so swaps really race.
+                    tokio::task::yield_now().await;
+                    let op = put(
+                        Kind::Workload,
+                        "counter",
+                        &(n + 1).to_string(),
+                        Precondition::ModRevision(entry.mod_revision),
+                    );
+                    match store.commit(vec![op]).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. }) => conflicts += 1,
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+            }
+            conflicts
+        });
+    }
+    let mut conflicts = 0;
+    while let Some(result) = tasks.join_next().await {
+        conflicts += result.expect("task panicked");
+    }
+    let total = TASKS * INCREMENTS;
+    assert_eq!(
+        get_value(&*store, Kind::Workload, "counter")
+            .await
+            .as_deref(),
+        Some(total.to_string().as_str()),
+        "every increment counted ({conflicts} conflicts retried)"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed access
+
+/// `StoreExt` round-trips the three stored types through JSON, with the revision for a later
+/// compare-and-swap, and lists instances of one workload by prefix.
+pub async fn typed_round_trip(store: &dyn StateStore) {
+    let mut web = WorkloadDefinition::new("web", 3, ContainerConfig::new("httpd", "busybox:1"));
+    web.labels.insert("tier".into(), "front".into());
+    let db = WorkloadDefinition::new("db", 1, ContainerConfig::new("pg", "postgres:16"));
+    let r_web = store.put_obj(&web, Precondition::Absent).await.unwrap();
+    store.put_obj(&db, Precondition::Absent).await.unwrap();
+
+    let got = store
+        .get_obj::<WorkloadDefinition>("web")
+        .await
+        .unwrap()
+        .expect("web");
+    assert_eq!((got.value.clone(), got.revision), (web.clone(), r_web));
+    let names: Vec<String> = store
+        .list_obj::<WorkloadDefinition>("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value.name)
+        .collect();
+    assert_eq!(names, ["db", "web"]);
+
+    let mut instances = Vec::new();
+    for i in 0..3 {
+        let mut instance =
+            WorkloadInstance::new(InstanceId::from(format!("web-{i}")), web.id.clone());
+        instance.node_id = Some("n1".into());
+        instance.transition(InstanceStatus::Scheduled);
+        instances.push(instance);
+    }
+    let other = WorkloadInstance::new("db-0".into(), db.id.clone());
+    let mut ops: Vec<Op> = instances
+        .iter()
+        .map(|i| put_op(i, Precondition::Absent))
+        .collect();
+    ops.push(put_op(&other, Precondition::Absent));
+    let r_instances = commit_ok(store, ops).await;
+    let listed = store
+        .list_obj::<WorkloadInstance>(&instance_prefix(&web.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.value.clone()).collect::<Vec<_>>(),
+        instances
+    );
+    assert!(listed.iter().all(|v| v.revision == r_instances));
+
+    // Compare-and-swap with the revision read.
+    let mut running = listed[0].value.clone();
+    running.transition(InstanceStatus::Running);
+    store
+        .put_obj(&running, Precondition::ModRevision(listed[0].revision))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .put_obj(&running, Precondition::ModRevision(listed[0].revision))
+            .await,
+        Kind::Instance,
+        &format!("{}/web-0", web.id),
+    );
+    commit_ok(store, vec![delete_op(&other, Precondition::Exists)]).await;
+    assert_eq!(
+        store
+            .get_obj::<WorkloadInstance>(&format!("{}/db-0", db.id))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let mut node = Node::new("n1", Resources::new(4000, 8192, 100_000)).with_label("zone", "z1");
+    node.status = NodeStatus::NotReady;
+    node.unschedulable = true;
+    node.address = "10.0.0.1:7000".into();
+    let r_node = store.put_obj(&node, Precondition::None).await.unwrap();
+    let got = store.get_obj::<Node>("n1").await.unwrap().expect("node");
+    assert_eq!((got.value, got.revision), (node, r_node));
+}
+
+/// A stored value that is not the requested type is a `Codec` error naming the entry, not a
+/// panic or a silent default.
+pub async fn typed_codec_error(store: &dyn StateStore) {
+    commit_ok(
+        store,
+        vec![put(Kind::Node, "garbled", "{not json", Precondition::None)],
+    )
+    .await;
+    match store.get_obj::<Node>("garbled").await {
+        Err(e @ StoreError::Codec { .. }) => {
+            assert!(!e.is_transient());
+            assert!(
+                std::error::Error::source(&e).is_some(),
+                "keeps the serde error"
+            );
+            assert!(
+                matches!(e, StoreError::Codec { kind: Kind::Node, ref key, .. } if key == "garbled")
+            );
+        }
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+    assert!(matches!(
+        store.list_obj::<Node>("").await,
+        Err(StoreError::Codec { .. })
+    ));
+}

@@ -76,3 +76,48 @@ impl StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Kind, MockStateStore, StateStore};
+
+    /// The core retries what `is_transient()` says may heal and re-reads on a conflict: a mock
+    /// forces both through the trait the core calls.
+    #[tokio::test]
+    async fn unavailable_is_transient_and_conflict_is_not() {
+        let mut mock = MockStateStore::new();
+        mock.expect_get()
+            .times(1)
+            .returning(|_, _| Err(StoreError::unavailable("get", "connection refused")));
+        mock.expect_commit().times(1).returning(|_| {
+            Err(StoreError::Conflict {
+                kind: Kind::Workload,
+                key: "web".into(),
+                reason: "expected absent".into(),
+            })
+        });
+        let store: &dyn StateStore = &mock;
+
+        let err = store.get(Kind::Node, "n1").await.unwrap_err();
+        assert!(err.is_transient());
+        assert_eq!(err.to_string(), "store unavailable during get");
+        assert_eq!(
+            std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("connection refused")
+        );
+
+        let err = store.commit(vec![]).await.unwrap_err();
+        assert!(
+            !err.is_transient(),
+            "a conflict needs a re-read, not a blind retry"
+        );
+        assert_eq!(
+            err.to_string(),
+            "conflict on Workload \"web\": expected absent"
+        );
+        assert!(!StoreError::Closed.is_transient());
+    }
+}

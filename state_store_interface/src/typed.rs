@@ -86,12 +86,18 @@ pub fn delete_op<T: StoredObject>(obj: &T, precondition: Precondition) -> Op {
 #[async_trait]
 pub trait StoreExt: StateStore {
     /// The object at `key`, decoded.
-    async fn get_obj<T: StoredObject>(&self, key: &str) -> Result<Option<Versioned<T>>, StoreError> {
+    async fn get_obj<T: StoredObject>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
         self.get(T::KIND, key).await?.map(decode).transpose()
     }
 
     /// Every object whose key starts with `prefix`, decoded, sorted by key.
-    async fn list_obj<T: StoredObject>(&self, prefix: &str) -> Result<Vec<Versioned<T>>, StoreError> {
+    async fn list_obj<T: StoredObject>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<Versioned<T>>, StoreError> {
         self.list(T::KIND, prefix)
             .await?
             .into_iter()

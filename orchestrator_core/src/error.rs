@@ -1,0 +1,80 @@
+//! Errors of the core, as seen by callers of [`crate::OrchestratorHandle`].
+
+use cluster_manager_interface::ClusterError;
+use container_runtime_interface::RuntimeError;
+use orchestrator_shared_types::ValidationErrors;
+use state_store_interface::StoreError;
+
+/// What went wrong with a request to the orchestrator.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The workload definition is invalid; every problem is listed with its field path.
+    #[error("invalid workload: {0}")]
+    Invalid(#[from] ValidationErrors),
+    /// No workload with this name.
+    #[error("workload {name:?} not found")]
+    NotFound {
+        /// The name asked for.
+        name: String,
+    },
+    /// A workload with this name already exists.
+    #[error("workload {name:?} already exists")]
+    AlreadyExists {
+        /// The name.
+        name: String,
+    },
+    /// The workload changed since the revision the caller read.
+    #[error("workload {name:?} was modified concurrently (expected revision {expected})")]
+    StaleRevision {
+        /// The name.
+        name: String,
+        /// The revision the caller expected.
+        expected: u64,
+    },
+    /// Reading or writing the store failed.
+    #[error("state store error during {operation}")]
+    Store {
+        /// What was being done.
+        operation: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// Listing or driving containers failed.
+    #[error("container runtime error during {operation}")]
+    Runtime {
+        /// What was being done.
+        operation: &'static str,
+        /// The runtime's error.
+        #[source]
+        source: RuntimeError,
+    },
+    /// Reading cluster membership failed.
+    #[error("cluster membership error during {operation}")]
+    Cluster {
+        /// What was being done.
+        operation: &'static str,
+        /// The cluster manager's error.
+        #[source]
+        source: ClusterError,
+    },
+    /// The orchestrator is shutting down or has stopped.
+    #[error("the orchestrator is not running")]
+    Stopped,
+}
+
+impl CoreError {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CoreError::Store { source, .. } => source.is_transient(),
+            CoreError::Runtime { source, .. } => source.is_transient(),
+            CoreError::Cluster { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn store(operation: &'static str) -> impl FnOnce(StoreError) -> CoreError {
+        move |source| CoreError::Store { operation, source }
+    }
+}

@@ -1,0 +1,287 @@
+//! [`OrchestratorHandle`]: how the API, CLI and tests change desired state.
+//!
+//! Writes of desired state go straight to the store with compare-and-swap, from the caller's
+//! task, so that many requests proceed concurrently and a store that batches writes can batch
+//! them. The loop is then told which workload changed; it never depends on the message for
+//! correctness, because its periodic resync re-reads every workload from the store
+//! (level-triggered, as a Kubernetes controller would be with a watch).
+
+use crate::error::CoreError;
+use crate::orchestrator::{Command, ShutdownMode, Summary};
+use orchestrator_shared_types::validation::MAX_REPLICAS;
+use orchestrator_shared_types::{
+    Event, EventKind, FieldError, ValidationErrors, WorkloadDefinition, WorkloadId,
+};
+use state_store_interface::typed::delete_op;
+use state_store_interface::{Precondition, Revision, StateStore, StoreError, StoreExt, Versioned};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What [`OrchestratorHandle::apply`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The workload did not exist and was created.
+    Created,
+    /// It existed and was changed.
+    Updated,
+    /// It existed with exactly this definition.
+    Unchanged,
+}
+
+/// A cheap, cloneable handle to a running orchestrator.
+#[derive(Clone)]
+pub struct OrchestratorHandle {
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) shutdown: Arc<watch::Sender<ShutdownMode>>,
+}
+
+impl std::fmt::Debug for OrchestratorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorHandle").finish_non_exhaustive()
+    }
+}
+
+fn conflict_or<'a>(
+    name: &'a str,
+    expected: Option<Revision>,
+    op: &'static str,
+) -> impl FnOnce(StoreError) -> CoreError + 'a {
+    move |e| match (e, expected) {
+        (StoreError::Conflict { .. }, Some(expected)) => CoreError::StaleRevision {
+            name: name.to_owned(),
+            expected,
+        },
+        (StoreError::Conflict { .. }, None) => CoreError::AlreadyExists {
+            name: name.to_owned(),
+        },
+        (source, _) => CoreError::Store {
+            operation: op,
+            source,
+        },
+    }
+}
+
+impl OrchestratorHandle {
+    /// The store the orchestrator uses (for reads by the API).
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    fn notify(&self, command: Command) {
+        // A stopped loop re-reads everything from the store when it starts again.
+        let _ = self.commands.send(command);
+    }
+
+    async fn record(&self, kind: EventKind, def: &WorkloadDefinition, message: String) {
+        let mut event = Event::new(kind, message);
+        event.workload_id = Some(def.id.clone());
+        event.workload_name = Some(def.name.clone());
+        if let Err(e) = self.store.append_events(vec![event]).await {
+            tracing::warn!(error = %e, "recording an event failed");
+        }
+    }
+
+    /// A workload by name.
+    pub async fn get(&self, name: &str) -> Result<Option<Versioned<WorkloadDefinition>>, CoreError> {
+        self.store
+            .get_obj::<WorkloadDefinition>(name)
+            .await
+            .map_err(CoreError::store("get workload"))
+    }
+
+    /// Creates a workload; fails with `AlreadyExists` if the name is taken. The server assigns
+    /// the id.
+    pub async fn create(&self, mut def: WorkloadDefinition) -> Result<Versioned<WorkloadDefinition>, CoreError> {
+        def.validate()?;
+        def.id = WorkloadId::generate();
+        let revision = self
+            .store
+            .put_obj(&def, Precondition::Absent)
+            .await
+            .map_err(conflict_or(&def.name, None, "create workload"))?;
+        self.record(
+            EventKind::Updated,
+            &def,
+            format!("created with {} replicas", def.replicas),
+        )
+        .await;
+        self.notify(Command::Upserted {
+            def: def.clone(),
+            revision,
+        });
+        Ok(Versioned { value: def, revision })
+    }
+
+    /// Replaces an existing workload's definition, keeping its id. With `expected_revision`,
+    /// fails with `StaleRevision` if it changed since.
+    pub async fn update(
+        &self,
+        mut def: WorkloadDefinition,
+        expected_revision: Option<Revision>,
+    ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
+        def.validate()?;
+        let current = self.get(&def.name).await?.ok_or_else(|| CoreError::NotFound {
+            name: def.name.clone(),
+        })?;
+        if let Some(expected) = expected_revision {
+            if expected != current.revision {
+                return Err(CoreError::StaleRevision {
+                    name: def.name,
+                    expected,
+                });
+            }
+        }
+        def.id = current.value.id.clone();
+        if def == current.value {
+            return Ok(current);
+        }
+        let expected = expected_revision.unwrap_or(current.revision);
+        let revision = self
+            .store
+            .put_obj(&def, Precondition::ModRevision(expected))
+            .await
+            .map_err(conflict_or(&def.name, Some(expected), "update workload"))?;
+        self.record(EventKind::Updated, &def, describe_change(&current.value, &def))
+            .await;
+        self.notify(Command::Upserted {
+            def: def.clone(),
+            revision,
+        });
+        Ok(Versioned { value: def, revision })
+    }
+
+    /// Creates the workload or updates it to this definition (`kubectl apply`).
+    pub async fn apply(
+        &self,
+        def: WorkloadDefinition,
+    ) -> Result<(Versioned<WorkloadDefinition>, ApplyOutcome), CoreError> {
+        def.validate()?;
+        // Two attempts: a concurrent create or delete between our read and write is retried once.
+        let mut last = None;
+        for _ in 0..2 {
+            let result = match self.get(&def.name).await? {
+                None => self.create(def.clone()).await.map(|v| (v, ApplyOutcome::Created)),
+                Some(current) => {
+                    let mut wanted = def.clone();
+                    wanted.id = current.value.id.clone();
+                    if wanted == current.value {
+                        return Ok((current, ApplyOutcome::Unchanged));
+                    }
+                    self.update(def.clone(), Some(current.revision))
+                        .await
+                        .map(|v| (v, ApplyOutcome::Updated))
+                }
+            };
+            match result {
+                Err(e @ (CoreError::AlreadyExists { .. } | CoreError::StaleRevision { .. } | CoreError::NotFound { .. })) => {
+                    last = Some(e)
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(CoreError::Stopped))
+    }
+
+    /// Sets a workload's replica count.
+    pub async fn scale(&self, name: &str, replicas: u32) -> Result<Versioned<WorkloadDefinition>, CoreError> {
+        if replicas > MAX_REPLICAS {
+            return Err(CoreError::Invalid(ValidationErrors(vec![FieldError {
+                field: "replicas".into(),
+                message: format!("must be at most {MAX_REPLICAS} (got {replicas})"),
+            }])));
+        }
+        loop {
+            let current = self.get(name).await?.ok_or_else(|| CoreError::NotFound {
+                name: name.to_owned(),
+            })?;
+            let mut def = current.value.clone();
+            if def.replicas == replicas {
+                return Ok(current);
+            }
+            def.replicas = replicas;
+            match self.update(def, Some(current.revision)).await {
+                // Someone else changed it in between: scale the new version.
+                Err(CoreError::StaleRevision { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Deletes a workload; its instances are stopped and removed by the loop.
+    pub async fn delete(&self, name: &str) -> Result<WorkloadDefinition, CoreError> {
+        loop {
+            let current = self.get(name).await?.ok_or_else(|| CoreError::NotFound {
+                name: name.to_owned(),
+            })?;
+            let result = self
+                .store
+                .commit(vec![delete_op(&current.value, Precondition::ModRevision(current.revision))])
+                .await;
+            match result {
+                Ok(revision) => {
+                    let def = current.value;
+                    self.record(EventKind::Deleted, &def, "deleted".into()).await;
+                    self.notify(Command::Deleted {
+                        id: def.id.clone(),
+                        revision,
+                    });
+                    return Ok(def);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(source) => {
+                    return Err(CoreError::Store {
+                        operation: "delete workload",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Counts of what the loop currently knows.
+    pub async fn summary(&self) -> Result<Summary, CoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Summary(reply))
+            .map_err(|_| CoreError::Stopped)?;
+        rx.await.map_err(|_| CoreError::Stopped)
+    }
+
+    /// Asks the loop to re-read every workload from the store and reconcile all of them.
+    pub fn resync(&self) {
+        self.notify(Command::Resync);
+    }
+
+    /// Asks the orchestrator to stop: the first call drains (no new work, in-flight operations
+    /// finish, everything is persisted); a second call forces an immediate stop.
+    pub fn shutdown(&self) {
+        self.shutdown.send_modify(|mode| {
+            *mode = match mode {
+                ShutdownMode::Running => ShutdownMode::Drain,
+                _ => ShutdownMode::Force,
+            }
+        });
+    }
+}
+
+fn describe_change(old: &WorkloadDefinition, new: &WorkloadDefinition) -> String {
+    let mut parts = Vec::new();
+    if old.replicas != new.replicas {
+        parts.push(format!("replicas {} -> {}", old.replicas, new.replicas));
+    }
+    if old.spec_hash() != new.spec_hash() {
+        parts.push("template changed: replicas will be replaced".to_owned());
+    }
+    if old.restart_policy != new.restart_policy {
+        parts.push(format!("restart policy {:?} -> {:?}", old.restart_policy, new.restart_policy));
+    }
+    if old.labels != new.labels {
+        parts.push("labels changed".to_owned());
+    }
+    if parts.is_empty() {
+        "updated".to_owned()
+    } else {
+        format!("updated: {}", parts.join(", "))
+    }
+}

@@ -1,0 +1,148 @@
+//! The persister: one task that mirrors the loop's instance records and events into the store.
+//!
+//! The loop is the only writer of instance records, so it keeps the authoritative copy in memory
+//! and hands every change to this task instead of awaiting the store itself. The task batches
+//! what arrives together into one commit (the embedded and etcd stores are far faster per batch
+//! than per write) and keeps only the last write per key within a batch. Writes for one key are
+//! applied in the order they were sent. Transient store errors are retried with backoff;
+//! permanent ones are logged and counted, and the next resync repairs the difference.
+
+use crate::backoff::{Backoff, BackoffPolicy};
+use crate::metrics::CoreMetrics;
+use orchestrator_shared_types::{Event, WorkloadInstance};
+use state_store_interface::typed::{delete_op, put_op};
+use state_store_interface::{Op, Precondition, StateStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most operations per commit.
+const MAX_BATCH: usize = 4096;
+
+/// A change for the store.
+#[derive(Debug)]
+pub(crate) enum PersistMsg {
+    /// Create or replace an instance record.
+    Put(Box<WorkloadInstance>),
+    /// Remove an instance record.
+    Delete(Box<WorkloadInstance>),
+    /// Append an event.
+    Event(Box<Event>),
+    /// Reply once everything sent before is committed (or given up).
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, owned by the loop.
+#[derive(Clone, Debug)]
+pub(crate) struct Persister {
+    tx: mpsc::UnboundedSender<PersistMsg>,
+}
+
+impl Persister {
+    /// Starts the task.
+    pub(crate) fn spawn(store: Arc<dyn StateStore>, metrics: Arc<CoreMetrics>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(store, rx, metrics));
+        (Self { tx }, task)
+    }
+
+    pub(crate) fn put(&self, instance: &WorkloadInstance) {
+        let _ = self.tx.send(PersistMsg::Put(Box::new(instance.clone())));
+    }
+
+    pub(crate) fn delete(&self, instance: &WorkloadInstance) {
+        let _ = self.tx.send(PersistMsg::Delete(Box::new(instance.clone())));
+    }
+
+    pub(crate) fn event(&self, event: Event) {
+        let _ = self.tx.send(PersistMsg::Event(Box::new(event)));
+    }
+
+    /// Waits until everything sent so far is committed.
+    pub(crate) async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(PersistMsg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn run(
+    store: Arc<dyn StateStore>,
+    mut rx: mpsc::UnboundedReceiver<PersistMsg>,
+    metrics: Arc<CoreMetrics>,
+) {
+    let mut batch: Vec<PersistMsg> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(msg) => batch.push(msg),
+                Err(_) => break,
+            }
+        }
+        let mut ops: Vec<Op> = Vec::new();
+        // Last write per key wins within a batch; remember where each key's op sits.
+        let mut slot: HashMap<String, usize> = HashMap::new();
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        for msg in batch.drain(..) {
+            let op = match msg {
+                PersistMsg::Put(i) => put_op(i.as_ref(), Precondition::None),
+                PersistMsg::Delete(i) => delete_op(i.as_ref(), Precondition::None),
+                PersistMsg::Event(e) => {
+                    events.push(*e);
+                    continue;
+                }
+                PersistMsg::Flush(reply) => {
+                    flushes.push(reply);
+                    continue;
+                }
+            };
+            let key = op.target().1.to_owned();
+            match slot.get(&key) {
+                Some(&at) => ops[at] = op,
+                None => {
+                    slot.insert(key, ops.len());
+                    ops.push(op);
+                }
+            }
+        }
+        if !ops.is_empty() {
+            let n = ops.len();
+            retrying("commit", &metrics, || store.commit(ops.clone())).await;
+            metrics.add_persisted(n as u64);
+        }
+        if !events.is_empty() {
+            retrying("append_events", &metrics, || store.append_events(events.clone())).await;
+        }
+        for reply in flushes {
+            let _ = reply.send(());
+        }
+    }
+}
+
+/// Runs `op` until it succeeds or fails permanently; transient failures back off.
+async fn retrying<T, F, Fut>(what: &'static str, metrics: &CoreMetrics, mut op: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, state_store_interface::StoreError>>,
+{
+    let mut backoff = Backoff::new(BackoffPolicy::errors());
+    loop {
+        match op().await {
+            Ok(_) => return,
+            Err(e) if e.is_transient() => {
+                let delay = backoff.fail(Duration::ZERO);
+                tracing::warn!(error = %e, ?delay, "store {what} failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => {
+                metrics.add_persist_failure();
+                tracing::error!(error = %e, "store {what} failed permanently; the next resync repairs it");
+                return;
+            }
+        }
+    }
+}

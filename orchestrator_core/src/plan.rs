@@ -1,0 +1,291 @@
+//! The pure half of reconciliation: from a workload's desired state, its observed instances and
+//! the cluster, decide what to do. No I/O, no `.await`: it is unit-tested without a runtime or a
+//! store, and the executor applies its result.
+//!
+//! The decision is level-triggered: it looks only at the state, never at what triggered it, so
+//! planning twice over the same state plans the same thing, and planning over the state that
+//! the first plan produced plans nothing.
+
+use container_runtime_interface::container_id_for;
+use orchestrator_shared_types::{
+    InstanceId, InstanceStatus, NodeId, NodeStatus, Unschedulable, WorkloadDefinition,
+    WorkloadInstance,
+};
+use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
+use tokio::time::Instant;
+
+/// What the planner knows about one existing instance.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceView<'a> {
+    /// The instance as recorded.
+    pub instance: &'a WorkloadInstance,
+    /// When it may next be acted upon (restart of an exited instance, retry of a failed stop);
+    /// `None` means now.
+    pub not_before: Option<Instant>,
+}
+
+/// Why an instance is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// More replicas than desired.
+    ScaledDown,
+    /// Its workload was deleted.
+    WorkloadDeleted,
+    /// Its workload's template changed; a replacement is created.
+    SpecChanged,
+    /// A previous stop failed and is retried.
+    Retry,
+}
+
+/// One thing to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Record `instance` (placed on its node, status Scheduled, container ids set) and start its
+    /// containers. It is a new instance or an existing pending one.
+    Place {
+        /// The instance as it should be recorded.
+        instance: WorkloadInstance,
+        /// What was allocated for it (already recorded in the cluster state).
+        allocation: Allocation,
+        /// The lost instance it replaces, if any.
+        replaces: Option<(InstanceId, NodeId)>,
+    },
+    /// Record a new instance that fits nowhere yet.
+    Pending {
+        /// The instance (status Pending).
+        instance: WorkloadInstance,
+    },
+    /// Start an exited instance's containers again on its node.
+    Restart {
+        /// Which instance.
+        instance_id: InstanceId,
+    },
+    /// Stop and remove an instance's containers, then forget it.
+    Stop {
+        /// Which instance.
+        instance_id: InstanceId,
+        /// Why.
+        reason: StopReason,
+    },
+    /// Forget an instance whose node is down or gone (nothing to stop there).
+    Forget {
+        /// Which instance.
+        instance_id: InstanceId,
+    },
+}
+
+/// Everything decided for one workload.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// What to do, in order.
+    pub steps: Vec<Step>,
+    /// Why some replicas could not be placed.
+    pub unschedulable: Option<Unschedulable>,
+    /// Plan again at this time (a restart or retry waiting for its backoff).
+    pub requeue_at: Option<Instant>,
+}
+
+impl Plan {
+    fn requeue(&mut self, at: Instant) {
+        self.requeue_at = Some(self.requeue_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// True when there is nothing to do now.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+}
+
+/// Whether instances on `node` still exist: the node is known and not down.
+fn node_alive(cluster: &ClusterState, node: &NodeId) -> bool {
+    cluster
+        .node(node)
+        .is_some_and(|n| n.status != NodeStatus::Down)
+}
+
+/// Order in which replicas are removed on scale down: unplaced first, then exited, then
+/// starting, then running; within a class the newest first (Kubernetes' ReplicaSet does the
+/// same: the least useful and least proven go first).
+fn victim_rank(i: &WorkloadInstance) -> u8 {
+    match i.status {
+        InstanceStatus::Pending => 0,
+        InstanceStatus::Failed | InstanceStatus::Succeeded => 1,
+        InstanceStatus::Scheduled => 2,
+        _ => 3,
+    }
+}
+
+/// The container ids of `instance` for its current restart count: a restart creates new ids,
+/// so a late event from the previous incarnation can never be mistaken for the new one.
+pub fn container_ids(def: &WorkloadDefinition, instance: &WorkloadInstance) -> Vec<orchestrator_shared_types::ContainerId> {
+    def.containers
+        .iter()
+        .map(|c| container_id_for(&instance.id, &format!("{}-{}", c.name, instance.restart_count)))
+        .collect()
+}
+
+/// Decides what to do for one workload.
+///
+/// * `desired`: the workload, or `None` when it was deleted (every instance is stopped).
+/// * `instances`: its instances as currently known.
+/// * `cluster`: nodes and allocations; placements made here are allocated in it.
+pub fn plan(
+    desired: Option<&WorkloadDefinition>,
+    instances: &[InstanceView<'_>],
+    cluster: &mut ClusterState,
+    scheduler: &dyn Scheduler,
+    now: Instant,
+) -> Plan {
+    let mut plan = Plan::default();
+    let due = |v: &InstanceView<'_>| v.not_before.is_none_or(|t| t <= now);
+
+    let Some(def) = desired else {
+        for v in instances {
+            let step = match v.instance.status {
+                InstanceStatus::Stopped | InstanceStatus::Lost => Step::Forget {
+                    instance_id: v.instance.id.clone(),
+                },
+                InstanceStatus::Stopping if !due(v) => {
+                    plan.requeue(v.not_before.unwrap_or(now));
+                    continue;
+                }
+                _ => Step::Stop {
+                    instance_id: v.instance.id.clone(),
+                    reason: StopReason::WorkloadDeleted,
+                },
+            };
+            plan.steps.push(step);
+        }
+        return plan;
+    };
+
+    let hash = def.spec_hash();
+    let mut live: Vec<&InstanceView<'_>> = Vec::new();
+    let mut lost: Vec<(InstanceId, NodeId)> = Vec::new();
+    for v in instances {
+        let i = v.instance;
+        match i.status {
+            InstanceStatus::Stopped | InstanceStatus::Lost => {
+                plan.steps.push(Step::Forget {
+                    instance_id: i.id.clone(),
+                });
+                continue;
+            }
+            InstanceStatus::Stopping => {
+                // Only here when an earlier stop failed: retry once its backoff has passed.
+                if due(v) {
+                    plan.steps.push(Step::Stop {
+                        instance_id: i.id.clone(),
+                        reason: StopReason::Retry,
+                    });
+                } else {
+                    plan.requeue(v.not_before.unwrap_or(now));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(node) = &i.node_id {
+            if !node_alive(cluster, node) {
+                lost.push((i.id.clone(), node.clone()));
+                plan.steps.push(Step::Forget {
+                    instance_id: i.id.clone(),
+                });
+                continue;
+            }
+        }
+        if i.spec_hash != hash {
+            plan.steps.push(Step::Stop {
+                instance_id: i.id.clone(),
+                reason: StopReason::SpecChanged,
+            });
+            continue;
+        }
+        live.push(v);
+    }
+
+    let replicas = def.replicas as usize;
+    if live.len() > replicas {
+        live.sort_by(|a, b| {
+            victim_rank(a.instance)
+                .cmp(&victim_rank(b.instance))
+                .then(b.instance.created_at.cmp(&a.instance.created_at))
+                .then(b.instance.id.cmp(&a.instance.id))
+        });
+        for v in live.drain(..live.len() - replicas) {
+            plan.steps.push(Step::Stop {
+                instance_id: v.instance.id.clone(),
+                reason: StopReason::ScaledDown,
+            });
+        }
+    }
+
+    for v in &live {
+        let i = v.instance;
+        let exited = matches!(i.status, InstanceStatus::Failed | InstanceStatus::Succeeded);
+        if exited && def.restart_policy.restarts(i.last_exit_code) {
+            if due(v) {
+                plan.steps.push(Step::Restart {
+                    instance_id: i.id.clone(),
+                });
+            } else {
+                plan.requeue(v.not_before.unwrap_or(now));
+            }
+        }
+    }
+
+    let pending: Vec<&WorkloadInstance> = live
+        .iter()
+        .map(|v| v.instance)
+        .filter(|i| i.status == InstanceStatus::Pending)
+        .collect();
+    let missing = replicas - live.len();
+    let wanted = pending.len() + missing;
+    if wanted == 0 {
+        return plan;
+    }
+    let request = PlacementRequest::for_workload(def);
+    let allocation = Allocation {
+        workload_id: def.id.clone(),
+        resources: request.resources,
+        host_ports: request.host_ports.clone(),
+    };
+    let outcome = match scheduler.place(cluster, &request, wanted) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(workload = %def.name, error = %e, "scheduler refused the request");
+            Default::default()
+        }
+    };
+    let mut nodes = outcome.placed.into_iter();
+    let placed = |mut instance: WorkloadInstance, node: NodeId| {
+        instance.node_id = Some(node);
+        instance.spec_hash.clone_from(&hash);
+        instance.container_ids = container_ids(def, &instance);
+        instance.transition(InstanceStatus::Scheduled);
+        instance
+    };
+    for p in pending {
+        if let Some(node) = nodes.next() {
+            plan.steps.push(Step::Place {
+                instance: placed(p.clone(), node),
+                allocation: allocation.clone(),
+                replaces: None,
+            });
+        }
+    }
+    for _ in 0..missing {
+        let mut instance = WorkloadInstance::new(InstanceId::generate(&def.name), def.id.clone());
+        instance.spec_hash.clone_from(&hash);
+        match nodes.next() {
+            Some(node) => plan.steps.push(Step::Place {
+                instance: placed(instance, node),
+                allocation: allocation.clone(),
+                replaces: lost.pop(),
+            }),
+            None => plan.steps.push(Step::Pending { instance }),
+        }
+    }
+    plan.unschedulable = outcome.unschedulable;
+    plan
+}

@@ -1,0 +1,382 @@
+//! Scenario tests: the real orchestrator over the in-memory store, the simulated runtime and static
+//! membership, driven by lists of operations on a paused clock.
+
+mod common;
+
+use common::*;
+use orchestrator_shared_types::*;
+use std::time::Duration;
+use Op::*;
+
+#[tokio::test(start_paused = true)]
+async fn submit_places_every_replica_and_runs_it() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        AddNode(node("n2", 4000, 8192)),
+        Submit(workload("web", 5, 500, 512)),
+        expect("5 running", |w| w.running("web") == 5 && w.running_containers() == 5),
+    ])
+    .await;
+    let world = h.world().await;
+    // Bin-packing: 5 x 500m fits on one 4000m node, so only one node is used.
+    let used: std::collections::BTreeSet<_> =
+        world.instances("web").iter().map(|i| i.node_id.clone()).collect();
+    assert_eq!(used.len(), 1, "best fit packs onto one node: {used:?}");
+    assert_eq!(world.events_of(EventKind::Scheduled).len(), 5);
+    assert_eq!(world.events_of(EventKind::Started).len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn scale_up_then_down_removes_newest_first() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        Submit(workload("api", 2, 100, 64)),
+        expect("2 running", |w| w.running("api") == 2),
+        Advance(Duration::from_secs(1)),
+    ])
+    .await;
+    let first: Vec<InstanceId> = h.world().await.instances("api").iter().map(|i| i.id.clone()).collect();
+    h.run(vec![
+        Scale("api", 6),
+        expect("6 running", |w| w.running("api") == 6 && w.container_count() == 6),
+        Scale("api", 2),
+        expect("2 left, containers too", |w| {
+            w.instances("api").len() == 2 && w.container_count() == 2
+        }),
+    ])
+    .await;
+    let left: Vec<InstanceId> = h.world().await.instances("api").iter().map(|i| i.id.clone()).collect();
+    let mut first_sorted = first.clone();
+    first_sorted.sort();
+    let mut left_sorted = left.clone();
+    left_sorted.sort();
+    assert_eq!(first_sorted, left_sorted, "the newest replicas were removed, the oldest kept");
+    assert_eq!(h.world().await.events_of(EventKind::Stopped).len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_replicas_go_first_on_scale_down() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 1000, 4096)),
+        Submit(workload("big", 3, 400, 256)),
+        expect("2 running, 1 pending", |w| {
+            w.running("big") == 2 && w.count("big", InstanceStatus::Pending) == 1
+        }),
+        Scale("big", 2),
+        expect("the pending one went", |w| {
+            w.instances("big").len() == 2 && w.running("big") == 2
+        }),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn crashed_container_is_restarted_with_growing_backoff() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(workload("svc", 1, 100, 64)),
+        expect("running", |w| w.running("svc") == 1),
+        Crash("svc", 137),
+        expect("failed with exit code", |w| {
+            w.instances("svc")[0].last_exit_code == Some(137)
+        }),
+        expect("restarted once", |w| {
+            w.running("svc") == 1 && w.instances("svc")[0].restart_count == 1
+        }),
+    ])
+    .await;
+    // Second crash: the backoff doubles (1 s, then 2 s with the fast policy).
+    let t0 = tokio::time::Instant::now();
+    h.run(vec![
+        Crash("svc", 1),
+        expect("restarted twice", |w| {
+            w.running("svc") == 1 && w.instances("svc")[0].restart_count == 2
+        }),
+    ])
+    .await;
+    assert!(t0.elapsed() >= Duration::from_secs(2), "second restart waited {:?}", t0.elapsed());
+    let world = h.world().await;
+    assert_eq!(world.events_of(EventKind::Restarted).len(), 2);
+    assert!(world.events_of(EventKind::Failed)[0].message.contains("exited with code 137"));
+    // Exactly one container: restarts replace, never duplicate.
+    assert_eq!(world.container_count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_policies_on_failure_and_never() {
+    let mut h = Harness::new().await;
+    let mut once = workload("once", 1, 100, 64);
+    once.restart_policy = RestartPolicy::OnFailure;
+    let mut never = workload("never", 1, 100, 64);
+    never.restart_policy = RestartPolicy::Never;
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(once),
+        Submit(never),
+        expect("both run", |w| w.running("once") == 1 && w.running("never") == 1),
+        Crash("once", 0),
+        Crash("never", 3),
+        Advance(Duration::from_secs(60)),
+        expect("OnFailure + exit 0 stays Succeeded; Never stays Failed", |w| {
+            w.count("once", InstanceStatus::Succeeded) == 1
+                && w.count("never", InstanceStatus::Failed) == 1
+                && w.instances("once")[0].restart_count == 0
+                && w.instances("never")[0].restart_count == 0
+        }),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unschedulable_workload_reports_reasons_then_places_when_a_node_joins() {
+    let mut h = Harness::new().await;
+    let mut picky = workload("picky", 2, 100, 2048);
+    picky.node_selector.insert("disk".into(), "ssd".into());
+    h.run(vec![
+        AddNode(node("n1", 4000, 1024).with_label("disk", "ssd")),
+        AddNode(node("n2", 4000, 1024).with_label("disk", "ssd")),
+        AddNode(node("n3", 4000, 8192)),
+        Submit(picky),
+        expect("2 pending", |w| w.count("picky", InstanceStatus::Pending) == 2),
+        expect("an event says why", |w| {
+            w.events_of(EventKind::Unschedulable).iter().any(|e| {
+                e.message.contains("0/3 nodes fit: 2 insufficient memory, 1 selector mismatch")
+            })
+        }),
+        AddNode(node("n4", 4000, 8192).with_label("disk", "ssd")),
+        expect("placed on the new node", |w| w.running("picky") == 2 && w.on_node("picky", "n4") == 2),
+    ])
+    .await;
+    let world = h.world().await;
+    let e = world.events_of(EventKind::Unschedulable)[0];
+    let u = e.unschedulable.as_ref().expect("typed reasons");
+    assert_eq!(u.reasons.get(&RejectReason::InsufficientMemory), Some(&2));
+    assert_eq!(u.reasons.get(&RejectReason::SelectorMismatch), Some(&1));
+    // Reported once, not on every resync.
+    assert_eq!(world.events_of(EventKind::Unschedulable).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn removed_node_instances_are_rescheduled_elsewhere() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 2000, 4096)),
+        Submit(workload("web", 3, 500, 512)),
+        expect("3 on n1", |w| w.running("web") == 3 && w.on_node("web", "n1") == 3),
+        AddNode(node("n2", 2000, 4096)),
+        RemoveNode("n1"),
+        expect("3 on n2", |w| w.running("web") == 3 && w.on_node("web", "n2") == 3),
+    ])
+    .await;
+    let world = h.world().await;
+    assert_eq!(world.instances("web").len(), 3, "no leftovers of the lost instances");
+    assert_eq!(world.events_of(EventKind::Rescheduled).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn node_down_moves_instances_and_they_are_cleaned_when_it_returns() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 2000, 4096)),
+        AddNode(node("n2", 2000, 4096)),
+        Submit(workload("web", 2, 1000, 512)),
+        expect("2 running on n1", |w| w.running("web") == 2 && w.on_node("web", "n1") == 2),
+        NodeDown("n1"),
+        expect("2 running on n2", |w| w.running("web") == 2 && w.on_node("web", "n2") == 2),
+    ])
+    .await;
+    // n1 comes back with its old containers still there: they are orphans now and get removed.
+    h.runtime.set_node_reachable(&"n1".into(), true);
+    h.nodes.remove_node(&"n1".into());
+    h.run(vec![
+        AddNode(node("n1", 2000, 4096)),
+        expect("old containers removed from n1", |w| {
+            w.containers.get(&NodeId::from("n1")).is_some_and(|c| c.is_empty())
+                && w.running("web") == 2
+        }),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_stops_and_removes_everything() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(workload("tmp", 4, 100, 64)),
+        Submit(workload("keep", 1, 100, 64)),
+        expect("running", |w| w.running("tmp") == 4 && w.running("keep") == 1),
+        Delete("tmp"),
+        expect("tmp gone", |w| {
+            w.instances("tmp").is_empty() && w.total_instances() == 1 && w.container_count() == 1
+        }),
+    ])
+    .await;
+    let world = h.world().await;
+    assert!(!world.workloads.contains_key("tmp"));
+    assert_eq!(world.running("keep"), 1, "other workloads are untouched");
+}
+
+#[tokio::test(start_paused = true)]
+async fn template_change_replaces_instances() {
+    let mut h = Harness::new().await;
+    let mut w = workload("app", 2, 100, 64);
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(w.clone()),
+        expect("2 running", |w| w.running("app") == 2),
+    ])
+    .await;
+    let old: Vec<InstanceId> = h.world().await.instances("app").iter().map(|i| i.id.clone()).collect();
+    w.containers[0].image = "example/app:2".into();
+    let hash = w.spec_hash();
+    h.run(vec![
+        Update(w),
+        expect("2 new running", move |w| {
+            w.running("app") == 2
+                && w.instances("app").len() == 2
+                && w.instances("app").iter().all(|i| i.spec_hash == hash)
+                && w.container_count() == 2
+        }),
+    ])
+    .await;
+    let new = h.world().await;
+    assert!(new.instances("app").iter().all(|i| !old.contains(&i.id)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn host_ports_are_a_scheduling_resource() {
+    let mut h = Harness::new().await;
+    let mut w = workload("edge", 3, 100, 64);
+    w.containers[0].ports.push(PortMapping {
+        container_port: 80,
+        host_port: Some(8080),
+        protocol: Protocol::Tcp,
+    });
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        AddNode(node("n2", 8000, 16384)),
+        Submit(w),
+        expect("2 running (one per node), 1 pending", |w| {
+            w.running("edge") == 2
+                && w.on_node("edge", "n1") == 1
+                && w.on_node("edge", "n2") == 1
+                && w.count("edge", InstanceStatus::Pending) == 1
+        }),
+        expect("reason given", |w| {
+            w.events_of(EventKind::Unschedulable)
+                .iter()
+                .any(|e| e.message.contains("2 host port conflict"))
+        }),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_failures_are_reported_and_retried() {
+    let mut h = Harness::new().await;
+    h.runtime.fail_next_starts(2, "image not found: example/app:1");
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(workload("flaky", 1, 100, 64)),
+        expect("eventually running", |w| w.running("flaky") == 1),
+    ])
+    .await;
+    let world = h.world().await;
+    let failed = world.events_of(EventKind::Failed);
+    assert_eq!(failed.len(), 2);
+    assert!(failed[0].message.contains("image not found"), "{}", failed[0].message);
+    assert_eq!(world.instances("flaky")[0].restart_count, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_on_the_same_store_converges_without_duplicates() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        AddNode(node("n2", 8000, 16384)),
+        Submit(workload("web", 6, 500, 256)),
+        Submit(workload("db", 1, 1000, 2048)),
+        expect("all running", |w| w.running("web") == 6 && w.running("db") == 1),
+    ])
+    .await;
+    let before: Vec<InstanceId> = h.world().await.instances.values().flatten().map(|i| i.id.clone()).collect();
+    // A container that belongs to nobody: an orphan the restarted daemon must remove.
+    use container_runtime_interface::ContainerRuntime;
+    h.runtime.create_and_start(&"n2".into(), &foreign_spec("stranger-x")).await.unwrap();
+    h.run(vec![
+        RestartOrchestrator,
+        Advance(Duration::from_secs(10)),
+        expect("same instances, orphan gone", |w| {
+            w.running("web") == 6 && w.running("db") == 1 && w.container_count() == 7
+        }),
+    ])
+    .await;
+    let after: Vec<InstanceId> = h.world().await.instances.values().flatten().map(|i| i.id.clone()).collect();
+    assert_eq!(before, after, "instances adopted, not recreated");
+    // And it still works after the restart.
+    h.run(vec![
+        Scale("web", 8),
+        expect("8 running", |w| w.running("web") == 8 && w.container_count() == 9),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn restart_while_replicas_are_starting_does_not_duplicate() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        Submit(workload("web", 5, 100, 64)),
+        // No waiting: the orchestrator is restarted mid-reconcile.
+        RestartOrchestrator,
+        expect("5 running, 5 containers", |w| {
+            w.running("web") == 5 && w.instances("web").len() == 5 && w.container_count() == 5
+        }),
+        Advance(Duration::from_secs(30)),
+        expect("still exactly 5", |w| w.instances("web").len() == 5 && w.container_count() == 5),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn spread_and_one_per_node() {
+    let mut h = Harness::new().await;
+    let mut spread = workload("spread", 4, 100, 64);
+    spread.placement = PlacementStrategy::Spread;
+    let mut solo = workload("solo", 3, 100, 64);
+    solo.placement = PlacementStrategy::OnePerNode;
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        AddNode(node("n2", 8000, 16384)),
+        Submit(spread),
+        Submit(solo),
+        expect("spread 2+2; solo 1+1 and one pending", |w| {
+            w.on_node("spread", "n1") == 2
+                && w.on_node("spread", "n2") == 2
+                && w.on_node("solo", "n1") == 1
+                && w.on_node("solo", "n2") == 1
+                && w.count("solo", InstanceStatus::Pending) == 1
+        }),
+    ])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_persists_in_flight_work() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        Submit(workload("web", 3, 100, 64)),
+        Advance(Duration::from_millis(1)),
+    ])
+    .await;
+    h.orchestrator.take().unwrap().shutdown().await;
+    let world = h.world().await;
+    // Everything started before the shutdown is recorded: containers match records.
+    assert_eq!(world.instances("web").len(), world.container_count());
+}
