@@ -229,6 +229,110 @@ mod tests {
         assert_eq!(next(&mut sub).await, ClusterEvent::NodeRemoved("n3".into()));
     }
 
+    /// Writers race on real threads while a subscriber with a tiny buffer keeps lagging: applying
+    /// what it receives (resyncs replace, events patch) must end on exactly the hub's table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_view_converges_under_concurrent_writers() {
+        let hub = Arc::new(NodeHub::new(4));
+        let mut sub = hub.subscribe();
+        let done = NodeId::from("zz-done");
+        let reader = tokio::spawn({
+            let done = done.clone();
+            async move {
+                let mut view: BTreeMap<NodeId, Node> = BTreeMap::new();
+                let mut resyncs = 0;
+                loop {
+                    match sub.recv().await.expect("hub alive") {
+                        ClusterEvent::NodeAdded(n) | ClusterEvent::NodeUpdated(n) => {
+                            if n.id == done {
+                                return (view, resyncs);
+                            }
+                            view.insert(n.id.clone(), n);
+                        }
+                        ClusterEvent::NodeRemoved(id) => {
+                            view.remove(&id);
+                        }
+                        ClusterEvent::Resync(nodes) => {
+                            resyncs += 1;
+                            view = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+                            if view.remove(&done).is_some() {
+                                return (view, resyncs);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let hub = hub.clone();
+                std::thread::spawn(move || {
+                    for i in 0..3000 {
+                        let id = NodeId::from(format!("n{}", (i * 7 + w) % 16));
+                        if i % 5 == 0 {
+                            hub.remove(&id);
+                        } else {
+                            let mut n = node(id.as_str());
+                            n.labels.insert("gen".into(), format!("{w}-{i}"));
+                            hub.upsert(n);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        hub.upsert(node(done.as_str()));
+        let (view, resyncs) = tokio::time::timeout(std::time::Duration::from_secs(10), reader)
+            .await
+            .expect("the reader sees the end marker")
+            .unwrap();
+        let mut expected = hub.nodes();
+        expected.retain(|n| n.id != done);
+        assert_eq!(
+            view.into_values().collect::<Vec<_>>(),
+            expected,
+            "after {resyncs} resyncs"
+        );
+    }
+
+    /// What a resync relies on: once an event can be received, the snapshot already holds it.
+    /// A writer thread bumps one node's generation while the reader checks every event it gets
+    /// against the snapshot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_is_never_ahead_of_the_snapshot() {
+        const GENERATIONS: u64 = 20_000;
+        let hub = Arc::new(NodeHub::new(GENERATIONS as usize));
+        let generation = |n: &Node| n.labels["gen"].parse::<u64>().unwrap();
+        let mut sub = hub.events.subscribe();
+        let snapshot = hub.snapshot.subscribe();
+        let writer = std::thread::spawn({
+            let hub = hub.clone();
+            move || {
+                for g in 0..GENERATIONS {
+                    hub.upsert(node("a").with_label("gen", &g.to_string()));
+                }
+            }
+        });
+        for _ in 0..GENERATIONS {
+            let event = sub
+                .recv()
+                .await
+                .expect("no lag: the channel holds every event");
+            let (ClusterEvent::NodeAdded(n) | ClusterEvent::NodeUpdated(n)) = event else {
+                panic!("unexpected {event:?}")
+            };
+            let in_snapshot = generation(&snapshot.borrow()[0]);
+            assert!(
+                in_snapshot >= generation(&n),
+                "event of generation {} seen while the snapshot has {in_snapshot}",
+                generation(&n)
+            );
+        }
+        writer.join().unwrap();
+    }
+
     #[test]
     fn capacity_is_clamped_and_rounded() {
         assert_eq!(NodeHub::new(5).capacity(), 8);

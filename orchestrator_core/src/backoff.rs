@@ -106,7 +106,10 @@ mod tests {
             let d = p.delay(n);
             assert!(d <= p.max);
             let base = p.initial.saturating_mul(1 << (n - 1).min(30)).min(p.max);
-            assert!(d >= base.mul_f64(0.9) - Duration::from_millis(1), "{n}: {d:?}");
+            assert!(
+                d >= base.mul_f64(0.9) - Duration::from_millis(1),
+                "{n}: {d:?}"
+            );
         }
     }
 }

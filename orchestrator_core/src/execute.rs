@@ -53,7 +53,13 @@ impl Executor {
         }
     }
 
-    pub(crate) fn spawn(&self, workload: WorkloadId, instance: InstanceId, node: NodeId, op: Operation) {
+    pub(crate) fn spawn(
+        &self,
+        workload: WorkloadId,
+        instance: InstanceId,
+        node: NodeId,
+        op: Operation,
+    ) {
         let this = self.clone();
         tokio::spawn(async move {
             // The semaphore is never closed.
@@ -72,7 +78,12 @@ impl Executor {
         });
     }
 
-    async fn start(&self, node: &NodeId, stale: &[ContainerId], specs: &[ContainerSpec]) -> Result<(), RuntimeError> {
+    async fn start(
+        &self,
+        node: &NodeId,
+        stale: &[ContainerId],
+        specs: &[ContainerSpec],
+    ) -> Result<(), RuntimeError> {
         for id in stale {
             self.runtime.remove(node, id).await?;
         }

@@ -83,7 +83,10 @@ impl OrchestratorHandle {
     }
 
     /// A workload by name.
-    pub async fn get(&self, name: &str) -> Result<Option<Versioned<WorkloadDefinition>>, CoreError> {
+    pub async fn get(
+        &self,
+        name: &str,
+    ) -> Result<Option<Versioned<WorkloadDefinition>>, CoreError> {
         self.store
             .get_obj::<WorkloadDefinition>(name)
             .await
@@ -92,7 +95,10 @@ impl OrchestratorHandle {
 
     /// Creates a workload; fails with `AlreadyExists` if the name is taken. The server assigns
     /// the id.
-    pub async fn create(&self, mut def: WorkloadDefinition) -> Result<Versioned<WorkloadDefinition>, CoreError> {
+    pub async fn create(
+        &self,
+        mut def: WorkloadDefinition,
+    ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
         def.validate()?;
         def.id = WorkloadId::generate();
         let revision = self
@@ -110,7 +116,10 @@ impl OrchestratorHandle {
             def: def.clone(),
             revision,
         });
-        Ok(Versioned { value: def, revision })
+        Ok(Versioned {
+            value: def,
+            revision,
+        })
     }
 
     /// Replaces an existing workload's definition, keeping its id. With `expected_revision`,
@@ -121,9 +130,12 @@ impl OrchestratorHandle {
         expected_revision: Option<Revision>,
     ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
         def.validate()?;
-        let current = self.get(&def.name).await?.ok_or_else(|| CoreError::NotFound {
-            name: def.name.clone(),
-        })?;
+        let current = self
+            .get(&def.name)
+            .await?
+            .ok_or_else(|| CoreError::NotFound {
+                name: def.name.clone(),
+            })?;
         if let Some(expected) = expected_revision {
             if expected != current.revision {
                 return Err(CoreError::StaleRevision {
@@ -142,13 +154,20 @@ impl OrchestratorHandle {
             .put_obj(&def, Precondition::ModRevision(expected))
             .await
             .map_err(conflict_or(&def.name, Some(expected), "update workload"))?;
-        self.record(EventKind::Updated, &def, describe_change(&current.value, &def))
-            .await;
+        self.record(
+            EventKind::Updated,
+            &def,
+            describe_change(&current.value, &def),
+        )
+        .await;
         self.notify(Command::Upserted {
             def: def.clone(),
             revision,
         });
-        Ok(Versioned { value: def, revision })
+        Ok(Versioned {
+            value: def,
+            revision,
+        })
     }
 
     /// Creates the workload or updates it to this definition (`kubectl apply`).
@@ -161,7 +180,10 @@ impl OrchestratorHandle {
         let mut last = None;
         for _ in 0..2 {
             let result = match self.get(&def.name).await? {
-                None => self.create(def.clone()).await.map(|v| (v, ApplyOutcome::Created)),
+                None => self
+                    .create(def.clone())
+                    .await
+                    .map(|v| (v, ApplyOutcome::Created)),
                 Some(current) => {
                     let mut wanted = def.clone();
                     wanted.id = current.value.id.clone();
@@ -174,9 +196,11 @@ impl OrchestratorHandle {
                 }
             };
             match result {
-                Err(e @ (CoreError::AlreadyExists { .. } | CoreError::StaleRevision { .. } | CoreError::NotFound { .. })) => {
-                    last = Some(e)
-                }
+                Err(
+                    e @ (CoreError::AlreadyExists { .. }
+                    | CoreError::StaleRevision { .. }
+                    | CoreError::NotFound { .. }),
+                ) => last = Some(e),
                 other => return other,
             }
         }
@@ -184,7 +208,11 @@ impl OrchestratorHandle {
     }
 
     /// Sets a workload's replica count.
-    pub async fn scale(&self, name: &str, replicas: u32) -> Result<Versioned<WorkloadDefinition>, CoreError> {
+    pub async fn scale(
+        &self,
+        name: &str,
+        replicas: u32,
+    ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
         if replicas > MAX_REPLICAS {
             return Err(CoreError::Invalid(ValidationErrors(vec![FieldError {
                 field: "replicas".into(),
@@ -216,12 +244,16 @@ impl OrchestratorHandle {
             })?;
             let result = self
                 .store
-                .commit(vec![delete_op(&current.value, Precondition::ModRevision(current.revision))])
+                .commit(vec![delete_op(
+                    &current.value,
+                    Precondition::ModRevision(current.revision),
+                )])
                 .await;
             match result {
                 Ok(revision) => {
                     let def = current.value;
-                    self.record(EventKind::Deleted, &def, "deleted".into()).await;
+                    self.record(EventKind::Deleted, &def, "deleted".into())
+                        .await;
                     self.notify(Command::Deleted {
                         id: def.id.clone(),
                         revision,
@@ -274,7 +306,10 @@ fn describe_change(old: &WorkloadDefinition, new: &WorkloadDefinition) -> String
         parts.push("template changed: replicas will be replaced".to_owned());
     }
     if old.restart_policy != new.restart_policy {
-        parts.push(format!("restart policy {:?} -> {:?}", old.restart_policy, new.restart_policy));
+        parts.push(format!(
+            "restart policy {:?} -> {:?}",
+            old.restart_policy, new.restart_policy
+        ));
     }
     if old.labels != new.labels {
         parts.push("labels changed".to_owned());

@@ -172,7 +172,9 @@ impl OrchestratorBuilder {
     /// If a required component (store, runtime, cluster manager) was not given.
     pub async fn spawn(self) -> Result<Orchestrator, CoreError> {
         let store = self.store.expect("OrchestratorBuilder: store is required");
-        let runtime = self.runtime.expect("OrchestratorBuilder: runtime is required");
+        let runtime = self
+            .runtime
+            .expect("OrchestratorBuilder: runtime is required");
         let cluster = self
             .cluster
             .expect("OrchestratorBuilder: cluster manager is required");
@@ -379,7 +381,8 @@ impl Core {
             .await
             .map_err(CoreError::store("list workloads"))?
         {
-            self.workloads.insert(v.value.id.clone(), (v.value, v.revision));
+            self.workloads
+                .insert(v.value.id.clone(), (v.value, v.revision));
         }
         for v in self
             .store
@@ -615,7 +618,10 @@ impl Core {
 
     /// Folds a full read of the workloads in: new or newer ones replace ours, ones missing from
     /// the store (and not newer than the read) are deleted, and every workload is reconciled.
-    fn on_resync(&mut self, result: Result<(Revision, Vec<Versioned<WorkloadDefinition>>), StoreError>) {
+    fn on_resync(
+        &mut self,
+        result: Result<(Revision, Vec<Versioned<WorkloadDefinition>>), StoreError>,
+    ) {
         let (revision, defs) = match result {
             Ok(read) => read,
             Err(e) => {
@@ -700,7 +706,13 @@ impl Core {
                     not_before: e.not_before,
                 })
                 .collect();
-            plan::plan(def.as_ref(), &views, &mut self.state, self.scheduler.as_ref(), now)
+            plan::plan(
+                def.as_ref(),
+                &views,
+                &mut self.state,
+                self.scheduler.as_ref(),
+                now,
+            )
         };
         let placements = plan
             .steps
@@ -727,7 +739,9 @@ impl Core {
                     let (kind, message) = match &replaces {
                         Some((old, old_node)) => (
                             EventKind::Rescheduled,
-                            format!("replaces {old} lost with node {old_node}; placed on node {node}"),
+                            format!(
+                                "replaces {old} lost with node {old_node}; placed on node {node}"
+                            ),
                         ),
                         None => (EventKind::Scheduled, format!("placed on node {node}")),
                     };
@@ -750,7 +764,15 @@ impl Core {
                     });
                     let id = specs.first().map(|s| s.instance_id.clone());
                     if let Some(id) = id {
-                        self.spawn_op(workload, id, node, Operation::Start { stale: Vec::new(), specs });
+                        self.spawn_op(
+                            workload,
+                            id,
+                            node,
+                            Operation::Start {
+                                stale: Vec::new(),
+                                specs,
+                            },
+                        );
                     }
                 }
                 Step::Pending { instance } => {
@@ -769,7 +791,9 @@ impl Core {
                 }
                 Step::Restart { instance_id } => {
                     let Some(def) = def else { continue };
-                    let Some(entry) = self.instances.get_mut(&instance_id) else { continue };
+                    let Some(entry) = self.instances.get_mut(&instance_id) else {
+                        continue;
+                    };
                     let stale = std::mem::take(&mut entry.instance.container_ids);
                     entry.instance.restart_count += 1;
                     entry.instance.container_ids = plan::container_ids(def, &entry.instance);
@@ -791,13 +815,20 @@ impl Core {
                     let instance = entry.instance.clone();
                     self.metrics.add_restart();
                     self.event(EventKind::Restarted, def, Some(&instance), message);
-                    self.spawn_op(workload, instance_id, node, Operation::Start { stale, specs });
+                    self.spawn_op(
+                        workload,
+                        instance_id,
+                        node,
+                        Operation::Start { stale, specs },
+                    );
                 }
                 Step::Stop {
                     instance_id,
                     reason,
                 } => {
-                    let Some(entry) = self.instances.get_mut(&instance_id) else { continue };
+                    let Some(entry) = self.instances.get_mut(&instance_id) else {
+                        continue;
+                    };
                     let Some(node) = entry.instance.node_id.clone() else {
                         // Never placed: nothing to stop.
                         self.remove_entry(&instance_id);
@@ -816,7 +847,8 @@ impl Core {
                     if let Some(entry) = self.remove_entry(&instance_id) {
                         if let (Some(def), Some(node)) = (def, &entry.instance.node_id) {
                             if entry.instance.status.is_live() {
-                                let message = format!("node {node} is down or gone; the instance is lost");
+                                let message =
+                                    format!("node {node} is down or gone; the instance is lost");
                                 self.event(EventKind::Failed, def, Some(&entry.instance), message);
                             }
                         }
@@ -829,7 +861,8 @@ impl Core {
                 self.waiting_for_room.insert(workload.clone());
                 let message = format!("{} replica(s) pending: {u}", u.unplaced);
                 if self.last_unschedulable.get(workload) != Some(&message) {
-                    self.last_unschedulable.insert(workload.clone(), message.clone());
+                    self.last_unschedulable
+                        .insert(workload.clone(), message.clone());
                     let mut event = new_event(EventKind::Unschedulable, def, None, message);
                     event.unschedulable = Some(u);
                     self.persister.event(event);
@@ -848,13 +881,26 @@ impl Core {
         }
     }
 
-    fn spawn_op(&mut self, workload: &WorkloadId, instance: InstanceId, node: NodeId, op: Operation) {
+    fn spawn_op(
+        &mut self,
+        workload: &WorkloadId,
+        instance: InstanceId,
+        node: NodeId,
+        op: Operation,
+    ) {
         *self.in_flight.entry(workload.clone()).or_default() += 1;
         self.executor.spawn(workload.clone(), instance, node, op);
     }
 
-    fn event(&self, kind: EventKind, def: &WorkloadDefinition, instance: Option<&WorkloadInstance>, message: String) {
-        self.persister.event(new_event(kind, def, instance, message));
+    fn event(
+        &self,
+        kind: EventKind,
+        def: &WorkloadDefinition,
+        instance: Option<&WorkloadInstance>,
+        message: String,
+    ) {
+        self.persister
+            .event(new_event(kind, def, instance, message));
     }
 
     // ----- reports from operations ----------------------------------------------------------
@@ -879,7 +925,9 @@ impl Core {
         match (done.started, done.result) {
             (true, Ok(())) => {}
             (true, Err(error)) => {
-                let Some(entry) = self.instances.get_mut(&done.instance) else { return };
+                let Some(entry) = self.instances.get_mut(&done.instance) else {
+                    return;
+                };
                 if entry.instance.status != InstanceStatus::Scheduled {
                     return;
                 }
@@ -900,9 +948,15 @@ impl Core {
                     } else {
                         String::new()
                     };
-                    self.event(EventKind::Failed, def, Some(&instance), format!("{error}{retry}"));
+                    self.event(
+                        EventKind::Failed,
+                        def,
+                        Some(&instance),
+                        format!("{error}{retry}"),
+                    );
                 }
-                self.timers.push(Reverse((now + delay, done.workload.clone())));
+                self.timers
+                    .push(Reverse((now + delay, done.workload.clone())));
                 self.mark_dirty(done.workload);
             }
             (false, Ok(())) => {
@@ -924,7 +978,9 @@ impl Core {
                 self.mark_dirty(done.workload);
             }
             (false, Err(error)) => {
-                let Some(entry) = self.instances.get_mut(&done.instance) else { return };
+                let Some(entry) = self.instances.get_mut(&done.instance) else {
+                    return;
+                };
                 let delay = entry.error_backoff.fail(Duration::ZERO);
                 entry.not_before = Some(now + delay);
                 entry.instance.last_error = Some(error.to_string());
@@ -938,26 +994,52 @@ impl Core {
     // ----- container observations -----------------------------------------------------------
 
     fn on_container_event(&mut self, event: ContainerEvent) {
-        self.observe(&event.instance_id, &event.node_id, event.container_id, event.state);
+        self.observe(
+            &event.instance_id,
+            &event.node_id,
+            event.container_id,
+            event.state,
+        );
     }
 
     /// Folds one observed container state into its instance.
-    fn observe(&mut self, instance: &InstanceId, node: &NodeId, container: ContainerId, state: ContainerState) {
-        let Some(entry) = self.instances.get_mut(instance) else { return };
-        if entry.instance.node_id.as_ref() != Some(node) || !entry.instance.container_ids.contains(&container) {
+    fn observe(
+        &mut self,
+        instance: &InstanceId,
+        node: &NodeId,
+        container: ContainerId,
+        state: ContainerState,
+    ) {
+        let Some(entry) = self.instances.get_mut(instance) else {
+            return;
+        };
+        if entry.instance.node_id.as_ref() != Some(node)
+            || !entry.instance.container_ids.contains(&container)
+        {
             // A previous incarnation's container or another node's: not this instance's now.
             return;
         }
         entry.containers.insert(container, state);
-        if !matches!(entry.instance.status, InstanceStatus::Scheduled | InstanceStatus::Running) {
+        if !matches!(
+            entry.instance.status,
+            InstanceStatus::Scheduled | InstanceStatus::Running
+        ) {
             return;
         }
         let all_running = entry.instance.container_ids.len() == entry.containers.len()
-            && entry.containers.values().all(|s| *s == ContainerState::Running);
+            && entry
+                .containers
+                .values()
+                .all(|s| *s == ContainerState::Running);
         let ended = entry
             .containers
             .values()
-            .find(|s| matches!(s, ContainerState::Exited { .. } | ContainerState::Failed { .. }))
+            .find(|s| {
+                matches!(
+                    s,
+                    ContainerState::Exited { .. } | ContainerState::Failed { .. }
+                )
+            })
             .cloned();
         if let Some(ended) = ended {
             let (code, message) = match ended {
@@ -974,7 +1056,12 @@ impl Core {
             let instance = entry.instance.clone();
             if let Some((def, _)) = self.workloads.get(&instance.workload_id) {
                 let node = instance.node_id.clone().unwrap_or_default();
-                self.event(EventKind::Started, def, Some(&instance), format!("running on node {node}"));
+                self.event(
+                    EventKind::Started,
+                    def,
+                    Some(&instance),
+                    format!("running on node {node}"),
+                );
             }
         }
     }
@@ -982,15 +1069,28 @@ impl Core {
     /// An instance's containers ended (an exit, a runtime failure, or they vanished).
     fn on_exit(&mut self, instance: &InstanceId, code: Option<i32>, message: Option<String>) {
         let now = Instant::now();
-        let Some(entry) = self.instances.get_mut(instance) else { return };
-        let succeeded = code == Some(0) && entry.containers.values().all(|s| *s == ContainerState::Exited { code: 0 });
-        let status = if succeeded { InstanceStatus::Succeeded } else { InstanceStatus::Failed };
+        let Some(entry) = self.instances.get_mut(instance) else {
+            return;
+        };
+        let succeeded = code == Some(0)
+            && entry
+                .containers
+                .values()
+                .all(|s| *s == ContainerState::Exited { code: 0 });
+        let status = if succeeded {
+            InstanceStatus::Succeeded
+        } else {
+            InstanceStatus::Failed
+        };
         if !entry.instance.transition(status) {
             return;
         }
         entry.instance.last_exit_code = code;
         entry.instance.last_error = message.clone();
-        let healthy_for = entry.running_since.take().map_or(Duration::ZERO, |t| now - t);
+        let healthy_for = entry
+            .running_since
+            .take()
+            .map_or(Duration::ZERO, |t| now - t);
         let workload = entry.instance.workload_id.clone();
         let def = self.workloads.get(&workload).map(|(d, _)| d);
         let restarts = def.is_some_and(|d| d.restart_policy.restarts(code));
@@ -1005,11 +1105,18 @@ impl Core {
             self.timers.push(Reverse((now + delay, workload.clone())));
             detail.push_str(&format!("; restarting in {:.1}s", delay.as_secs_f64()));
         } else if let Some(def) = def {
-            detail.push_str(&format!("; not restarted (restart policy {:?})", def.restart_policy));
+            detail.push_str(&format!(
+                "; not restarted (restart policy {:?})",
+                def.restart_policy
+            ));
         }
         self.persister.put(&entry.instance);
         if let Some(def) = def {
-            let kind = if succeeded { EventKind::Stopped } else { EventKind::Failed };
+            let kind = if succeeded {
+                EventKind::Stopped
+            } else {
+                EventKind::Failed
+            };
             let event = new_event(kind, def, Some(&entry.instance), detail);
             self.persister.event(event);
         }
@@ -1047,14 +1154,24 @@ impl Core {
             .values()
             .filter(|e| {
                 e.instance.node_id.as_ref() == Some(&listed.node)
-                    && matches!(e.instance.status, InstanceStatus::Scheduled | InstanceStatus::Running)
+                    && matches!(
+                        e.instance.status,
+                        InstanceStatus::Scheduled | InstanceStatus::Running
+                    )
                     && e.settled_at.is_some_and(|at| at < listed.requested_at)
-                    && e.instance.container_ids.iter().any(|c| !present.contains(c))
+                    && e.instance
+                        .container_ids
+                        .iter()
+                        .any(|c| !present.contains(c))
             })
             .map(|e| e.instance.id.clone())
             .collect();
         for id in vanished {
-            self.on_exit(&id, None, Some("its containers are gone from the runtime".to_owned()));
+            self.on_exit(
+                &id,
+                None,
+                Some("its containers are gone from the runtime".to_owned()),
+            );
         }
     }
 
@@ -1141,7 +1258,12 @@ impl Core {
     }
 }
 
-fn new_event(kind: EventKind, def: &WorkloadDefinition, instance: Option<&WorkloadInstance>, message: String) -> Event {
+fn new_event(
+    kind: EventKind,
+    def: &WorkloadDefinition,
+    instance: Option<&WorkloadInstance>,
+    message: String,
+) -> Event {
     let mut event = Event::new(kind, message);
     event.workload_id = Some(def.id.clone());
     event.workload_name = Some(def.name.clone());

@@ -41,7 +41,10 @@ pub(crate) struct Persister {
 
 impl Persister {
     /// Starts the task.
-    pub(crate) fn spawn(store: Arc<dyn StateStore>, metrics: Arc<CoreMetrics>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn spawn(
+        store: Arc<dyn StateStore>,
+        metrics: Arc<CoreMetrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(store, rx, metrics));
         (Self { tx }, task)
@@ -115,7 +118,10 @@ async fn run(
             metrics.add_persisted(n as u64);
         }
         if !events.is_empty() {
-            retrying("append_events", &metrics, || store.append_events(events.clone())).await;
+            retrying("append_events", &metrics, || {
+                store.append_events(events.clone())
+            })
+            .await;
         }
         for reply in flushes {
             let _ = reply.send(());

@@ -117,10 +117,18 @@ fn victim_rank(i: &WorkloadInstance) -> u8 {
 
 /// The container ids of `instance` for its current restart count: a restart creates new ids,
 /// so a late event from the previous incarnation can never be mistaken for the new one.
-pub fn container_ids(def: &WorkloadDefinition, instance: &WorkloadInstance) -> Vec<orchestrator_shared_types::ContainerId> {
+pub fn container_ids(
+    def: &WorkloadDefinition,
+    instance: &WorkloadInstance,
+) -> Vec<orchestrator_shared_types::ContainerId> {
     def.containers
         .iter()
-        .map(|c| container_id_for(&instance.id, &format!("{}-{}", c.name, instance.restart_count)))
+        .map(|c| {
+            container_id_for(
+                &instance.id,
+                &format!("{}-{}", c.name, instance.restart_count),
+            )
+        })
         .collect()
 }
 
@@ -288,4 +296,298 @@ pub fn plan(
     }
     plan.unschedulable = outcome.unschedulable;
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_shared_types::{ContainerConfig, Node, Resources, RestartPolicy};
+    use scheduler_interface::BinPackScheduler;
+    use std::time::Duration;
+
+    fn def(replicas: u32) -> WorkloadDefinition {
+        let mut c = ContainerConfig::new("main", "img");
+        c.resources = Resources::new(500, 256, 0);
+        WorkloadDefinition::new("web", replicas, c)
+    }
+
+    fn cluster(nodes: &[&str]) -> ClusterState {
+        let mut state = ClusterState::new();
+        for n in nodes {
+            state.upsert_node(Node::new(*n, Resources::new(2000, 4096, 0)));
+        }
+        state
+    }
+
+    fn instance(
+        def: &WorkloadDefinition,
+        status: InstanceStatus,
+        node: Option<&str>,
+    ) -> WorkloadInstance {
+        let mut i = WorkloadInstance::new(InstanceId::generate(&def.name), def.id.clone());
+        i.spec_hash = def.spec_hash();
+        i.node_id = node.map(NodeId::from);
+        i.status = status;
+        i.container_ids = container_ids(def, &i);
+        i
+    }
+
+    fn views(instances: &[WorkloadInstance]) -> Vec<InstanceView<'_>> {
+        instances
+            .iter()
+            .map(|instance| InstanceView {
+                instance,
+                not_before: None,
+            })
+            .collect()
+    }
+
+    fn kinds(plan: &Plan) -> Vec<&'static str> {
+        plan.steps
+            .iter()
+            .map(|s| match s {
+                Step::Place { .. } => "place",
+                Step::Pending { .. } => "pending",
+                Step::Restart { .. } => "restart",
+                Step::Stop { .. } => "stop",
+                Step::Forget { .. } => "forget",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scale_up_places_missing_replicas_and_allocates_them() {
+        let d = def(3);
+        let mut state = cluster(&["n1"]);
+        let p = plan(
+            Some(&d),
+            &[],
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["place", "place", "place"]);
+        assert_eq!(state.allocated(&"n1".into()), Resources::new(1500, 768, 0));
+        for step in &p.steps {
+            let Step::Place { instance, .. } = step else {
+                unreachable!()
+            };
+            assert_eq!(instance.status, InstanceStatus::Scheduled);
+            assert_eq!(instance.container_ids.len(), 1);
+        }
+    }
+
+    #[test]
+    fn converged_state_plans_nothing() {
+        let d = def(2);
+        let mut state = cluster(&["n1"]);
+        let existing = [
+            instance(&d, InstanceStatus::Running, Some("n1")),
+            instance(&d, InstanceStatus::Scheduled, Some("n1")),
+        ];
+        let p = plan(
+            Some(&d),
+            &views(&existing),
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn what_does_not_fit_stays_pending_with_reasons() {
+        let d = def(5);
+        let mut state = cluster(&["n1"]);
+        let p = plan(
+            Some(&d),
+            &[],
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["place", "place", "place", "place", "pending"]);
+        let u = p.unschedulable.expect("reasons");
+        assert_eq!(u.unplaced, 1);
+        assert_eq!(u.to_string(), "0/1 nodes fit: 1 insufficient cpu");
+    }
+
+    #[test]
+    fn scale_down_removes_pending_then_exited_then_newest() {
+        let d = def(1);
+        let mut state = cluster(&["n1"]);
+        let mut old = instance(&d, InstanceStatus::Running, Some("n1"));
+        old.created_at -= chrono::Duration::seconds(60);
+        let new = instance(&d, InstanceStatus::Running, Some("n1"));
+        let pending = instance(&d, InstanceStatus::Pending, None);
+        let failed = instance(&d, InstanceStatus::Failed, Some("n1"));
+        let all = [old.clone(), new.clone(), pending.clone(), failed.clone()];
+        let mut d3 = d.clone();
+        d3.replicas = 3;
+        let p = plan(
+            Some(&d3),
+            &views(&all),
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert!(
+            matches!(&p.steps[0], Step::Stop { instance_id, reason: StopReason::ScaledDown } if *instance_id == pending.id)
+        );
+        let p = plan(
+            Some(&d),
+            &views(&all),
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        let stopped: Vec<&InstanceId> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Stop { instance_id, .. } => Some(instance_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stopped, [&pending.id, &failed.id, &new.id]);
+    }
+
+    #[test]
+    fn exited_instances_restart_after_their_backoff_per_policy() {
+        let mut d = def(1);
+        let mut state = cluster(&["n1"]);
+        let mut failed = instance(&d, InstanceStatus::Failed, Some("n1"));
+        failed.last_exit_code = Some(1);
+        let now = Instant::now();
+        let later = now + Duration::from_secs(10);
+        let waiting = [InstanceView {
+            instance: &failed,
+            not_before: Some(later),
+        }];
+        let p = plan(
+            Some(&d),
+            &waiting,
+            &mut state,
+            &BinPackScheduler::new(),
+            now,
+        );
+        assert!(p.is_empty());
+        assert_eq!(p.requeue_at, Some(later));
+        let p = plan(
+            Some(&d),
+            &waiting,
+            &mut state,
+            &BinPackScheduler::new(),
+            later,
+        );
+        assert_eq!(kinds(&p), ["restart"]);
+
+        d.restart_policy = RestartPolicy::OnFailure;
+        failed.last_exit_code = Some(0);
+        failed.status = InstanceStatus::Succeeded;
+        let p = plan(
+            Some(&d),
+            &views(std::slice::from_ref(&failed)),
+            &mut state,
+            &BinPackScheduler::new(),
+            later,
+        );
+        assert!(p.is_empty(), "OnFailure does not restart a success");
+        d.restart_policy = RestartPolicy::Never;
+        failed.status = InstanceStatus::Failed;
+        failed.last_exit_code = Some(2);
+        let p = plan(
+            Some(&d),
+            &views(std::slice::from_ref(&failed)),
+            &mut state,
+            &BinPackScheduler::new(),
+            later,
+        );
+        assert!(p.is_empty(), "Never keeps the failure");
+    }
+
+    #[test]
+    fn instances_on_a_lost_node_are_forgotten_and_replaced() {
+        let d = def(2);
+        let mut state = cluster(&["n1", "n2"]);
+        let on_gone = instance(&d, InstanceStatus::Running, Some("n9"));
+        let fine = instance(&d, InstanceStatus::Running, Some("n1"));
+        let mut down = Node::new("n2", Resources::new(2000, 4096, 0));
+        down.status = NodeStatus::Down;
+        state.upsert_node(down);
+        let on_down = instance(&d, InstanceStatus::Running, Some("n2"));
+        let all = [on_gone.clone(), fine, on_down.clone()];
+        let p = plan(
+            Some(&d),
+            &views(&all),
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["forget", "forget", "place"]);
+        let Step::Place {
+            instance, replaces, ..
+        } = &p.steps[2]
+        else {
+            unreachable!()
+        };
+        assert_eq!(instance.node_id.as_ref().unwrap().as_str(), "n1");
+        assert!(replaces.is_some());
+    }
+
+    #[test]
+    fn deleted_workload_stops_everything() {
+        let d = def(2);
+        let mut state = cluster(&["n1"]);
+        let all = [
+            instance(&d, InstanceStatus::Running, Some("n1")),
+            instance(&d, InstanceStatus::Pending, None),
+        ];
+        let p = plan(
+            None,
+            &views(&all),
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["stop", "stop"]);
+        assert!(p.steps.iter().all(|s| matches!(
+            s,
+            Step::Stop {
+                reason: StopReason::WorkloadDeleted,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn template_change_stops_outdated_and_places_replacements() {
+        let d = def(1);
+        let mut state = cluster(&["n1"]);
+        let old = [instance(&d, InstanceStatus::Running, Some("n1"))];
+        let mut changed = d.clone();
+        changed.containers[0].image = "img:2".into();
+        let p = plan(
+            Some(&changed),
+            &views(&old),
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["stop", "place"]);
+    }
+
+    #[test]
+    fn a_mock_scheduler_error_leaves_replicas_pending() {
+        let d = def(1);
+        let mut state = cluster(&["n1"]);
+        let mut scheduler = scheduler_interface::MockScheduler::new();
+        scheduler.expect_place().returning(|_, _, _| {
+            Err(scheduler_interface::SchedulerError::InvalidRequest(
+                "boom".into(),
+            ))
+        });
+        let p = plan(Some(&d), &[], &mut state, &scheduler, Instant::now());
+        assert_eq!(kinds(&p), ["pending"]);
+    }
 }

@@ -15,13 +15,18 @@ async fn submit_places_every_replica_and_runs_it() {
         AddNode(node("n1", 4000, 8192)),
         AddNode(node("n2", 4000, 8192)),
         Submit(workload("web", 5, 500, 512)),
-        expect("5 running", |w| w.running("web") == 5 && w.running_containers() == 5),
+        expect("5 running", |w| {
+            w.running("web") == 5 && w.running_containers() == 5
+        }),
     ])
     .await;
     let world = h.world().await;
     // Bin-packing: 5 x 500m fits on one 4000m node, so only one node is used.
-    let used: std::collections::BTreeSet<_> =
-        world.instances("web").iter().map(|i| i.node_id.clone()).collect();
+    let used: std::collections::BTreeSet<_> = world
+        .instances("web")
+        .iter()
+        .map(|i| i.node_id.clone())
+        .collect();
     assert_eq!(used.len(), 1, "best fit packs onto one node: {used:?}");
     assert_eq!(world.events_of(EventKind::Scheduled).len(), 5);
     assert_eq!(world.events_of(EventKind::Started).len(), 5);
@@ -37,22 +42,39 @@ async fn scale_up_then_down_removes_newest_first() {
         Advance(Duration::from_secs(1)),
     ])
     .await;
-    let first: Vec<InstanceId> = h.world().await.instances("api").iter().map(|i| i.id.clone()).collect();
+    let first: Vec<InstanceId> = h
+        .world()
+        .await
+        .instances("api")
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
     h.run(vec![
         Scale("api", 6),
-        expect("6 running", |w| w.running("api") == 6 && w.container_count() == 6),
+        expect("6 running", |w| {
+            w.running("api") == 6 && w.container_count() == 6
+        }),
         Scale("api", 2),
         expect("2 left, containers too", |w| {
             w.instances("api").len() == 2 && w.container_count() == 2
         }),
     ])
     .await;
-    let left: Vec<InstanceId> = h.world().await.instances("api").iter().map(|i| i.id.clone()).collect();
+    let left: Vec<InstanceId> = h
+        .world()
+        .await
+        .instances("api")
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
     let mut first_sorted = first.clone();
     first_sorted.sort();
     let mut left_sorted = left.clone();
     left_sorted.sort();
-    assert_eq!(first_sorted, left_sorted, "the newest replicas were removed, the oldest kept");
+    assert_eq!(
+        first_sorted, left_sorted,
+        "the newest replicas were removed, the oldest kept"
+    );
     assert_eq!(h.world().await.events_of(EventKind::Stopped).len(), 4);
 }
 
@@ -98,10 +120,16 @@ async fn crashed_container_is_restarted_with_growing_backoff() {
         }),
     ])
     .await;
-    assert!(t0.elapsed() >= Duration::from_secs(2), "second restart waited {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "second restart waited {:?}",
+        t0.elapsed()
+    );
     let world = h.world().await;
     assert_eq!(world.events_of(EventKind::Restarted).len(), 2);
-    assert!(world.events_of(EventKind::Failed)[0].message.contains("exited with code 137"));
+    assert!(world.events_of(EventKind::Failed)[0]
+        .message
+        .contains("exited with code 137"));
     // Exactly one container: restarts replace, never duplicate.
     assert_eq!(world.container_count(), 1);
 }
@@ -117,16 +145,21 @@ async fn restart_policies_on_failure_and_never() {
         AddNode(node("n1", 4000, 8192)),
         Submit(once),
         Submit(never),
-        expect("both run", |w| w.running("once") == 1 && w.running("never") == 1),
+        expect("both run", |w| {
+            w.running("once") == 1 && w.running("never") == 1
+        }),
         Crash("once", 0),
         Crash("never", 3),
         Advance(Duration::from_secs(60)),
-        expect("OnFailure + exit 0 stays Succeeded; Never stays Failed", |w| {
-            w.count("once", InstanceStatus::Succeeded) == 1
-                && w.count("never", InstanceStatus::Failed) == 1
-                && w.instances("once")[0].restart_count == 0
-                && w.instances("never")[0].restart_count == 0
-        }),
+        expect(
+            "OnFailure + exit 0 stays Succeeded; Never stays Failed",
+            |w| {
+                w.count("once", InstanceStatus::Succeeded) == 1
+                    && w.count("never", InstanceStatus::Failed) == 1
+                    && w.instances("once")[0].restart_count == 0
+                    && w.instances("never")[0].restart_count == 0
+            },
+        ),
     ])
     .await;
 }
@@ -141,14 +174,19 @@ async fn unschedulable_workload_reports_reasons_then_places_when_a_node_joins() 
         AddNode(node("n2", 4000, 1024).with_label("disk", "ssd")),
         AddNode(node("n3", 4000, 8192)),
         Submit(picky),
-        expect("2 pending", |w| w.count("picky", InstanceStatus::Pending) == 2),
+        expect("2 pending", |w| {
+            w.count("picky", InstanceStatus::Pending) == 2
+        }),
         expect("an event says why", |w| {
             w.events_of(EventKind::Unschedulable).iter().any(|e| {
-                e.message.contains("0/3 nodes fit: 2 insufficient memory, 1 selector mismatch")
+                e.message
+                    .contains("0/3 nodes fit: 2 insufficient memory, 1 selector mismatch")
             })
         }),
         AddNode(node("n4", 4000, 8192).with_label("disk", "ssd")),
-        expect("placed on the new node", |w| w.running("picky") == 2 && w.on_node("picky", "n4") == 2),
+        expect("placed on the new node", |w| {
+            w.running("picky") == 2 && w.on_node("picky", "n4") == 2
+        }),
     ])
     .await;
     let world = h.world().await;
@@ -166,14 +204,22 @@ async fn removed_node_instances_are_rescheduled_elsewhere() {
     h.run(vec![
         AddNode(node("n1", 2000, 4096)),
         Submit(workload("web", 3, 500, 512)),
-        expect("3 on n1", |w| w.running("web") == 3 && w.on_node("web", "n1") == 3),
+        expect("3 on n1", |w| {
+            w.running("web") == 3 && w.on_node("web", "n1") == 3
+        }),
         AddNode(node("n2", 2000, 4096)),
         RemoveNode("n1"),
-        expect("3 on n2", |w| w.running("web") == 3 && w.on_node("web", "n2") == 3),
+        expect("3 on n2", |w| {
+            w.running("web") == 3 && w.on_node("web", "n2") == 3
+        }),
     ])
     .await;
     let world = h.world().await;
-    assert_eq!(world.instances("web").len(), 3, "no leftovers of the lost instances");
+    assert_eq!(
+        world.instances("web").len(),
+        3,
+        "no leftovers of the lost instances"
+    );
     assert_eq!(world.events_of(EventKind::Rescheduled).len(), 3);
 }
 
@@ -184,9 +230,13 @@ async fn node_down_moves_instances_and_they_are_cleaned_when_it_returns() {
         AddNode(node("n1", 2000, 4096)),
         AddNode(node("n2", 2000, 4096)),
         Submit(workload("web", 2, 1000, 512)),
-        expect("2 running on n1", |w| w.running("web") == 2 && w.on_node("web", "n1") == 2),
+        expect("2 running on n1", |w| {
+            w.running("web") == 2 && w.on_node("web", "n1") == 2
+        }),
         NodeDown("n1"),
-        expect("2 running on n2", |w| w.running("web") == 2 && w.on_node("web", "n2") == 2),
+        expect("2 running on n2", |w| {
+            w.running("web") == 2 && w.on_node("web", "n2") == 2
+        }),
     ])
     .await;
     // n1 comes back with its old containers still there: they are orphans now and get removed.
@@ -195,7 +245,9 @@ async fn node_down_moves_instances_and_they_are_cleaned_when_it_returns() {
     h.run(vec![
         AddNode(node("n1", 2000, 4096)),
         expect("old containers removed from n1", |w| {
-            w.containers.get(&NodeId::from("n1")).is_some_and(|c| c.is_empty())
+            w.containers
+                .get(&NodeId::from("n1"))
+                .is_some_and(|c| c.is_empty())
                 && w.running("web") == 2
         }),
     ])
@@ -209,7 +261,9 @@ async fn delete_stops_and_removes_everything() {
         AddNode(node("n1", 4000, 8192)),
         Submit(workload("tmp", 4, 100, 64)),
         Submit(workload("keep", 1, 100, 64)),
-        expect("running", |w| w.running("tmp") == 4 && w.running("keep") == 1),
+        expect("running", |w| {
+            w.running("tmp") == 4 && w.running("keep") == 1
+        }),
         Delete("tmp"),
         expect("tmp gone", |w| {
             w.instances("tmp").is_empty() && w.total_instances() == 1 && w.container_count() == 1
@@ -231,7 +285,13 @@ async fn template_change_replaces_instances() {
         expect("2 running", |w| w.running("app") == 2),
     ])
     .await;
-    let old: Vec<InstanceId> = h.world().await.instances("app").iter().map(|i| i.id.clone()).collect();
+    let old: Vec<InstanceId> = h
+        .world()
+        .await
+        .instances("app")
+        .iter()
+        .map(|i| i.id.clone())
+        .collect();
     w.containers[0].image = "example/app:2".into();
     let hash = w.spec_hash();
     h.run(vec![
@@ -279,7 +339,8 @@ async fn host_ports_are_a_scheduling_resource() {
 #[tokio::test(start_paused = true)]
 async fn start_failures_are_reported_and_retried() {
     let mut h = Harness::new().await;
-    h.runtime.fail_next_starts(2, "image not found: example/app:1");
+    h.runtime
+        .fail_next_starts(2, "image not found: example/app:1");
     h.run(vec![
         AddNode(node("n1", 4000, 8192)),
         Submit(workload("flaky", 1, 100, 64)),
@@ -289,7 +350,11 @@ async fn start_failures_are_reported_and_retried() {
     let world = h.world().await;
     let failed = world.events_of(EventKind::Failed);
     assert_eq!(failed.len(), 2);
-    assert!(failed[0].message.contains("image not found"), "{}", failed[0].message);
+    assert!(
+        failed[0].message.contains("image not found"),
+        "{}",
+        failed[0].message
+    );
     assert_eq!(world.instances("flaky")[0].restart_count, 2);
 }
 
@@ -301,13 +366,25 @@ async fn restart_on_the_same_store_converges_without_duplicates() {
         AddNode(node("n2", 8000, 16384)),
         Submit(workload("web", 6, 500, 256)),
         Submit(workload("db", 1, 1000, 2048)),
-        expect("all running", |w| w.running("web") == 6 && w.running("db") == 1),
+        expect("all running", |w| {
+            w.running("web") == 6 && w.running("db") == 1
+        }),
     ])
     .await;
-    let before: Vec<InstanceId> = h.world().await.instances.values().flatten().map(|i| i.id.clone()).collect();
+    let before: Vec<InstanceId> = h
+        .world()
+        .await
+        .instances
+        .values()
+        .flatten()
+        .map(|i| i.id.clone())
+        .collect();
     // A container that belongs to nobody: an orphan the restarted daemon must remove.
     use container_runtime_interface::ContainerRuntime;
-    h.runtime.create_and_start(&"n2".into(), &foreign_spec("stranger-x")).await.unwrap();
+    h.runtime
+        .create_and_start(&"n2".into(), &foreign_spec("stranger-x"))
+        .await
+        .unwrap();
     h.run(vec![
         RestartOrchestrator,
         Advance(Duration::from_secs(10)),
@@ -316,12 +393,21 @@ async fn restart_on_the_same_store_converges_without_duplicates() {
         }),
     ])
     .await;
-    let after: Vec<InstanceId> = h.world().await.instances.values().flatten().map(|i| i.id.clone()).collect();
+    let after: Vec<InstanceId> = h
+        .world()
+        .await
+        .instances
+        .values()
+        .flatten()
+        .map(|i| i.id.clone())
+        .collect();
     assert_eq!(before, after, "instances adopted, not recreated");
     // And it still works after the restart.
     h.run(vec![
         Scale("web", 8),
-        expect("8 running", |w| w.running("web") == 8 && w.container_count() == 9),
+        expect("8 running", |w| {
+            w.running("web") == 8 && w.container_count() == 9
+        }),
     ])
     .await;
 }
@@ -338,7 +424,9 @@ async fn restart_while_replicas_are_starting_does_not_duplicate() {
             w.running("web") == 5 && w.instances("web").len() == 5 && w.container_count() == 5
         }),
         Advance(Duration::from_secs(30)),
-        expect("still exactly 5", |w| w.instances("web").len() == 5 && w.container_count() == 5),
+        expect("still exactly 5", |w| {
+            w.instances("web").len() == 5 && w.container_count() == 5
+        }),
     ])
     .await;
 }

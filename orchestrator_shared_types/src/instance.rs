@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 ///    │            │            │               │
 ///    └────────────┴────────────┴───────────────┴──> Stopping ──> Stopped        (any) ──> Lost
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum InstanceStatus {
     /// Wanted but not placed: no node fits yet.
     #[default]

@@ -103,7 +103,13 @@ mod tests {
         let cap = Resources::new(1000, 1024, 0);
         assert!(Resources::new(500, 1024, 0).fits_in(&cap));
         assert!(!Resources::new(1001, 1, 0).fits_in(&cap));
-        assert_eq!(cap.saturating_sub(&Resources::new(2000, 24, 5)), Resources::new(0, 1000, 0));
-        assert_eq!(Resources::new(u64::MAX, 1, 0) + Resources::new(1, 1, 0), Resources::new(u64::MAX, 2, 0));
+        assert_eq!(
+            cap.saturating_sub(&Resources::new(2000, 24, 5)),
+            Resources::new(0, 1000, 0)
+        );
+        assert_eq!(
+            Resources::new(u64::MAX, 1, 0) + Resources::new(1, 1, 0),
+            Resources::new(u64::MAX, 2, 0)
+        );
     }
 }

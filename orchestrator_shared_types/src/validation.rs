@@ -69,7 +69,10 @@ pub fn check_dns_label(name: &str) -> Result<(), String> {
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let bytes = name.as_bytes();
-    if !ok_chars || !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+    if !ok_chars
+        || !bytes[0].is_ascii_alphanumeric()
+        || !bytes[bytes.len() - 1].is_ascii_alphanumeric()
+    {
         return Err(
             "must be a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit"
                 .into(),
@@ -148,7 +151,10 @@ impl WorkloadDefinition {
                 );
             }
             if c.resources.cpu_millicores == 0 {
-                errors.push(format!("{p}.resources.cpu_millicores"), "must be greater than 0");
+                errors.push(
+                    format!("{p}.resources.cpu_millicores"),
+                    "must be greater than 0",
+                );
             }
             if c.resources.memory_mb == 0 {
                 errors.push(format!("{p}.resources.memory_mb"), "must be greater than 0");
@@ -156,7 +162,9 @@ impl WorkloadDefinition {
             for key in c.env.keys() {
                 let ok = !key.is_empty()
                     && !key.as_bytes()[0].is_ascii_digit()
-                    && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
                 if !ok {
                     errors.push(
                         format!("{p}.env.{key}"),
@@ -167,11 +175,18 @@ impl WorkloadDefinition {
             for (j, port) in c.ports.iter().enumerate() {
                 let pp = format!("{p}.ports[{j}]");
                 if port.container_port == 0 {
-                    errors.push(format!("{pp}.container_port"), "must be between 1 and 65535");
+                    errors.push(
+                        format!("{pp}.container_port"),
+                        "must be between 1 and 65535",
+                    );
                 } else if !container_ports.insert((port.protocol, port.container_port)) {
                     errors.push(
                         format!("{pp}.container_port"),
-                        format!("duplicate port {}/{}", port.container_port, proto(port.protocol)),
+                        format!(
+                            "duplicate port {}/{}",
+                            port.container_port,
+                            proto(port.protocol)
+                        ),
                     );
                 }
                 if let Some(h) = port.host_port {
@@ -222,8 +237,16 @@ mod tests {
         let mut c = ContainerConfig::new("app", "img");
         c.resources = Resources::new(0, 0, 0);
         c.ports = vec![
-            PortMapping { container_port: 80, host_port: Some(8080), protocol: Protocol::Tcp },
-            PortMapping { container_port: 80, host_port: Some(8080), protocol: Protocol::Tcp },
+            PortMapping {
+                container_port: 80,
+                host_port: Some(8080),
+                protocol: Protocol::Tcp,
+            },
+            PortMapping {
+                container_port: 80,
+                host_port: Some(8080),
+                protocol: Protocol::Tcp,
+            },
         ];
         let mut w = WorkloadDefinition::new("Bad_Name", MAX_REPLICAS + 1, c.clone());
         w.containers.push(c);
@@ -238,7 +261,10 @@ mod tests {
             "containers[0].ports[1].host_port",
             "containers[1].name",
         ] {
-            assert!(fields.contains(&expected), "missing {expected} in {fields:?}");
+            assert!(
+                fields.contains(&expected),
+                "missing {expected} in {fields:?}"
+            );
         }
     }
 

@@ -35,9 +35,15 @@ fn workload_round_trips_json_and_yaml() {
     w.id = WorkloadId::generate();
     w.placement = PlacementStrategy::Spread;
     let json = serde_json::to_string(&w).unwrap();
-    assert_eq!(serde_json::from_str::<WorkloadDefinition>(&json).unwrap(), w);
+    assert_eq!(
+        serde_json::from_str::<WorkloadDefinition>(&json).unwrap(),
+        w
+    );
     let yaml = serde_yaml::to_string(&w).unwrap();
-    assert_eq!(serde_yaml::from_str::<WorkloadDefinition>(&yaml).unwrap(), w);
+    assert_eq!(
+        serde_yaml::from_str::<WorkloadDefinition>(&yaml).unwrap(),
+        w
+    );
 }
 
 #[test]

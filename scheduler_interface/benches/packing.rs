@@ -100,6 +100,11 @@ fn run(seed: u64, strategy: Option<PlacementStrategy>) -> Packing {
                     let outcome = scheduler
                         .place(&mut state, request, *count)
                         .expect("benchmark requests are valid");
+                    if std::env::var("TRACE").ok() == Some(seed.to_string()) {
+                        let used = state.nodes().filter(|n| state.allocated(&n.id) != Resources::ZERO).count();
+                        let mut d: Vec<_> = outcome.placed.iter().map(|n| n.as_str()).collect(); d.sort(); d.dedup();
+                        eprintln!("{} x{} -> {} distinct nodes, used now {}", request.resources, count, d.len(), used);
+                    }
                     count - outcome.placed.len()
                 })
                 .sum()

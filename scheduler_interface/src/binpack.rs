@@ -248,7 +248,7 @@ impl Scorer {
         }
     }
 
-    fn score(self, entry: &NodeEntry, request: &PlacementRequest) -> Score {
+    fn score(self, entry: &NodeEntry, request: &PlacementRequest, utilization: (f64, f64)) -> Score {
         let (cpu, mem) = free_fractions_after(entry, &request.resources);
         match self {
             // Nomad's ScoreFitBinPack: the exponent punishes the emptier dimension hardest, so
@@ -262,6 +262,28 @@ impl Scorer {
                     2 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (uc - um).abs(),
                     3 => -(cpu * cpu + mem * mem) - e.lambda * (uc - um).abs(),
                     4 => uc.max(um) - e.lambda * (uc - um).abs(),
+                    5 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p)),
+                    7 => {
+                        let (gc, gm) = utilization;
+                        let rho = if gc > 0.0 && gm > 0.0 { (gm / gc).clamp(0.1, 10.0) } else { 1.0 };
+                        let gmax = gc.max(gm).max(1e-9);
+                        let wc = (gc / gmax).powf(e.p);
+                        let wm = (gm / gmax).powf(e.p);
+                        let sc = (cpu - mem / rho).max(0.0);
+                        let sm = (mem - rho * cpu).max(0.0);
+                        20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (wc * sc + wm * sm)
+                    }
+                    8 => {
+                        let (gc, gm) = utilization;
+                        let rho = if gc > 0.0 && gm > 0.0 { (gm / gc).clamp(0.1, 10.0) } else { 1.0 };
+                        let gmax = gc.max(gm).max(1e-9);
+                        let wc = (gc / gmax).powf(e.p);
+                        let wm = (gm / gmax).powf(e.p);
+                        let sc = (cpu - mem / rho).max(0.0);
+                        let sm = (mem - rho * cpu).max(0.0);
+                        -(wc * cpu + wm * mem) - e.lambda * (wc * sc + wm * sm)
+                    }
+                    6 => (uc + um) / 2.0 - e.lambda * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p)),
                     _ => unreachable!(),
                 };
                 Score(s, 0.0)
@@ -274,12 +296,12 @@ impl Scorer {
     }
 }
 
-struct Exp { scorer: u32, lambda: f64, k: usize, empties: bool }
+struct Exp { p: f64, scorer: u32, lambda: f64, k: usize, empties: bool }
 fn exp() -> &'static Exp {
     static E: std::sync::OnceLock<Exp> = std::sync::OnceLock::new();
     E.get_or_init(|| {
         let g = |n: &str, d: &str| std::env::var(n).unwrap_or(d.to_string());
-        Exp { scorer: g("S", "0").parse().unwrap(), lambda: g("L", "0").parse().unwrap(), k: g("K", "0").parse().unwrap(), empties: g("E", "0") == "1" }
+        Exp { p: g("P", "8").parse().unwrap(), scorer: g("S", "0").parse().unwrap(), lambda: g("L", "0").parse().unwrap(), k: g("K", "0").parse().unwrap(), empties: g("E", "0") == "1" }
     })
 }
 
@@ -360,6 +382,7 @@ fn best_of(
     if let Some(seen) = seen.as_deref_mut() {
         seen.clear();
     }
+    let utilization = state.utilization();
     let mut scored = 0;
     let mut best: Option<(Score, usize)> = None;
     for slot in candidates {
@@ -377,7 +400,7 @@ fn best_of(
             seen.push(slot);
         }
         scored += 1;
-        let score = scorer.score(entry, request);
+        let score = scorer.score(entry, request, utilization);
         let better = match &best {
             None => true,
             Some((best_score, best_slot)) => match score.cmp(best_score) {

@@ -32,6 +32,21 @@ pub struct Allocation {
 /// A free-index entry: (primary free amount, secondary free amount, slot).
 pub(crate) type IndexKey = (u64, u64, usize);
 
+/// A schedulable node's contribution to the free indexes and the cluster totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Indexed {
+    free: (u64, u64),
+    allocatable: (u64, u64),
+}
+
+/// Sums over schedulable nodes, as (CPU, memory). Wide so that no node description can
+/// overflow them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    free: (u128, u128),
+    allocatable: (u128, u128),
+}
+
 /// One node and everything allocated on it.
 #[derive(Clone, Debug)]
 pub(crate) struct NodeEntry {
@@ -41,9 +56,10 @@ pub(crate) struct NodeEntry {
     /// more than a handful, where a linear scan beats hashing.
     ports: Vec<((Protocol, u16), u32)>,
     replicas: HashMap<WorkloadId, u32>,
-    /// (free memory, free CPU) under which the node sits in the free indexes; `None` while the
-    /// node is not schedulable. Kept so the old entries can be removed without recomputing.
-    indexed: Option<(u64, u64)>,
+    /// How the node is counted in the free indexes and totals; `None` while it is not
+    /// schedulable. Kept so the old entries can be removed after the node or its allocations
+    /// changed.
+    indexed: Option<Indexed>,
 }
 
 impl NodeEntry {
@@ -81,6 +97,7 @@ pub struct ClusterState {
     vacant: Vec<usize>,
     by_mem: BTreeSet<IndexKey>,
     by_cpu: BTreeSet<IndexKey>,
+    totals: Totals,
     labels: HashMap<String, HashMap<String, BTreeSet<usize>>>,
 }
 
@@ -277,6 +294,23 @@ impl ClusterState {
         smallest
     }
 
+    /// Fractions of the schedulable nodes' allocatable CPU and memory that are allocated
+    /// (0 for a dimension no schedulable node offers).
+    pub(crate) fn utilization(&self) -> (f64, f64) {
+        let used = |free: u128, total: u128| {
+            if total == 0 {
+                0.0
+            } else {
+                1.0 - free as f64 / total as f64
+            }
+        };
+        let t = &self.totals;
+        (
+            used(t.free.0, t.allocatable.0),
+            used(t.free.1, t.allocatable.1),
+        )
+    }
+
     /// Records `alloc` on the node in `slot` (see [`ClusterState::allocate`]).
     pub(crate) fn allocate_slot(&mut self, slot: usize, alloc: &Allocation) {
         let entry = self.entry_mut(slot);
@@ -298,9 +332,18 @@ impl ClusterState {
     }
 
     fn unindex_free(&mut self, slot: usize) {
-        if let Some((mem, cpu)) = self.entry_mut(slot).indexed.take() {
+        if let Some(Indexed {
+            free: (cpu, mem),
+            allocatable: (total_cpu, total_mem),
+        }) = self.entry_mut(slot).indexed.take()
+        {
             self.by_mem.remove(&(mem, cpu, slot));
             self.by_cpu.remove(&(cpu, mem, slot));
+            let t = &mut self.totals;
+            t.free.0 -= u128::from(cpu);
+            t.free.1 -= u128::from(mem);
+            t.allocatable.0 -= u128::from(total_cpu);
+            t.allocatable.1 -= u128::from(total_mem);
         }
     }
 
@@ -308,17 +351,27 @@ impl ClusterState {
     fn reindex(&mut self, slot: usize) {
         let entry = self.entry(slot);
         let free = entry.free();
-        let key = entry
-            .node
-            .is_schedulable()
-            .then_some((free.memory_mb, free.cpu_millicores));
+        let total = entry.node.allocatable;
+        let key = entry.node.is_schedulable().then_some(Indexed {
+            free: (free.cpu_millicores, free.memory_mb),
+            allocatable: (total.cpu_millicores, total.memory_mb),
+        });
         if key == entry.indexed {
             return;
         }
         self.unindex_free(slot);
-        if let Some((mem, cpu)) = key {
+        if let Some(Indexed {
+            free: (cpu, mem),
+            allocatable: (total_cpu, total_mem),
+        }) = key
+        {
             self.by_mem.insert((mem, cpu, slot));
             self.by_cpu.insert((cpu, mem, slot));
+            let t = &mut self.totals;
+            t.free.0 += u128::from(cpu);
+            t.free.1 += u128::from(mem);
+            t.allocatable.0 += u128::from(total_cpu);
+            t.allocatable.1 += u128::from(total_mem);
         }
         self.entry_mut(slot).indexed = key;
     }

@@ -21,7 +21,7 @@ pub enum StoreError {
     Compacted {
         /// The revision asked for.
         requested: Revision,
-        /// The oldest revision still available.
+        /// The oldest revision whose changes are all still kept: `watch(oldest - 1)` works.
         oldest: Revision,
     },
     /// A stored value could not be (de)serialized.

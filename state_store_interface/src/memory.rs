@@ -326,7 +326,7 @@ impl StateStore for InMemoryStore {
                 oldest: inner.compacted + 1,
             });
         }
-        let start = inner.history.partition_point(|c| c.revision < after);
+        let start = inner.history.partition_point(|c| c.revision <= after);
         let replay = inner.history.len() - start;
         // Room for the whole replay on top of the live buffer, so replaying never drops the
         // watcher and the replay can be queued here, under the lock, in order before any live

@@ -113,8 +113,10 @@ pub struct EventFilter {
 }
 
 /// A stream of changes, in revision order, with no gaps: every change committed after the
-/// watch's start revision is delivered exactly once, or the stream ends with an error
-/// (e.g. [`StoreError::Compacted`]) after which the watcher must re-list.
+/// watch's start revision is delivered exactly once, or the stream ends early: with an error
+/// (e.g. [`StoreError::Compacted`]), or with `None` when the store dropped a watcher that fell too
+/// far behind (or closed). Either way the watcher must re-list and watch again from the listed
+/// revision; it is never silently skipped ahead.
 #[derive(Debug)]
 pub struct Watch {
     rx: mpsc::Receiver<Result<WatchEvent, StoreError>>,
@@ -126,7 +128,8 @@ impl Watch {
         Self { rx }
     }
 
-    /// The next change; `None` when the store closed the watch.
+    /// The next change; `None` when the store ended the watch (it closed, or this watcher fell
+    /// too far behind): re-list, then watch again.
     pub async fn next(&mut self) -> Option<Result<WatchEvent, StoreError>> {
         self.rx.recv().await
     }
@@ -147,12 +150,20 @@ pub trait StateStore: Send + Sync {
     /// Applies `ops` atomically: all of them at one new revision, or none if any precondition
     /// fails (then [`StoreError::Conflict`] names the first failing key). Returns the revision of
     /// the commit. An empty batch changes nothing and returns the current revision.
+    ///
+    /// Preconditions are checked against the state before the batch, as in an etcd transaction.
+    /// A batch must not write the same key twice (etcd refuses it): such a batch fails as a whole
+    /// with a non-transient error. A delete of an absent key is no change: a batch of only such
+    /// deletes returns the current revision and emits no watch event.
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
 
     /// The revision of the last commit.
     async fn revision(&self) -> Result<Revision, StoreError>;
 
     /// Every change committed after revision `after`, then live changes as they commit.
+    /// Fails with [`StoreError::Compacted`] if the store no longer keeps all changes after
+    /// `after`; its `oldest` is the oldest revision whose changes are all kept, so
+    /// `watch(oldest - 1)` works (but re-listing first is what the caller usually needs).
     async fn watch(&self, after: Revision) -> Result<Watch, StoreError>;
 
     /// Appends events to the log, assigning each the next `seq`. The log keeps a bounded

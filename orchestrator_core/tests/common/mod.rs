@@ -5,8 +5,12 @@
 #![allow(dead_code)]
 
 use cluster_manager_interface::{ClusterManager, StaticClusterManager};
-use container_runtime_interface::{ContainerRuntime, ContainerSpec, SimulatedRuntime, SimulatedRuntimeConfig};
-use orchestrator_core::{BackoffPolicy, Orchestrator, OrchestratorBuilder, OrchestratorConfig, OrchestratorHandle};
+use container_runtime_interface::{
+    ContainerRuntime, ContainerSpec, SimulatedRuntime, SimulatedRuntimeConfig,
+};
+use orchestrator_core::{
+    BackoffPolicy, Orchestrator, OrchestratorBuilder, OrchestratorConfig, OrchestratorHandle,
+};
 use orchestrator_shared_types::*;
 use state_store_interface::{EventFilter, InMemoryStore, StateStore, StoreExt};
 use std::collections::BTreeMap;
@@ -63,7 +67,10 @@ impl World {
         self.instances.get(workload).map_or(&[], |v| v.as_slice())
     }
     pub fn count(&self, workload: &str, status: InstanceStatus) -> usize {
-        self.instances(workload).iter().filter(|i| i.status == status).count()
+        self.instances(workload)
+            .iter()
+            .filter(|i| i.status == status)
+            .count()
     }
     pub fn running(&self, workload: &str) -> usize {
         self.count(workload, InstanceStatus::Running)
@@ -163,8 +170,10 @@ impl Harness {
             .into_iter()
             .map(|v| (v.value.name.clone(), v.value))
             .collect();
-        let names: BTreeMap<WorkloadId, String> =
-            workloads.values().map(|w| (w.id.clone(), w.name.clone())).collect();
+        let names: BTreeMap<WorkloadId, String> = workloads
+            .values()
+            .map(|w| (w.id.clone(), w.name.clone()))
+            .collect();
         let mut instances: BTreeMap<String, Vec<WorkloadInstance>> = BTreeMap::new();
         for v in self.store.list_obj::<WorkloadInstance>("").await.unwrap() {
             let key = names
@@ -179,7 +188,11 @@ impl Harness {
                 containers.insert(n.id.clone(), list);
             }
         }
-        let events = self.store.list_events(&EventFilter::default()).await.unwrap();
+        let events = self
+            .store
+            .list_events(&EventFilter::default())
+            .await
+            .unwrap();
         World {
             workloads,
             instances,
@@ -244,7 +257,11 @@ impl Harness {
                     .expect("a running instance to crash")
                     .clone();
                 self.runtime
-                    .exit_container(victim.node_id.as_ref().unwrap(), &victim.container_ids[0], code)
+                    .exit_container(
+                        victim.node_id.as_ref().unwrap(),
+                        &victim.container_ids[0],
+                        code,
+                    )
                     .expect("crash");
             }
             Op::Advance(d) => tokio::time::sleep(d).await,
