@@ -7,11 +7,11 @@
 //! the events it missed (see [`NodeSubscription`]).
 //!
 //! # Layout
-//! * [`manager`]: the trait, [`ClusterEvent`], [`NodeSubscription`].
-//! * [`hub`]: [`NodeHub`], the node table + broadcast + snapshot every implementation can reuse.
-//! * [`error`]: [`ClusterError`] with `is_transient()`.
-//! * [`static_manager`]: [`StaticClusterManager`], membership changed only by calls.
-//! * [`conformance`]: the suite every implementation must pass (feature `conformance`).
+//! * [`manager`] — the trait, [`ClusterEvent`], [`NodeSubscription`].
+//! * [`hub`] — [`NodeHub`], the node table + broadcast + snapshot every implementation can reuse.
+//! * [`error`] — [`ClusterError`] with `is_transient()`.
+//! * [`static_manager`] — [`StaticClusterManager`], membership changed only by calls.
+//! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 
 pub mod error;
 pub mod hub;

@@ -8,11 +8,11 @@
 //! a second one.
 //!
 //! # Layout
-//! * [`runtime`]: the trait and its types (`ContainerSpec`, `ContainerState`, `ContainerInfo`,
+//! * [`runtime`] — the trait and its types (`ContainerSpec`, `ContainerState`, `ContainerInfo`,
 //!   `ContainerEvent`).
-//! * [`error`]: [`RuntimeError`] with `is_transient()`.
-//! * [`simulated`]: [`SimulatedRuntime`], in-process containers with programmable failures.
-//! * [`conformance`]: the suite every implementation must pass (feature `conformance`).
+//! * [`error`] — [`RuntimeError`] with `is_transient()`.
+//! * [`simulated`] — [`SimulatedRuntime`], in-process containers with programmable failures.
+//! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 
 pub mod error;
 pub mod runtime;

@@ -8,9 +8,10 @@
 
 use crate::error::CoreError;
 use crate::orchestrator::{Command, ShutdownMode, Summary};
+use orchestrator_shared_types::api::{NodeView, PlacementPreview};
 use orchestrator_shared_types::validation::MAX_REPLICAS;
 use orchestrator_shared_types::{
-    Event, EventKind, FieldError, ValidationErrors, WorkloadDefinition, WorkloadId,
+    Event, EventKind, FieldError, Unschedulable, ValidationErrors, WorkloadDefinition, WorkloadId,
 };
 use state_store_interface::typed::delete_op;
 use state_store_interface::{Precondition, Revision, StateStore, StoreError, StoreExt, Versioned};
@@ -273,11 +274,45 @@ impl OrchestratorHandle {
 
     /// Counts of what the loop currently knows.
     pub async fn summary(&self) -> Result<Summary, CoreError> {
+        self.ask(Command::Summary).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, CoreError> {
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Summary(reply))
+            .send(command(reply))
             .map_err(|_| CoreError::Stopped)?;
         rx.await.map_err(|_| CoreError::Stopped)
+    }
+
+    /// Every node with what is allocated on it, sorted by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, CoreError> {
+        self.ask(Command::Nodes).await
+    }
+
+    /// Why a replica of workload `name` would not fit now, node by node (the scheduler's typed
+    /// reasons); `NotFound` for an unknown workload.
+    pub async fn explain(&self, name: &str) -> Result<Unschedulable, CoreError> {
+        let name = name.to_owned();
+        self.ask(|reply| Command::Explain {
+            name: name.clone(),
+            reply,
+        })
+        .await?
+        .ok_or(CoreError::NotFound { name })
+    }
+
+    /// Where the replicas of `def` would go and what would not fit, changing nothing (a dry run).
+    pub async fn preview(&self, def: WorkloadDefinition) -> Result<PlacementPreview, CoreError> {
+        def.validate()?;
+        self.ask(|reply| Command::Preview {
+            def: Box::new(def),
+            reply,
+        })
+        .await
     }
 
     /// Asks the loop to re-read every workload from the store and reconcile all of them.

@@ -20,14 +20,14 @@
 //! duplicates; the first shutdown request drains and the second forces.
 //!
 //! # Layout
-//! * [`orchestrator`]: [`OrchestratorBuilder`], [`Orchestrator`], the loop and its state.
-//! * [`handle`]: [`OrchestratorHandle`]: create / apply / update / scale / delete.
-//! * [`plan`]: the pure planner.
+//! * [`orchestrator`] — [`OrchestratorBuilder`], [`Orchestrator`], the loop and its state.
+//! * [`handle`] — [`OrchestratorHandle`]: create / apply / update / scale / delete.
+//! * [`plan`] — the pure planner.
 //! * `execute`: runtime operations with bounded concurrency.
 //! * `persist`: the batching writer of instance records and events.
-//! * [`backoff`]: [`Backoff`] and its policies.
-//! * [`metrics`]: counters for `/metrics` and benchmarks.
-//! * [`error`]: [`CoreError`].
+//! * [`backoff`] — [`Backoff`] and its policies.
+//! * [`metrics`] — counters for `/metrics` and benchmarks.
+//! * [`error`] — [`CoreError`].
 
 pub mod backoff;
 pub mod error;

@@ -21,11 +21,13 @@ use cluster_manager_interface::{ClusterEvent, ClusterManager, NodeSubscription};
 use container_runtime_interface::{
     ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
 };
+use orchestrator_shared_types::api::{NodeView, PlacementPreview};
+use orchestrator_shared_types::Unschedulable;
 use orchestrator_shared_types::{
     ContainerId, Event, EventKind, InstanceId, InstanceStatus, Node, NodeId, NodeStatus,
     WorkloadDefinition, WorkloadId, WorkloadInstance,
 };
-use scheduler_interface::{Allocation, ClusterState, Scheduler};
+use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
 use state_store_interface::{Revision, StateStore, StoreError, StoreExt, Versioned};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -86,6 +88,18 @@ pub(crate) enum Command {
     Resync,
     /// Report counts.
     Summary(oneshot::Sender<Summary>),
+    /// Report every node with its allocations.
+    Nodes(oneshot::Sender<Vec<NodeView>>),
+    /// Why a replica of this workload would not fit now (`None`: unknown workload).
+    Explain {
+        name: String,
+        reply: oneshot::Sender<Option<Unschedulable>>,
+    },
+    /// Where the replicas of this definition would go, without changing anything.
+    Preview {
+        def: Box<WorkloadDefinition>,
+        reply: oneshot::Sender<PlacementPreview>,
+    },
 }
 
 /// Counts of what the loop knows, for status displays, tests and benchmarks.
@@ -582,6 +596,73 @@ impl Core {
                     *summary.instances.entry(e.instance.status).or_default() += 1;
                 }
                 let _ = reply.send(summary);
+            }
+            Command::Nodes(reply) => {
+                let mut counts: HashMap<&NodeId, usize> = HashMap::new();
+                for e in self.instances.values() {
+                    if let Some((node, _)) = &e.allocation {
+                        *counts.entry(node).or_default() += 1;
+                    }
+                }
+                let mut views: Vec<NodeView> = self
+                    .state
+                    .nodes()
+                    .map(|n| NodeView {
+                        node: n.clone(),
+                        allocated: self.state.allocated(&n.id),
+                        instances: counts.get(&n.id).copied().unwrap_or(0),
+                    })
+                    .collect();
+                views.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+                let _ = reply.send(views);
+            }
+            Command::Explain { name, reply } => {
+                let explanation =
+                    self.workloads
+                        .values()
+                        .find(|(d, _)| d.name == name)
+                        .map(|(d, _)| {
+                            self.scheduler
+                                .explain(&self.state, &PlacementRequest::for_workload(d))
+                        });
+                let _ = reply.send(explanation);
+            }
+            Command::Preview { def, reply } => {
+                // A copy of the cluster: the real one must not see these placements.
+                let mut scratch = self.state.clone();
+                let request = PlacementRequest::for_workload(&def);
+                let existing = self
+                    .workloads
+                    .values()
+                    .find(|(d, _)| d.name == def.name)
+                    .map(|(d, _)| d.id.clone());
+                // Replicas the workload already has free their room in the preview, as an
+                // update would replace them.
+                if let Some(id) = existing {
+                    for e in self
+                        .instances
+                        .values()
+                        .filter(|e| e.instance.workload_id == id)
+                    {
+                        if let Some((node, alloc)) = &e.allocation {
+                            scratch.release(node, alloc);
+                        }
+                    }
+                }
+                let mut preview = PlacementPreview::default();
+                match self
+                    .scheduler
+                    .place(&mut scratch, &request, def.replicas as usize)
+                {
+                    Ok(outcome) => {
+                        for node in outcome.placed {
+                            *preview.placements.entry(node).or_default() += 1;
+                        }
+                        preview.unschedulable = outcome.unschedulable;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "preview refused by the scheduler"),
+                }
+                let _ = reply.send(preview);
             }
         }
     }

@@ -468,3 +468,88 @@ async fn graceful_shutdown_persists_in_flight_work() {
     // Everything started before the shutdown is recorded: containers match records.
     assert_eq!(world.instances("web").len(), world.container_count());
 }
+
+#[tokio::test(start_paused = true)]
+async fn repeated_triggers_never_start_a_replica_twice() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        Submit(workload("web", 3, 100, 64)),
+    ])
+    .await;
+    // Many triggers while the first plan's operations are still in flight.
+    for _ in 0..20 {
+        h.handle().resync();
+        h.nodes
+            .upsert_node(node("n1", 8000, 16384).with_label("tick", "tock"));
+        h.nodes.upsert_node(node("n1", 8000, 16384));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let world = h.world().await;
+        assert!(
+            world.container_count() <= 3,
+            "{} containers",
+            world.container_count()
+        );
+        assert!(world.instances("web").len() <= 3);
+    }
+    h.run(vec![expect("3 running", |w| {
+        w.running("web") == 3 && w.container_count() == 3
+    })])
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn queries_explain_preview_and_node_views_change_nothing() {
+    let mut h = Harness::new().await;
+    let mut big = workload("big", 1, 100, 4096);
+    big.node_selector.insert("zone".into(), "a".into());
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192).with_label("zone", "a")),
+        AddNode(node("n2", 4000, 2048).with_label("zone", "a")),
+        AddNode(node("n3", 4000, 8192)),
+        Submit(workload("web", 2, 500, 1024)),
+        expect("running", |w| w.running("web") == 2),
+    ])
+    .await;
+    let handle = h.handle();
+    let nodes = handle.nodes().await.unwrap();
+    let n2 = nodes.iter().find(|n| n.node.id.as_str() == "n2").unwrap();
+    assert_eq!(
+        (n2.instances, n2.allocated),
+        (2, Resources::new(1000, 2048, 0)),
+        "best fit chose the tightest node"
+    );
+
+    let mut preview_def = big.clone();
+    preview_def.replicas = 3;
+    let preview = handle.preview(preview_def).await.unwrap();
+    assert_eq!(preview.placements.get(&NodeId::from("n1")), Some(&2));
+    let why = preview.unschedulable.expect("one does not fit");
+    assert_eq!(why.unplaced, 1);
+    assert_eq!(
+        why.to_string(),
+        "0/3 nodes fit: 2 insufficient memory, 1 selector mismatch"
+    );
+    // Nothing changed: no workload, no instance, same allocations.
+    let world = h.world().await;
+    assert!(!world.workloads.contains_key("big"));
+    assert_eq!(handle.nodes().await.unwrap(), nodes);
+
+    big.replicas = 3;
+    h.run(vec![
+        Submit(big),
+        expect("1 pending", |w| {
+            w.count("big", InstanceStatus::Pending) == 1
+        }),
+    ])
+    .await;
+    let why = h.handle().explain("big").await.unwrap();
+    assert_eq!(
+        why.to_string(),
+        "0/3 nodes fit: 2 insufficient memory, 1 selector mismatch"
+    );
+    assert!(matches!(
+        h.handle().explain("nope").await,
+        Err(orchestrator_core::CoreError::NotFound { .. })
+    ));
+}

@@ -6,14 +6,16 @@
 //! user input (every problem, each with its field path) and guarded status transitions.
 //!
 //! # Layout
-//! * [`ids`]: typed identifiers (`NodeId`, `WorkloadId`, `InstanceId`, `ContainerId`).
-//! * [`resources`]: CPU / memory / disk quantities and their arithmetic.
-//! * [`node`]: a machine of the cluster and its readiness.
-//! * [`workload`]: what the user asks for (`WorkloadDefinition`, `ContainerConfig`, ports, policies).
-//! * [`instance`]: one replica of a workload and its lifecycle (`InstanceStatus`).
-//! * [`event`]: what the orchestrator did and why, including typed scheduling rejections.
-//! * [`validation`]: checks that return every problem with its field path.
+//! * [`api`] — request and response shapes of the REST API.
+//! * [`ids`] — typed identifiers (`NodeId`, `WorkloadId`, `InstanceId`, `ContainerId`).
+//! * [`resources`] — CPU / memory / disk quantities and their arithmetic.
+//! * [`node`] — a machine of the cluster and its readiness.
+//! * [`workload`] — what the user asks for (`WorkloadDefinition`, `ContainerConfig`, ports, policies).
+//! * [`instance`] — one replica of a workload and its lifecycle (`InstanceStatus`).
+//! * [`event`] — what the orchestrator did and why, including typed scheduling rejections.
+//! * [`validation`] — checks that return every problem with its field path.
 
+pub mod api;
 pub mod event;
 pub mod ids;
 pub mod instance;

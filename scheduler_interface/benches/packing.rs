@@ -18,7 +18,6 @@ mod mix;
 
 const NODES: usize = 1_000;
 const FILL: f64 = 0.88;
-const SEEDS: [u64; 10] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
 
 fn main() {
     println!(
@@ -30,31 +29,38 @@ fn main() {
         "{:<12} {:>5} {:>6} {:>6} {:>7} {:>9} {:>9}",
         "strategy", "seed", "used", "bound", "ratio", "unplaced", "time"
     );
-    for (name, strategy) in [
-        ("binpack", Some(PlacementStrategy::BinPack)),
-        ("spread", Some(PlacementStrategy::Spread)),
-        ("round-robin", None),
-    ] {
-        let mut worst: f64 = 0.0;
-        let mut sum = 0.0;
-        for seed in SEEDS {
-            let result = run(seed, strategy);
-            worst = worst.max(result.ratio());
-            sum += result.ratio();
+    for mix in mix::Mix::ALL {
+        if std::env::var("MIX").is_ok_and(|m| m != mix.name()) {
+            continue;
+        }
+        println!("mix {}", mix.name());
+        for (name, strategy) in [
+            ("binpack", Some(PlacementStrategy::BinPack)),
+            ("spread", Some(PlacementStrategy::Spread)),
+            ("round-robin", None),
+        ] {
+            let mut worst: f64 = 0.0;
+            let mut sum = 0.0;
+            let n: u64 = std::env::var("NSEEDS").map(|v| v.parse().unwrap()).unwrap_or(10);
+        for seed in 1..=n {
+                let result = run(mix, seed, strategy);
+                worst = worst.max(result.ratio());
+                sum += result.ratio();
+                println!(
+                    "{name:<12} {seed:>5} {:>6} {:>6} {:>7.3} {:>9} {:>7.1}ms",
+                    result.used,
+                    result.bound,
+                    result.ratio(),
+                    result.unplaced,
+                    result.millis
+                );
+            }
             println!(
-                "{name:<12} {seed:>5} {:>6} {:>6} {:>7.3} {:>9} {:>7.1}ms",
-                result.used,
-                result.bound,
-                result.ratio(),
-                result.unplaced,
-                result.millis
+                "{name:<12} mean ratio {:.3}, worst {:.3}",
+                sum / n as f64,
+                worst
             );
         }
-        println!(
-            "{name:<12} mean ratio {:.3}, worst {:.3}",
-            sum / SEEDS.len() as f64,
-            worst
-        );
     }
 }
 
@@ -71,21 +77,31 @@ impl Packing {
     }
 }
 
-fn run(seed: u64, strategy: Option<PlacementStrategy>) -> Packing {
+fn run(mix: mix::Mix, seed: u64, strategy: Option<PlacementStrategy>) -> Packing {
     let mut state = mix::empty_cluster(NODES);
     let capacity = mix::NODE.saturating_mul(NODES as u64);
     let workloads = mix::workloads_until(
+        mix,
         seed,
         capacity,
         FILL,
         strategy.unwrap_or(PlacementStrategy::BinPack),
     );
     let workloads = if std::env::var("OFFLINE").is_ok() {
-        let mut flat: Vec<(PlacementRequest, usize)> = workloads.iter().flat_map(|(r, c)| std::iter::repeat_n((r.clone(), 1), *c)).collect();
-        let key = |r: &PlacementRequest| { let a = r.resources.cpu_millicores as f64 / 4000.0; let b = r.resources.memory_mb as f64 / 16384.0; a.max(b) };
+        let mut flat: Vec<(PlacementRequest, usize)> = workloads
+            .iter()
+            .flat_map(|(r, c)| std::iter::repeat_n((r.clone(), 1), *c))
+            .collect();
+        let key = |r: &PlacementRequest| {
+            let a = r.resources.cpu_millicores as f64 / 4000.0;
+            let b = r.resources.memory_mb as f64 / 16384.0;
+            a.max(b)
+        };
         flat.sort_by(|x, y| key(&y.0).total_cmp(&key(&x.0)));
         flat
-    } else { workloads };
+    } else {
+        workloads
+    };
     let mut total = Resources::ZERO;
     for (request, count) in &workloads {
         total += request.resources.saturating_mul(*count as u64);
@@ -101,9 +117,20 @@ fn run(seed: u64, strategy: Option<PlacementStrategy>) -> Packing {
                         .place(&mut state, request, *count)
                         .expect("benchmark requests are valid");
                     if std::env::var("TRACE").ok() == Some(seed.to_string()) {
-                        let used = state.nodes().filter(|n| state.allocated(&n.id) != Resources::ZERO).count();
-                        let mut d: Vec<_> = outcome.placed.iter().map(|n| n.as_str()).collect(); d.sort(); d.dedup();
-                        eprintln!("{} x{} -> {} distinct nodes, used now {}", request.resources, count, d.len(), used);
+                        let used = state
+                            .nodes()
+                            .filter(|n| state.allocated(&n.id) != Resources::ZERO)
+                            .count();
+                        let mut d: Vec<_> = outcome.placed.iter().map(|n| n.as_str()).collect();
+                        d.sort();
+                        d.dedup();
+                        eprintln!(
+                            "{} x{} -> {} distinct nodes, used now {}",
+                            request.resources,
+                            count,
+                            d.len(),
+                            used
+                        );
                     }
                     count - outcome.placed.len()
                 })
@@ -127,14 +154,22 @@ fn run(seed: u64, strategy: Option<PlacementStrategy>) -> Packing {
         let mut hist = [0usize; 9];
         for n in state.nodes() {
             let a = state.allocated(&n.id);
-            if a == Resources::ZERO { continue; }
+            if a == Resources::ZERO {
+                continue;
+            }
             let f = state.free(&n.id).unwrap();
             cpu_free += f.cpu_millicores;
             mem_free += f.memory_mb;
             hist[(f.cpu_millicores / 500).min(8) as usize] += 1;
-            if f.memory_mb < 512 && f.cpu_millicores >= 250 { stranded += 1; }
+            if f.memory_mb < 512 && f.cpu_millicores >= 250 {
+                stranded += 1;
+            }
         }
-        eprintln!("  demand cpu {:.3} mem {:.3}", total.cpu_millicores as f64 / capacity.cpu_millicores as f64, total.memory_mb as f64 / capacity.memory_mb as f64);
+        eprintln!(
+            "  demand cpu {:.3} mem {:.3}",
+            total.cpu_millicores as f64 / capacity.cpu_millicores as f64,
+            total.memory_mb as f64 / capacity.memory_mb as f64
+        );
         eprintln!("  used {used}: mean free cpu {} mem {}, mem-stranded {stranded}, free-cpu hist(500m) {hist:?}", cpu_free / used as u64, mem_free / used as u64);
     }
     Packing {

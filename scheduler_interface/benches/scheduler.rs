@@ -27,7 +27,7 @@ fn placement(c: &mut Criterion) {
     ];
     for (name, strategy, nodes) in cases {
         let state = mix::preloaded_cluster(nodes, SEED);
-        let requests = mix::workloads(SEED, nodes, strategy);
+        let requests = mix::workloads(mix::Mix::Typical, SEED, nodes, strategy);
         group.throughput(Throughput::Elements(nodes as u64));
         group.bench_function(BenchmarkId::new(name, nodes), |b| {
             b.iter_batched(

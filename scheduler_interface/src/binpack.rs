@@ -98,9 +98,11 @@ impl Scheduler for BinPackScheduler {
         };
         let limit = self.candidate_limit(state.schedulable_len());
         let mut seen = Vec::with_capacity(limit);
+        let mut last = None;
         for placed in 0..count {
-            match select(state, request, limit, &mut seen) {
+            match select(state, request, limit, &mut seen, last) {
                 Some(slot) => {
+                    last = Some(slot);
                     state.allocate_slot(slot, &alloc);
                     outcome.placed.push(state.entry(slot).node.id.clone());
                 }
@@ -248,7 +250,12 @@ impl Scorer {
         }
     }
 
-    fn score(self, entry: &NodeEntry, request: &PlacementRequest, utilization: (f64, f64)) -> Score {
+    fn score(
+        self,
+        entry: &NodeEntry,
+        request: &PlacementRequest,
+        utilization: (f64, f64),
+    ) -> Score {
         let (cpu, mem) = free_fractions_after(entry, &request.resources);
         match self {
             // Nomad's ScoreFitBinPack: the exponent punishes the emptier dimension hardest, so
@@ -259,23 +266,41 @@ impl Scorer {
                 let s = match e.scorer {
                     0 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem),
                     1 => (uc + um) / 2.0 - e.lambda * (uc - um).abs(),
-                    2 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (uc - um).abs(),
+                    2 => {
+                        20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (uc - um).abs()
+                    }
                     3 => -(cpu * cpu + mem * mem) - e.lambda * (uc - um).abs(),
                     4 => uc.max(um) - e.lambda * (uc - um).abs(),
-                    5 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p)),
+                    5 => {
+                        20.0 - 10f64.powf(cpu)
+                            - 10f64.powf(mem)
+                            - e.lambda
+                                * 10.0
+                                * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p))
+                    }
                     7 => {
                         let (gc, gm) = utilization;
-                        let rho = if gc > 0.0 && gm > 0.0 { (gm / gc).clamp(0.1, 10.0) } else { 1.0 };
+                        let rho = if gc > 0.0 && gm > 0.0 {
+                            (gm / gc).clamp(0.1, 10.0)
+                        } else {
+                            1.0
+                        };
                         let gmax = gc.max(gm).max(1e-9);
                         let wc = (gc / gmax).powf(e.p);
                         let wm = (gm / gmax).powf(e.p);
                         let sc = (cpu - mem / rho).max(0.0);
                         let sm = (mem - rho * cpu).max(0.0);
-                        20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (wc * sc + wm * sm)
+                        20.0 - 10f64.powf(cpu)
+                            - 10f64.powf(mem)
+                            - e.lambda * 10.0 * (wc * sc + wm * sm)
                     }
                     8 => {
                         let (gc, gm) = utilization;
-                        let rho = if gc > 0.0 && gm > 0.0 { (gm / gc).clamp(0.1, 10.0) } else { 1.0 };
+                        let rho = if gc > 0.0 && gm > 0.0 {
+                            (gm / gc).clamp(0.1, 10.0)
+                        } else {
+                            1.0
+                        };
                         let gmax = gc.max(gm).max(1e-9);
                         let wc = (gc / gmax).powf(e.p);
                         let wm = (gm / gmax).powf(e.p);
@@ -283,7 +308,10 @@ impl Scorer {
                         let sm = (mem - rho * cpu).max(0.0);
                         -(wc * cpu + wm * mem) - e.lambda * (wc * sc + wm * sm)
                     }
-                    6 => (uc + um) / 2.0 - e.lambda * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p)),
+                    6 => {
+                        (uc + um) / 2.0
+                            - e.lambda * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p))
+                    }
                     _ => unreachable!(),
                 };
                 Score(s, 0.0)
@@ -296,12 +324,24 @@ impl Scorer {
     }
 }
 
-struct Exp { p: f64, scorer: u32, lambda: f64, k: usize, empties: bool }
+struct Exp {
+    p: f64,
+    scorer: u32,
+    lambda: f64,
+    k: usize,
+    empties: bool,
+}
 fn exp() -> &'static Exp {
     static E: std::sync::OnceLock<Exp> = std::sync::OnceLock::new();
     E.get_or_init(|| {
         let g = |n: &str, d: &str| std::env::var(n).unwrap_or(d.to_string());
-        Exp { p: g("P", "8").parse().unwrap(), scorer: g("S", "0").parse().unwrap(), lambda: g("L", "0").parse().unwrap(), k: g("K", "0").parse().unwrap(), empties: g("E", "0") == "1" }
+        Exp {
+            p: g("P", "8").parse().unwrap(),
+            scorer: g("S", "0").parse().unwrap(),
+            lambda: g("L", "0").parse().unwrap(),
+            k: g("K", "0").parse().unwrap(),
+            empties: g("E", "0") == "1",
+        }
     })
 }
 
@@ -333,6 +373,7 @@ fn select(
     request: &PlacementRequest,
     limit: usize,
     seen: &mut Vec<usize>,
+    last: Option<usize>,
 ) -> Option<usize> {
     let scorer = Scorer::for_strategy(request.strategy);
     let (cpu, mem) = (
@@ -358,8 +399,17 @@ fn select(
         .map(|&(_, _, s)| s);
     match scorer {
         Scorer::BestFit => {
-            let top = if exp().empties { state.by_free_memory(mem, cpu).filter(|&&(_, c, _)| c >= cpu).next_back().map(|&(_, _, s)| s) } else { None };
-            let candidates = top.into_iter().chain(Interleave::new(by_mem, by_cpu));
+            let top = if exp().empties {
+                state
+                    .by_free_memory(mem, cpu)
+                    .filter(|&&(_, c, _)| c >= cpu)
+                    .next_back()
+                    .map(|&(_, _, s)| s)
+            } else {
+                None
+            };
+            let last = if std::env::var("STICKY").is_ok() { last } else { None };
+            let candidates = last.into_iter().chain(top).chain(Interleave::new(by_mem, by_cpu));
             best_of(state, request, scorer, candidates, limit, Some(seen))
         }
         Scorer::Spread => {
@@ -401,6 +451,10 @@ fn best_of(
         }
         scored += 1;
         let score = scorer.score(entry, request, utilization);
+        if std::env::var("DBG").is_ok() && request.resources.memory_mb == 3072 && request.resources.cpu_millicores == 250 {
+            let f = entry.free();
+            eprintln!("   cand slot {slot} free {}/{} score {:.3}", f.cpu_millicores, f.memory_mb, score.0);
+        }
         let better = match &best {
             None => true,
             Some((best_score, best_slot)) => match score.cmp(best_score) {

@@ -10,11 +10,11 @@
 //! implementations only deal in bytes.
 //!
 //! # Layout
-//! * [`store`]: the [`StateStore`] trait and its data types (`Kind`, `Entry`, `Op`, `Watch`, ...).
-//! * [`error`]: [`StoreError`] with `is_transient()`.
-//! * [`typed`]: [`StoredObject`] and the [`StoreExt`] helpers that (de)serialize JSON values.
-//! * [`memory`]: [`InMemoryStore`], the twin for tests, scenarios and benchmarks.
-//! * [`conformance`]: the suite every implementation must pass (feature `conformance`).
+//! * [`store`] — the [`StateStore`] trait and its data types (`Kind`, `Entry`, `Op`, `Watch`, ...).
+//! * [`error`] — [`StoreError`] with `is_transient()`.
+//! * [`typed`] — [`StoredObject`] and the [`StoreExt`] helpers that (de)serialize JSON values.
+//! * [`memory`] — [`InMemoryStore`], the twin for tests, scenarios and benchmarks.
+//! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 
 pub mod error;
 pub mod memory;

@@ -14,14 +14,54 @@ use scheduler_interface::{Allocation, ClusterState, PlacementRequest};
 /// Every node: 4 cores, 16 GiB, disk that never binds.
 pub const NODE: Resources = Resources::new(4000, 16384, 1_000_000);
 
-/// (name, weight in percent, CPU choices in millicores, memory choices in MB).
-const CLASSES: [(&str, u32, &[u64], &[u64]); 5] = [
-    ("small", 35, &[100, 200, 250], &[128, 256, 512]),
-    ("medium", 30, &[500, 750], &[1024, 2048]),
-    ("large", 15, &[1000, 2000], &[4096, 6144]),
-    ("cpu-heavy", 10, &[1500, 2000, 3000], &[512, 1024]),
-    ("memory-heavy", 10, &[250, 500], &[6144, 8192]),
-];
+/// One class of requests: (name, weight in percent, CPU choices in millicores, memory choices in
+/// MB). A workload draws its class by weight, then one CPU and one memory amount from it.
+type Class = (&'static str, u32, &'static [u64], &'static [u64]);
+
+/// Which request sizes to draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mix {
+    /// Requests of at most half a node's CPU and a quarter of its memory, as most pods are on
+    /// a 4-core, 16 GiB node.
+    Typical,
+    /// The same classes with large, cpu-heavy and memory-heavy requests of half to three
+    /// quarters of a node: a stress case for fragmentation.
+    BigItems,
+}
+
+impl Mix {
+    /// Both mixes, for reports.
+    pub const ALL: [Mix; 2] = [Mix::Typical, Mix::BigItems];
+
+    /// Short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mix::Typical => "typical",
+            Mix::BigItems => "big-items",
+        }
+    }
+
+    fn classes(self) -> &'static [Class; 5] {
+        const TYPICAL: [Class; 5] = [
+            ("small", 35, &[100, 200, 250], &[128, 256, 512]),
+            ("medium", 30, &[500, 750], &[1024, 2048]),
+            ("large", 15, &[1000, 1500, 2000], &[2048, 3072, 4096]),
+            ("cpu-heavy", 10, &[1000, 1500, 2000], &[256, 512]),
+            ("memory-heavy", 10, &[250, 500], &[3072, 4096]),
+        ];
+        const BIG_ITEMS: [Class; 5] = [
+            ("small", 35, &[100, 200, 250], &[128, 256, 512]),
+            ("medium", 30, &[500, 750], &[1024, 2048]),
+            ("large", 15, &[1000, 2000], &[4096, 6144]),
+            ("cpu-heavy", 10, &[1500, 2000, 3000], &[512, 1024]),
+            ("memory-heavy", 10, &[250, 500], &[6144, 8192]),
+        ];
+        match self {
+            Mix::Typical => &TYPICAL,
+            Mix::BigItems => &BIG_ITEMS,
+        }
+    }
+}
 
 /// `n` empty nodes named `node-00000`, ….
 pub fn empty_cluster(n: usize) -> ClusterState {
@@ -51,12 +91,14 @@ pub fn preloaded_cluster(n: usize, seed: u64) -> ClusterState {
 
 /// One workload: a request and its replica count.
 pub fn workload(
+    mix: Mix,
     rng: &mut fastrand::Rng,
     index: usize,
     strategy: PlacementStrategy,
 ) -> (PlacementRequest, usize) {
     let mut pick = rng.u32(0..100);
-    let (_, _, cpus, mems) = CLASSES
+    let (_, _, cpus, mems) = mix
+        .classes()
         .iter()
         .find(|(_, weight, _, _)| {
             if pick < *weight {
@@ -84,6 +126,7 @@ pub fn workload(
 
 /// Workloads totalling exactly `replicas` replicas (the last one is cut short).
 pub fn workloads(
+    mix: Mix,
     seed: u64,
     replicas: usize,
     strategy: PlacementStrategy,
@@ -92,7 +135,7 @@ pub fn workloads(
     let mut out = Vec::new();
     let mut total = 0;
     while total < replicas {
-        let (request, count) = workload(&mut rng, out.len(), strategy);
+        let (request, count) = workload(mix, &mut rng, out.len(), strategy);
         let count = count.min(replicas - total);
         total += count;
         out.push((request, count));
@@ -103,6 +146,7 @@ pub fn workloads(
 /// Workloads in arrival order until their demand reaches `fraction` of `capacity` in CPU or in
 /// memory, whichever comes first.
 pub fn workloads_until(
+    mix: Mix,
     seed: u64,
     capacity: Resources,
     fraction: f64,
@@ -116,7 +160,7 @@ pub fn workloads_until(
             || demand.memory_mb as f64 >= fraction * capacity.memory_mb as f64
     };
     while !full(demand) {
-        let (request, count) = workload(&mut rng, out.len(), strategy);
+        let (request, count) = workload(mix, &mut rng, out.len(), strategy);
         // Cut the last workload so the demand stops at the target rather than past it.
         let mut placed = 0;
         while placed < count && !full(demand) {

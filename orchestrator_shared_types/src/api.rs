@@ -1,0 +1,151 @@
+//! Shapes of the REST API's requests and responses, shared by the server (`orchestrator_api`),
+//! the CLI and the MCP server so that all three agree on the JSON.
+
+use crate::{
+    Event, FieldError, InstanceStatus, Node, NodeId, Resources, Unschedulable, WorkloadDefinition,
+    WorkloadInstance,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The body of every error response: `{"error": {"code", "message", "details"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorInfo,
+}
+
+/// One error: a stable machine-readable code, a sentence for people, and per-field details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Stable code, e.g. `validation_failed`, `not_found`, `conflict`, `store_unavailable`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Every problem with a field, for validation errors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+}
+
+/// How many replicas of a workload are in each state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaCounts {
+    /// Replicas asked for.
+    pub desired: u32,
+    /// Running.
+    pub running: u32,
+    /// Placed, starting.
+    pub starting: u32,
+    /// Not placed yet.
+    pub pending: u32,
+    /// Exited with a failure (possibly waiting for a restart).
+    pub failed: u32,
+    /// Exited successfully.
+    pub succeeded: u32,
+    /// Being stopped.
+    pub stopping: u32,
+}
+
+impl ReplicaCounts {
+    /// Counts of `instances` for a workload that wants `desired` replicas.
+    pub fn of(desired: u32, instances: &[WorkloadInstance]) -> Self {
+        let mut c = ReplicaCounts {
+            desired,
+            ..Default::default()
+        };
+        for i in instances {
+            let slot = match i.status {
+                InstanceStatus::Running => &mut c.running,
+                InstanceStatus::Scheduled => &mut c.starting,
+                InstanceStatus::Pending => &mut c.pending,
+                InstanceStatus::Failed => &mut c.failed,
+                InstanceStatus::Succeeded => &mut c.succeeded,
+                InstanceStatus::Stopping | InstanceStatus::Stopped | InstanceStatus::Lost => {
+                    &mut c.stopping
+                }
+            };
+            *slot += 1;
+        }
+        c
+    }
+}
+
+/// A workload with its store revision and replica counts (list and get responses).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadView {
+    /// The definition.
+    pub workload: WorkloadDefinition,
+    /// Store revision it was last modified at (pass it back to update without losing changes).
+    pub revision: u64,
+    /// Replica counts.
+    pub replicas: ReplicaCounts,
+}
+
+/// Everything about one workload (`describe`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadDetail {
+    /// The definition.
+    pub workload: WorkloadDefinition,
+    /// Store revision.
+    pub revision: u64,
+    /// Replica counts.
+    pub replicas: ReplicaCounts,
+    /// Its instances.
+    pub instances: Vec<WorkloadInstance>,
+    /// Its most recent events, oldest first.
+    pub events: Vec<Event>,
+    /// Why replicas are pending, if some are.
+    pub pending_reason: Option<Unschedulable>,
+}
+
+/// A node with what is allocated on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// The node.
+    pub node: Node,
+    /// Resources reserved by the instances placed on it.
+    pub allocated: Resources,
+    /// Instances placed on it.
+    pub instances: usize,
+}
+
+/// A list response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListResponse<T> {
+    /// The items.
+    pub items: Vec<T>,
+}
+
+/// Body of `POST /workloads/{name}/scale`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// The new replica count.
+    pub replicas: u32,
+}
+
+/// Where the replicas of a workload would go, computed without changing anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementPreview {
+    /// Replicas per node.
+    pub placements: BTreeMap<NodeId, usize>,
+    /// Why the others would not fit.
+    pub unschedulable: Option<Unschedulable>,
+}
+
+/// `GET /api/v1/cluster`: what the cluster is made of.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Server version.
+    pub version: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// Workloads.
+    pub workloads: usize,
+    /// Instances per status.
+    pub instances: BTreeMap<InstanceStatus, usize>,
+    /// The store in use (e.g. `redb:/var/lib/orchestrator`).
+    pub store: String,
+    /// The runtime in use (e.g. `youki`, `simulated`).
+    pub runtime: String,
+}
