@@ -16,14 +16,14 @@ use std::time::Instant;
 #[path = "common/mix.rs"]
 mod mix;
 
-const NODES: usize = 1_000;
-const FILL: f64 = 0.88;
+fn nodes_n() -> usize { std::env::var("NODES").map(|v| v.parse().unwrap()).unwrap_or(1000) }
+fn fill() -> f64 { std::env::var("FILL").map(|v| v.parse().unwrap()).unwrap_or(0.88) }
 
 fn main() {
     println!(
-        "{NODES} nodes of {}, demand {:.0} % of the cluster",
+        "{} nodes of {}, demand {:.0} % of the cluster", nodes_n(),
         mix::NODE,
-        FILL * 100.0
+        fill() * 100.0
     );
     println!(
         "{:<12} {:>5} {:>6} {:>6} {:>7} {:>9} {:>9}",
@@ -78,13 +78,13 @@ impl Packing {
 }
 
 fn run(mix: mix::Mix, seed: u64, strategy: Option<PlacementStrategy>) -> Packing {
-    let mut state = mix::empty_cluster(NODES);
-    let capacity = mix::NODE.saturating_mul(NODES as u64);
+    let mut state = mix::empty_cluster(nodes_n());
+    let capacity = mix::NODE.saturating_mul(nodes_n() as u64);
     let workloads = mix::workloads_until(
         mix,
         seed,
         capacity,
-        FILL,
+        fill(),
         strategy.unwrap_or(PlacementStrategy::BinPack),
     );
     let workloads = if std::env::var("OFFLINE").is_ok() {
