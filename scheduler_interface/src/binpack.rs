@@ -1,7 +1,7 @@
 //! The default scheduler: feasibility filters → scorers → choice.
 //!
 //! # Filters
-//! A node is feasible for a replica when it passes every [`Filter`], evaluated in this order
+//! A node is feasible for a replica when it passes every filter, evaluated in this order
 //! (the order in which a rejected node is *counted*, under the first filter it fails):
 //! 1. node ready ([`RejectReason::NodeNotReady`]),
 //! 2. schedulable, i.e. not cordoned or draining ([`RejectReason::NodeUnschedulable`]),
@@ -13,11 +13,14 @@
 //!    [`RejectReason::InsufficientMemory`], [`RejectReason::InsufficientDisk`]), where free is
 //!    allocatable minus everything allocated.
 //!
-//! # Candidates and scores
+//! # Candidates
 //! Candidates come from the state's free-resource indexes rather than from a scan of every node:
-//! * best fit ([`PlacementStrategy::BinPack`]) walks the index by free memory and the index by
-//!   free CPU in lockstep, each from the smallest free amount that could hold the replica, so the
-//!   tightest nodes in either dimension come first;
+//! * best fit ([`PlacementStrategy::BinPack`]) first offers the node the previous replica of the
+//!   same call went to (identical replicas tend to fit the same node again, and that node is
+//!   often neither the tightest nor the emptiest) and the roomiest node (so that opening a
+//!   fresh node is always an option the scorer can weigh), then walks the index by free memory
+//!   and the index by free CPU in lockstep, each from the smallest free amount that could hold
+//!   the replica, so the tightest nodes in either dimension come next;
 //! * spread and one-per-node walk the same indexes from the top (most free first);
 //! * a `node_selector` that only few nodes match walks those nodes (label index) instead.
 //!
@@ -25,6 +28,16 @@
 //! about log2 of the number of schedulable nodes, as Nomad does for services) or the candidates
 //! run out, so it finds a node whenever one is feasible: the limit bounds scoring, not the search.
 //! The best score wins; ties go to the lowest slot, so placement is deterministic.
+//!
+//! # Scores
+//! * Best fit: Nomad's `ScoreFitBinPack` (`20 - 10^freeCpu - 10^freeMem`, fractions left free
+//!   after placement), minus a penalty for *stranding* the scarce resource: leaving CPU on a node
+//!   whose memory is (nearly) gone, or the reverse. How much memory goes with a unit of CPU, and
+//!   which resource is scarce, are read from what the cluster has allocated so far, so a
+//!   CPU-bound cluster does not mind memory left over and vice versa. Without the penalty,
+//!   bursts of memory-heavy replicas fill nodes' memory two by two and leave their CPU idle for
+//!   good (see `docs/benchmarks-scheduler.md`).
+//! * Spread: fewest replicas of the workload on the node, then most free CPU and memory.
 
 use crate::state::NodeEntry;
 use crate::{
@@ -98,11 +111,11 @@ impl Scheduler for BinPackScheduler {
         };
         let limit = self.candidate_limit(state.schedulable_len());
         let mut seen = Vec::with_capacity(limit);
-        let mut last = None;
+        let mut previous = None;
         for placed in 0..count {
-            match select(state, request, limit, &mut seen, last) {
+            match select(state, request, limit, previous, &mut seen) {
                 Some(slot) => {
-                    last = Some(slot);
+                    previous = Some(slot);
                     state.allocate_slot(slot, &alloc);
                     outcome.placed.push(state.entry(slot).node.id.clone());
                 }
@@ -236,10 +249,63 @@ impl Score {
 /// Ranks feasible nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Scorer {
-    /// Fullest node after placement, over CPU and memory together.
+    /// Fullest node after placement, over CPU and memory together, without stranding the
+    /// scarce resource.
     BestFit,
     /// Fewest replicas of the workload, then emptiest after placement.
     Spread,
+}
+
+/// Weight of the stranding penalty, on the scale of Nomad's fit score (0 to 18). Tuned with
+/// the packing benchmark: below ~15 memory-heavy bursts still strand CPU; from ~80 the
+/// penalty outweighs best fit and replicas spread over fresh nodes.
+const STRANDING_WEIGHT: f64 = 30.0;
+
+/// Shapes how fast a resource's penalty fades as it becomes less scarce than the other.
+const SCARCITY_EXPONENT: i32 = 4;
+
+/// What the cluster's allocations say about the workload mix, read once per replica.
+#[derive(Clone, Copy, Debug)]
+struct Scarcity {
+    /// Fraction of a node's memory the mix asks for per fraction of its CPU.
+    memory_per_cpu: f64,
+    /// What stranded CPU costs: 1 when CPU is the scarcer resource, less the less scarce it is.
+    cpu_weight: f64,
+    /// What stranded memory costs, likewise.
+    memory_weight: f64,
+}
+
+impl Scarcity {
+    fn of(state: &ClusterState) -> Self {
+        let (cpu, mem) = state.utilization();
+        let scarcest = cpu.max(mem);
+        if scarcest <= 0.0 {
+            // Nothing allocated yet, so nothing is known about the mix: plain best fit.
+            return Self {
+                memory_per_cpu: 1.0,
+                cpu_weight: 0.0,
+                memory_weight: 0.0,
+            };
+        }
+        let memory_per_cpu = if cpu > 0.0 {
+            (mem / cpu).clamp(0.1, 10.0)
+        } else {
+            10.0
+        };
+        Self {
+            memory_per_cpu,
+            cpu_weight: (cpu / scarcest).powi(SCARCITY_EXPONENT),
+            memory_weight: (mem / scarcest).powi(SCARCITY_EXPONENT),
+        }
+    }
+
+    /// Penalty for leaving `cpu` and `mem` (fractions of the node) free: the part of each that
+    /// the other cannot accompany at the mix's ratio is unlikely to ever be used.
+    fn stranding(&self, cpu: f64, mem: f64) -> f64 {
+        let stranded_cpu = (cpu - mem / self.memory_per_cpu).max(0.0);
+        let stranded_mem = (mem - cpu * self.memory_per_cpu).max(0.0);
+        self.cpu_weight * stranded_cpu + self.memory_weight * stranded_mem
+    }
 }
 
 impl Scorer {
@@ -250,99 +316,22 @@ impl Scorer {
         }
     }
 
-    fn score(
-        self,
-        entry: &NodeEntry,
-        request: &PlacementRequest,
-        utilization: (f64, f64),
-    ) -> Score {
+    fn score(self, entry: &NodeEntry, request: &PlacementRequest, scarcity: &Scarcity) -> Score {
         let (cpu, mem) = free_fractions_after(entry, &request.resources);
         match self {
-            // Nomad's ScoreFitBinPack: the exponent punishes the emptier dimension hardest, so
-            // a node left full in one dimension and idle in the other scores low.
-            Scorer::BestFit => {
-                let e = exp();
-                let (uc, um) = (1.0 - cpu, 1.0 - mem);
-                let s = match e.scorer {
-                    0 => 20.0 - 10f64.powf(cpu) - 10f64.powf(mem),
-                    1 => (uc + um) / 2.0 - e.lambda * (uc - um).abs(),
-                    2 => {
-                        20.0 - 10f64.powf(cpu) - 10f64.powf(mem) - e.lambda * 10.0 * (uc - um).abs()
-                    }
-                    3 => -(cpu * cpu + mem * mem) - e.lambda * (uc - um).abs(),
-                    4 => uc.max(um) - e.lambda * (uc - um).abs(),
-                    5 => {
-                        20.0 - 10f64.powf(cpu)
-                            - 10f64.powf(mem)
-                            - e.lambda
-                                * 10.0
-                                * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p))
-                    }
-                    7 => {
-                        let (gc, gm) = utilization;
-                        let rho = if gc > 0.0 && gm > 0.0 {
-                            (gm / gc).clamp(0.1, 10.0)
-                        } else {
-                            1.0
-                        };
-                        let gmax = gc.max(gm).max(1e-9);
-                        let wc = (gc / gmax).powf(e.p);
-                        let wm = (gm / gmax).powf(e.p);
-                        let sc = (cpu - mem / rho).max(0.0);
-                        let sm = (mem - rho * cpu).max(0.0);
-                        20.0 - 10f64.powf(cpu)
-                            - 10f64.powf(mem)
-                            - e.lambda * 10.0 * (wc * sc + wm * sm)
-                    }
-                    8 => {
-                        let (gc, gm) = utilization;
-                        let rho = if gc > 0.0 && gm > 0.0 {
-                            (gm / gc).clamp(0.1, 10.0)
-                        } else {
-                            1.0
-                        };
-                        let gmax = gc.max(gm).max(1e-9);
-                        let wc = (gc / gmax).powf(e.p);
-                        let wm = (gm / gmax).powf(e.p);
-                        let sc = (cpu - mem / rho).max(0.0);
-                        let sm = (mem - rho * cpu).max(0.0);
-                        -(wc * cpu + wm * mem) - e.lambda * (wc * sc + wm * sm)
-                    }
-                    6 => {
-                        (uc + um) / 2.0
-                            - e.lambda * (cpu * (1.0 - mem).powf(e.p) + mem * (1.0 - cpu).powf(e.p))
-                    }
-                    _ => unreachable!(),
-                };
-                Score(s, 0.0)
-            }
+            // Nomad's ScoreFitBinPack: the exponent punishes the emptier dimension hardest.
+            Scorer::BestFit => Score(
+                20.0 - 10f64.powf(cpu)
+                    - 10f64.powf(mem)
+                    - STRANDING_WEIGHT * scarcity.stranding(cpu, mem),
+                0.0,
+            ),
             Scorer::Spread => Score(
                 -f64::from(entry.replicas_of(&request.workload_id)),
                 cpu + mem,
             ),
         }
     }
-}
-
-struct Exp {
-    p: f64,
-    scorer: u32,
-    lambda: f64,
-    k: usize,
-    empties: bool,
-}
-fn exp() -> &'static Exp {
-    static E: std::sync::OnceLock<Exp> = std::sync::OnceLock::new();
-    E.get_or_init(|| {
-        let g = |n: &str, d: &str| std::env::var(n).unwrap_or(d.to_string());
-        Exp {
-            p: g("P", "8").parse().unwrap(),
-            scorer: g("S", "0").parse().unwrap(),
-            lambda: g("L", "0").parse().unwrap(),
-            k: g("K", "0").parse().unwrap(),
-            empties: g("E", "0") == "1",
-        }
-    })
 }
 
 /// Fractions of the node's allocatable CPU and memory left free once `need` is placed.
@@ -367,13 +356,14 @@ fn free_fractions_after(entry: &NodeEntry, need: &Resources) -> (f64, f64) {
 }
 
 /// The slot of the best feasible node for one replica, or `None` when no node is feasible.
-/// `seen` is scratch space reused across replicas.
+/// `previous` is the node the previous replica of the same call went to; `seen` is scratch
+/// space reused across replicas.
 fn select(
     state: &ClusterState,
     request: &PlacementRequest,
     limit: usize,
+    previous: Option<usize>,
     seen: &mut Vec<usize>,
-    last: Option<usize>,
 ) -> Option<usize> {
     let scorer = Scorer::for_strategy(request.strategy);
     let (cpu, mem) = (
@@ -389,27 +379,20 @@ fn select(
         }
     }
     // The index key already tells whether the other dimension fits: skip without a lookup.
-    let by_mem = state.by_free_memory(mem, cpu);
-    let by_cpu = state.by_free_cpu(cpu, mem);
-    let by_mem = by_mem
+    let by_mem = state
+        .by_free_memory(mem, cpu)
         .filter(move |&&(_, c, _)| c >= cpu)
-        .map(|&(_, _, s)| s);
-    let by_cpu = by_cpu
+        .map(|&(_, _, slot)| slot);
+    let by_cpu = state
+        .by_free_cpu(cpu, mem)
         .filter(move |&&(_, m, _)| m >= mem)
-        .map(|&(_, _, s)| s);
+        .map(|&(_, _, slot)| slot);
     match scorer {
         Scorer::BestFit => {
-            let top = if exp().empties {
-                state
-                    .by_free_memory(mem, cpu)
-                    .filter(|&&(_, c, _)| c >= cpu)
-                    .next_back()
-                    .map(|&(_, _, s)| s)
-            } else {
-                None
-            };
-            let last = if std::env::var("STICKY").is_ok() { last } else { None };
-            let candidates = last.into_iter().chain(top).chain(Interleave::new(by_mem, by_cpu));
+            let candidates = previous
+                .into_iter()
+                .chain(roomiest(state, cpu, mem))
+                .chain(Interleave::new(by_mem, by_cpu));
             best_of(state, request, scorer, candidates, limit, Some(seen))
         }
         Scorer::Spread => {
@@ -417,6 +400,22 @@ fn select(
             best_of(state, request, scorer, candidates, limit, Some(seen))
         }
     }
+}
+
+/// The node with the most free memory, or else the one with the most free CPU, if it has room
+/// for `cpu` and `mem`. Looks at two index entries only: it is a hint, not a search.
+fn roomiest(state: &ClusterState, cpu: u64, mem: u64) -> Option<usize> {
+    let top_mem = state
+        .by_free_memory(mem, cpu)
+        .next_back()
+        .filter(|&&(_, c, _)| c >= cpu);
+    let top_cpu = || {
+        state
+            .by_free_cpu(cpu, mem)
+            .next_back()
+            .filter(|&&(_, m, _)| m >= mem)
+    };
+    top_mem.or_else(top_cpu).map(|&(_, _, slot)| slot)
 }
 
 /// Scores the first `limit` feasible candidates and returns the best. Candidates may repeat
@@ -432,7 +431,7 @@ fn best_of(
     if let Some(seen) = seen.as_deref_mut() {
         seen.clear();
     }
-    let utilization = state.utilization();
+    let scarcity = Scarcity::of(state);
     let mut scored = 0;
     let mut best: Option<(Score, usize)> = None;
     for slot in candidates {
@@ -450,11 +449,7 @@ fn best_of(
             seen.push(slot);
         }
         scored += 1;
-        let score = scorer.score(entry, request, utilization);
-        if std::env::var("DBG").is_ok() && request.resources.memory_mb == 3072 && request.resources.cpu_millicores == 250 {
-            let f = entry.free();
-            eprintln!("   cand slot {slot} free {}/{} score {:.3}", f.cpu_millicores, f.memory_mb, score.0);
-        }
+        let score = scorer.score(entry, request, &scarcity);
         let better = match &best {
             None => true,
             Some((best_score, best_slot)) => match score.cmp(best_score) {
@@ -475,7 +470,7 @@ fn best_of(
 struct Interleave<A, B> {
     a: std::iter::Fuse<A>,
     b: std::iter::Fuse<B>,
-    take_a: bool,
+    b_next: bool,
 }
 
 impl<A: Iterator, B: Iterator<Item = A::Item>> Interleave<A, B> {
@@ -483,7 +478,7 @@ impl<A: Iterator, B: Iterator<Item = A::Item>> Interleave<A, B> {
         Self {
             a: a.fuse(),
             b: b.fuse(),
-            take_a: true,
+            b_next: false,
         }
     }
 }
@@ -492,8 +487,9 @@ impl<A: Iterator, B: Iterator<Item = A::Item>> Iterator for Interleave<A, B> {
     type Item = A::Item;
 
     fn next(&mut self) -> Option<A::Item> {
-        self.take_a = !self.take_a;
-        if self.take_a {
+        let from_b = self.b_next;
+        self.b_next = !from_b;
+        if from_b {
             self.b.next().or_else(|| self.a.next())
         } else {
             self.a.next().or_else(|| self.b.next())

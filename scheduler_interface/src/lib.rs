@@ -17,7 +17,7 @@
 //! * [`state`]: [`ClusterState`], [`Allocation`] and the free-resource index.
 //! * [`scheduler`]: the [`Scheduler`] trait, [`PlacementRequest`], [`PlacementOutcome`].
 //! * [`binpack`]: [`BinPackScheduler`] and its filters and scorers.
-//! * [`error`]: [`SchedulerError`].
+//! * [`error`]: the crate's error, [`SchedulerError`].
 
 pub mod binpack;
 pub mod error;

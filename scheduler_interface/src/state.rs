@@ -13,7 +13,9 @@
 //!   few nodes.
 //!
 //! A best-fit scheduler starts both free indexes at the smallest amount that could fit; a
-//! spreading one walks them from the top. Every mutation updates the indexes in O(log N).
+//! spreading one walks them from the top. Every mutation updates the indexes in O(log N). The
+//! state also sums allocatable and free resources over schedulable nodes, so a scorer can tell
+//! which resource the cluster is running out of without a scan.
 
 use orchestrator_shared_types::{Labels, Node, NodeId, Protocol, Resources, WorkloadId};
 use std::collections::{BTreeSet, HashMap};

@@ -1,9 +1,10 @@
 //! The workload both benchmarks place: a fixed-seed mix of request sizes on identical nodes.
 //!
 //! Each workload is one class (small, medium, large, cpu-heavy, memory-heavy) with one size
-//! drawn from that class, and 10 to 100 replicas. The aggregate is CPU-bound on the nodes below
-//! (about 2.9 MB per millicore requested against 4.1 MB per millicore offered), so the memory
-//! left over is slack and what matters for packing is CPU fragmentation.
+//! drawn from that class, and 10 to 100 replicas. On average the mixes are CPU-bound on the
+//! nodes below (about 2.1 MB per millicore requested for `Typical`, 2.9 for `BigItems`, against
+//! 4.1 offered), but a seed's few dozen workloads can lean either way, and bursts of 100
+//! identical memory- or cpu-heavy replicas are what makes packing hard.
 
 // Shared by two bench binaries, each of which uses only part of it.
 #![allow(dead_code)]

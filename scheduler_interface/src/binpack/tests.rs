@@ -77,6 +77,34 @@ fn best_fit_weighs_cpu_and_memory_together() {
 }
 
 #[test]
+fn best_fit_does_not_strand_the_scarce_resource() {
+    let nodes = || {
+        cluster([
+            node("a", 4000, 16384),
+            node("b", 4000, 16384),
+            node("c", 4000, 16384),
+            node("z", 4000, 16384),
+        ])
+    };
+    let memory_heavy = request("w", 250, 8192);
+    let s = BinPackScheduler::new();
+
+    // CPU-bound so far (z is busy with CPU): a second memory-heavy replica on "a" would fill
+    // its memory and leave 3500m of the scarce CPU idle for good, so a fresh node is better.
+    let mut cpu_bound = nodes();
+    fill(&mut cpu_bound, "a", 250, 8192);
+    fill(&mut cpu_bound, "z", 3900, 1024);
+    let out = s.place(&mut cpu_bound, &memory_heavy, 1).unwrap();
+    assert_eq!(ids(&out.placed), ["b"]);
+
+    // Memory-bound so far: CPU left over is expected, so plain best fit pairs them.
+    let mut memory_bound = nodes();
+    fill(&mut memory_bound, "a", 250, 8192);
+    let out = s.place(&mut memory_bound, &memory_heavy, 1).unwrap();
+    assert_eq!(ids(&out.placed), ["a"]);
+}
+
+#[test]
 fn spread_spreads() {
     let mut state = cluster((0..4).map(|i| node(&format!("n{i}"), 4000, 8192)));
     let s = BinPackScheduler::new();
