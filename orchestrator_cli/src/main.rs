@@ -1,6 +1,43 @@
-//! `orchestrator-cli`: filled in by the single-node product issue.
+//! `orchestrator-cli`: parses the command line, runs the command, and turns any failure into
+//! `error: ...` on stderr with a non-zero exit status.
 
-fn main() {
-    eprintln!("orchestrator-cli: not implemented yet (see issue 3)");
-    std::process::exit(2);
+use anyhow::Context as _;
+use clap::Parser;
+use orchestrator_cli::cli::{Cli, Command};
+use orchestrator_cli::client::Client;
+use orchestrator_cli::cmd::{self, Ctx};
+use orchestrator_cli::error::{is_broken_pipe, render_chain};
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `orchestrator-cli workload list | head` closing the pipe is not a failure to report.
+        Err(err) if is_broken_pipe(err.chain()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprint!("{}", render_chain(err.chain()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if let Command::Completion(args) = &cli.command {
+        // Completions need no server: a bad --server must not prevent them.
+        cmd::completion::run(args, &mut out)?;
+        return out.flush().context("writing the completion script");
+    }
+    let client = Client::new(&cli.server).context("--server (or ORCHESTRATOR_SERVER)")?;
+    let ctx = Ctx {
+        client,
+        format: cli.output,
+    };
+    // No context added: the command's own error already says what failed, and the server's
+    // message must stay the first thing the user reads.
+    orchestrator_cli::execute(&ctx, cli.command, &mut out, &mut std::io::stdin().lock())?;
+    out.flush().context("writing the output")
 }

@@ -1128,7 +1128,7 @@ impl Core {
                 ContainerState::Failed { message } => (None, Some(message)),
                 _ => (None, None),
             };
-            self.on_exit(instance, code, message);
+            self.on_exit(instance, code, message, false);
         } else if all_running && entry.instance.status == InstanceStatus::Scheduled {
             entry.instance.transition(InstanceStatus::Running);
             entry.running_since = Some(Instant::now());
@@ -1147,8 +1147,16 @@ impl Core {
         }
     }
 
-    /// An instance's containers ended (an exit, a runtime failure, or they vanished).
-    fn on_exit(&mut self, instance: &InstanceId, code: Option<i32>, message: Option<String>) {
+    /// An instance's containers ended: an exit or a runtime failure, or they `vanished` from the
+    /// runtime (a reboot, a restarted runtime). Vanishing is not the application's crash, so it
+    /// backs off like an operation error, not like a crash loop.
+    fn on_exit(
+        &mut self,
+        instance: &InstanceId,
+        code: Option<i32>,
+        message: Option<String>,
+        vanished: bool,
+    ) {
         let now = Instant::now();
         let Some(entry) = self.instances.get_mut(instance) else {
             return;
@@ -1181,7 +1189,11 @@ impl Core {
             (None, None) => "ended".to_owned(),
         };
         if restarts {
-            let delay = entry.crash_backoff.fail(healthy_for);
+            let delay = if vanished {
+                entry.error_backoff.fail(healthy_for)
+            } else {
+                entry.crash_backoff.fail(healthy_for)
+            };
             entry.not_before = Some(now + delay);
             self.timers.push(Reverse((now + delay, workload.clone())));
             detail.push_str(&format!("; restarting in {:.1}s", delay.as_secs_f64()));
@@ -1252,6 +1264,7 @@ impl Core {
                 &id,
                 None,
                 Some("its containers are gone from the runtime".to_owned()),
+                true,
             );
         }
     }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 /// The body of every error response: `{"error": {"code", "message", "details"}}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorInfo,
@@ -17,6 +18,7 @@ pub struct ErrorBody {
 
 /// One error: a stable machine-readable code, a sentence for people, and per-field details.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorInfo {
     /// Stable code, e.g. `validation_failed`, `not_found`, `conflict`, `store_unavailable`.
     pub code: String,
@@ -29,6 +31,7 @@ pub struct ErrorInfo {
 
 /// How many replicas of a workload are in each state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaCounts {
     /// Replicas asked for.
     pub desired: u32,
@@ -72,6 +75,7 @@ impl ReplicaCounts {
 
 /// A workload with its store revision and replica counts (list and get responses).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadView {
     /// The definition.
     pub workload: WorkloadDefinition,
@@ -83,6 +87,7 @@ pub struct WorkloadView {
 
 /// Everything about one workload (`describe`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadDetail {
     /// The definition.
     pub workload: WorkloadDefinition,
@@ -100,6 +105,7 @@ pub struct WorkloadDetail {
 
 /// A node with what is allocated on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
     /// The node.
     pub node: Node,
@@ -111,6 +117,7 @@ pub struct NodeView {
 
 /// A list response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListResponse<T> {
     /// The items.
     pub items: Vec<T>,
@@ -119,6 +126,7 @@ pub struct ListResponse<T> {
 /// Body of `POST /workloads/{name}/scale`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScaleRequest {
     /// The new replica count.
     pub replicas: u32,
@@ -126,6 +134,7 @@ pub struct ScaleRequest {
 
 /// Where the replicas of a workload would go, computed without changing anything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlacementPreview {
     /// Replicas per node.
     pub placements: BTreeMap<NodeId, usize>,
@@ -135,6 +144,7 @@ pub struct PlacementPreview {
 
 /// `GET /api/v1/cluster`: what the cluster is made of.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterInfo {
     /// Server version.
     pub version: String,

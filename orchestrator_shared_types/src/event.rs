@@ -10,6 +10,7 @@ use std::fmt;
 /// count them: "0/5 nodes fit: 3 insufficient memory, 2 selector mismatch".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RejectReason {
     /// The node is not Ready.
     NodeNotReady,
@@ -47,6 +48,7 @@ impl fmt::Display for RejectReason {
 /// Why replicas could not be placed: how many nodes were looked at and, per reason, how many were
 /// rejected for it (each node counted once, under the first filter it failed).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Unschedulable {
     /// Nodes in the cluster.
     pub nodes_total: usize,
@@ -79,6 +81,7 @@ impl fmt::Display for Unschedulable {
 
 /// The kind of an [`Event`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum EventKind {
     /// A replica was placed on a node.
     Scheduled,
@@ -102,6 +105,7 @@ pub enum EventKind {
 
 /// One entry of the event log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Position in the log, assigned by the store when appended (0 before).
     #[serde(default)]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum InstanceStatus {
     /// Wanted but not placed: no node fits yet.
     #[default]
@@ -82,6 +83,7 @@ impl std::fmt::Display for InstanceStatus {
 
 /// One replica of a workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadInstance {
     /// Identity.
     pub id: InstanceId,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Whether a node can run work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum NodeStatus {
     /// Healthy and reachable: new instances may be placed here.
     #[default]
@@ -17,6 +18,7 @@ pub enum NodeStatus {
 
 /// One machine: its identity, readiness, labels and resources.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Node {
     /// Stable identity.
     pub id: NodeId,
@@ -31,6 +33,9 @@ pub struct Node {
     pub unschedulable: bool,
     /// Free-form labels matched by workloads' `node_selector`.
     #[serde(default)]
+    // `Labels` is an alias: spell it out so the schema is an inline string map, not a component
+    // named after the alias's target.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub labels: Labels,
     /// Total resources of the machine.
     pub capacity: Resources,

@@ -7,6 +7,7 @@ use std::ops::{Add, AddAssign};
 /// An amount of CPU, memory and disk. Used for container requests, node capacity and allocations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     /// CPU in millicores (1000 = one core).
     #[serde(default)]

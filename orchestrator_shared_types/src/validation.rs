@@ -15,6 +15,7 @@ pub const MAX_NAME_LEN: usize = 63;
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// Path of the field, e.g. `containers[0].name`.
     pub field: String,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 /// When a replica whose containers exited is started again (Kubernetes' `restartPolicy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RestartPolicy {
     /// Restart after any exit, successful or not.
     #[default]
@@ -30,6 +31,7 @@ impl RestartPolicy {
 /// How the scheduler chooses among feasible nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PlacementStrategy {
     /// Fill the fullest node that still fits (best fit): fewer nodes used, room kept for big
     /// requests. The default, as in Nomad.
@@ -46,6 +48,7 @@ pub enum PlacementStrategy {
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Protocol {
     /// TCP.
     #[default]
@@ -57,6 +60,7 @@ pub enum Protocol {
 /// A port a container listens on and, optionally, the host port it claims.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortMapping {
     /// Port inside the container.
     pub container_port: u16,
@@ -71,6 +75,7 @@ pub struct PortMapping {
 /// One container of a replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContainerConfig {
     /// Unique within the workload (DNS-1123 label).
     pub name: String,
@@ -116,6 +121,7 @@ impl ContainerConfig {
 /// The desired state of a workload: `replicas` copies of the same group of containers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkloadDefinition {
     /// Assigned by the server on creation; empty in manifests.
     #[serde(default, skip_serializing_if = "is_empty_id")]
@@ -124,6 +130,9 @@ pub struct WorkloadDefinition {
     pub name: String,
     /// Free-form labels.
     #[serde(default)]
+    // `Labels` is an alias: spell it out so the schema is an inline string map, not a component
+    // named after the alias's target.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub labels: Labels,
     /// The containers of each replica (at least one).
     pub containers: Vec<ContainerConfig>,
@@ -131,6 +140,9 @@ pub struct WorkloadDefinition {
     pub replicas: u32,
     /// Only nodes carrying all these labels are eligible.
     #[serde(default)]
+    // `Labels` is an alias: spell it out so the schema is an inline string map, not a component
+    // named after the alias's target.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub node_selector: Labels,
     /// What happens when containers exit.
     #[serde(default)]

@@ -15,6 +15,8 @@
 //! * [`typed`] — [`StoredObject`] and the [`StoreExt`] helpers that (de)serialize JSON values.
 //! * [`memory`] — [`InMemoryStore`], the twin for tests, scenarios and benchmarks.
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
+//! * `redb_store` — `RedbStore`, the embedded persistent store in a data directory (feature
+//!   `redb`), the daemon's default.
 
 pub mod error;
 pub mod memory;
@@ -24,8 +26,13 @@ pub mod typed;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+#[cfg(feature = "redb")]
+pub mod redb_store;
+
 pub use error::StoreError;
 pub use memory::InMemoryStore;
+#[cfg(feature = "redb")]
+pub use redb_store::RedbStore;
 pub use store::{
     Entry, EventFilter, Kind, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
 };

@@ -1,0 +1,211 @@
+//! Settings of the daemon: command-line flags, each also read from an environment variable, over
+//! an optional TOML or YAML config file, over defaults. A flag beats its variable, which beats the
+//! file, which beats the default.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Which container runtime runs the workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Real containers through the youki OCI runtime (the default).
+    Youki,
+    /// In-process fake containers, for trying the orchestrator and for benchmarks.
+    Simulated,
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RuntimeKind::Youki => "youki",
+            RuntimeKind::Simulated => "simulated",
+        })
+    }
+}
+
+/// How logs are written (always to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Command-line flags. Every one is optional here so that the config file can fill the gaps.
+#[derive(Debug, Parser)]
+#[command(
+    name = "orchestratord",
+    version,
+    about = "The orchestrator daemon: store, reconcile loop and REST API on this machine"
+)]
+pub struct Cli {
+    /// Address of the REST API [default: 127.0.0.1:8080]
+    #[arg(long, env = "ORCHESTRATORD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Directory of the embedded store [default: /var/lib/orchestrator as root, else ~/.local/share/orchestrator]
+    #[arg(long, env = "ORCHESTRATORD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Container runtime [default: youki]
+    #[arg(long, env = "ORCHESTRATORD_RUNTIME")]
+    runtime: Option<RuntimeKind>,
+    /// Name (and id) of this node [default: the hostname]
+    #[arg(long, env = "ORCHESTRATORD_NODE_NAME")]
+    node_name: Option<String>,
+    /// Log format [default: human]
+    #[arg(long, env = "ORCHESTRATORD_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// CPU this node offers, in millicores [default: 1000 per CPU the OS reports]
+    #[arg(long, env = "ORCHESTRATORD_CPU_MILLICORES")]
+    cpu_millicores: Option<u64>,
+    /// Memory this node offers, in MB [default: what the OS reports]
+    #[arg(long, env = "ORCHESTRATORD_MEMORY_MB")]
+    memory_mb: Option<u64>,
+    /// Config file (TOML, or YAML if it ends in .yaml/.yml) with the same settings, snake_case
+    #[arg(long, env = "ORCHESTRATORD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    runtime: Option<RuntimeKind>,
+    node_name: Option<String>,
+    log_format: Option<LogFormat>,
+    cpu_millicores: Option<u64>,
+    memory_mb: Option<u64>,
+}
+
+/// The settings in force.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of the REST API.
+    pub listen: SocketAddr,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Container runtime.
+    pub runtime: RuntimeKind,
+    /// Name of this node; `None`: the hostname.
+    pub node_name: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// CPU override.
+    pub cpu_millicores: Option<u64>,
+    /// Memory override.
+    pub memory_mb: Option<u64>,
+}
+
+impl Config {
+    /// Merges flags (and their environment variables), the config file and the defaults.
+    pub fn load(cli: Cli) -> Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(Config {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            data_dir: match cli.data_dir.or(file.data_dir) {
+                Some(dir) => dir,
+                None => default_data_dir()?,
+            },
+            runtime: cli.runtime.or(file.runtime).unwrap_or(RuntimeKind::Youki),
+            node_name: cli.node_name.or(file.node_name),
+            log_format: cli
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Human),
+            cpu_millicores: cli.cpu_millicores.or(file.cpu_millicores),
+            memory_mb: cli.memory_mb.or(file.memory_mb),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let parsed = if yaml {
+        serde_yaml::from_str(&text).map_err(anyhow::Error::from)
+    } else {
+        toml::from_str(&text).map_err(anyhow::Error::from)
+    };
+    parsed.with_context(|| format!("parsing the config file {}", path.display()))
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(PathBuf::from("/var/lib/orchestrator"));
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/orchestrator")),
+        None => bail!("no --data-dir given and HOME is not set"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("od.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nruntime = \"simulated\"\nnode_name = \"from-file\"\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "orchestratord",
+            "--config",
+            path.to_str().unwrap(),
+            "--node-name",
+            "from-flag",
+            "--data-dir",
+            "/tmp/x",
+        ]);
+        let c = Config::load(cli).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.runtime, RuntimeKind::Simulated);
+        assert_eq!(c.node_name.as_deref(), Some("from-flag"));
+        assert_eq!(c.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn yaml_files_and_unknown_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("od.yaml");
+        std::fs::write(&path, "log_format: json\nmemory_mb: 512\n").unwrap();
+        let c = Config::load(Cli::parse_from([
+            "orchestratord",
+            "--config",
+            path.to_str().unwrap(),
+            "--data-dir",
+            "/tmp/x",
+        ]))
+        .unwrap();
+        assert_eq!((c.log_format, c.memory_mb), (LogFormat::Json, Some(512)));
+        std::fs::write(&path, "colour: red\n").unwrap();
+        let err = Config::load(Cli::parse_from([
+            "orchestratord",
+            "--config",
+            path.to_str().unwrap(),
+        ]))
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("colour"), "{err:#}");
+    }
+}

@@ -1,0 +1,118 @@
+//! `orchestratord`: the orchestrator daemon. One process with the embedded store (redb, in the
+//! data directory), this machine as the cluster's one node, the reconcile loop and the REST API.
+//!
+//! Shutdown: the first SIGINT/SIGTERM stops accepting requests and drains the loop (operations in
+//! flight finish, everything is persisted); a second one exits at once. Containers keep running
+//! across a restart and are adopted by the next daemon.
+
+mod config;
+mod node;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use cluster_manager_interface::StaticClusterManager;
+use config::{Config, LogFormat, RuntimeKind};
+use container_runtime_interface::{ContainerRuntime, SimulatedRuntime, SimulatedRuntimeConfig};
+use orchestrator_api::{ApiState, ServerInfo};
+use orchestrator_core::OrchestratorBuilder;
+use state_store_interface::RedbStore;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> Result<()> {
+    let config = Config::load(config::Cli::parse())?;
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = Arc::new(
+        RedbStore::open(&config.data_dir)
+            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+    );
+    let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
+        RuntimeKind::Simulated => {
+            tracing::warn!("using the SIMULATED runtime: no real containers will run");
+            Arc::new(SimulatedRuntime::new(SimulatedRuntimeConfig::default()))
+        }
+        RuntimeKind::Youki => bail!(
+            "the youki runtime is not available in this build yet; \
+             start with `--runtime simulated` to try the orchestrator without real containers"
+        ),
+    };
+    let this_node = node::this_machine(&config)?;
+    tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is the cluster's node");
+    let cluster = Arc::new(StaticClusterManager::new());
+    cluster.upsert_node(this_node);
+
+    let orchestrator = OrchestratorBuilder::new()
+        .store(store.clone())
+        .runtime(runtime)
+        .cluster_manager(cluster)
+        .spawn()
+        .await
+        .context("starting the reconcile loop")?;
+    let state = ApiState::new(
+        orchestrator.handle(),
+        orchestrator.metrics(),
+        ServerInfo::new(store.describe(), config.runtime.to_string()),
+    );
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "orchestratord ready");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(watch_signals(stop_tx));
+    let mut first_signal = stop_rx.clone();
+    let server = orchestrator_api::serve(listener, state, async move {
+        let _ = first_signal.wait_for(|stop| *stop).await;
+    });
+    server.await.context("serving the API")?;
+    tracing::info!("API stopped; draining the reconcile loop");
+    orchestrator.shutdown().await;
+    tracing::info!("bye");
+    Ok(())
+}
+
+/// First SIGINT/SIGTERM: ask for a graceful stop. Second: exit now.
+async fn watch_signals(stop: tokio::sync::watch::Sender<bool>) {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    for n in 0.. {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if n == 0 {
+            tracing::info!("signal received: shutting down gracefully (again to force)");
+            let _ = stop.send(true);
+        } else {
+            tracing::warn!("second signal: exiting now");
+            std::process::exit(130);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! [`ApiState`]: what every handler needs, cheap to clone (axum clones it per request).
+
+use crate::middleware::HttpMetrics;
+use orchestrator_core::{CoreMetrics, OrchestratorHandle};
+use state_store_interface::StateStore;
+use std::sync::Arc;
+
+/// Facts about the server that do not change while it runs, shown by `GET /api/v1/cluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Server version (defaults to this crate's version).
+    pub version: String,
+    /// The store in use, e.g. `redb:/var/lib/orchestrator` or `memory`.
+    pub store: String,
+    /// The runtime in use, e.g. `youki` or `simulated`.
+    pub runtime: String,
+}
+
+impl ServerInfo {
+    /// Facts for a server with this store and runtime, at this crate's version.
+    pub fn new(store: impl Into<String>, runtime: impl Into<String>) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            store: store.into(),
+            runtime: runtime.into(),
+        }
+    }
+}
+
+/// The state shared by the API's handlers.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    handle: OrchestratorHandle,
+    metrics: Arc<CoreMetrics>,
+    info: Arc<ServerInfo>,
+    http: Arc<HttpMetrics>,
+}
+
+impl ApiState {
+    /// State for an API in front of the orchestrator behind `handle`, whose loop keeps `metrics`
+    /// (`Orchestrator::metrics()`).
+    pub fn new(handle: OrchestratorHandle, metrics: Arc<CoreMetrics>, info: ServerInfo) -> Self {
+        Self {
+            handle,
+            metrics,
+            info: Arc::new(info),
+            http: Arc::new(HttpMetrics::default()),
+        }
+    }
+
+    /// The orchestrator's handle.
+    pub fn handle(&self) -> &OrchestratorHandle {
+        &self.handle
+    }
+
+    /// The store, for reads.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        self.handle.store()
+    }
+
+    /// The loop's counters.
+    pub fn core_metrics(&self) -> &CoreMetrics {
+        &self.metrics
+    }
+
+    /// The server's static facts.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    pub(crate) fn http_metrics(&self) -> &Arc<HttpMetrics> {
+        &self.http
+    }
+}
