@@ -25,6 +25,7 @@
 //! * [`error`] — [`ApiError`], the one `IntoResponse` mapping errors to status codes and codes.
 //! * `extract` — body and query extractors: JSON or YAML manifests, field paths in errors.
 //! * `middleware` — the JSON error safety net and the HTTP request counters.
+//! * `page` — paging of the list endpoints: `limit`, `continue` and its opaque token.
 //! * `routes` — one file per resource: `workloads`, `nodes`, `instances`, `events`, `cluster`,
 //!   `health`, `metrics`, `openapi`.
 //! * [`router`] builds the axum router with its layers; [`serve`] runs it until shutdown.
@@ -32,6 +33,7 @@
 pub mod error;
 mod extract;
 mod middleware;
+mod page;
 mod routes;
 pub mod state;
 

@@ -123,6 +123,11 @@ async fn store_failures_are_503_or_500_and_never_leak() {
             (Method::GET, "/api/v1/workloads/web"),
             (Method::GET, "/api/v1/instances"),
             (Method::GET, "/api/v1/events"),
+            // Pages read through `list_page` and forward event reads: the same mapping.
+            (Method::GET, "/api/v1/workloads?limit=5"),
+            (Method::GET, "/api/v1/instances?limit=5"),
+            (Method::GET, "/api/v1/instances?limit=5&node=node-a"),
+            (Method::GET, "/api/v1/events?after=0&limit=5"),
             (Method::POST, "/api/v1/workloads"),
             (Method::PUT, "/api/v1/workloads/web"),
             (Method::DELETE, "/api/v1/workloads/web"),

@@ -157,18 +157,8 @@ fn json<T: serde::Serialize>(status: u16, value: &T) -> (u16, String) {
 /// The routes most tests need.
 fn routes(method: &str, target: &str, _body: &str) -> (u16, String) {
     match (method, target) {
-        ("GET", "/api/v1/workloads") => json(
-            200,
-            &ListResponse {
-                items: vec![web_view()],
-            },
-        ),
-        ("GET", "/api/v1/instances") => json(
-            200,
-            &ListResponse {
-                items: web_detail().instances,
-            },
-        ),
+        ("GET", "/api/v1/workloads") => json(200, &ListResponse::new(vec![web_view()])),
+        ("GET", "/api/v1/instances") => json(200, &ListResponse::new(web_detail().instances)),
         ("GET", "/api/v1/workloads/web") => json(200, &web_detail()),
         ("POST", "/api/v1/workloads/web/scale") => json(200, &web_view()),
         ("POST", "/api/v1/workloads") => error(

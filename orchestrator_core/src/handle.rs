@@ -8,7 +8,7 @@
 
 use crate::error::CoreError;
 use crate::orchestrator::{Command, ShutdownMode, Summary};
-use orchestrator_shared_types::api::{NodeView, PlacementPreview};
+use orchestrator_shared_types::api::{NodeView, PlacementPreview, ReplicaCounts};
 use orchestrator_shared_types::validation::MAX_REPLICAS;
 use orchestrator_shared_types::{
     Event, EventKind, FieldError, Unschedulable, ValidationErrors, WorkloadDefinition, WorkloadId,
@@ -74,12 +74,22 @@ impl OrchestratorHandle {
         let _ = self.commands.send(command);
     }
 
-    async fn record(&self, kind: EventKind, def: &WorkloadDefinition, message: String) {
+    /// Records an event through the loop's persister: batched with the loop's own writes and
+    /// ordered before what the loop does about this change, without making the caller wait for
+    /// a second durable commit. If the loop is gone, the event is written directly.
+    fn record(&self, kind: EventKind, def: &WorkloadDefinition, message: String) {
         let mut event = Event::new(kind, message);
         event.workload_id = Some(def.id.clone());
         event.workload_name = Some(def.name.clone());
-        if let Err(e) = self.store.append_events(vec![event]).await {
-            tracing::warn!(error = %e, "recording an event failed");
+        if let Err(mpsc::error::SendError(Command::Record(event))) =
+            self.commands.send(Command::Record(Box::new(event)))
+        {
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.append_events(vec![*event]).await {
+                    tracing::warn!(error = %e, "recording an event failed");
+                }
+            });
         }
     }
 
@@ -111,8 +121,7 @@ impl OrchestratorHandle {
             EventKind::Updated,
             &def,
             format!("created with {} replicas", def.replicas),
-        )
-        .await;
+        );
         self.notify(Command::Upserted {
             def: def.clone(),
             revision,
@@ -159,8 +168,7 @@ impl OrchestratorHandle {
             EventKind::Updated,
             &def,
             describe_change(&current.value, &def),
-        )
-        .await;
+        );
         self.notify(Command::Upserted {
             def: def.clone(),
             revision,
@@ -253,8 +261,7 @@ impl OrchestratorHandle {
             match result {
                 Ok(revision) => {
                     let def = current.value;
-                    self.record(EventKind::Deleted, &def, "deleted".into())
-                        .await;
+                    self.record(EventKind::Deleted, &def, "deleted".into());
                     self.notify(Command::Deleted {
                         id: def.id.clone(),
                         revision,
@@ -286,6 +293,15 @@ impl OrchestratorHandle {
             .send(command(reply))
             .map_err(|_| CoreError::Stopped)?;
         rx.await.map_err(|_| CoreError::Stopped)
+    }
+
+    /// Replica counts of these workloads, in the same order, from the loop's own records (the
+    /// freshest view, one round trip for a whole page of workloads).
+    pub async fn replica_counts(
+        &self,
+        ids: Vec<WorkloadId>,
+    ) -> Result<Vec<ReplicaCounts>, CoreError> {
+        self.ask(|reply| Command::Counts { ids, reply }).await
     }
 
     /// Every node with what is allocated on it, sorted by id.

@@ -21,7 +21,7 @@ use cluster_manager_interface::{ClusterEvent, ClusterManager, NodeSubscription};
 use container_runtime_interface::{
     ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
 };
-use orchestrator_shared_types::api::{NodeView, PlacementPreview};
+use orchestrator_shared_types::api::{NodeView, PlacementPreview, ReplicaCounts};
 use orchestrator_shared_types::Unschedulable;
 use orchestrator_shared_types::{
     ContainerId, Event, EventKind, InstanceId, InstanceStatus, Node, NodeId, NodeStatus,
@@ -84,12 +84,19 @@ pub(crate) enum Command {
     },
     /// A workload was deleted from the store at `revision`.
     Deleted { id: WorkloadId, revision: Revision },
+    /// Persist an event recorded by a handle (in order with the loop's own).
+    Record(Box<Event>),
     /// Re-read everything.
     Resync,
     /// Report counts.
     Summary(oneshot::Sender<Summary>),
     /// Report every node with its allocations.
     Nodes(oneshot::Sender<Vec<NodeView>>),
+    /// Replica counts of these workloads (`desired` from the loop's copy; zero if unknown).
+    Counts {
+        ids: Vec<WorkloadId>,
+        reply: oneshot::Sender<Vec<ReplicaCounts>>,
+    },
     /// Why a replica of this workload would not fit now (`None`: unknown workload).
     Explain {
         name: String,
@@ -584,6 +591,7 @@ impl Core {
                 self.deleted.insert(id.clone(), revision);
                 self.mark_dirty(id);
             }
+            Command::Record(event) => self.persister.event(*event),
             Command::Resync => self.start_resync(),
             Command::Summary(reply) => {
                 let mut summary = Summary {
@@ -615,6 +623,24 @@ impl Core {
                     .collect();
                 views.sort_by(|a, b| a.node.id.cmp(&b.node.id));
                 let _ = reply.send(views);
+            }
+            Command::Counts { ids, reply } => {
+                let counts = ids
+                    .iter()
+                    .map(|id| {
+                        let mut c = ReplicaCounts {
+                            desired: self.workloads.get(id).map_or(0, |(d, _)| d.replicas),
+                            ..Default::default()
+                        };
+                        for i in self.by_workload.get(id).into_iter().flatten() {
+                            if let Some(e) = self.instances.get(i) {
+                                c.count(e.instance.status);
+                            }
+                        }
+                        c
+                    })
+                    .collect();
+                let _ = reply.send(counts);
             }
             Command::Explain { name, reply } => {
                 let explanation =

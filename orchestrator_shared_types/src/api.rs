@@ -57,7 +57,16 @@ impl ReplicaCounts {
             ..Default::default()
         };
         for i in instances {
-            let slot = match i.status {
+            c.count(i.status);
+        }
+        c
+    }
+
+    /// Counts one more instance with this status.
+    pub fn count(&mut self, status: InstanceStatus) {
+        {
+            let c = self;
+            let slot = match status {
                 InstanceStatus::Running => &mut c.running,
                 InstanceStatus::Scheduled => &mut c.starting,
                 InstanceStatus::Pending => &mut c.pending,
@@ -69,7 +78,6 @@ impl ReplicaCounts {
             };
             *slot += 1;
         }
-        c
     }
 }
 
@@ -115,12 +123,24 @@ pub struct NodeView {
     pub instances: usize,
 }
 
-/// A list response.
+/// A list response: the items, or one page of them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListResponse<T> {
     /// The items.
     pub items: Vec<T>,
+    /// Present when more items may follow: pass it back unchanged as `?continue=` (with the
+    /// same filters) for the next page. An opaque token; its absence means this was the last
+    /// page. Absent from responses that were not paged, so older clients see the same JSON.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+impl<T> ListResponse<T> {
+    /// A response holding every item (no next page).
+    pub fn new(items: Vec<T>) -> Self {
+        Self { items, next: None }
+    }
 }
 
 /// Body of `POST /workloads/{name}/scale`.

@@ -19,8 +19,8 @@
 
 use crate::typed::{delete_op, instance_prefix, put_op};
 use crate::{
-    Entry, EventFilter, Kind, Op, Precondition, Revision, StateStore, StoreError, StoreExt, Watch,
-    WatchEvent,
+    Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, StoreError,
+    StoreExt, StoredObject, Watch, WatchEvent,
 };
 use orchestrator_shared_types::{
     ContainerConfig, Event, EventKind, InstanceId, InstanceStatus, Node, NodeStatus, Resources,
@@ -58,6 +58,8 @@ macro_rules! state_store_conformance {
         $crate::state_store_conformance!(@tests $factory;
             put_get_and_list_sorted,
             list_by_prefix,
+            list_page_covers_everything_once_in_order,
+            list_page_edges,
             revisions_strictly_increase,
             create_and_mod_revisions,
             empty_batch_returns_current_revision,
@@ -77,7 +79,9 @@ macro_rules! state_store_conformance {
             events_get_increasing_seq,
             events_filter_by_workload_and_after_seq,
             events_limit_keeps_the_most_recent,
+            events_limit_from_oldest_pages_forward,
             typed_round_trip,
+            typed_list_page,
             typed_codec_error,
         );
 
@@ -283,6 +287,163 @@ pub async fn list_by_prefix(store: &dyn StateStore) {
     assert_eq!(
         store.list(Kind::Instance, "").await.unwrap().len(),
         keys_written.len()
+    );
+}
+
+/// Reads `kind` under `prefix` page by page, `limit` entries at a time, each page starting
+/// after the last key of the one before, until a short page; checks that every page but the
+/// last is full.
+async fn all_pages(store: &dyn StateStore, kind: Kind, prefix: &str, limit: usize) -> Vec<Entry> {
+    let mut all: Vec<Entry> = Vec::new();
+    loop {
+        let after = all.last().map(|e| e.key.clone());
+        let page = store
+            .list_page(kind, prefix, after.as_deref(), limit)
+            .await
+            .unwrap();
+        assert!(
+            page.len() <= limit,
+            "a page of {limit} holds {} entries",
+            page.len()
+        );
+        let done = page.len() < limit;
+        all.extend(page);
+        if done {
+            return all;
+        }
+    }
+}
+
+/// Walking `list_page` with each page's last key as the next cursor returns exactly what
+/// `list` returns (every entry once, in key order, with its value and revisions), whatever the
+/// page size, with and without a prefix; other kinds never show up.
+pub async fn list_page_covers_everything_once_in_order(store: &dyn StateStore) {
+    // Written out of order, in three batches, with keys that share prefixes (`w1` and `w10`).
+    let mut keys_written = Vec::new();
+    for w in ["w2", "w10", "w1", "w0"] {
+        for i in [3, 0, 2, 1, 4] {
+            keys_written.push(format!("{w}/i{i}"));
+        }
+    }
+    for batch in keys_written.chunks(7) {
+        let ops = batch
+            .iter()
+            .map(|k| put(Kind::Instance, k, k, Precondition::None))
+            .collect();
+        commit_ok(store, ops).await;
+    }
+    commit_ok(
+        store,
+        vec![
+            put(Kind::Workload, "w1/x", "other kind", Precondition::None),
+            put(Kind::Node, "w1/y", "other kind", Precondition::None),
+        ],
+    )
+    .await;
+
+    for prefix in ["", "w1/", "w1", "w3/"] {
+        let listed = store.list(Kind::Instance, prefix).await.unwrap();
+        for limit in [1, 2, 3, 5, 7, 20, 100] {
+            let paged = all_pages(store, Kind::Instance, prefix, limit).await;
+            assert_eq!(
+                paged, listed,
+                "pages of {limit} under {prefix:?} give what `list` gives"
+            );
+        }
+    }
+    assert_eq!(
+        store.list(Kind::Instance, "").await.unwrap().len(),
+        keys_written.len()
+    );
+    let w1 = all_pages(store, Kind::Instance, "w1/", 2).await;
+    assert_eq!(
+        keys(&w1),
+        ["w1/i0", "w1/i1", "w1/i2", "w1/i3", "w1/i4"],
+        "a prefix is a string prefix: `w1/` excludes `w10/...`"
+    );
+}
+
+/// The edges of `list_page`: a limit of 0 gives nothing; a cursor at or past the last key gives
+/// nothing; a cursor need not be a stored key (the page starts at the next key after it), nor
+/// have the prefix (one before the prefix's keys starts at the first of them, one after them
+/// gives nothing); the prefix and the kind are respected.
+pub async fn list_page_edges(store: &dyn StateStore) {
+    let written = ["a/1", "a/3", "a/5", "b/1", "b/2", "c/1"];
+    let ops = written
+        .iter()
+        .map(|k| put(Kind::Instance, k, k, Precondition::None))
+        .collect();
+    commit_ok(store, ops).await;
+    commit_ok(
+        store,
+        vec![put(Kind::Node, "a/2", "a node", Precondition::None)],
+    )
+    .await;
+    let page = |prefix: &'static str, after: Option<&'static str>, limit: usize| async move {
+        let entries = store
+            .list_page(Kind::Instance, prefix, after, limit)
+            .await
+            .unwrap();
+        entries.into_iter().map(|e| e.key).collect::<Vec<String>>()
+    };
+
+    assert_eq!(page("", None, 0).await, Vec::<String>::new(), "limit 0");
+    assert_eq!(page("a/", Some("a/1"), 0).await, Vec::<String>::new());
+    assert_eq!(page("", None, 2).await, ["a/1", "a/3"]);
+    assert_eq!(page("", Some("a/3"), 2).await, ["a/5", "b/1"]);
+    assert_eq!(
+        page("", Some("a/2"), 2).await,
+        ["a/3", "a/5"],
+        "a cursor that is not a key"
+    );
+    assert_eq!(
+        page("", Some("c/1"), 5).await,
+        Vec::<String>::new(),
+        "at the end"
+    );
+    assert_eq!(
+        page("", Some("zzz"), 5).await,
+        Vec::<String>::new(),
+        "past the end"
+    );
+    assert_eq!(page("a/", Some("a/5"), 5).await, Vec::<String>::new());
+    assert_eq!(
+        page("b/", None, 10).await,
+        ["b/1", "b/2"],
+        "the prefix bounds the page"
+    );
+    assert_eq!(
+        page("b/", Some("a/3"), 10).await,
+        ["b/1", "b/2"],
+        "cursor before the prefix"
+    );
+    assert_eq!(page("b/", Some("b/1"), 10).await, ["b/2"]);
+    assert_eq!(
+        page("b/", Some("b/"), 1).await,
+        ["b/1"],
+        "the prefix itself as the cursor"
+    );
+    assert_eq!(
+        page("a/", Some("b/1"), 10).await,
+        Vec::<String>::new(),
+        "cursor after the prefix"
+    );
+    assert_eq!(page("d/", None, 10).await, Vec::<String>::new());
+    assert_eq!(
+        page("", None, usize::MAX).await,
+        written,
+        "an unbounded page"
+    );
+    let node = store.list_page(Kind::Node, "", None, 10).await.unwrap();
+    assert_eq!(keys(&node), ["a/2"], "only the kind asked for");
+    let full = store
+        .list_page(Kind::Instance, "", Some("b/2"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        full,
+        store.list(Kind::Instance, "c/").await.unwrap(),
+        "entries come whole, with their revisions"
     );
 }
 
@@ -976,6 +1137,7 @@ pub async fn events_filter_by_workload_and_after_seq(store: &dyn StateStore) {
         workload_id: Some(db),
         after_seq: Some(all[1].seq),
         limit: None,
+        limit_from: LimitFrom::Newest,
     };
     assert_eq!(messages(&store.list_events(&both).await.unwrap()), ["db2"]);
     let past_the_end = EventFilter {
@@ -999,6 +1161,7 @@ pub async fn events_limit_keeps_the_most_recent(store: &dyn StateStore) {
         workload_id,
         after_seq,
         limit: Some(limit),
+        limit_from: LimitFrom::Newest,
     };
     let last_three = store
         .list_events(&limited(Some(web.clone()), None, 3))
@@ -1022,6 +1185,77 @@ pub async fn events_limit_keeps_the_most_recent(store: &dyn StateStore) {
         store.list_events(&limited(None, None, 0)).await.unwrap(),
         vec![]
     );
+}
+
+/// With `limit_from: Oldest`, `limit` keeps the oldest matches after `after_seq`: passing the
+/// last `seq` of each page as the next `after_seq` reads the whole (filtered) log once, in
+/// order; with a workload filter the pages skip other workloads' events.
+pub async fn events_limit_from_oldest_pages_forward(store: &dyn StateStore) {
+    let web = WorkloadId::from("web-id");
+    let other = WorkloadId::from("other-id");
+    let mut batch = Vec::new();
+    for i in 1..=7 {
+        batch.push(event(Some(&web), &format!("web{i}")));
+        batch.push(event(Some(&other), &format!("other{i}")));
+    }
+    batch.push(event(None, "cluster"));
+    store.append_events(batch).await.unwrap();
+    let everything = store.list_events(&EventFilter::default()).await.unwrap();
+
+    for (workload_id, limit) in [(None, 1), (None, 4), (Some(web.clone()), 3), (None, 100)] {
+        let mut paged: Vec<Event> = Vec::new();
+        loop {
+            let filter = EventFilter {
+                workload_id: workload_id.clone(),
+                after_seq: paged.last().map(|e| e.seq),
+                limit: Some(limit),
+                limit_from: LimitFrom::Oldest,
+            };
+            let page = store.list_events(&filter).await.unwrap();
+            assert!(page.len() <= limit);
+            assert!(
+                page.windows(2).all(|w| w[0].seq < w[1].seq),
+                "a page is oldest first"
+            );
+            let done = page.len() < limit;
+            paged.extend(page);
+            if done {
+                break;
+            }
+        }
+        let expected: Vec<&Event> = everything
+            .iter()
+            .filter(|e| workload_id.is_none() || e.workload_id == workload_id)
+            .collect();
+        assert_eq!(
+            paged.iter().collect::<Vec<_>>(),
+            expected,
+            "pages of {limit} for {workload_id:?}"
+        );
+    }
+
+    let first_two = EventFilter {
+        limit: Some(2),
+        limit_from: LimitFrom::Oldest,
+        ..Default::default()
+    };
+    assert_eq!(
+        messages(&store.list_events(&first_two).await.unwrap()),
+        ["web1", "other1"]
+    );
+    let past_the_end = EventFilter {
+        after_seq: everything.last().map(|e| e.seq),
+        limit: Some(5),
+        limit_from: LimitFrom::Oldest,
+        ..Default::default()
+    };
+    assert_eq!(store.list_events(&past_the_end).await.unwrap(), vec![]);
+    let none = EventFilter {
+        limit: Some(0),
+        limit_from: LimitFrom::Oldest,
+        ..Default::default()
+    };
+    assert_eq!(store.list_events(&none).await.unwrap(), vec![]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1160,6 +1394,54 @@ pub async fn typed_round_trip(store: &dyn StateStore) {
     let r_node = store.put_obj(&node, Precondition::None).await.unwrap();
     let got = store.get_obj::<Node>("n1").await.unwrap().expect("node");
     assert_eq!((got.value, got.revision), (node, r_node));
+}
+
+/// `list_obj_page` decodes one page; the next page starts after the last object's key, and
+/// a page with an undecodable value is a `Codec` error like `list_obj`.
+pub async fn typed_list_page(store: &dyn StateStore) {
+    let names = ["e", "a", "d", "b", "c"];
+    for name in names {
+        let def = WorkloadDefinition::new(name, 1, ContainerConfig::new("main", "busybox:1"));
+        store.put_obj(&def, Precondition::Absent).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let after: Option<String> = seen.last().cloned();
+        let page = store
+            .list_obj_page::<WorkloadDefinition>("", after.as_deref(), 2)
+            .await
+            .unwrap();
+        pages += 1;
+        let done = page.len() < 2;
+        seen.extend(page.into_iter().map(|v| v.value.key()));
+        if done {
+            break;
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3, "2 + 2 + 1");
+
+    commit_ok(
+        store,
+        vec![put(Kind::Workload, "f", "{not json", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        store
+            .list_obj_page::<WorkloadDefinition>("", None, 5)
+            .await
+            .unwrap()
+            .len(),
+        5,
+        "a page that stops before the bad value decodes"
+    );
+    assert!(matches!(
+        store
+            .list_obj_page::<WorkloadDefinition>("", Some("e"), 5)
+            .await,
+        Err(StoreError::Codec { kind: Kind::Workload, ref key, .. }) if key == "f"
+    ));
 }
 
 /// A stored value that is not the requested type is a `Codec` error naming the entry, not a

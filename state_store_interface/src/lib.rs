@@ -34,7 +34,7 @@ pub use memory::InMemoryStore;
 #[cfg(feature = "redb")]
 pub use redb_store::RedbStore;
 pub use store::{
-    Entry, EventFilter, Kind, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
+    Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
 };
 pub use typed::{StoreExt, StoredObject, Versioned};
 

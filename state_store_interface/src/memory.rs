@@ -3,7 +3,8 @@
 //! Everything sits behind one `std` mutex: there is no I/O, so every method locks, works and
 //! unlocks without awaiting, and one lock makes each commit trivially atomic and totally ordered
 //! with the watch fan-out. Costs are those of the real stores' hot paths: `get` and each op of a
-//! commit are O(log n), `list` is a range scan O(log n + matches), a commit's fan-out is
+//! commit are O(log n), `list` is a range scan O(log n + matches) and `list_page` one of
+//! O(log n + limit), a commit's fan-out is
 //! O(watchers × changes), and nothing ever copies the whole map.
 //!
 //! Values are kept as `Arc<[u8]>`, shared between the table and the watch history, so keeping
@@ -211,6 +212,29 @@ impl StateStore for InMemoryStore {
             .collect())
     }
 
+    async fn list_page<'a>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        start_after: Option<&'a str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let inner = self.lock();
+        // Start at the later of the prefix and the cursor: every key with the prefix sorts at or
+        // after the prefix, so a cursor before it excludes nothing.
+        let from = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        Ok(inner
+            .table(kind)
+            .range::<str, _>((from, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, s)| entry(kind, key, s))
+            .collect())
+    }
+
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
         let mut inner = self.lock();
 
@@ -355,18 +379,31 @@ impl StateStore for InMemoryStore {
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let inner = self.lock();
         let after = filter.after_seq.unwrap_or(0);
+        let wanted = |e: &&Event| {
+            filter
+                .workload_id
+                .as_ref()
+                .is_none_or(|w| e.workload_id.as_ref() == Some(w))
+        };
+        if filter.limit_from == LimitFrom::Oldest {
+            // `seq` increases along the log: binary search for the first one after `after`,
+            // then read forward only as far as the page.
+            let start = inner.events.partition_point(|e| e.seq <= after);
+            return Ok(inner
+                .events
+                .range(start..)
+                .filter(wanted)
+                .take(filter.limit.unwrap_or(usize::MAX))
+                .cloned()
+                .collect());
+        }
         // Newest first, so `limit` keeps the most recent matches and the scan stops early.
         let mut events: Vec<Event> = inner
             .events
             .iter()
             .rev()
             .take_while(|e| e.seq > after)
-            .filter(|e| {
-                filter
-                    .workload_id
-                    .as_ref()
-                    .is_none_or(|w| e.workload_id.as_ref() == Some(w))
-            })
+            .filter(wanted)
             .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect();

@@ -18,7 +18,11 @@
 //! * `events`: the event log, keyed by `seq`, each event as JSON (readable, and the type
 //!   changes more often than the entry records). The oldest beyond
 //!   [`RedbOptions::event_limit`] are dropped by the transaction that appends.
-//! * `meta`: u64 counters: `format` (the layout above, 1), `revision`, `event_seq` and
+//! * `events_by_workload`: an index of the event log, `(workload id, seq) -> ()`, maintained by
+//!   the same transactions, so a workload's recent events are found without scanning the log
+//!   (`describe` of an old workload would otherwise decode up to the whole log).
+//! * `meta`: u64 counters: `format` (the layout above, 2; a layout-1 file gets its index built
+//!   when opened), `revision`, `event_seq` and
 //!   `compacted` (the highest revision of a change dropped from `history`).
 //!
 //! Records are decoded with checks: a malformed one is a [`StoreError::Backend`] naming the
@@ -48,8 +52,9 @@
 //! # Reads
 //! Reads use their own read transactions (a consistent snapshot, never blocked by the writer).
 //! `get` is a point read and runs on the calling task, `revision` reads the last published
-//! revision from memory; `list`, `list_events` and `watch` (which may replay a long history) run
-//! on tokio's blocking pool.
+//! revision from memory; `list`, `list_page`, `list_events` and `watch` (which may replay a long
+//! history) run on tokio's blocking pool. `list_page` is a range scan that stops after its page,
+//! so paging through a large table never reads more than the pages asked for.
 //!
 //! # Watches
 //! redb has no watch, so watches live in this process, as in the in-memory twin. The writer
@@ -73,7 +78,8 @@
 
 use crate::memory::{DEFAULT_EVENTS, DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER};
 use crate::{
-    Entry, EventFilter, Kind, Op, Precondition, Revision, StateStore, StoreError, Watch, WatchEvent,
+    Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, StoreError, Watch,
+    WatchEvent,
 };
 use async_trait::async_trait;
 use orchestrator_shared_types::Event;
@@ -82,6 +88,7 @@ use redb::{
     TableDefinition, WriteTransaction,
 };
 use std::fmt;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
@@ -95,13 +102,15 @@ pub const STATE_FILE: &str = "state.redb";
 pub const DEFAULT_MAX_GROUP: usize = 1024;
 
 /// The on-disk layout version this build reads and writes (see the module docs).
-const FORMAT: u64 = 1;
+const FORMAT: u64 = 2;
 
 const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const HISTORY: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const EVENTS_BY_WORKLOAD: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("events_by_workload");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_FORMAT: &str = "format";
@@ -355,6 +364,7 @@ struct WriteTables<'t> {
     entries: [Table<'t, &'static str, &'static [u8]>; 3],
     history: Table<'t, (u64, u32), &'static [u8]>,
     events: Table<'t, u64, &'static [u8]>,
+    events_by_workload: Table<'t, (&'static str, u64), ()>,
     meta: Table<'t, &'static str, u64>,
 }
 
@@ -368,6 +378,7 @@ impl<'t> WriteTables<'t> {
             ],
             history: txn.open_table(HISTORY)?,
             events: txn.open_table(EVENTS)?,
+            events_by_workload: txn.open_table(EVENTS_BY_WORKLOAD)?,
             meta: txn.open_table(META)?,
         })
     }
@@ -389,12 +400,35 @@ fn initialize(db: &Database) -> Result<Counters, DbError> {
                 tables.meta.insert(META_FORMAT, FORMAT)?;
             }
             Some(FORMAT) => {}
+            Some(1) => {
+                // Layout 1 had no per-workload event index: build it from the log.
+                let mut index = Vec::new();
+                for item in tables.events.iter()? {
+                    let (seq, json) = item?;
+                    if let Some(w) = event_workload(seq.value(), json.value())? {
+                        index.push((w, seq.value()));
+                    }
+                }
+                for (w, seq) in &index {
+                    tables.events_by_workload.insert((w.as_str(), *seq), ())?;
+                }
+                tables.meta.insert(META_FORMAT, FORMAT)?;
+            }
             Some(other) => return Err(DbError::Format(other)),
         }
         Counters::load(&tables.meta)?
     };
     txn.commit()?;
     Ok(counters)
+}
+
+fn decode_event(seq: u64, json: &[u8]) -> Result<Event, DbError> {
+    serde_json::from_slice(json).map_err(|source| DbError::CorruptEvent { seq, source })
+}
+
+/// The workload a stored event is about, for the per-workload index.
+fn event_workload(seq: u64, json: &[u8]) -> Result<Option<String>, DbError> {
+    Ok(decode_event(seq, json)?.workload_id.map(|w| w.0))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,17 +523,38 @@ impl Shared {
         decode_entry(kind, key, record.value()).map(Some)
     }
 
-    fn list_entries(&self, kind: Kind, prefix: &str) -> Result<Vec<Entry>, DbError> {
+    /// At most `limit` entries with `prefix` after `start_after`, by key: `list` is the
+    /// unbounded case, `list_page` the bounded one. A range scan that stops at the first key
+    /// past the prefix or at `limit`, so a page costs O(log n + limit) whatever the table holds.
+    fn list_entries(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, DbError> {
+        let mut entries = Vec::new();
+        if limit == 0 {
+            return Ok(entries);
+        }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(entries_table(kind))?;
-        let mut entries = Vec::new();
-        for item in table.range::<&str>(prefix..)? {
+        // Start at the later of the prefix and the cursor: every key with the prefix sorts at or
+        // after the prefix, so a cursor before it excludes nothing.
+        let from = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        for item in table.range::<&str>((from, Bound::Unbounded))? {
             let (key, record) = item?;
             let key = key.value();
             if !key.starts_with(prefix) {
                 break;
             }
             entries.push(decode_entry(kind, key, record.value())?);
+            if entries.len() >= limit {
+                break;
+            }
         }
         Ok(entries)
     }
@@ -514,27 +569,48 @@ impl Shared {
         }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(EVENTS)?;
-        // Newest first, so `limit` keeps the most recent matches and the scan stops early.
-        let mut events = Vec::new();
-        for item in table.range(first..)?.rev() {
-            let (seq, json) = item?;
-            let event: Event =
-                serde_json::from_slice(json.value()).map_err(|source| DbError::CorruptEvent {
-                    seq: seq.value(),
-                    source,
-                })?;
-            let wanted = filter
-                .workload_id
-                .as_ref()
-                .is_none_or(|w| event.workload_id.as_ref() == Some(w));
-            if wanted {
-                events.push(event);
-                if events.len() >= limit {
-                    break;
+        if let Some(workload) = &filter.workload_id {
+            // The per-workload index: touch only this workload's events, however many others
+            // the log holds.
+            let index = txn.open_table(EVENTS_BY_WORKLOAD)?;
+            let range = index.range((workload.as_str(), first)..=(workload.as_str(), u64::MAX))?;
+            let seqs: Box<dyn Iterator<Item = _>> = if filter.limit_from == LimitFrom::Newest {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            };
+            let mut events = Vec::new();
+            for item in seqs.take(limit) {
+                let seq = item?.0.value().1;
+                if let Some(json) = table.get(seq)? {
+                    events.push(decode_event(seq, json.value())?);
                 }
             }
+            if filter.limit_from == LimitFrom::Newest {
+                events.reverse();
+            }
+            return Ok(events);
         }
-        events.reverse();
+        // Scan from the end `limit` counts from, so the scan stops as soon as it has enough:
+        // newest first for the most recent matches, oldest first for the next page.
+        let newest = filter.limit_from == LimitFrom::Newest;
+        let range = table.range(first..)?;
+        let items: Box<dyn Iterator<Item = _>> = if newest {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut events = Vec::new();
+        for item in items {
+            let (seq, json) = item?;
+            events.push(decode_event(seq.value(), json.value())?);
+            if events.len() >= limit {
+                break;
+            }
+        }
+        if newest {
+            events.reverse();
+        }
         Ok(events)
     }
 
@@ -799,10 +875,12 @@ impl Shared {
     ) -> Result<Result<Revision, StoreError>, DbError> {
         // Encode everything first, so a failure writes nothing.
         let mut encoded = Vec::with_capacity(events.len());
+        let mut workloads = Vec::with_capacity(events.len());
         let mut seq = counters.event_seq;
         for mut event in events {
             seq += 1;
             event.seq = seq;
+            workloads.push(event.workload_id.as_ref().map(|w| w.0.clone()));
             match serde_json::to_vec(&event) {
                 Ok(json) => encoded.push((seq, json)),
                 Err(e) => {
@@ -817,12 +895,27 @@ impl Shared {
         if encoded.is_empty() {
             return Ok(Ok(0));
         }
-        for (seq, json) in &encoded {
+        for ((seq, json), workload) in encoded.iter().zip(&workloads) {
             tables.events.insert(*seq, json.as_slice())?;
+            if let Some(w) = workload {
+                tables.events_by_workload.insert((w.as_str(), *seq), ())?;
+            }
         }
         counters.event_seq = seq;
         let oldest_kept = seq.saturating_sub(self.event_limit);
         if oldest_kept > 0 {
+            // Drop the index entries of the events that go; each append drops about as many
+            // events as it adds, so this decodes O(appended) events, not the log.
+            let mut dropped = Vec::new();
+            for item in tables.events.range(..=oldest_kept)? {
+                let (seq, json) = item?;
+                if let Some(w) = event_workload(seq.value(), json.value())? {
+                    dropped.push((w, seq.value()));
+                }
+            }
+            for (w, seq) in &dropped {
+                tables.events_by_workload.remove((w.as_str(), *seq))?;
+            }
             tables.events.retain_in(..=oldest_kept, |_, _| false)?;
         }
         Ok(Ok(0))
@@ -1056,8 +1149,32 @@ impl StateStore for RedbStore {
         let prefix = prefix.to_owned();
         self.blocking("list", move |shared| {
             shared
-                .list_entries(kind, &prefix)
+                .list_entries(kind, &prefix, None, usize::MAX)
                 .map_err(|e| shared.fail("list", format!("listing {kind:?} {prefix:?} from"), e))
+        })
+        .await
+    }
+
+    async fn list_page<'a>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        start_after: Option<&'a str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let prefix = prefix.to_owned();
+        let start_after = start_after.map(str::to_owned);
+        // On the blocking pool like `list`: a page is bounded, but `limit` is the caller's.
+        self.blocking("list_page", move |shared| {
+            shared
+                .list_entries(kind, &prefix, start_after.as_deref(), limit)
+                .map_err(|e| {
+                    shared.fail(
+                        "list_page",
+                        format!("listing {kind:?} {prefix:?} after {start_after:?} from"),
+                        e,
+                    )
+                })
         })
         .await
     }

@@ -108,8 +108,22 @@ pub struct EventFilter {
     pub workload_id: Option<WorkloadId>,
     /// Only events with `seq` greater than this.
     pub after_seq: Option<u64>,
-    /// At most this many, the most recent ones (still returned oldest first).
+    /// At most this many (still returned oldest first); [`EventFilter::limit_from`] says which.
     pub limit: Option<usize>,
+    /// Which end of the matching events `limit` keeps: the most recent (the default, for "what
+    /// happened lately"), or the oldest (for paging forward with `after_seq`).
+    pub limit_from: LimitFrom,
+}
+
+/// The end of the matching events that [`EventFilter::limit`] counts from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitFrom {
+    /// Keep the most recent matches: a tail of the log.
+    #[default]
+    Newest,
+    /// Keep the oldest matches after `after_seq`: the next page when reading the log in order,
+    /// so that pages that each pass the last `seq` of the previous one miss nothing.
+    Oldest,
 }
 
 /// A stream of changes, in revision order, with no gaps: every change committed after the
@@ -146,6 +160,35 @@ pub trait StateStore: Send + Sync {
 
     /// Every entry of `kind` whose key starts with `prefix` (empty: all), sorted by key.
     async fn list(&self, kind: Kind, prefix: &str) -> Result<Vec<Entry>, StoreError>;
+
+    /// One page of [`StateStore::list`]: the first `limit` entries of `kind` whose key starts
+    /// with `prefix` and sorts strictly after `start_after` (from the start when `None`),
+    /// sorted by key. Passing the last key of each page as the next `start_after` visits every
+    /// entry once, in order, however many there are (entries written meanwhile are seen if
+    /// their key is after the cursor). `start_after` need not be a stored key, nor start with
+    /// `prefix`. A `limit` of 0 gives nothing.
+    ///
+    /// Stores should override this with a range scan costing O(log n + limit): callers page
+    /// precisely so as not to read everything. This default does read everything (`list`,
+    /// then cut), so that implementations written before it keep working, only slower.
+    async fn list_page<'a>(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        start_after: Option<&'a str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut entries = self.list(kind, prefix).await?;
+        let skip = start_after.map_or(0, |after| {
+            entries.partition_point(|e| e.key.as_str() <= after)
+        });
+        entries.drain(..skip);
+        entries.truncate(limit);
+        Ok(entries)
+    }
 
     /// Applies `ops` atomically: all of them at one new revision, or none if any precondition
     /// fails (then [`StoreError::Conflict`] names the first failing key). Returns the revision of

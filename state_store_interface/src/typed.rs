@@ -105,6 +105,23 @@ pub trait StoreExt: StateStore {
             .collect()
     }
 
+    /// One page of [`StoreExt::list_obj`]: at most `limit` objects whose key starts with
+    /// `prefix` and sorts after `start_after`, decoded, sorted by key (see
+    /// [`StateStore::list_page`]). The next page starts after the last object's
+    /// [`StoredObject::key`].
+    async fn list_obj_page<'a, T: StoredObject>(
+        &self,
+        prefix: &str,
+        start_after: Option<&'a str>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<T>>, StoreError> {
+        self.list_page(T::KIND, prefix, start_after, limit)
+            .await?
+            .into_iter()
+            .map(decode)
+            .collect()
+    }
+
     /// Writes `obj` under its key if `precondition` holds; returns the new revision.
     async fn put_obj<T: StoredObject>(
         &self,

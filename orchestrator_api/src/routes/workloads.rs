@@ -3,62 +3,78 @@
 
 use super::{instances_of, require_workload, view_after_write};
 use crate::extract::{ApiQuery, JsonBody, Manifest};
+use crate::page::{store_page, PageParams, PageRequest, Resource};
 use crate::{ApiError, ApiState};
 use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use orchestrator_core::CoreError;
 use orchestrator_shared_types::api::{
     ErrorBody, ListResponse, PlacementPreview, ReplicaCounts, ScaleRequest, WorkloadDetail,
     WorkloadView,
 };
-use orchestrator_shared_types::{
-    EventKind, Unschedulable, WorkloadDefinition, WorkloadId, WorkloadInstance,
-};
+use orchestrator_shared_types::{EventKind, Unschedulable, WorkloadDefinition};
 use serde::Deserialize;
-use state_store_interface::{EventFilter, StoreExt, Versioned};
-use std::collections::HashMap;
+use state_store_interface::{EventFilter, Versioned};
 
 /// Events shown with one workload.
 const DETAIL_EVENTS: usize = 20;
 
-/// List workloads, sorted by name, with replica counts.
+/// List workloads, sorted by name, with replica counts; all of them, or one page with `limit`.
 #[utoipa::path(
     get,
     path = "/api/v1/workloads",
     operation_id = "list_workloads",
     tag = "workloads",
+    params(PageParams),
     responses(
-        (status = 200, description = "Every workload", body = ListResponse<WorkloadView>),
+        (status = 200, description = "Every workload, or one page of them with `continue` when more follow", body = ListResponse<WorkloadView>),
+        (status = 400, description = "Bad `limit` or `continue`", body = ErrorBody),
         (status = 503, description = "The store is unavailable", body = ErrorBody)
     )
 )]
 pub(crate) async fn list(
     State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<ListResponse<WorkloadView>>, ApiError> {
-    // Two reads in all, whatever the number of workloads: every instance grouped by workload.
-    let workloads = state.store().list_obj::<WorkloadDefinition>("").await?;
-    let mut by_workload: HashMap<WorkloadId, Vec<WorkloadInstance>> = HashMap::new();
-    for v in state.store().list_obj::<WorkloadInstance>("").await? {
-        by_workload
-            .entry(v.value.workload_id.clone())
-            .or_default()
-            .push(v.value);
-    }
+    let page = PageRequest::new(Resource::Workloads, params.limit, params.next.as_deref())?;
     // The store lists by key, and the key of a workload is its name: already sorted.
-    let items = workloads
+    let ListResponse { items, next } =
+        store_page::<WorkloadDefinition>(&**state.store(), Resource::Workloads, "", &page).await?;
+    // Counts come from the loop, which holds every instance in memory: one round trip for the
+    // page (or the whole list), not one store read per workload.
+    let ids = items.iter().map(|v| v.value.id.clone()).collect();
+    let counts = match state.handle().replica_counts(ids).await {
+        Ok(counts) => counts,
+        // Without the loop (shutting down), reads still work from the store, slower.
+        Err(CoreError::Stopped) => {
+            let mut counts = Vec::with_capacity(items.len());
+            for v in &items {
+                counts.push(ReplicaCounts::of(
+                    v.value.replicas,
+                    &instances_of(&state, &v.value).await?,
+                ));
+            }
+            counts
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let items = items
         .into_iter()
-        .map(|v| {
-            let instances = by_workload.remove(&v.value.id).unwrap_or_default();
+        .zip(counts)
+        .map(|(v, mut replicas)| {
+            // The definition just read is the truth for `desired`; the loop may lag it.
+            replicas.desired = v.value.replicas;
             WorkloadView {
-                replicas: ReplicaCounts::of(v.value.replicas, &instances),
+                replicas,
                 workload: v.value,
                 revision: v.revision,
             }
         })
         .collect();
-    Ok(Json(ListResponse { items }))
+    Ok(Json(ListResponse { items, next }))
 }
 
 /// Create a workload. The server assigns its id.

@@ -139,13 +139,7 @@ fn submit(
         if done.len() == 1 {
             print_structured(out, ctx.format, &done[0])?;
         } else {
-            print_structured(
-                out,
-                ctx.format,
-                &ListResponse {
-                    items: done.clone(),
-                },
-            )?;
+            print_structured(out, ctx.format, &ListResponse::new(done.clone()))?;
         }
     }
     if let Some(err) = failure {

@@ -115,10 +115,12 @@ impl Config {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080))),
-            data_dir: match cli.data_dir.or(file.data_dir) {
+            // Absolute, so logs and `cluster info` say where the data is whatever the cwd.
+            data_dir: std::path::absolute(match cli.data_dir.or(file.data_dir) {
                 Some(dir) => dir,
                 None => default_data_dir()?,
-            },
+            })
+            .context("resolving the data directory")?,
             runtime: cli.runtime.or(file.runtime).unwrap_or(RuntimeKind::Youki),
             node_name: cli.node_name.or(file.node_name),
             log_format: cli

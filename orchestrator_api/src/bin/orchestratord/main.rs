@@ -75,9 +75,8 @@ async fn run(config: Config) -> Result<()> {
         orchestrator.metrics(),
         ServerInfo::new(store.describe(), config.runtime.to_string()),
     );
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+    let listener =
+        listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "orchestratord ready");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -91,6 +90,20 @@ async fn run(config: Config) -> Result<()> {
     orchestrator.shutdown().await;
     tracing::info!("bye");
     Ok(())
+}
+
+/// Binds the API socket with a listen backlog of 1024 (the kernel caps it at `somaxconn`):
+/// tokio's default of 128 drops the SYNs of a burst of new clients, which then wait a
+/// retransmission (~1 s) before they are even accepted.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// First SIGINT/SIGTERM: ask for a graceful stop. Second: exit now.
