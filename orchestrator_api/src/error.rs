@@ -183,6 +183,9 @@ impl From<CoreError> for ApiError {
             CoreError::NotFound { name } => {
                 ApiError::NotFound(format!("workload {name:?} not found"))
             }
+            CoreError::NodeNotFound { node } => {
+                ApiError::NotFound(format!("node {node:?} not found"))
+            }
             CoreError::AlreadyExists { name } => ApiError::AlreadyExists { name },
             CoreError::StaleRevision { name, expected } => {
                 ApiError::StaleRevision { name, expected }

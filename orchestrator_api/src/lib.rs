@@ -86,6 +86,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/preview", post(routes::workloads::preview))
         .route("/api/v1/nodes", get(routes::nodes::list))
         .route("/api/v1/nodes/{name}", get(routes::nodes::get_one))
+        .route("/api/v1/nodes/{name}/drain", post(routes::nodes::drain))
+        .route(
+            "/api/v1/nodes/{name}/uncordon",
+            post(routes::nodes::uncordon),
+        )
         .route("/api/v1/instances", get(routes::instances::list))
         .route("/api/v1/events", get(routes::events::list))
         .route("/api/v1/cluster", get(routes::cluster::info))

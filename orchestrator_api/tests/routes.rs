@@ -589,3 +589,78 @@ async fn method_not_allowed_is_json_and_says_what_is() {
     let allow = reply.headers["allow"].to_str().unwrap().to_owned();
     assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
 }
+
+#[tokio::test]
+async fn drain_moves_instances_and_uncordon_reopens_the_node() {
+    let api = TestApi::start().await;
+    api.send_json(
+        Method::POST,
+        "/api/v1/workloads",
+        &common::workload_json("mv", 2, 100),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    // Best fit puts both on the smaller node-b.
+    let on = |node: &'static str| {
+        let api = &api;
+        async move {
+            let list = api
+                .get(&format!("/api/v1/instances?workload=mv&node={node}"))
+                .await
+                .expect(StatusCode::OK)
+                .json();
+            let items = list["items"].as_array().unwrap().clone();
+            let running = items.iter().filter(|i| i["status"] == "Running").count();
+            (items.len(), running)
+        }
+    };
+    common::eventually("both running on node-b", || async {
+        (on("node-b").await == (2, 2)).then_some(())
+    })
+    .await;
+
+    let drained = api
+        .send_json(
+            Method::POST,
+            "/api/v1/nodes/beta/drain",
+            &serde_json::json!({}),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(drained["node"]["unschedulable"], true);
+    common::eventually("both moved to node-a", || async {
+        (on("node-a").await == (2, 2) && on("node-b").await.0 == 0).then_some(())
+    })
+    .await;
+    let events = api.get("/api/v1/events?workload=mv").await.json();
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("node drained")),
+        "{events}"
+    );
+
+    let reopened = api
+        .send_json(
+            Method::POST,
+            "/api/v1/nodes/node-b/uncordon",
+            &serde_json::json!({}),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(reopened["node"]["unschedulable"], false);
+    assert_eq!(on("node-a").await, (2, 2), "what moved stays where it is");
+    let missing = api
+        .send_json(
+            Method::POST,
+            "/api/v1/nodes/nope/drain",
+            &serde_json::json!({}),
+        )
+        .await
+        .expect(StatusCode::NOT_FOUND);
+    assert_eq!(missing.code(), "not_found");
+}

@@ -175,6 +175,12 @@ impl Client {
         self.call(Method::GET, &["nodes", name], &[], None::<&()>)
     }
 
+    /// `POST /api/v1/nodes/{name-or-id}/drain` or `.../uncordon`.
+    pub fn cordon_node(&self, name: &str, drain: bool) -> Result<NodeView, ClientError> {
+        let action = if drain { "drain" } else { "uncordon" };
+        self.call(Method::POST, &["nodes", name, action], &[], None::<&()>)
+    }
+
     /// `GET /api/v1/instances?workload=W&node=N`, both filters optional.
     pub fn list_instances(
         &self,

@@ -239,6 +239,21 @@ fn workload_lifecycle_through_the_cli() {
 
     let nodes = d.ok(&["node", "list"]);
     assert!(nodes.contains("node-1"), "{nodes}");
+    // One node: a drain stops its instances and their replacements wait, with the reason.
+    d.ok(&["node", "drain", "node-1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let web: WorkloadDetail = d.json(&["workload", "get", "web"]);
+        if web.replicas.pending == 5 && web.replicas.running == 0 {
+            let why = web.pending_reason.expect("a reason").to_string();
+            assert_eq!(why, "0/1 nodes fit: 1 node unschedulable");
+            break;
+        }
+        assert!(Instant::now() < deadline, "drain did not take effect: {:?}", web.replicas);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.ok(&["node", "uncordon", "node-1"]);
+    d.ok(&["workload", "scale", "web", "--replicas", "5", "--wait", "--timeout", "60s"]);
     let info = d.ok(&["cluster", "info"]);
     assert!(info.contains("redb"), "{info}");
     d.terminate();

@@ -17,6 +17,12 @@ pub enum CoreError {
         /// The name asked for.
         name: String,
     },
+    /// No node with this id.
+    #[error("node {node:?} not found")]
+    NodeNotFound {
+        /// The id asked for.
+        node: String,
+    },
     /// A workload with this name already exists.
     #[error("workload {name:?} already exists")]
     AlreadyExists {

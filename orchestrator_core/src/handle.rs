@@ -8,10 +8,12 @@
 
 use crate::error::CoreError;
 use crate::orchestrator::{Command, ShutdownMode, Summary};
+use cluster_manager_interface::{ClusterError, ClusterManager};
 use orchestrator_shared_types::api::{NodeView, PlacementPreview, ReplicaCounts};
 use orchestrator_shared_types::validation::MAX_REPLICAS;
 use orchestrator_shared_types::{
-    Event, EventKind, FieldError, Unschedulable, ValidationErrors, WorkloadDefinition, WorkloadId,
+    Event, EventKind, FieldError, NodeId, Unschedulable, ValidationErrors, WorkloadDefinition,
+    WorkloadId,
 };
 use state_store_interface::typed::delete_op;
 use state_store_interface::{Precondition, Revision, StateStore, StoreError, StoreExt, Versioned};
@@ -34,6 +36,7 @@ pub enum ApplyOutcome {
 pub struct OrchestratorHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) cluster: Arc<dyn ClusterManager>,
     pub(crate) shutdown: Arc<watch::Sender<ShutdownMode>>,
 }
 
@@ -302,6 +305,33 @@ impl OrchestratorHandle {
         ids: Vec<WorkloadId>,
     ) -> Result<Vec<ReplicaCounts>, CoreError> {
         self.ask(|reply| Command::Counts { ids, reply }).await
+    }
+
+    /// Cordons a node (nothing new is placed on it) and moves its instances elsewhere
+    /// (`kubectl drain`). Replicas that fit nowhere else stay pending, with the reason.
+    pub async fn drain(&self, node: &NodeId) -> Result<(), CoreError> {
+        self.cordon(node, true).await?;
+        self.commands
+            .send(Command::Drain(node.clone()))
+            .map_err(|_| CoreError::Stopped)
+    }
+
+    /// Makes a node schedulable again (ends a drain or cordon); what moved away stays where it is.
+    pub async fn uncordon(&self, node: &NodeId) -> Result<(), CoreError> {
+        self.cordon(node, false).await
+    }
+
+    async fn cordon(&self, node: &NodeId, unschedulable: bool) -> Result<(), CoreError> {
+        self.cluster
+            .set_unschedulable(node, unschedulable)
+            .await
+            .map_err(|source| match source {
+                ClusterError::NodeNotFound(id) => CoreError::NodeNotFound { node: id.0 },
+                source => CoreError::Cluster {
+                    operation: "cordon node",
+                    source,
+                },
+            })
     }
 
     /// Every node with what is allocated on it, sorted by id.

@@ -86,6 +86,8 @@ pub(crate) enum Command {
     Deleted { id: WorkloadId, revision: Revision },
     /// Persist an event recorded by a handle (in order with the loop's own).
     Record(Box<Event>),
+    /// Move every instance off this node (it is already cordoned).
+    Drain(NodeId),
     /// Re-read everything.
     Resync,
     /// Report counts.
@@ -219,6 +221,7 @@ impl OrchestratorBuilder {
             done_tx,
         );
 
+        let cluster_for_handle = cluster.clone();
         let mut core = Core {
             store: store.clone(),
             runtime,
@@ -242,12 +245,14 @@ impl OrchestratorBuilder {
             waiting_for_room: HashSet::new(),
             last_unschedulable: HashMap::new(),
             draining: false,
+            draining_nodes: HashSet::new(),
             seq: 1,
         };
         core.load().await?;
         let handle = OrchestratorHandle {
             commands: commands_tx,
             store,
+            cluster: cluster_for_handle,
             shutdown: Arc::new(shutdown_tx),
         };
         let sources = Sources {
@@ -375,6 +380,8 @@ struct Core {
     waiting_for_room: HashSet<WorkloadId>,
     last_unschedulable: HashMap<WorkloadId, String>,
     draining: bool,
+    /// Nodes being drained: their instances are moved elsewhere.
+    draining_nodes: HashSet<NodeId>,
     /// Counts the loop's iterations; orders listings against operations.
     seq: u64,
 }
@@ -592,6 +599,11 @@ impl Core {
                 self.mark_dirty(id);
             }
             Command::Record(event) => self.persister.event(*event),
+            Command::Drain(node) => {
+                // Forgotten when the node is made schedulable again (see upsert_node).
+                self.draining_nodes.insert(node.clone());
+                self.touch_node(&node);
+            }
             Command::Resync => self.start_resync(),
             Command::Summary(reply) => {
                 let mut summary = Summary {
@@ -811,6 +823,11 @@ impl Core {
                 .map(|e| InstanceView {
                     instance: &e.instance,
                     not_before: e.not_before,
+                    evict: e
+                        .instance
+                        .node_id
+                        .as_ref()
+                        .is_some_and(|n| self.draining_nodes.contains(n)),
                 })
                 .collect();
             plan::plan(
@@ -1072,6 +1089,7 @@ impl Core {
                         let why = match entry.stop_reason {
                             Some(StopReason::ScaledDown) => "scaled down",
                             Some(StopReason::SpecChanged) => "template changed",
+                            Some(StopReason::Drained) => "node drained",
                             _ => "stopped",
                         };
                         self.event(
@@ -1354,6 +1372,9 @@ impl Core {
     fn upsert_node(&mut self, node: Node) {
         let id = node.id.clone();
         let usable = node.is_schedulable();
+        if !node.unschedulable {
+            self.draining_nodes.remove(&id);
+        }
         let down = node.status == NodeStatus::Down;
         self.state.upsert_node(node);
         if down {

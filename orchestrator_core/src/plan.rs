@@ -22,6 +22,8 @@ pub struct InstanceView<'a> {
     /// When it may next be acted upon (restart of an exited instance, retry of a failed stop);
     /// `None` means now.
     pub not_before: Option<Instant>,
+    /// Its node is being drained: stop it and place a replacement elsewhere.
+    pub evict: bool,
 }
 
 /// Why an instance is stopped.
@@ -33,6 +35,8 @@ pub enum StopReason {
     WorkloadDeleted,
     /// Its workload's template changed; a replacement is created.
     SpecChanged,
+    /// Its node is being drained; a replacement is placed elsewhere.
+    Drained,
     /// A previous stop failed and is retried.
     Retry,
 }
@@ -202,10 +206,14 @@ pub fn plan(
                 continue;
             }
         }
-        if i.spec_hash != hash {
+        if i.spec_hash != hash || v.evict {
             plan.steps.push(Step::Stop {
                 instance_id: i.id.clone(),
-                reason: StopReason::SpecChanged,
+                reason: if v.evict {
+                    StopReason::Drained
+                } else {
+                    StopReason::SpecChanged
+                },
             });
             continue;
         }
@@ -338,6 +346,7 @@ mod tests {
             .map(|instance| InstanceView {
                 instance,
                 not_before: None,
+                evict: false,
             })
             .collect()
     }
@@ -463,6 +472,7 @@ mod tests {
         let waiting = [InstanceView {
             instance: &failed,
             not_before: Some(later),
+            evict: false,
         }];
         let p = plan(
             Some(&d),
@@ -533,6 +543,48 @@ mod tests {
         };
         assert_eq!(instance.node_id.as_ref().unwrap().as_str(), "n1");
         assert!(replaces.is_some());
+    }
+
+    #[test]
+    fn evicted_instances_are_stopped_and_replaced() {
+        let d = def(2);
+        let mut state = cluster(&["n1", "n2"]);
+        let on_n1 = instance(&d, InstanceStatus::Running, Some("n1"));
+        let on_n2 = instance(&d, InstanceStatus::Running, Some("n2"));
+        let mut cordoned = Node::new("n1", Resources::new(2000, 4096, 0));
+        cordoned.unschedulable = true;
+        state.upsert_node(cordoned);
+        let views = [
+            InstanceView {
+                instance: &on_n1,
+                not_before: None,
+                evict: true,
+            },
+            InstanceView {
+                instance: &on_n2,
+                not_before: None,
+                evict: false,
+            },
+        ];
+        let p = plan(
+            Some(&d),
+            &views,
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["stop", "place"]);
+        assert!(
+            matches!(&p.steps[0], Step::Stop { instance_id, reason: StopReason::Drained } if *instance_id == on_n1.id)
+        );
+        let Step::Place { instance, .. } = &p.steps[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            instance.node_id.as_ref().unwrap().as_str(),
+            "n2",
+            "not on the cordoned node"
+        );
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub(crate) async fn get_one(
     State(state): State<ApiState>,
     Path(key): Path<String>,
 ) -> Result<Json<NodeView>, ApiError> {
+    Ok(Json(find(&state, &key).await?))
+}
+
+/// The node with this id, or else this name.
+async fn find(state: &ApiState, key: &str) -> Result<NodeView, ApiError> {
     let mut nodes = state.handle().nodes().await?;
     // Ids first: they are unique, while two machines could share a hostname.
     let i = nodes
@@ -64,5 +69,49 @@ pub(crate) async fn get_one(
         .position(|n| n.node.id.as_str() == key)
         .or_else(|| nodes.iter().position(|n| n.node.name == key))
         .ok_or_else(|| ApiError::NotFound(format!("node {key:?} not found")))?;
-    Ok(Json(nodes.swap_remove(i)))
+    Ok(nodes.swap_remove(i))
+}
+
+/// Drain a node (`kubectl drain`): cordon it, so nothing new is placed there, and move its
+/// instances to other nodes. Replicas that fit nowhere else stay pending, with the reason.
+#[utoipa::path(
+    post,
+    path = "/api/v1/nodes/{name}/drain",
+    operation_id = "drain_node",
+    tag = "nodes",
+    params(("name" = String, Path, description = "Node id or name")),
+    responses(
+        (status = 200, description = "The node, now unschedulable; its instances are being moved", body = NodeView),
+        (status = 404, description = "No such node", body = ErrorBody)
+    )
+)]
+pub(crate) async fn drain(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    let node = find(&state, &key).await?;
+    state.handle().drain(&node.node.id).await?;
+    Ok(Json(find(&state, node.node.id.as_str()).await?))
+}
+
+/// Make a node schedulable again (after a drain or cordon). Instances that moved away stay where
+/// they are.
+#[utoipa::path(
+    post,
+    path = "/api/v1/nodes/{name}/uncordon",
+    operation_id = "uncordon_node",
+    tag = "nodes",
+    params(("name" = String, Path, description = "Node id or name")),
+    responses(
+        (status = 200, description = "The node, schedulable again", body = NodeView),
+        (status = 404, description = "No such node", body = ErrorBody)
+    )
+)]
+pub(crate) async fn uncordon(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+) -> Result<Json<NodeView>, ApiError> {
+    let node = find(&state, &key).await?;
+    state.handle().uncordon(&node.node.id).await?;
+    Ok(Json(find(&state, node.node.id.as_str()).await?))
 }

@@ -35,6 +35,8 @@ use utoipa::OpenApi;
         workloads::preview,
         nodes::list,
         nodes::get_one,
+        nodes::drain,
+        nodes::uncordon,
         instances::list,
         events::list,
         cluster::info,

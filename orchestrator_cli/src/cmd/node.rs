@@ -1,4 +1,4 @@
-//! `node list|describe`.
+//! `node list|describe|drain|uncordon`.
 
 use super::{labels, Ctx, Names};
 use crate::duration::format_age;
@@ -18,6 +18,16 @@ pub enum NodeCommand {
     List,
     /// Show one node: capacity, allocatable, allocated, and the instances on it.
     Describe {
+        /// Name or id.
+        name: String,
+    },
+    /// Cordon a node and move its instances to other nodes (like `kubectl drain`).
+    Drain {
+        /// Name or id.
+        name: String,
+    },
+    /// Make a drained or cordoned node schedulable again.
+    Uncordon {
         /// Name or id.
         name: String,
     },
@@ -52,7 +62,24 @@ pub fn run(ctx: &Ctx, command: NodeCommand, out: &mut dyn Write) -> Result<(), C
             let names = Names::fetch(&ctx.client, true, false);
             out.write_all(describe_text(&view, &instances, &names, Utc::now()).as_bytes())?;
         }
+        NodeCommand::Drain { name } => cordon(ctx, &name, true, out)?,
+        NodeCommand::Uncordon { name } => cordon(ctx, &name, false, out)?,
     }
+    Ok(())
+}
+
+/// Drains or uncordons a node and says so (or prints the server's node with `-o json|yaml`).
+fn cordon(ctx: &Ctx, name: &str, drain: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let view = ctx.client.cordon_node(name, drain)?;
+    if ctx.format.is_structured() {
+        return print_structured(out, ctx.format, &view);
+    }
+    let what = if drain {
+        "drained: nothing new is placed on it and its instances are moving to other nodes"
+    } else {
+        "uncordoned: schedulable again"
+    };
+    writeln!(out, "node/{} {what}", view.node.id)?;
     Ok(())
 }
 
