@@ -89,9 +89,7 @@ pub(crate) async fn drain(
     State(state): State<ApiState>,
     Path(key): Path<String>,
 ) -> Result<Json<NodeView>, ApiError> {
-    let node = find(&state, &key).await?;
-    state.handle().drain(&node.node.id).await?;
-    Ok(Json(find(&state, node.node.id.as_str()).await?))
+    cordon(&state, &key, true).await
 }
 
 /// Make a node schedulable again (after a drain or cordon). Instances that moved away stay where
@@ -111,7 +109,16 @@ pub(crate) async fn uncordon(
     State(state): State<ApiState>,
     Path(key): Path<String>,
 ) -> Result<Json<NodeView>, ApiError> {
-    let node = find(&state, &key).await?;
-    state.handle().uncordon(&node.node.id).await?;
-    Ok(Json(find(&state, node.node.id.as_str()).await?))
+    cordon(&state, &key, false).await
+}
+
+/// Drains (`drain`) or uncordons the node with this id or name; answers with it afterwards.
+async fn cordon(state: &ApiState, key: &str, drain: bool) -> Result<Json<NodeView>, ApiError> {
+    let id = find(state, key).await?.node.id;
+    if drain {
+        state.handle().drain(&id).await?;
+    } else {
+        state.handle().uncordon(&id).await?;
+    }
+    Ok(Json(find(state, id.as_str()).await?))
 }
