@@ -249,11 +249,24 @@ fn workload_lifecycle_through_the_cli() {
             assert_eq!(why, "0/1 nodes fit: 1 node unschedulable");
             break;
         }
-        assert!(Instant::now() < deadline, "drain did not take effect: {:?}", web.replicas);
+        assert!(
+            Instant::now() < deadline,
+            "drain did not take effect: {:?}",
+            web.replicas
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     d.ok(&["node", "uncordon", "node-1"]);
-    d.ok(&["workload", "scale", "web", "--replicas", "5", "--wait", "--timeout", "60s"]);
+    d.ok(&[
+        "workload",
+        "scale",
+        "web",
+        "--replicas",
+        "5",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
     let info = d.ok(&["cluster", "info"]);
     assert!(info.contains("redb"), "{info}");
     d.terminate();

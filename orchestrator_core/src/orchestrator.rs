@@ -1156,16 +1156,22 @@ impl Core {
                 .containers
                 .values()
                 .all(|s| *s == ContainerState::Running);
-        let ended = entry
+        // An instance ends when a container fails, or when all of them have exited; one that
+        // exits 0 while its siblings run is simply done (Kubernetes' pods behave the same).
+        let failed = entry
             .containers
             .values()
             .find(|s| {
-                matches!(
-                    s,
-                    ContainerState::Exited { .. } | ContainerState::Failed { .. }
-                )
+                matches!(s, ContainerState::Failed { .. })
+                    || matches!(s, ContainerState::Exited { code } if *code != 0)
             })
             .cloned();
+        let all_exited = entry.instance.container_ids.len() == entry.containers.len()
+            && entry
+                .containers
+                .values()
+                .all(|s| matches!(s, ContainerState::Exited { .. }));
+        let ended = failed.or_else(|| all_exited.then_some(ContainerState::Exited { code: 0 }));
         if let Some(ended) = ended {
             let (code, message) = match ended {
                 ContainerState::Exited { code } => (Some(code), None),
@@ -1280,9 +1286,10 @@ impl Core {
             });
             if ours {
                 self.observe(&info.instance_id, &listed.node, info.id, info.state);
-            } else if !self.instances.contains_key(&info.instance_id) {
-                // Removing is idempotent, so a container whose instance was just stopped and
-                // forgotten is harmless to remove twice.
+            } else {
+                // Not a current container of a known instance: an unknown instance's, or an
+                // earlier incarnation's left by a crash mid-restart. Removing is idempotent, so
+                // racing a stop or restart that removes it too is harmless.
                 self.executor.remove_orphan(listed.node.clone(), info.id);
             }
         }

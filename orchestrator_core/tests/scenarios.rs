@@ -553,3 +553,57 @@ async fn queries_explain_preview_and_node_views_change_nothing() {
         Err(orchestrator_core::CoreError::NotFound { .. })
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_multi_container_instance_ends_when_all_exit_or_one_fails() {
+    let mut h = Harness::new().await;
+    let mut w = workload("pair", 1, 100, 64);
+    w.restart_policy = RestartPolicy::OnFailure;
+    w.containers
+        .push(ContainerConfig::new("sidecar", "example/side:1"));
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(w),
+        expect("running with 2 containers", |w| {
+            w.running("pair") == 1 && w.container_count() == 2
+        }),
+    ])
+    .await;
+    let i = h.world().await.instances("pair")[0].clone();
+    let node = i.node_id.clone().unwrap();
+    // One container finishes successfully: the instance keeps running.
+    h.runtime
+        .exit_container(&node, &i.container_ids[1], 0)
+        .unwrap();
+    h.run(vec![Advance(Duration::from_secs(5))]).await;
+    assert_eq!(
+        h.world().await.running("pair"),
+        1,
+        "a sidecar exiting 0 does not end it"
+    );
+    // The other fails: the instance failed, and OnFailure restarts it (both containers).
+    h.runtime
+        .exit_container(&node, &i.container_ids[0], 2)
+        .unwrap();
+    h.run(vec![expect("restarted after the failure", |w| {
+        let i = &w.instances("pair")[0];
+        i.restart_count == 1 && i.status == InstanceStatus::Running && w.running_containers() == 2
+    })])
+    .await;
+    // Both exit 0: the instance succeeded and, under OnFailure, stays so.
+    let i = h.world().await.instances("pair")[0].clone();
+    h.runtime
+        .exit_container(&node, &i.container_ids[0], 0)
+        .unwrap();
+    h.runtime
+        .exit_container(&node, &i.container_ids[1], 0)
+        .unwrap();
+    h.run(vec![
+        Advance(Duration::from_secs(60)),
+        expect("succeeded", |w| {
+            w.count("pair", InstanceStatus::Succeeded) == 1
+        }),
+    ])
+    .await;
+    assert_eq!(h.world().await.instances("pair")[0].restart_count, 1);
+}
