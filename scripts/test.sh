@@ -25,6 +25,17 @@ done
 # Builds of C code (none yet in this workspace) need a C compiler; fail early and clearly.
 command -v cc >/dev/null || { [ "${CI:-}" = true ] && fail "no C compiler (cc)"; say "warning: no C compiler found"; }
 
+# The MCP tests drive orchestrator-mcp with the official Python `mcp` client, which they install
+# (pip, from PyPI) into a venv under the target dir: they need python3 with the venv module.
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null; then
+    say "installing python3 and python3-venv"
+    apt-get update -q && apt-get install -y -q python3 python3-venv python3-pip
+  else
+    fail "python3 with the venv module is needed by the MCP tests"
+  fi
+fi
+
 # --- checks -------------------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check

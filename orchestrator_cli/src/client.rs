@@ -5,8 +5,7 @@
 //! the server's `ErrorBody`, so the caller can show the server's message and its field details.
 
 use orchestrator_shared_types::api::{
-    ClusterInfo, ErrorBody, ErrorInfo, ListResponse, NodeView, ScaleRequest, WorkloadDetail,
-    WorkloadView,
+    ClusterInfo, ErrorBody, ListResponse, NodeView, ScaleRequest, WorkloadDetail, WorkloadView,
 };
 use orchestrator_shared_types::{Event, WorkloadInstance};
 use reqwest::blocking::Client as HttpClient;
@@ -20,8 +19,6 @@ use std::time::Duration;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request may take in total.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How much of a non-JSON error body is shown: enough to recognise a proxy's page, not a flood.
-const MAX_RAW_BODY: usize = 200;
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -276,23 +273,11 @@ impl Client {
 /// The server's error, or one made from a body that is not the API's error shape (a proxy's HTML
 /// page, a plain-text 404 from something that is not orchestratord).
 fn error_body(status: StatusCode, text: &str) -> ErrorBody {
-    if let Ok(body) = serde_json::from_str::<ErrorBody>(text) {
-        return body;
-    }
-    let reason = status.canonical_reason().unwrap_or("error");
-    let snippet: String = text.trim().chars().take(MAX_RAW_BODY).collect();
-    let message = if snippet.is_empty() {
-        format!("HTTP {} {reason}", status.as_u16())
-    } else {
-        format!("HTTP {} {reason}: {snippet}", status.as_u16())
-    };
-    ErrorBody {
-        error: ErrorInfo {
-            code: format!("http_{}", status.as_u16()),
-            message,
-            details: Vec::new(),
-        },
-    }
+    ErrorBody::from_response(
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("error"),
+        text,
+    )
 }
 
 /// The last error of a source chain, which is the one a person can act on.

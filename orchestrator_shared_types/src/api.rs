@@ -16,6 +16,34 @@ pub struct ErrorBody {
     pub error: ErrorInfo,
 }
 
+impl ErrorBody {
+    /// Most characters of a non-API error body kept in the message.
+    pub const MAX_RAW_BODY: usize = 200;
+
+    /// The error of an HTTP response with this status (code and canonical reason) and body: the
+    /// server's own `ErrorBody` when the body is one, else one made from the status and the start
+    /// of the body (a proxy's HTML page, a plain-text 404 from something that is not
+    /// orchestratord), with the code `http_<status>`.
+    pub fn from_response(status: u16, reason: &str, body: &str) -> ErrorBody {
+        if let Ok(parsed) = serde_json::from_str::<ErrorBody>(body) {
+            return parsed;
+        }
+        let snippet: String = body.trim().chars().take(Self::MAX_RAW_BODY).collect();
+        let message = if snippet.is_empty() {
+            format!("HTTP {status} {reason}")
+        } else {
+            format!("HTTP {status} {reason}: {snippet}")
+        };
+        ErrorBody {
+            error: ErrorInfo {
+                code: format!("http_{status}"),
+                message,
+                details: Vec::new(),
+            },
+        }
+    }
+}
+
 /// One error: a stable machine-readable code, a sentence for people, and per-field details.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

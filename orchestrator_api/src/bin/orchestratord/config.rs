@@ -69,6 +69,12 @@ pub struct Cli {
     /// Config file (TOML, or YAML if it ends in .yaml/.yml) with the same settings, snake_case
     #[arg(long, env = "ORCHESTRATORD_CONFIG")]
     config: Option<PathBuf>,
+    /// Also serve MCP (streamable HTTP) at /mcp on the same listener, for AI assistants
+    #[arg(long, env = "ORCHESTRATORD_MCP")]
+    mcp: bool,
+    /// Serve MCP at /mcp with only the tools that read, none that change the cluster (implies --mcp)
+    #[arg(long, env = "ORCHESTRATORD_MCP_READ_ONLY")]
+    mcp_read_only: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -82,6 +88,8 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     cpu_millicores: Option<u64>,
     memory_mb: Option<u64>,
+    mcp: Option<bool>,
+    mcp_read_only: Option<bool>,
 }
 
 /// The settings in force.
@@ -101,6 +109,10 @@ pub struct Config {
     pub cpu_millicores: Option<u64>,
     /// Memory override.
     pub memory_mb: Option<u64>,
+    /// Serve MCP at `/mcp`.
+    pub mcp: bool,
+    /// Only the read-only MCP tools.
+    pub mcp_read_only: bool,
 }
 
 impl Config {
@@ -129,6 +141,11 @@ impl Config {
                 .unwrap_or(LogFormat::Human),
             cpu_millicores: cli.cpu_millicores.or(file.cpu_millicores),
             memory_mb: cli.memory_mb.or(file.memory_mb),
+            mcp: cli.mcp
+                || cli.mcp_read_only
+                || file.mcp.unwrap_or(false)
+                || file.mcp_read_only.unwrap_or(false),
+            mcp_read_only: cli.mcp_read_only || file.mcp_read_only.unwrap_or(false),
         })
     }
 }

@@ -77,19 +77,61 @@ async fn run(config: Config) -> Result<()> {
     );
     let listener =
         listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %config.data_dir.display(), "orchestratord ready");
+    let local = listener.local_addr()?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(watch_signals(stop_tx));
-    let mut first_signal = stop_rx.clone();
-    let server = orchestrator_api::serve(listener, state, async move {
-        let _ = first_signal.wait_for(|stop| *stop).await;
-    });
-    server.await.context("serving the API")?;
+    let first_signal = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    if config.mcp {
+        let mcp = mcp_endpoint(local, config.mcp_read_only, first_signal(stop_rx.clone()))?;
+        let app = orchestrator_api::router(state).nest_service("/mcp", mcp);
+        tracing::info!(listen = %local, data_dir = %config.data_dir.display(), mcp = "/mcp", mcp_read_only = config.mcp_read_only, "orchestratord ready");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(first_signal(stop_rx.clone()))
+            .await
+            .context("serving the API")?;
+    } else {
+        tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "orchestratord ready");
+        orchestrator_api::serve(listener, state, first_signal(stop_rx.clone()))
+            .await
+            .context("serving the API")?;
+    }
     tracing::info!("API stopped; draining the reconcile loop");
     orchestrator.shutdown().await;
     tracing::info!("bye");
     Ok(())
+}
+
+/// The MCP endpoint (`--mcp`): the tools of `orchestrator-mcp` over streamable HTTP, calling
+/// the REST API on this daemon's own address (loopback when it listens on every interface).
+/// Its sessions end when `shutdown` completes, so a graceful stop is not held up by them.
+fn mcp_endpoint(
+    local: std::net::SocketAddr,
+    read_only: bool,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<mcp_server::McpHttpService> {
+    let mut api_addr = local;
+    if local.ip().is_unspecified() {
+        api_addr.set_ip(if local.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let api = mcp_server::ApiClient::new(&format!("http://{api_addr}"), None)
+        .context("configuring the MCP endpoint's API client")?;
+    let server = mcp_server::OrchestratorMcp::new(
+        api,
+        mcp_server::Options {
+            read_only,
+            ..mcp_server::Options::default()
+        },
+    );
+    // Host headers accepted besides localhost: the address it listens on, when specific.
+    let hosts = (!local.ip().is_unspecified()).then(|| local.ip().to_string());
+    Ok(mcp_server::streamable_http_service(server, hosts, shutdown))
 }
 
 /// Binds the API socket with a listen backlog of 1024 (the kernel caps it at `somaxconn`):
