@@ -36,6 +36,21 @@ if ! python3 -m venv --help >/dev/null 2>&1; then
   fi
 fi
 
+# Real containers: youki 0.7.0 with cgroup support, busybox-static, the local registry and the test
+# image (scripts/setup-oci.sh is idempotent; the first run builds youki, ~7 min). The OCI runtime
+# tests use youki from its env file. A registry this run had to start is stopped at the end.
+oci_state="${ORCHESTRATOR_OCI_DIR:-/var/lib/orchestrator-oci}"
+registry_was_up=false
+curl -fsS -o /dev/null http://127.0.0.1:5000/v2/ 2>/dev/null && registry_was_up=true
+say "setting up youki, the local registry and the test image"
+./scripts/setup-oci.sh
+if [ "$registry_was_up" = false ]; then
+  trap './scripts/setup-oci.sh stop >/dev/null 2>&1 || true' EXIT
+fi
+# shellcheck disable=SC1091
+. "$oci_state/env"
+export YOUKI="$ORCHESTRATOR_YOUKI"
+
 # --- checks -------------------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check

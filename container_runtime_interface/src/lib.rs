@@ -13,10 +13,15 @@
 //! * [`error`] — [`RuntimeError`] with `is_transient()`.
 //! * [`simulated`] — [`SimulatedRuntime`], in-process containers with programmable failures.
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
+//! * `oci` — `OciRuntime`, containers on this node through youki or runc
+//!   (feature `oci`).
 
 pub mod error;
 pub mod runtime;
 pub mod simulated;
+
+#[cfg(feature = "oci")]
+pub mod oci;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -27,6 +32,9 @@ pub use runtime::{
     ContainerState,
 };
 pub use simulated::{SimulatedRuntime, SimulatedRuntimeConfig};
+
+#[cfg(feature = "oci")]
+pub use oci::{OciConfig, OciRuntime};
 
 #[cfg(any(test, feature = "mock"))]
 pub use runtime::MockContainerRuntime;

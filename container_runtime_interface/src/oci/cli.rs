@@ -1,0 +1,182 @@
+//! Calls of the OCI runtime's command line (`youki`, `runc`: same CLI).
+
+use super::INSTALL_HINT;
+use crate::RuntimeError;
+use serde::Deserialize;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use tokio::process::Command;
+
+/// The subset of `youki state ID` the runtime uses.
+#[derive(Debug, Deserialize)]
+pub(super) struct RuntimeState {
+    /// `creating`, `created`, `running`, `stopped`, `paused`.
+    pub status: String,
+    /// Pid of the container's init process (0 or absent once stopped).
+    #[serde(default)]
+    pub pid: Option<i32>,
+}
+
+/// The runtime binary and its state directory.
+#[derive(Debug)]
+pub(super) struct Cli {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Cli {
+    /// `BINARY --root ROOT [--log LOG --log-format json]`, stdin from /dev/null.
+    pub fn command(&self, log: Option<&Path>) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        if let Some(log) = log {
+            cmd.arg("--log").arg(log).arg("--log-format").arg("json");
+        }
+        // youki prints anyhow backtraces on failure, into the container's log otherwise.
+        cmd.env("RUST_BACKTRACE", "0")
+            .env("RUST_LIB_BACKTRACE", "0");
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// The error for a runtime binary that could not be run.
+    pub fn spawn_error(&self, operation: &'static str, e: io::Error) -> RuntimeError {
+        let message = if e.kind() == io::ErrorKind::NotFound {
+            format!(
+                "OCI runtime binary {} not found; install youki with `{INSTALL_HINT}`",
+                self.binary.display()
+            )
+        } else {
+            format!("cannot run {}: {e}", self.binary.display())
+        };
+        RuntimeError::Failed {
+            operation,
+            message,
+            transient: false,
+        }
+    }
+
+    /// Runs `args` and captures its output (a non-zero exit is returned, not an error).
+    pub async fn output(
+        &self,
+        operation: &'static str,
+        args: &[&str],
+    ) -> Result<Output, RuntimeError> {
+        self.command(None)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|e| self.spawn_error(operation, e))
+    }
+
+    /// Whether the runtime has state for `id`.
+    pub fn knows(&self, id: &str) -> bool {
+        self.root.join(id).exists()
+    }
+
+    /// `state ID`, or `None` when the runtime does not know the container.
+    pub async fn state(&self, id: &str) -> Result<Option<RuntimeState>, RuntimeError> {
+        if !self.knows(id) {
+            return Ok(None);
+        }
+        let out = self.output("state", &["state", id]).await?;
+        if !out.status.success() {
+            if !self.knows(id) {
+                return Ok(None);
+            }
+            return Err(RuntimeError::Failed {
+                operation: "state",
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                transient: true,
+            });
+        }
+        serde_json::from_slice(&out.stdout)
+            .map(Some)
+            .map_err(|e| RuntimeError::Failed {
+                operation: "state",
+                message: format!("unreadable state of {id}: {e}"),
+                transient: true,
+            })
+    }
+
+    /// `kill ID SIGNAL`; whether the runtime accepted it (it refuses stopped containers).
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<bool, RuntimeError> {
+        Ok(self
+            .output("kill", &["kill", id, signal])
+            .await?
+            .status
+            .success())
+    }
+
+    /// `delete --force ID`; succeeds when the runtime no longer knows the container.
+    pub async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
+        if !self.knows(id) {
+            return Ok(());
+        }
+        let out = self.output("delete", &["delete", "--force", id]).await?;
+        if self.knows(id) {
+            return Err(RuntimeError::Failed {
+                operation: "delete",
+                message: format!(
+                    "{} delete --force {id}: {}",
+                    self.binary.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                transient: true,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The runtime's own message from a `--log-format json` log: the `msg`/`message` of its last
+/// error line (youki's last one carries the whole error chain), or the last lines verbatim when
+/// none parse.
+pub(super) fn runtime_messages(log: &str) -> String {
+    let mut errors = Vec::new();
+    for line in log.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let level = v
+            .get("level")
+            .and_then(|l| l.as_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if level != "error" {
+            continue;
+        }
+        let msg = v
+            .get("msg")
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("fields").and_then(|f| f.get("message")))
+            .and_then(|m| m.as_str());
+        if let Some(msg) = msg {
+            errors.push(msg.to_owned());
+        }
+    }
+    match errors.pop() {
+        Some(last) => last,
+        None => {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(5)..].join("\n")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines_are_extracted() {
+        let log = r#"{"level":"INFO","message":"hi"}
+{"level":"ERROR","fields":{"message":"failed to exec"}}
+{"level":"error","msg":"runc says no"}"#;
+        assert_eq!(runtime_messages(log), "runc says no");
+        assert_eq!(runtime_messages("plain\ntext"), "plain\ntext");
+    }
+}

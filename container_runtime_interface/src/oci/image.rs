@@ -1,0 +1,105 @@
+//! Where a container's root filesystem and image configuration come from: the [`ImageSource`]
+//! trait and [`LocalImages`], a map of image references to directories on this machine.
+//!
+//! Pulling from a registry is not implemented yet (a later change adds a registry-backed
+//! `ImageSource`); until then the daemon can only run images registered in [`LocalImages`].
+
+use crate::RuntimeError;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+/// The part of an OCI image configuration that decides how its process runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// `Entrypoint`: replaced by the container's `command` when that is not empty.
+    pub entrypoint: Vec<String>,
+    /// `Cmd`: replaced by the container's `args` when those are not empty, dropped when the
+    /// container overrides the entrypoint.
+    pub cmd: Vec<String>,
+    /// `Env`, as `KEY=value` strings; the container's environment is added on top.
+    pub env: Vec<String>,
+    /// `WorkingDir`; `/` when `None`.
+    pub working_dir: Option<String>,
+}
+
+/// An image ready to be copied into a bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedImage {
+    /// A directory holding the image's root filesystem; it is copied (never modified) for each
+    /// container.
+    pub rootfs: PathBuf,
+    /// How to run it.
+    pub config: ImageConfig,
+}
+
+/// Turns an image reference into a root filesystem on this machine.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// Makes `image` available locally. An unknown image is a non-transient error.
+    async fn prepare(&self, image: &str) -> Result<PreparedImage, RuntimeError>;
+}
+
+/// Images already unpacked on this machine, by reference. No registry pulling (a later change
+/// adds it).
+#[derive(Debug, Default)]
+pub struct LocalImages {
+    images: Mutex<HashMap<String, PreparedImage>>,
+}
+
+impl LocalImages {
+    /// No images.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) `reference`, builder style.
+    pub fn with_image(
+        self,
+        reference: impl Into<String>,
+        rootfs: impl Into<PathBuf>,
+        config: ImageConfig,
+    ) -> Self {
+        self.insert(reference, rootfs, config);
+        self
+    }
+
+    /// Adds (or replaces) `reference`.
+    pub fn insert(
+        &self,
+        reference: impl Into<String>,
+        rootfs: impl Into<PathBuf>,
+        config: ImageConfig,
+    ) {
+        self.images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                reference.into(),
+                PreparedImage {
+                    rootfs: rootfs.into(),
+                    config,
+                },
+            );
+    }
+}
+
+#[async_trait]
+impl ImageSource for LocalImages {
+    async fn prepare(&self, image: &str) -> Result<PreparedImage, RuntimeError> {
+        let found = self
+            .images
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(image)
+            .cloned();
+        found.ok_or_else(|| RuntimeError::Failed {
+            operation: "prepare image",
+            message: format!(
+                "image {image} is not available locally (registry pulling is not implemented yet)"
+            ),
+            transient: false,
+        })
+    }
+}

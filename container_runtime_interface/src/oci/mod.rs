@@ -1,0 +1,727 @@
+//! [`OciRuntime`]: containers on **this node** through an OCI runtime's command line (youki by
+//! default; runc speaks the same CLI).
+//!
+//! It drives only the node it was created for: a call naming another node fails with
+//! [`RuntimeError::NodeUnreachable`] (a dispatching runtime routes those to the node's agent).
+//!
+//! # On disk
+//! * `data_dir/bundles/{id}/` — the bundle: `rootfs/` (a copy of the image's root filesystem),
+//!   `config.json` (youki's default spec with the process, limits, cgroup path and annotations
+//!   carrying the instance and workload ids) and `exit_code` once the process has exited.
+//! * `data_dir/logs/{id}.log` — the container's stdout and stderr (appended; kept on remove so a
+//!   crashed container's output outlives it). `data_dir/logs/{id}.runtime.log` — the runtime's own
+//!   JSON log for that container, removed with it.
+//! * cgroups at `/{cgroup_parent}/{id}` in every hierarchy, removed with the container (the
+//!   parent is left in place: it is shared).
+//!
+//! # Exit codes
+//! `youki state` has no exit code, so [`OciRuntime::new`] makes the process a child subreaper:
+//! the container's init process is reparented to it when `youki create` exits, and a thread
+//! per container waits for it through a pidfd (see `exit.rs`).
+//!
+//! # Not yet
+//! * Images come from an [`ImageSource`]; only [`LocalImages`] exists (no registry pulling).
+//! * Containers left by a previous daemon process are listed (from their bundles and the
+//!   runtime's state) and can be stopped and removed, but their exits are not watched: their
+//!   exit codes are unknown.
+//! * No `/etc/hosts` or `/etc/resolv.conf` is written into the rootfs; no port mapping (host
+//!   network).
+
+mod cli;
+mod exit;
+mod image;
+mod spec;
+
+pub use image::{ImageConfig, ImageSource, LocalImages, PreparedImage};
+
+use crate::RuntimeError;
+use crate::{ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState};
+use async_trait::async_trait;
+use cli::Cli;
+use orchestrator_shared_types::{ContainerId, InstanceId, NodeId, WorkloadId};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+/// How to install the runtime this module was verified with.
+pub const INSTALL_HINT: &str =
+    "cargo install youki --version 0.7.0 --locked --features v1,v2,systemd,seccomp";
+
+/// Where cgroup hierarchies are mounted.
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+/// File of the bundle holding the exit code.
+const EXIT_FILE: &str = "exit_code";
+/// How long to wait for a SIGKILLed container to be reaped.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// Settings of an [`OciRuntime`].
+#[derive(Clone)]
+pub struct OciConfig {
+    /// The runtime binary (`youki` or `runc`).
+    pub binary: PathBuf,
+    /// The runtime's state directory (`--root`).
+    pub root: PathBuf,
+    /// Where bundles and logs live.
+    pub data_dir: PathBuf,
+    /// Cgroup (in every hierarchy) under which containers get theirs, e.g. `orchestrator`.
+    pub cgroup_parent: String,
+    /// This node.
+    pub node: NodeId,
+    /// Where root filesystems come from.
+    pub images: Arc<dyn ImageSource>,
+}
+
+impl std::fmt::Debug for OciConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciConfig")
+            .field("binary", &self.binary)
+            .field("root", &self.root)
+            .field("data_dir", &self.data_dir)
+            .field("cgroup_parent", &self.cgroup_parent)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Containers on this node through an OCI runtime CLI. See the [module docs](self).
+pub struct OciRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for OciRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciRuntime")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: OciConfig,
+    cli: Cli,
+    table: Mutex<HashMap<ContainerId, Entry>>,
+    events: broadcast::Sender<ContainerEvent>,
+    next_generation: AtomicU64,
+    /// Init pids whose exit a watcher thread waits for (never reaped by the orphan sweep).
+    watched_pids: Mutex<HashSet<i32>>,
+}
+
+/// A container created by this process.
+struct Entry {
+    instance_id: InstanceId,
+    workload_id: WorkloadId,
+    state: ContainerState,
+    /// Tells a late exit watcher of a removed container from the one of its successor.
+    generation: u64,
+    /// Set by `remove`: no more events.
+    removing: bool,
+    /// The exit code once the process has been reaped.
+    exit: watch::Sender<Option<i32>>,
+}
+
+impl OciRuntime {
+    /// Checks the binary, creates the directories and makes this process a child subreaper (so
+    /// exit codes can be collected; this affects the whole process).
+    pub fn new(config: OciConfig) -> Result<Self, RuntimeError> {
+        let failed = |message: String| RuntimeError::Failed {
+            operation: "start the OCI runtime",
+            message,
+            transient: false,
+        };
+        if !config.binary.is_file() {
+            return Err(failed(format!(
+                "OCI runtime binary {} not found; install youki with `{INSTALL_HINT}`",
+                config.binary.display()
+            )));
+        }
+        if config.cgroup_parent.is_empty() || config.cgroup_parent.contains("..") {
+            return Err(failed(format!(
+                "bad cgroup parent {:?}",
+                config.cgroup_parent
+            )));
+        }
+        for dir in [
+            config.root.clone(),
+            config.data_dir.join("bundles"),
+            config.data_dir.join("logs"),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        exit::become_subreaper()
+            .map_err(|e| failed(format!("cannot become a child subreaper: {e}")))?;
+        let (events, _) = broadcast::channel(4096);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                cli: Cli {
+                    binary: config.binary.clone(),
+                    root: config.root.clone(),
+                },
+                config,
+                table: Mutex::new(HashMap::new()),
+                events,
+                next_generation: AtomicU64::new(1),
+                watched_pids: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The file holding the stdout and stderr of container `id`.
+    pub fn log_path(&self, id: &ContainerId) -> PathBuf {
+        self.inner.log_path(id)
+    }
+
+    /// The bundle directory of container `id`.
+    pub fn bundle_path(&self, id: &ContainerId) -> PathBuf {
+        self.inner.bundle_path(id)
+    }
+
+    /// The cgroup directories container `id` has (or would have), one per hierarchy mounted
+    /// under `/sys/fs/cgroup`.
+    pub fn cgroup_dirs(&self, id: &ContainerId) -> Vec<PathBuf> {
+        self.inner.cgroup_dirs(id)
+    }
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, HashMap<ContainerId, Entry>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn watched_pids(&self) -> MutexGuard<'_, HashSet<i32>> {
+        self.watched_pids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reaps the runtime's own zombies, which this subreaper inherits.
+    fn reap_orphans(&self) {
+        let watched = self.watched_pids().clone();
+        exit::reap_runtime_orphans(&watched);
+    }
+
+    fn bundle_path(&self, id: &ContainerId) -> PathBuf {
+        self.config.data_dir.join("bundles").join(id.as_str())
+    }
+
+    fn log_path(&self, id: &ContainerId) -> PathBuf {
+        self.config.data_dir.join("logs").join(format!("{id}.log"))
+    }
+
+    fn runtime_log_path(&self, id: &ContainerId) -> PathBuf {
+        self.config
+            .data_dir
+            .join("logs")
+            .join(format!("{id}.runtime.log"))
+    }
+
+    fn cgroup_dirs(&self, id: &ContainerId) -> Vec<PathBuf> {
+        let Ok(hierarchies) = std::fs::read_dir(CGROUP_MOUNT) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = hierarchies
+            .flatten()
+            .map(|h| h.path().join(&self.config.cgroup_parent).join(id.as_str()))
+            .collect();
+        // cgroup v2 alone: the mount point is the hierarchy.
+        dirs.push(
+            Path::new(CGROUP_MOUNT)
+                .join(&self.config.cgroup_parent)
+                .join(id.as_str()),
+        );
+        dirs
+    }
+
+    fn check_node(&self, node: &NodeId, operation: &'static str) -> Result<(), RuntimeError> {
+        if *node == self.config.node {
+            Ok(())
+        } else {
+            Err(RuntimeError::NodeUnreachable {
+                node: node.clone(),
+                operation,
+            })
+        }
+    }
+
+    fn not_found(&self, id: &ContainerId) -> RuntimeError {
+        RuntimeError::NotFound {
+            node: self.config.node.clone(),
+            id: id.clone(),
+        }
+    }
+
+    fn send(&self, id: &ContainerId, instance_id: &InstanceId, state: ContainerState) {
+        // No receiver is not an error.
+        let _ = self.events.send(ContainerEvent {
+            node_id: self.config.node.clone(),
+            container_id: id.clone(),
+            instance_id: instance_id.clone(),
+            state,
+        });
+    }
+
+    /// Called by the exit watcher of generation `generation` of `id`.
+    fn record_exit(&self, id: &ContainerId, generation: u64, code: Option<i32>) {
+        let mut table = self.table();
+        let Some(entry) = table.get_mut(id).filter(|e| e.generation == generation) else {
+            return;
+        };
+        let state = match code {
+            Some(code) => ContainerState::Exited { code },
+            None => ContainerState::Failed {
+                message: "the container exited; its exit code could not be collected".into(),
+            },
+        };
+        if let Some(code) = code {
+            // Lets `status` and `list` of a later daemon process report it.
+            let _ = std::fs::write(self.bundle_path(id).join(EXIT_FILE), code.to_string());
+        }
+        entry.state = state.clone();
+        entry.exit.send_replace(Some(code.unwrap_or(-1)));
+        if !entry.removing {
+            let instance = entry.instance_id.clone();
+            drop(table);
+            self.send(id, &instance, state);
+        }
+    }
+
+    fn remove_entry(&self, id: &ContainerId, generation: u64) {
+        let mut table = self.table();
+        if table.get(id).is_some_and(|e| e.generation == generation) {
+            table.remove(id);
+        }
+    }
+
+    /// Deletes everything of `id` but its table entry and its container log.
+    async fn clean_up(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.cli.delete_force(id.as_str()).await?;
+        let bundle = self.bundle_path(id);
+        match tokio::fs::remove_dir_all(&bundle).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RuntimeError::Failed {
+                    operation: "remove",
+                    message: format!("cannot remove bundle {}: {e}", bundle.display()),
+                    transient: true,
+                })
+            }
+        }
+        let _ = tokio::fs::remove_file(self.runtime_log_path(id)).await;
+        for dir in self.cgroup_dirs(id) {
+            match std::fs::remove_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove cgroup"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Info about a container this process did not create (or no longer tracks): from its
+    /// bundle's annotations, the runtime's state and the recorded exit code.
+    async fn info_from_disk(
+        &self,
+        id: &ContainerId,
+    ) -> Result<Option<ContainerInfo>, RuntimeError> {
+        let bundle = self.bundle_path(id);
+        let Ok(oci) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
+            return Ok(None);
+        };
+        let annotations = oci.annotations().clone().unwrap_or_default();
+        let exit_code = std::fs::read_to_string(bundle.join(EXIT_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        let state = match self.cli.state(id.as_str()).await? {
+            Some(s) => match s.status.as_str() {
+                "running" | "paused" => ContainerState::Running,
+                "creating" | "created" => ContainerState::Created,
+                _ => exit_or_unknown(exit_code),
+            },
+            None => exit_or_unknown(exit_code),
+        };
+        Ok(Some(ContainerInfo {
+            id: id.clone(),
+            node_id: self.config.node.clone(),
+            instance_id: annotations
+                .get(spec::ANNOTATION_INSTANCE)
+                .cloned()
+                .unwrap_or_default()
+                .into(),
+            workload_id: annotations
+                .get(spec::ANNOTATION_WORKLOAD)
+                .cloned()
+                .unwrap_or_default()
+                .into(),
+            state,
+        }))
+    }
+
+    /// Prepares the bundle, creates and starts the container; returns its init pid and a pidfd.
+    async fn create_container(
+        &self,
+        spec: &ContainerSpec,
+    ) -> Result<(i32, rustix::fd::OwnedFd), RuntimeError> {
+        let id = spec.id.as_str();
+        let start_failed = |message: String| RuntimeError::StartFailed {
+            node: self.config.node.clone(),
+            id: spec.id.clone(),
+            message,
+        };
+        let image = match self.config.images.prepare(&spec.config.image).await {
+            Ok(image) => image,
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => return Err(start_failed(e.to_string())),
+        };
+        let oci =
+            spec::build(spec, &image.config, &self.config.cgroup_parent).map_err(start_failed)?;
+
+        let bundle = self.bundle_path(&spec.id);
+        let rootfs = bundle.join("rootfs");
+        let io_failed = |what: &str, e: std::io::Error| RuntimeError::Failed {
+            operation: "create_and_start",
+            message: format!("{what}: {e}"),
+            transient: true,
+        };
+        tokio::fs::create_dir_all(&rootfs)
+            .await
+            .map_err(|e| io_failed("create bundle", e))?;
+        let mut source = image.rootfs.clone().into_os_string();
+        source.push("/.");
+        let copy = tokio::process::Command::new("cp")
+            .arg("-a")
+            .arg(&source)
+            .arg(&rootfs)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| io_failed("run cp", e))?;
+        if !copy.status.success() {
+            return Err(start_failed(format!(
+                "cannot copy the rootfs of {} from {}: {}",
+                spec.config.image,
+                image.rootfs.display(),
+                String::from_utf8_lossy(&copy.stderr).trim()
+            )));
+        }
+        oci.save(bundle.join("config.json"))
+            .map_err(|e| start_failed(format!("cannot write config.json: {e}")))?;
+
+        // With terminal false the container inherits the stdio of `create`.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(&spec.id))
+            .map_err(|e| io_failed("open log", e))?;
+        let log_err = log.try_clone().map_err(|e| io_failed("open log", e))?;
+        let runtime_log = self.runtime_log_path(&spec.id);
+        let status = self
+            .cli
+            .command(Some(&runtime_log))
+            .arg("create")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(id)
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .status()
+            .await
+            .map_err(|e| self.cli.spawn_error("create", e))?;
+        if !status.success() {
+            let log = std::fs::read_to_string(&runtime_log).unwrap_or_default();
+            return Err(start_failed(format!(
+                "{} create: {status}: {}",
+                self.cli.binary.display(),
+                cli::runtime_messages(&log)
+            )));
+        }
+        let pid = self
+            .cli
+            .state(id)
+            .await?
+            .and_then(|s| s.pid)
+            .filter(|p| *p > 0)
+            .ok_or_else(|| start_failed("the runtime reports no pid after create".into()))?;
+        let pidfd = exit::open_pidfd(pid)
+            .map_err(|e| start_failed(format!("cannot open a pidfd for pid {pid}: {e}")))?;
+        self.watched_pids().insert(pid);
+        let out = self
+            .cli
+            .command(Some(&runtime_log))
+            .args(["start", id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .map_err(|e| self.cli.spawn_error("start", e))?;
+        if !out.status.success() {
+            // Nobody will wait for it: the orphan sweep may reap it.
+            self.watched_pids().remove(&pid);
+            let log = std::fs::read_to_string(&runtime_log).unwrap_or_default();
+            return Err(start_failed(format!(
+                "{} start: {}: {} {}",
+                self.cli.binary.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim(),
+                cli::runtime_messages(&log)
+            )));
+        }
+        Ok((pid, pidfd))
+    }
+
+    /// Waits until generation `rx` reports an exit, up to `timeout`; whether it did.
+    async fn wait_exit(rx: &mut watch::Receiver<Option<i32>>, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, rx.wait_for(|code| code.is_some()))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until the runtime no longer reports `id` running, polling (for containers whose
+    /// exit this process does not watch).
+    async fn poll_stopped(
+        &self,
+        id: &ContainerId,
+        timeout: Duration,
+    ) -> Result<bool, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let running = matches!(
+                self.cli.state(id.as_str()).await?,
+                Some(s) if s.status == "running" || s.status == "paused" || s.status == "created"
+            );
+            if !running {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn exit_or_unknown(code: Option<i32>) -> ContainerState {
+    match code {
+        Some(code) => ContainerState::Exited { code },
+        None => ContainerState::Failed {
+            message: "stopped while not watched by this daemon; exit code unknown".into(),
+        },
+    }
+}
+
+/// Container ids become directory and cgroup names.
+fn valid_id(id: &ContainerId) -> bool {
+    !id.as_str().is_empty()
+        && id.as_str().len() <= 200
+        && !id.as_str().starts_with('.')
+        && id
+            .as_str()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[async_trait]
+impl ContainerRuntime for OciRuntime {
+    async fn create_and_start(
+        &self,
+        node: &NodeId,
+        spec: &ContainerSpec,
+    ) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "create_and_start")?;
+        let id = &spec.id;
+        if !valid_id(id) {
+            return Err(RuntimeError::StartFailed {
+                node: node.clone(),
+                id: id.clone(),
+                message: "container ids may only hold ASCII letters, digits, '-', '_' and '.'"
+                    .into(),
+            });
+        }
+        let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut table = inner.table();
+            if table.contains_key(id)
+                || inner.bundle_path(id).exists()
+                || inner.cli.knows(id.as_str())
+            {
+                return Err(RuntimeError::AlreadyExists {
+                    node: node.clone(),
+                    id: id.clone(),
+                });
+            }
+            table.insert(
+                id.clone(),
+                Entry {
+                    instance_id: spec.instance_id.clone(),
+                    workload_id: spec.workload_id.clone(),
+                    state: ContainerState::Created,
+                    generation,
+                    removing: false,
+                    exit: watch::Sender::new(None),
+                },
+            );
+        }
+        let created = inner.create_container(spec).await;
+        if created.is_err() {
+            if let Err(cleanup) = inner.clean_up(id).await {
+                tracing::warn!(%id, error = %cleanup, "cleaning up a failed start");
+            }
+            inner.remove_entry(id, generation);
+        }
+        inner.reap_orphans();
+        let (pid, pidfd) = created?;
+        {
+            let mut table = inner.table();
+            if let Some(entry) = table.get_mut(id).filter(|e| e.generation == generation) {
+                entry.state = ContainerState::Running;
+            }
+        }
+        inner.send(id, &spec.instance_id, ContainerState::Running);
+        let watcher = Arc::clone(inner);
+        let id = id.clone();
+        std::thread::Builder::new()
+            .name(format!("exit-{id}"))
+            .spawn(move || {
+                let code = exit::wait_exit(&pidfd, pid);
+                watcher.watched_pids().remove(&pid);
+                watcher.record_exit(&id, generation, code);
+            })
+            .map_err(|e| RuntimeError::Failed {
+                operation: "create_and_start",
+                message: format!("cannot spawn the exit watcher: {e}"),
+                transient: true,
+            })?;
+        Ok(())
+    }
+
+    async fn stop(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "stop")?;
+        let watched = {
+            let table = inner.table();
+            match table.get(id) {
+                Some(e) if matches!(e.state, ContainerState::Exited { .. }) => return Ok(()),
+                Some(e) => Some(e.exit.subscribe()),
+                None => None,
+            }
+        };
+        let Some(mut rx) = watched else {
+            // Not created by this process: stop it through the runtime alone.
+            if inner.info_from_disk(id).await?.is_none() {
+                return Err(inner.not_found(id));
+            }
+            inner.cli.kill(id.as_str(), "SIGTERM").await?;
+            if !inner.poll_stopped(id, grace).await? {
+                inner.cli.kill(id.as_str(), "SIGKILL").await?;
+                inner.poll_stopped(id, KILL_WAIT).await?;
+            }
+            return Ok(());
+        };
+        inner.cli.kill(id.as_str(), "SIGTERM").await?;
+        if Inner::wait_exit(&mut rx, grace).await {
+            return Ok(());
+        }
+        inner.cli.kill(id.as_str(), "SIGKILL").await?;
+        if Inner::wait_exit(&mut rx, KILL_WAIT).await {
+            Ok(())
+        } else {
+            Err(RuntimeError::Failed {
+                operation: "stop",
+                message: format!("{id} still runs {KILL_WAIT:?} after SIGKILL"),
+                transient: true,
+            })
+        }
+    }
+
+    async fn remove(&self, node: &NodeId, id: &ContainerId) -> Result<(), RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "remove")?;
+        let watched = {
+            let mut table = inner.table();
+            table.get_mut(id).map(|e| {
+                e.removing = true;
+                (e.generation, e.exit.subscribe())
+            })
+        };
+        if let Some((_, mut rx)) = watched.clone() {
+            if rx.borrow().is_none() {
+                // Kill it ourselves and let the watcher reap it, so its cgroups empty out.
+                inner.cli.kill(id.as_str(), "SIGKILL").await?;
+                Inner::wait_exit(&mut rx, KILL_WAIT).await;
+            }
+        }
+        inner.clean_up(id).await?;
+        inner.reap_orphans();
+        if let Some((generation, _)) = watched {
+            inner.remove_entry(id, generation);
+        }
+        Ok(())
+    }
+
+    async fn status(&self, node: &NodeId, id: &ContainerId) -> Result<ContainerInfo, RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "status")?;
+        let known = inner.table().get(id).map(|e| ContainerInfo {
+            id: id.clone(),
+            node_id: node.clone(),
+            instance_id: e.instance_id.clone(),
+            workload_id: e.workload_id.clone(),
+            state: e.state.clone(),
+        });
+        match known {
+            Some(info) => Ok(info),
+            None => inner
+                .info_from_disk(id)
+                .await?
+                .ok_or_else(|| inner.not_found(id)),
+        }
+    }
+
+    async fn list(&self, node: &NodeId) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "list")?;
+        let mut all: Vec<ContainerInfo> = inner
+            .table()
+            .iter()
+            .map(|(id, e)| ContainerInfo {
+                id: id.clone(),
+                node_id: node.clone(),
+                instance_id: e.instance_id.clone(),
+                workload_id: e.workload_id.clone(),
+                state: e.state.clone(),
+            })
+            .collect();
+        let bundles = std::fs::read_dir(inner.config.data_dir.join("bundles")).map_err(|e| {
+            RuntimeError::Failed {
+                operation: "list",
+                message: format!("cannot read bundles: {e}"),
+                transient: true,
+            }
+        })?;
+        for bundle in bundles.flatten() {
+            let id = ContainerId::from(bundle.file_name().to_string_lossy().into_owned());
+            if all.iter().any(|c| c.id == id) {
+                continue;
+            }
+            if let Some(info) = inner.info_from_disk(&id).await? {
+                all.push(info);
+            }
+        }
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
+        self.inner.events.subscribe()
+    }
+}
