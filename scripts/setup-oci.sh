@@ -69,7 +69,12 @@ fi
 # --- 2. youki -------------------------------------------------------------------------------------
 cargo_bin="${CARGO_HOME:-$HOME/.cargo}/bin"
 case ":$PATH:" in *":$cargo_bin:"*) ;; *) export PATH="$PATH:$cargo_bin" ;; esac
-version_of() { "$1" --version 2>/dev/null | sed -n 's/^youki version:\{0,1\} *\([^ ]*\).*/\1/p' | head -1; }
+# youki panics when its stdout closes early (`| head`): capture its whole output first.
+version_of() {
+  local out
+  out=$("$1" --version 2>/dev/null) || return 0
+  sed -n 's/^youki version:\{0,1\} *\([^ ]*\).*/\1/p' <<<"$out" | head -1
+}
 find_youki() {
   youki=""
   for candidate in "$(command -v youki || true)" "$cargo_bin/youki"; do
@@ -252,7 +257,7 @@ export ORCHESTRATOR_TEST_ROOTFS=$rootfs"
 
 say "ready"
 cat <<SUMMARY
-    youki:     $youki ($("$youki" --version | head -1))
+    youki:     $youki (youki version: $(version_of "$youki"))
     registry:  $registry_url (state $regdir)
     image:     $image_ref (OCI layout $layout)
     rootfs:    $rootfs
