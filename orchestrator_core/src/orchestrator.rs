@@ -470,11 +470,7 @@ impl Core {
         let allocation = match (&instance.node_id, instance.status) {
             (Some(node), s) if s != InstanceStatus::Pending => {
                 let alloc = match self.workloads.get(&instance.workload_id) {
-                    Some((def, _)) => Allocation {
-                        workload_id: def.id.clone(),
-                        resources: def.replica_resources(),
-                        host_ports: def.host_ports(),
-                    },
+                    Some((def, _)) => PlacementRequest::for_workload(def).allocation(),
                     None => Allocation {
                         workload_id: instance.workload_id.clone(),
                         resources: Default::default(),

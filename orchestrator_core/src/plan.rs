@@ -261,11 +261,7 @@ pub fn plan(
         return plan;
     }
     let request = PlacementRequest::for_workload(def);
-    let allocation = Allocation {
-        workload_id: def.id.clone(),
-        resources: request.resources,
-        host_ports: request.host_ports.clone(),
-    };
+    let allocation = request.allocation();
     let outcome = match scheduler.place(cluster, &request, wanted) {
         Ok(outcome) => outcome,
         Err(e) => {

@@ -40,9 +40,7 @@
 //! * Spread: fewest replicas of the workload on the node, then most free CPU and memory.
 
 use crate::state::NodeEntry;
-use crate::{
-    Allocation, ClusterState, PlacementOutcome, PlacementRequest, Scheduler, SchedulerError,
-};
+use crate::{ClusterState, PlacementOutcome, PlacementRequest, Scheduler, SchedulerError};
 use orchestrator_shared_types::{
     NodeStatus, PlacementStrategy, RejectReason, Resources, Unschedulable,
 };
@@ -104,11 +102,7 @@ impl Scheduler for BinPackScheduler {
             return Ok(outcome);
         }
         // One allocation for all replicas: `allocate` only borrows it.
-        let alloc = Allocation {
-            workload_id: request.workload_id.clone(),
-            resources: request.resources,
-            host_ports: request.host_ports.clone(),
-        };
+        let alloc = request.allocation();
         let limit = self.candidate_limit(state.schedulable_len());
         let mut seen = Vec::with_capacity(limit);
         let mut previous = None;

@@ -1,6 +1,6 @@
 //! The [`Scheduler`] trait and its request and outcome.
 
-use crate::{ClusterState, SchedulerError};
+use crate::{Allocation, ClusterState, SchedulerError};
 use orchestrator_shared_types::{
     Labels, NodeId, PlacementStrategy, Protocol, Resources, Unschedulable, WorkloadDefinition,
     WorkloadId,
@@ -30,6 +30,15 @@ impl PlacementRequest {
             host_ports: workload.host_ports(),
             node_selector: workload.node_selector.clone(),
             strategy: workload.placement,
+        }
+    }
+
+    /// What one replica placed for this request holds on its node.
+    pub fn allocation(&self) -> Allocation {
+        Allocation {
+            workload_id: self.workload_id.clone(),
+            resources: self.resources,
+            host_ports: self.host_ports.clone(),
         }
     }
 }

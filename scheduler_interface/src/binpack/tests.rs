@@ -1,4 +1,5 @@
 use super::*;
+use crate::Allocation;
 use orchestrator_shared_types::{Labels, Node, NodeId, Protocol, WorkloadId};
 use std::collections::HashMap;
 
