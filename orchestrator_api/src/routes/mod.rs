@@ -12,6 +12,7 @@ pub(crate) mod workloads;
 
 use crate::{ApiError, ApiState};
 use axum::http::Uri;
+use orchestrator_core::CoreError;
 use orchestrator_shared_types::api::{ReplicaCounts, WorkloadView};
 use orchestrator_shared_types::{WorkloadDefinition, WorkloadInstance};
 use state_store_interface::typed::instance_prefix;
@@ -69,22 +70,58 @@ pub(crate) async fn instances_of(
         .collect())
 }
 
+/// Views of stored workloads with their replica counts. The counts come from the reconcile
+/// loop, which holds every instance in memory: one round trip for a whole page, not one store
+/// read per workload. Without the loop (shutting down) they are read from the store, slower.
+pub(crate) async fn views(
+    state: &ApiState,
+    defs: Vec<Versioned<WorkloadDefinition>>,
+) -> Result<Vec<WorkloadView>, ApiError> {
+    let ids = defs.iter().map(|v| v.value.id.clone()).collect();
+    let counts = match state.handle().replica_counts(ids).await {
+        Ok(counts) => counts,
+        Err(CoreError::Stopped) => {
+            let mut counts = Vec::with_capacity(defs.len());
+            for v in &defs {
+                let instances = instances_of(state, &v.value).await?;
+                counts.push(ReplicaCounts::of(v.value.replicas, &instances));
+            }
+            counts
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(defs
+        .into_iter()
+        .zip(counts)
+        .map(|(v, mut replicas)| {
+            // The definition just read is the truth for `desired`; the loop may lag it.
+            replicas.desired = v.value.replicas;
+            WorkloadView {
+                replicas,
+                workload: v.value,
+                revision: v.revision,
+            }
+        })
+        .collect())
+}
+
 /// The view returned by a write that succeeded. The write is done, so the request must not
-/// fail now: if the instances cannot be read, the counts show only the desired replicas.
+/// fail now: if the counts cannot be read, they show only the desired replicas.
 pub(crate) async fn view_after_write(
     state: &ApiState,
     v: Versioned<WorkloadDefinition>,
 ) -> WorkloadView {
-    let instances = match instances_of(state, &v.value).await {
-        Ok(instances) => instances,
-        Err(e) => {
-            tracing::warn!(workload = %v.value.name, error = %crate::error::chain(&e), "reading instances after a write failed");
-            Vec::new()
-        }
-    };
-    WorkloadView {
-        replicas: ReplicaCounts::of(v.value.replicas, &instances),
-        workload: v.value,
+    let name = v.value.name.clone();
+    let fallback = WorkloadView {
+        replicas: ReplicaCounts::of(v.value.replicas, &[]),
+        workload: v.value.clone(),
         revision: v.revision,
+    };
+    match views(state, vec![v]).await {
+        Ok(mut views) => views.pop().unwrap_or(fallback),
+        Err(e) => {
+            tracing::warn!(workload = %name, error = %crate::error::chain(&e), "reading replica counts after a write failed");
+            fallback
+        }
     }
 }

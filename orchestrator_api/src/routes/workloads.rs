@@ -1,7 +1,7 @@
 //! `/api/v1/workloads` and `/api/v1/preview`: create, list, get, update, delete, scale, explain,
 //! and the dry-run placement preview.
 
-use super::{instances_of, require_workload, view_after_write};
+use super::{instances_of, require_workload, view_after_write, views};
 use crate::extract::{ApiQuery, JsonBody, Manifest};
 use crate::page::{store_page, PageParams, PageRequest, Resource};
 use crate::{ApiError, ApiState};
@@ -10,7 +10,6 @@ use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use orchestrator_core::CoreError;
 use orchestrator_shared_types::api::{
     ErrorBody, ListResponse, PlacementPreview, ReplicaCounts, ScaleRequest, WorkloadDetail,
     WorkloadView,
@@ -43,37 +42,7 @@ pub(crate) async fn list(
     // The store lists by key, and the key of a workload is its name: already sorted.
     let ListResponse { items, next } =
         store_page::<WorkloadDefinition>(&**state.store(), Resource::Workloads, "", &page).await?;
-    // Counts come from the loop, which holds every instance in memory: one round trip for the
-    // page (or the whole list), not one store read per workload.
-    let ids = items.iter().map(|v| v.value.id.clone()).collect();
-    let counts = match state.handle().replica_counts(ids).await {
-        Ok(counts) => counts,
-        // Without the loop (shutting down), reads still work from the store, slower.
-        Err(CoreError::Stopped) => {
-            let mut counts = Vec::with_capacity(items.len());
-            for v in &items {
-                counts.push(ReplicaCounts::of(
-                    v.value.replicas,
-                    &instances_of(&state, &v.value).await?,
-                ));
-            }
-            counts
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let items = items
-        .into_iter()
-        .zip(counts)
-        .map(|(v, mut replicas)| {
-            // The definition just read is the truth for `desired`; the loop may lag it.
-            replicas.desired = v.value.replicas;
-            WorkloadView {
-                replicas,
-                workload: v.value,
-                revision: v.revision,
-            }
-        })
-        .collect();
+    let items = views(&state, items).await?;
     Ok(Json(ListResponse { items, next }))
 }
 
