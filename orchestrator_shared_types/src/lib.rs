@@ -31,7 +31,7 @@ pub use node::{Node, NodeStatus};
 pub use resources::Resources;
 pub use validation::{FieldError, ValidationErrors};
 pub use workload::{
-    ContainerConfig, PlacementStrategy, PortMapping, Protocol, RestartPolicy, WorkloadDefinition,
+    ContainerConfig, PlacementStrategy, PortMapping, Protocol, PullPolicy, RestartPolicy, WorkloadDefinition,
 };
 
 /// Labels and selectors: ordered so that serialized output is stable.

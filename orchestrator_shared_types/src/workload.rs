@@ -28,6 +28,28 @@ impl RestartPolicy {
     }
 }
 
+/// When a node pulls a container's image from its registry (Kubernetes' `imagePullPolicy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum PullPolicy {
+    /// Pull only when the node has no image under this reference yet.
+    #[default]
+    IfNotPresent,
+    /// Ask the registry every time a container starts (a moved tag is pulled; unchanged blobs
+    /// are not downloaded again).
+    Always,
+    /// Never pull: the image must already be on the node.
+    Never,
+}
+
+impl PullPolicy {
+    /// Whether this is the default (kept out of serialized manifests, so adding the field left
+    /// existing workloads' spec hashes unchanged).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// How the scheduler chooses among feasible nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +103,9 @@ pub struct ContainerConfig {
     pub name: String,
     /// Image reference, e.g. `127.0.0.1:5000/demo/busybox:1`.
     pub image: String,
+    /// When to pull `image` (`IfNotPresent` by default).
+    #[serde(default, skip_serializing_if = "PullPolicy::is_default")]
+    pub image_pull_policy: PullPolicy,
     /// Replaces the image's entrypoint when not empty.
     #[serde(default)]
     pub command: Vec<String>,
@@ -109,6 +134,7 @@ impl ContainerConfig {
         Self {
             name: name.to_owned(),
             image: image.to_owned(),
+            image_pull_policy: PullPolicy::default(),
             command: Vec::new(),
             args: Vec::new(),
             env: BTreeMap::new(),

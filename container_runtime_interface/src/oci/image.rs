@@ -6,6 +6,7 @@
 
 use crate::RuntimeError;
 use async_trait::async_trait;
+use orchestrator_shared_types::PullPolicy;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -37,8 +38,10 @@ pub struct PreparedImage {
 /// Turns an image reference into a root filesystem on this machine.
 #[async_trait]
 pub trait ImageSource: Send + Sync {
-    /// Makes `image` available locally. An unknown image is a non-transient error.
-    async fn prepare(&self, image: &str) -> Result<PreparedImage, RuntimeError>;
+    /// Makes `image` available locally, pulling it as `policy` says. An unknown image is a
+    /// non-transient error.
+    async fn prepare(&self, image: &str, policy: PullPolicy)
+        -> Result<PreparedImage, RuntimeError>;
 }
 
 /// Images already unpacked on this machine, by reference. No registry pulling (a later change
@@ -87,7 +90,12 @@ impl LocalImages {
 
 #[async_trait]
 impl ImageSource for LocalImages {
-    async fn prepare(&self, image: &str) -> Result<PreparedImage, RuntimeError> {
+    /// Local images are never pulled: the policy is ignored.
+    async fn prepare(
+        &self,
+        image: &str,
+        _policy: PullPolicy,
+    ) -> Result<PreparedImage, RuntimeError> {
         let found = self
             .images
             .lock()

@@ -372,7 +372,11 @@ impl Inner {
             id: spec.id.clone(),
             message,
         };
-        let image = match self.config.images.prepare(&spec.config.image).await {
+        let image = match self
+            .config
+            .images
+            .prepare(&spec.config.image, spec.config.image_pull_policy)
+            .await {
             Ok(image) => image,
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => return Err(start_failed(e.to_string())),
