@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One command from a fresh checkout to a running single-node cluster with an example workload.
 #
-#   ./scripts/quickstart.sh          build, start orchestratord in the background, deploy examples/apps.yaml
-#   ./scripts/quickstart.sh stop     stop the daemon started here (SIGTERM: drains and persists)
+#   ./scripts/quickstart.sh          set up youki + a local registry, build, start orchestratord in the
+#                                    background, deploy examples/web.yaml and examples/apps.yaml
+#   ./scripts/quickstart.sh stop     stop the daemon started here (SIGTERM: drains and persists; the
+#                                    containers keep running and are adopted by the next start)
 #
-# Idempotent: run it again and it reuses the running daemon and re-applies the example.
-# State lives in .orchestrator/ (data dir, log, pid). The API listens on 127.0.0.1:${ORCHESTRATOR_PORT:-8080}.
-#
-# The containers are SIMULATED for now (--runtime simulated): the youki runtime that runs real
-# containers is the next step of the project, and orchestratord refuses to pretend otherwise.
+# Idempotent: run it again and it reuses the running daemon and re-applies the examples.
+# REAL containers: scripts/setup-oci.sh installs youki (cargo install, ~7 min the first time), starts
+# Debian's docker-registry on 127.0.0.1:5000 and pushes a busybox image the examples pull. Needs root
+# (apt, cgroups). State lives in .orchestrator/ (data dir, log, pid). The API listens on
+# 127.0.0.1:${ORCHESTRATOR_PORT:-8080}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +54,11 @@ if ! command -v cc >/dev/null; then
   apt-get update -q && apt-get install -y -q gcc
 fi
 
+say "setting up youki, the local registry and the example image"
+./scripts/setup-oci.sh
+# shellcheck disable=SC1091
+. "${ORCHESTRATOR_OCI_DIR:-/var/lib/orchestrator-oci}/env"
+
 say "building orchestratord and orchestrator-cli (release)"
 cargo build --release --locked -p orchestrator_api --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
 target="${CARGO_TARGET_DIR:-target}/release"
@@ -63,7 +70,7 @@ if running; then
 else
   say "starting orchestratord on $server (data dir $state/data, log $state/orchestratord.log)"
   nohup "$target/orchestratord" --listen "127.0.0.1:${port}" --data-dir "$state/data" \
-    --runtime simulated >"$state/orchestratord.log" 2>&1 &
+    --runtime-binary "$ORCHESTRATOR_YOUKI" >"$state/orchestratord.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 100); do
     "$cli" cluster info >/dev/null 2>&1 && break
@@ -73,13 +80,20 @@ else
   "$cli" cluster info >/dev/null || fail "orchestratord did not answer on $server; see $state/orchestratord.log"
 fi
 
-say "deploying examples/apps.yaml"
-"$cli" workload apply -f examples/apps.yaml --wait --timeout 60s
+say "deploying examples/web.yaml and examples/apps.yaml (real containers, image pulled from $ORCHESTRATOR_TEST_REGISTRY)"
+"$cli" workload apply -f examples/web.yaml --wait --timeout 120s
+"$cli" workload apply -f examples/apps.yaml --wait --timeout 120s
 "$cli" workload list
+"$cli" instance list --workload web -o wide
+web_port=$("$cli" instance list --workload web -o json | sed -n 's/.*"host_port": \([0-9]*\).*/\1/p' | head -1)
+say "GET http://127.0.0.1:$web_port/ (a web replica, on its dynamic host port):"
+curl -fsS "http://127.0.0.1:$web_port/"
 echo
 say "the cluster is up. Try:"
 cat <<HELP
     export ORCHESTRATOR_SERVER=$server
+    $cli workload describe web
+    $cli instance logs \$($cli instance list --workload api -o json | sed -n 's/.*"id": "\(api-[^"]*\)".*/\1/p' | head -1) -f
     $cli workload describe api
     $cli workload scale api --replicas 8 --wait
     $cli events --workload api

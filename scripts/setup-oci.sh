@@ -53,8 +53,9 @@ mkdir -p "$state"
 
 # --- 1. packages ----------------------------------------------------------------------------------
 # libseccomp-dev + pkg-config: to build youki with seccomp; busybox-static: the test rootfs;
-# umoci + skopeo: build and push the test image; docker-registry: the local registry; jq: edit config.json.
-packages=(libseccomp-dev pkg-config busybox-static umoci skopeo docker-registry jq curl)
+# umoci + skopeo: build and push the test image; docker-registry: the local registry; jq: edit config.json;
+# libssl-dev (+ pkg-config): the system OpenSSL that registry pulls over HTTPS link to (reqwest native-tls).
+packages=(libseccomp-dev pkg-config busybox-static umoci skopeo docker-registry jq curl libssl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -221,14 +222,16 @@ fi
 
 # --- 4. test image --------------------------------------------------------------------------------
 manifest_types='application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
-image_present() {
+# Tag `nocmd`: the same image without a command, for the "no command" bad-input tests.
+tag_present() {
   [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Accept: $manifest_types" \
-    "$registry_url/v2/$image_repo/manifests/$image_tag")" = 200 ]
+    "$registry_url/v2/$image_repo/manifests/$1")" = 200 ]
 }
+image_present() { tag_present "$image_tag" && tag_present nocmd; }
 if image_present; then
   say "image $image_ref already in the registry"
 else
-  if [ ! -f "$layout/index.json" ] || ! umoci stat --image "$layout:$image_tag" >/dev/null 2>&1; then
+  if [ ! -f "$layout/index.json" ] || ! umoci stat --image "$layout:nocmd" >/dev/null 2>&1; then
     say "building the image in the OCI layout $layout"
     tmp="$layout.tmp.$$"
     rm -rf "$tmp"
@@ -237,6 +240,7 @@ else
     umoci insert --image "$tmp:$image_tag" "$rootfs" /
     umoci config --image "$tmp:$image_tag" --config.cmd sh --config.workingdir / \
       --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --author orchestrator-setup-oci
+    umoci config --image "$tmp:$image_tag" --tag nocmd --clear=config.cmd
     umoci gc --layout "$tmp"
     rm -rf "$layout"
     mv "$tmp" "$layout"
@@ -245,6 +249,7 @@ else
   policy=()
   [ -f /etc/containers/policy.json ] || policy=(--insecure-policy)
   skopeo "${policy[@]}" copy --quiet --dest-tls-verify=false "oci:$layout:$image_tag" "docker://$image_ref"
+  skopeo "${policy[@]}" copy --quiet --dest-tls-verify=false "oci:$layout:nocmd" "docker://$registry_addr/$image_repo:nocmd"
   image_present || fail "pushed $image_ref but the registry does not serve its manifest"
 fi
 

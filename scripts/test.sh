@@ -22,7 +22,8 @@ for component in rustfmt clippy; do
     fi
   fi
 done
-# Builds of C code (none yet in this workspace) need a C compiler; fail early and clearly.
+# Builds of C code need a C compiler (openssl-sys runs it to probe the system OpenSSL, whose
+# headers, libssl-dev, scripts/setup-oci.sh installs below); fail early and clearly.
 command -v cc >/dev/null || { [ "${CI:-}" = true ] && fail "no C compiler (cc)"; say "warning: no C compiler found"; }
 
 # The MCP tests drive orchestrator-mcp with the official Python `mcp` client, which they install

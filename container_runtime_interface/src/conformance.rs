@@ -24,7 +24,8 @@
 //! module, in a module of its own to run several targets.
 
 use crate::{
-    container_id_for, ContainerEvent, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
+    container_id_for, ContainerEvent, ContainerRuntime, ContainerSpec, ContainerState, LogChunk,
+    LogRequest, RuntimeError,
 };
 use orchestrator_shared_types::{ContainerConfig, ContainerId, InstanceId, NodeId, WorkloadId};
 use std::sync::Arc;
@@ -52,6 +53,10 @@ pub struct ConformanceTarget {
     /// A container that exits on its own, and its exit code, if the implementation can express
     /// one (e.g. busybox `sh -c "exit 3"`). `None` skips the check that needs it.
     pub exits_with: Option<(ContainerConfig, i32)>,
+    /// A container that writes lines containing these texts, in this order, to its output and
+    /// then exits on its own (e.g. busybox `sh -c "echo one; echo two"`). `None` skips the
+    /// check that needs it.
+    pub output: Option<(ContainerConfig, Vec<String>)>,
     /// How long to wait for an event before failing.
     pub timeout: Duration,
 }
@@ -68,6 +73,7 @@ impl ConformanceTarget {
             node,
             long_running,
             exits_with: None,
+            output: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -75,6 +81,12 @@ impl ConformanceTarget {
     /// Adds a container that exits on its own with `code`.
     pub fn with_exit(mut self, config: ContainerConfig, code: i32) -> Self {
         self.exits_with = Some((config, code));
+        self
+    }
+
+    /// Adds a container that writes lines containing `texts` and exits.
+    pub fn with_output(mut self, config: ContainerConfig, texts: &[&str]) -> Self {
+        self.output = Some((config, texts.iter().map(|t| (*t).to_owned()).collect()));
         self
     }
 
@@ -155,6 +167,33 @@ impl ConformanceTarget {
             .await
             .unwrap_or_else(|e| panic!("status {id}: {e}"))
             .state
+    }
+
+    async fn logs(&self, id: &ContainerId, request: LogRequest) -> LogChunk {
+        self.runtime
+            .logs(&self.node, id, request.clone())
+            .await
+            .unwrap_or_else(|e| panic!("logs {id} {request:?}: {e}"))
+    }
+
+    /// The whole log of `id` once it contains `needle` (output may reach a real runtime's log
+    /// a little after the event that announces it). Panics after the timeout.
+    async fn log_containing(&self, id: &ContainerId, needle: &str) -> LogChunk {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let chunk = self.logs(id, LogRequest::default()).await;
+            if String::from_utf8_lossy(&chunk.data).contains(needle) {
+                return chunk;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "the log of {id} lacks {needle:?} after {:?}: {:?}",
+                    self.timeout,
+                    String::from_utf8_lossy(&chunk.data)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn listed(&self, id: &ContainerId) -> bool {
@@ -374,10 +413,144 @@ pub async fn unknown_container(t: &ConformanceTarget) {
         t.runtime.stop(&t.node, &id, STOP_GRACE).await,
         "stop of an unknown id",
     );
+    assert_not_found(
+        t.runtime.logs(&t.node, &id, LogRequest::default()).await,
+        "logs of an unknown id",
+    );
     t.runtime
         .remove(&t.node, &id)
         .await
         .unwrap_or_else(|e| panic!("remove of an unknown id: {e}"));
+}
+
+/// A container's output is readable, in order: whole, its last lines (`tail`), and in pieces
+/// by following cursors (each piece exactly what follows the previous one). Skipped (passes)
+/// when the target has no [`ConformanceTarget::output`].
+pub async fn logs_hold_output(t: &ConformanceTarget) {
+    let Some((config, texts)) = &t.output else {
+        eprintln!("logs_hold_output skipped: the target has no container with known output");
+        return;
+    };
+    let mut events = t.runtime.subscribe();
+    let spec = t.spec(config);
+    t.runtime
+        .create_and_start(&t.node, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+    t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
+    let last = texts.last().map_or("", String::as_str);
+    let full = t.log_containing(&spec.id, last).await;
+    let text = String::from_utf8_lossy(&full.data).into_owned();
+    let mut at = 0;
+    for wanted in texts {
+        match text[at..].find(wanted.as_str()) {
+            Some(i) => at += i + wanted.len(),
+            None => panic!("{wanted:?} missing (or out of order) in the log {text:?}"),
+        }
+    }
+    assert!(
+        text.ends_with('\n'),
+        "the output ends with a newline: {text:?}"
+    );
+
+    let lines: Vec<&str> = text.lines().collect();
+    for n in [1, 2] {
+        let tail = t
+            .logs(
+                &spec.id,
+                LogRequest {
+                    tail: Some(n),
+                    ..LogRequest::default()
+                },
+            )
+            .await;
+        let wanted: String = lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&tail.data),
+            wanted,
+            "tail {n} of {text:?}"
+        );
+        assert_eq!(tail.next, full.next, "tail {n} ends where the log ends");
+    }
+
+    let first_line = text.find('\n').map_or(text.len(), |i| i + 1);
+    let first = t
+        .logs(
+            &spec.id,
+            LogRequest {
+                from: Some(0),
+                limit_bytes: Some(first_line),
+                ..LogRequest::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&first.data),
+        &text[..first_line],
+        "the first line, by a cursor at 0 and a limit"
+    );
+    let rest = t
+        .logs(
+            &spec.id,
+            LogRequest {
+                from: Some(first.next),
+                ..LogRequest::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&rest.data),
+        &text[first_line..],
+        "what follows the first line's cursor"
+    );
+    assert_eq!(rest.next, full.next);
+    let nothing = t
+        .logs(
+            &spec.id,
+            LogRequest {
+                from: Some(full.next),
+                ..LogRequest::default()
+            },
+        )
+        .await;
+    assert!(
+        nothing.data.is_empty(),
+        "nothing follows the end: {nothing:?}"
+    );
+    assert_eq!(nothing.next, full.next, "the end's cursor stays");
+    t.remove(&spec.id).await;
+}
+
+/// A cursor read while a container runs returns, later, exactly what was written after it:
+/// the log then is the log before plus that (whatever the container's stop writes, if anything).
+pub async fn logs_cursor_returns_what_follows(t: &ConformanceTarget) {
+    let mut events = t.runtime.subscribe();
+    let spec = t.start_running(&mut events, &t.long_running).await;
+    let before = t.logs(&spec.id, LogRequest::default()).await;
+    t.runtime.stop(&t.node, &spec.id, STOP_GRACE).await.unwrap();
+    t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
+    let after = t
+        .logs(
+            &spec.id,
+            LogRequest {
+                from: Some(before.next),
+                ..LogRequest::default()
+            },
+        )
+        .await;
+    let full = t.logs(&spec.id, LogRequest::default()).await;
+    let mut joined = before.data.clone();
+    joined.extend_from_slice(&after.data);
+    assert_eq!(
+        String::from_utf8_lossy(&full.data),
+        String::from_utf8_lossy(&joined),
+        "the log is what was read before the cursor plus what followed it"
+    );
+    assert_eq!(after.next, full.next);
+    t.remove(&spec.id).await;
 }
 
 /// A container that exits on its own yields an `Exited` event with its exit code, and `status`
@@ -434,6 +607,8 @@ macro_rules! runtime_conformance {
             id_reusable_after_remove,
             unknown_container,
             exit_reports_code,
+            logs_hold_output,
+            logs_cursor_returns_what_follows,
         );
     };
     (@checks $target:expr; $($check:ident),+ $(,)?) => {

@@ -9,12 +9,12 @@
 //!
 //! # Layout
 //! * [`runtime`] — the trait and its types (`ContainerSpec`, `ContainerState`, `ContainerInfo`,
-//!   `ContainerEvent`).
+//!   `ContainerEvent`, `LogRequest`, `LogChunk`).
 //! * [`error`] — [`RuntimeError`] with `is_transient()`.
 //! * [`simulated`] — [`SimulatedRuntime`], in-process containers with programmable failures.
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
-//! * `oci` — `OciRuntime`, containers on this node through youki or runc
-//!   (feature `oci`).
+//! * `oci` — `OciRuntime`, containers on this node through youki or runc, and
+//!   `RegistryImages`, images pulled from registries (feature `oci`).
 
 pub mod error;
 pub mod runtime;
@@ -28,13 +28,13 @@ pub mod conformance;
 
 pub use error::RuntimeError;
 pub use runtime::{
-    container_id_for, ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec,
-    ContainerState,
+    container_id_for, last_lines_start, ContainerEvent, ContainerInfo, ContainerRuntime,
+    ContainerSpec, ContainerState, LogChunk, LogRequest,
 };
 pub use simulated::{SimulatedRuntime, SimulatedRuntimeConfig};
 
 #[cfg(feature = "oci")]
-pub use oci::{OciConfig, OciRuntime};
+pub use oci::{OciConfig, OciRuntime, RegistryConfig, RegistryImages};
 
 #[cfg(any(test, feature = "mock"))]
 pub use runtime::MockContainerRuntime;

@@ -74,6 +74,81 @@ pub struct ContainerEvent {
     pub state: ContainerState,
 }
 
+/// What to read of a container's output (stdout and stderr, interleaved as written).
+///
+/// A log is a stream of bytes; a *cursor* ([`LogChunk::next`]) is an opaque position in it,
+/// meaningful only for the same container on the same runtime. Passing it back as `from` returns
+/// what was written after it. A cursor that no longer points into the log (the log was rotated or
+/// trimmed past it, or the container was re-created) restarts at cursor 0 (see `from`): output
+/// written between such a cursor and the rotation is then missed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogRequest {
+    /// Start after this cursor (from an earlier [`LogChunk::next`]); `None` reads the end of
+    /// the log (with `tail` and `limit_bytes`). `Some(0)` is the start of the log, or of its
+    /// newest part once it was rotated.
+    pub from: Option<u64>,
+    /// Only the last N lines of what is selected (a last line without its newline counts);
+    /// `Some(0)` returns nothing but the cursor of the end, to follow only new output.
+    pub tail: Option<usize>,
+    /// At most this many bytes: the first ones after `from` when a cursor is given (so that
+    /// following the cursors reads everything in order), else the last ones of the log.
+    pub limit_bytes: Option<usize>,
+}
+
+/// A piece of a container's output, see [`LogRequest`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogChunk {
+    /// The bytes, as the container wrote them (not necessarily UTF-8, not necessarily whole
+    /// lines when a limit cut them).
+    pub data: Vec<u8>,
+    /// The cursor to pass as [`LogRequest::from`] to read what follows `data`.
+    pub next: u64,
+}
+
+impl LogRequest {
+    /// The chunk this request selects from `log`, a log whose first byte is at cursor `base`:
+    /// for implementations that hold the log (or the part of it after the cursor) in memory.
+    pub fn select(&self, log: &[u8], base: u64) -> LogChunk {
+        let len = log.len();
+        let (mut lo, hi) = match self.from {
+            Some(from) => {
+                // Outside the log: restart at its oldest byte (see the type's docs).
+                let lo = from
+                    .checked_sub(base)
+                    .and_then(|off| usize::try_from(off).ok())
+                    .filter(|off| *off <= len)
+                    .unwrap_or(0);
+                let hi = self
+                    .limit_bytes
+                    .map_or(len, |l| len.min(lo.saturating_add(l)));
+                (lo, hi)
+            }
+            None => (self.limit_bytes.map_or(0, |l| len.saturating_sub(l)), len),
+        };
+        if let Some(n) = self.tail {
+            lo += last_lines_start(&log[lo..hi], n);
+        }
+        LogChunk {
+            data: log[lo..hi].to_vec(),
+            next: base + hi as u64,
+        }
+    }
+}
+
+/// Where the last `n` lines of `data` start; a last line without its newline counts as one.
+pub fn last_lines_start(data: &[u8], n: usize) -> usize {
+    if n == 0 {
+        return data.len();
+    }
+    let body = data.strip_suffix(b"\n").unwrap_or(data);
+    body.iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(n - 1)
+        .map_or(0, |(i, _)| i + 1)
+}
+
 /// Node-aware container lifecycle. Implementations must pass [`crate::conformance`].
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
@@ -112,4 +187,67 @@ pub trait ContainerRuntime: Send + Sync {
     /// killed). Removal sends none. Events sent before `create_and_start` returns reach
     /// receivers subscribed before the call, so subscribe first, then create.
     fn subscribe(&self) -> broadcast::Receiver<ContainerEvent>;
+
+    /// Reads the output of a container, see [`LogRequest`] for what is selected and what a
+    /// cursor means. A container that was removed may still have its log (the OCI runtime keeps
+    /// the file); `NotFound` when there is neither a container nor a log under `id`.
+    async fn logs(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        request: LogRequest,
+    ) -> Result<LogChunk, RuntimeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(from: Option<u64>, tail: Option<usize>, limit_bytes: Option<usize>) -> LogRequest {
+        LogRequest {
+            from,
+            tail,
+            limit_bytes,
+        }
+    }
+
+    #[test]
+    fn last_lines() {
+        assert_eq!(last_lines_start(b"a\nb\nc\n", 1), 4);
+        assert_eq!(last_lines_start(b"a\nb\nc\n", 2), 2);
+        assert_eq!(last_lines_start(b"a\nb\nc\n", 5), 0);
+        assert_eq!(last_lines_start(b"a\nb\npartial", 1), 4);
+        assert_eq!(last_lines_start(b"a\nb\n", 0), 4);
+        assert_eq!(last_lines_start(b"", 3), 0);
+    }
+
+    #[test]
+    fn selecting() {
+        let log = b"one\ntwo\nthree\n";
+        let all = req(None, None, None).select(log, 10);
+        assert_eq!((all.data.as_slice(), all.next), (&log[..], 24));
+        let tail = req(None, Some(1), None).select(log, 10);
+        assert_eq!((tail.data.as_slice(), tail.next), (&b"three\n"[..], 24));
+        let last = req(None, None, Some(3)).select(log, 10);
+        assert_eq!(last.data, b"ee\n");
+        // Paging forward with a limit reads everything once, in order.
+        let first = req(Some(10), None, Some(4)).select(log, 10);
+        assert_eq!((first.data.as_slice(), first.next), (&b"one\n"[..], 14));
+        let rest = req(Some(first.next), None, None).select(log, 10);
+        assert_eq!(
+            (rest.data.as_slice(), rest.next),
+            (&b"two\nthree\n"[..], 24)
+        );
+        assert!(req(Some(24), None, None).select(log, 10).data.is_empty());
+        // Before the oldest byte kept, or past the end: from the start.
+        assert_eq!(req(Some(3), None, None).select(log, 10).data, log);
+        assert_eq!(req(Some(99), None, None).select(log, 10).data, log);
+        // Tail of what follows a cursor; tail 0 gives only the cursor.
+        assert_eq!(
+            req(Some(14), Some(1), None).select(log, 10).data,
+            b"three\n"
+        );
+        let none = req(None, Some(0), None).select(log, 10);
+        assert_eq!((none.data.len(), none.next), (0, 24));
+    }
 }

@@ -6,6 +6,14 @@
 //! to exit ([`SimulatedRuntime::exit_container`]). Everything runs on tokio time, so tests with
 //! `#[tokio::test(start_paused = true)]` and `tokio::time::advance` control it exactly.
 //!
+//! # Logs
+//! Each container has an in-memory log of what its life did, so that log readers have real
+//! lines: `started: image IMAGE, command COMMAND` on create, `received SIGTERM` on stop and
+//! `exited with code N` when it exits, plus whatever a test writes with
+//! [`SimulatedRuntime::write_output`]. A log keeps its last [`LOG_MAX_BYTES`] (older lines are
+//! dropped) and outlives its container, as the OCI runtime's log files do: the logs of the last
+//! [`REMOVED_LOGS_KEPT`] removed containers stay readable.
+//!
 //! # Cost
 //! One create is a few hash-map operations under a mutex. The delayed `Created` → `Running`
 //! transitions are not one task per container: since every container waits the same delay,
@@ -26,6 +34,12 @@ use tokio::time::Instant;
 /// Exit code of a container stopped by [`ContainerRuntime::stop`]: 128 + SIGTERM, as a process
 /// that honours SIGTERM reports it.
 pub const STOPPED_EXIT_CODE: i32 = 143;
+
+/// Most bytes kept of a simulated container's log; the oldest lines are dropped first.
+pub const LOG_MAX_BYTES: usize = 64 * 1024;
+
+/// How many removed containers' logs stay readable (the oldest are forgotten first).
+pub const REMOVED_LOGS_KEPT: usize = 256;
 
 /// Settings of the simulated runtime.
 #[derive(Clone, Debug)]
@@ -82,6 +96,8 @@ struct State {
     exit_after_start: HashMap<String, i32>,
     /// Containers waiting to become `Running`, in deadline order (see the module docs).
     pending: VecDeque<PendingStart>,
+    /// Logs of removed containers, oldest first, at most [`REMOVED_LOGS_KEPT`].
+    removed_logs: VecDeque<(NodeId, ContainerId, SimLog)>,
     /// Distinguishes a container from an earlier one with the same id, so that a pending start of
     /// a removed container never starts its re-created successor early.
     next_serial: u64,
@@ -94,6 +110,32 @@ struct SimContainer {
     state: ContainerState,
     serial: u64,
     exit_after_start: Option<i32>,
+    log: SimLog,
+}
+
+/// A container's output: the last [`LOG_MAX_BYTES`] of it; cursors count every byte ever
+/// written, so one that points before what is kept restarts at the oldest kept byte.
+#[derive(Default)]
+struct SimLog {
+    data: Vec<u8>,
+    /// Bytes dropped from the front: the cursor of `data[0]`.
+    dropped: u64,
+}
+
+impl SimLog {
+    fn write(&mut self, bytes: &[u8]) {
+        self.data.extend_from_slice(bytes);
+        if self.data.len() > LOG_MAX_BYTES {
+            // Whole lines, when the excess ends inside one.
+            let excess = self.data.len() - LOG_MAX_BYTES;
+            let cut = self.data[excess..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(excess, |i| excess + i + 1);
+            self.data.drain(..cut);
+            self.dropped += cut as u64;
+        }
+    }
 }
 
 struct PendingStart {
@@ -127,6 +169,9 @@ impl State {
         let Some(c) = self.nodes.get_mut(node).and_then(|m| m.get_mut(id)) else {
             return;
         };
+        if let ContainerState::Exited { code } = state {
+            c.log.write(format!("exited with code {code}\n").as_bytes());
+        }
         c.state = state.clone();
         if !quiet {
             // No subscriber is not an error: nobody listens in many tests.
@@ -258,6 +303,24 @@ impl SimulatedRuntime {
         Ok(())
     }
 
+    /// Appends `bytes` to a container's log, as if its process had written them. `NotFound` if
+    /// there is no such container (removed ones included: their process is gone).
+    pub fn write_output(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        bytes: &[u8],
+    ) -> Result<(), RuntimeError> {
+        let mut st = self.inner.lock();
+        let c = st
+            .nodes
+            .get_mut(node)
+            .and_then(|m| m.get_mut(id))
+            .ok_or_else(|| not_found(node, id))?;
+        c.log.write(bytes);
+        Ok(())
+    }
+
     /// Makes every call for `node` fail with `NodeUnreachable` (`reachable == false`) or succeed
     /// again. Its containers keep their state meanwhile.
     pub fn set_node_reachable(&self, node: &NodeId, reachable: bool) {
@@ -369,12 +432,15 @@ impl ContainerRuntime for SimulatedRuntime {
         let serial = st.next_serial;
         st.next_serial += 1;
         let exit_after_start = st.exit_after_start.get(&spec.config.image).copied();
+        let mut log = SimLog::default();
+        log.write(start_line(&spec.config).as_bytes());
         let container = SimContainer {
             instance_id: spec.instance_id.clone(),
             workload_id: spec.workload_id.clone(),
             state: ContainerState::Created,
             serial,
             exit_after_start,
+            log,
         };
         // `entry` would clone the node id on every create; most creates land on a known node.
         match st.nodes.get_mut(node) {
@@ -421,6 +487,9 @@ impl ContainerRuntime for SimulatedRuntime {
             .and_then(|m| m.get(id))
             .ok_or_else(|| not_found(node, id))?;
         if matches!(c.state, ContainerState::Created | ContainerState::Running) {
+            if let Some(c) = st.nodes.get_mut(node).and_then(|m| m.get_mut(id)) {
+                c.log.write(b"received SIGTERM\n");
+            }
             let state = ContainerState::Exited {
                 code: STOPPED_EXIT_CODE,
             };
@@ -433,11 +502,18 @@ impl ContainerRuntime for SimulatedRuntime {
         let mut st = self.inner.lock();
         st.check_reachable(node, "remove")?;
         // Killing and removing are one step here: nothing can observe the container in between.
-        if let Some(m) = st.nodes.get_mut(node) {
-            m.remove(id);
-            if m.is_empty() {
-                st.nodes.remove(node);
+        let Some(m) = st.nodes.get_mut(node) else {
+            return Ok(());
+        };
+        let removed = m.remove(id);
+        if m.is_empty() {
+            st.nodes.remove(node);
+        }
+        if let Some(c) = removed {
+            if st.removed_logs.len() == REMOVED_LOGS_KEPT {
+                st.removed_logs.pop_front();
             }
+            st.removed_logs.push_back((node.clone(), id.clone(), c.log));
         }
         Ok(())
     }
@@ -461,6 +537,46 @@ impl ContainerRuntime for SimulatedRuntime {
     fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
         self.inner.events.subscribe()
     }
+
+    async fn logs(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        request: LogRequest,
+    ) -> Result<LogChunk, RuntimeError> {
+        let st = self.inner.lock();
+        st.check_reachable(node, "logs")?;
+        let log = match st.nodes.get(node).and_then(|m| m.get(id)) {
+            Some(c) => &c.log,
+            None => st
+                .removed_logs
+                .iter()
+                .rev()
+                .find(|(n, i, _)| n == node && i == id)
+                .map(|(_, _, log)| log)
+                .ok_or_else(|| not_found(node, id))?,
+        };
+        Ok(request.select(&log.data, log.dropped))
+    }
+}
+
+/// The first line of a simulated container's log.
+fn start_line(config: &orchestrator_shared_types::ContainerConfig) -> String {
+    let command: Vec<&str> = config
+        .command
+        .iter()
+        .chain(&config.args)
+        .map(String::as_str)
+        .collect();
+    if command.is_empty() {
+        format!("started: image {}, its default command\n", config.image)
+    } else {
+        format!(
+            "started: image {}, command {}\n",
+            config.image,
+            command.join(" ")
+        )
+    }
 }
 
 #[cfg(test)]
@@ -475,12 +591,22 @@ mod tests {
             ..SimulatedRuntimeConfig::default()
         }));
         rt.exit_after_start("exits-3", 3);
+        rt.exit_after_start("talks", 0);
+        let mut talker = ContainerConfig::new("talker", "talks");
+        talker.command = vec!["echo".into(), "hello".into()];
         ConformanceTarget::new(
             rt,
             NodeId::from("node-1"),
             ContainerConfig::new("app", "sleeps"),
         )
         .with_exit(ContainerConfig::new("job", "exits-3"), 3)
+        .with_output(
+            talker,
+            &[
+                "started: image talks, command echo hello",
+                "exited with code 0",
+            ],
+        )
     }
 
     /// The suite against a delayed start (the usual case) ...
@@ -550,6 +676,65 @@ mod tests {
                 code: STOPPED_EXIT_CODE
             }
         );
+    }
+
+    fn text(chunk: &LogChunk) -> String {
+        String::from_utf8_lossy(&chunk.data).into_owned()
+    }
+
+    /// The log tells the container's life, outlives its removal, and a test can write to it.
+    #[tokio::test]
+    async fn logs_tell_the_lifecycle() {
+        let rt = SimulatedRuntime::new(SimulatedRuntimeConfig {
+            start_delay: Duration::ZERO,
+            ..SimulatedRuntimeConfig::default()
+        });
+        let node = NodeId::from("n");
+        let mut s = spec("c");
+        s.config.command = vec!["sleep".into()];
+        s.config.args = vec!["60".into()];
+        rt.create_and_start(&node, &s).await.unwrap();
+        rt.write_output(&node, &s.id, b"hello\n").unwrap();
+        rt.stop(&node, &s.id, Duration::ZERO).await.unwrap();
+        let all = rt.logs(&node, &s.id, LogRequest::default()).await.unwrap();
+        assert_eq!(
+            text(&all),
+            "started: image img, command sleep 60\nhello\nreceived SIGTERM\nexited with code 143\n"
+        );
+        rt.remove(&node, &s.id).await.unwrap();
+        let kept = rt.logs(&node, &s.id, LogRequest::default()).await.unwrap();
+        assert_eq!(kept, all, "kept after remove");
+        assert!(matches!(
+            rt.write_output(&node, &s.id, b"x"),
+            Err(RuntimeError::NotFound { .. })
+        ));
+        assert!(matches!(
+            rt.logs(&NodeId::from("other"), &s.id, LogRequest::default())
+                .await,
+            Err(RuntimeError::NotFound { .. })
+        ));
+    }
+
+    /// A log keeps its newest lines; a cursor into what was dropped restarts at the oldest kept.
+    #[tokio::test]
+    async fn logs_are_capped() {
+        let rt = SimulatedRuntime::default();
+        let node = NodeId::from("n");
+        let s = spec("c");
+        rt.create_and_start(&node, &s).await.unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        for _ in 0..(2 * LOG_MAX_BYTES / line.len()) {
+            rt.write_output(&node, &s.id, line.as_bytes()).unwrap();
+        }
+        rt.write_output(&node, &s.id, b"last\n").unwrap();
+        let all = rt.logs(&node, &s.id, LogRequest::default()).await.unwrap();
+        assert!(all.data.len() <= LOG_MAX_BYTES, "{}", all.data.len());
+        assert!(text(&all).starts_with('x') && text(&all).ends_with("x\nlast\n"));
+        let from_start = LogRequest {
+            from: Some(0),
+            ..LogRequest::default()
+        };
+        assert_eq!(rt.logs(&node, &s.id, from_start).await.unwrap(), all);
     }
 
     /// Dropping the runtime stops its timer task instead of leaking it with the state.

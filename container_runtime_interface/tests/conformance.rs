@@ -20,12 +20,18 @@ fn target(start_delay: Duration) -> ConformanceTarget {
         ..SimulatedRuntimeConfig::default()
     });
     rt.exit_after_start(EXITS_7, 7);
+    // Stands in for busybox `sh -c "echo ..."`: its log holds its start and its exit.
+    rt.exit_after_start("talker", 0);
     ConformanceTarget::new(
         Arc::new(rt),
         NodeId::from("node-a"),
         ContainerConfig::new("sleeper", "busybox"),
     )
     .with_exit(ContainerConfig::new("job", EXITS_7), 7)
+    .with_output(
+        ContainerConfig::new("talker", "talker"),
+        &["started: image talker", "exited with code 0"],
+    )
     .with_timeout(Duration::from_secs(5))
 }
 

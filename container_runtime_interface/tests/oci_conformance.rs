@@ -6,7 +6,7 @@
 
 use container_runtime_interface::conformance::ConformanceTarget;
 use container_runtime_interface::oci::{ImageConfig, LocalImages, OciConfig, OciRuntime};
-use container_runtime_interface::{ContainerRuntime, ContainerState, RuntimeError};
+use container_runtime_interface::{ContainerRuntime, ContainerState, LogRequest, RuntimeError};
 use orchestrator_shared_types::{ContainerConfig, NodeId};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -66,6 +66,7 @@ fn config() -> Option<OciConfig> {
                 cgroup_parent: CGROUP_PARENT.into(),
                 node: NodeId::from(NODE),
                 images: Arc::new(images),
+                ..OciConfig::defaults()
             })
         })
         .clone()
@@ -116,6 +117,13 @@ fn target() -> Option<ConformanceTarget> {
             busybox("sleeper", &["sleep", "3600"]),
         )
         .with_exit(busybox("exiter", &["sh", "-c", "exit 3"]), 3)
+        .with_output(
+            busybox(
+                "talker",
+                &["sh", "-c", "echo one; echo two >&2; echo three"],
+            ),
+            &["one", "two", "three"],
+        )
         .with_timeout(Duration::from_secs(20)),
     )
 }
@@ -234,6 +242,12 @@ async fn logs_hold_container_output() {
     rt.remove(&t.node, &spec.id).await.unwrap();
     assert!(log.contains("hello-from-container"), "log: {log:?}");
     assert!(log.contains("oops"), "stderr in log: {log:?}");
+    // The file outlives the container, and `logs` still serves it.
+    let kept = rt
+        .logs(&t.node, &spec.id, LogRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&kept.data), log);
 }
 
 #[tokio::test]
@@ -287,6 +301,7 @@ fn missing_binary_names_path_and_install_command() {
         cgroup_parent: CGROUP_PARENT.into(),
         node: NodeId::from(NODE),
         images: Arc::new(LocalImages::new()),
+        ..OciConfig::defaults()
     })
     .unwrap_err();
     let msg = err.to_string();
@@ -307,6 +322,7 @@ async fn other_nodes_are_unreachable() {
         cgroup_parent: CGROUP_PARENT.into(),
         node: NodeId::from(NODE),
         images: Arc::new(LocalImages::new()),
+        ..OciConfig::defaults()
     })
     .unwrap();
     let other = NodeId::from("elsewhere");

@@ -157,8 +157,8 @@ impl ApiClient {
         })
     }
 
-    /// A request whose answer is returned as text with its content type (for logs, which may
-    /// be plain text).
+    /// A request whose answer is returned as text with its content type (for logs, which are
+    /// plain text).
     pub async fn get_text(
         &self,
         segments: &[&str],

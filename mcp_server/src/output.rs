@@ -226,8 +226,8 @@ impl EventSummary {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ReasonCount {
     /// The scheduler's reason: node_not_ready, node_unschedulable, selector_mismatch,
-    /// insufficient_cpu, insufficient_memory, insufficient_disk, host_port_conflict or
-    /// anti_affinity.
+    /// insufficient_cpu, insufficient_memory, insufficient_disk, host_port_conflict,
+    /// anti_affinity or host_ports_exhausted.
     pub reason: String,
     /// The same, in words.
     pub meaning: String,

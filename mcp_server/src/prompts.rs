@@ -78,7 +78,7 @@ impl OrchestratorMcp {
              mismatch, cordoned nodes, host port conflicts).\n\
              2. For failed or restarting instances, look at exit codes and last errors in \
              get_workload, then list_events with workload: \"{name}\" for the sequence of events, \
-             and get_logs for a failing instance (it may say logs are not available).\n\
+             and get_logs for a failing instance (what its container wrote before it exited).\n\
              3. Check the nodes involved with describe_node or list_nodes (Ready? cordoned? free \
              memory?).\n\
              4. Before proposing a new size or placement, check it with plan_deployment (a dry \

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// No such workload, node or route.
     #[error("{0}")]
     NotFound(String),
+    /// The instance has no container to read yet (Pending, or being created).
+    #[error("{0}")]
+    NoContainer(String),
     /// A workload with this name exists.
     #[error("workload {name:?} already exists")]
     AlreadyExists {
@@ -99,7 +102,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::AlreadyExists { .. } | ApiError::StaleRevision { .. } => StatusCode::CONFLICT,
+            ApiError::AlreadyExists { .. }
+            | ApiError::StaleRevision { .. }
+            | ApiError::NoContainer(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::NotFound(_) => "not_found",
             ApiError::AlreadyExists { .. } => "already_exists",
+            ApiError::NoContainer(_) => "no_container",
             ApiError::StaleRevision { .. } => "stale_revision",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -186,6 +192,9 @@ impl From<CoreError> for ApiError {
             CoreError::NodeNotFound { node } => {
                 ApiError::NotFound(format!("node {node:?} not found"))
             }
+            CoreError::InstanceNotFound { .. } => ApiError::NotFound(e.to_string()),
+            CoreError::UnknownContainer { .. } => ApiError::bad_field("container", e.to_string()),
+            CoreError::NoContainer { message, .. } => ApiError::NoContainer(message),
             CoreError::AlreadyExists { name } => ApiError::AlreadyExists { name },
             CoreError::StaleRevision { name, expected } => {
                 ApiError::StaleRevision { name, expected }
@@ -246,6 +255,28 @@ mod tests {
                 "store_unavailable",
             ),
             (CoreError::Stopped, 503, "unavailable"),
+            (
+                CoreError::InstanceNotFound { id: "i".into() },
+                404,
+                "not_found",
+            ),
+            (
+                CoreError::UnknownContainer {
+                    instance: "i".into(),
+                    name: "x".into(),
+                    names: vec!["app".into()],
+                },
+                400,
+                "bad_request",
+            ),
+            (
+                CoreError::NoContainer {
+                    instance: "i".into(),
+                    message: "instance i is Pending: it has no container yet".into(),
+                },
+                409,
+                "no_container",
+            ),
             (
                 CoreError::Store {
                     operation: "get",

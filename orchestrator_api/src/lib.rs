@@ -26,8 +26,9 @@
 //! * `extract` — body and query extractors: JSON or YAML manifests, field paths in errors.
 //! * `middleware` — the JSON error safety net and the HTTP request counters.
 //! * `page` — paging of the list endpoints: `limit`, `continue` and its opaque token.
-//! * `routes` — one file per resource: `workloads`, `nodes`, `instances`, `events`, `cluster`,
-//!   `health`, `metrics`, `openapi`.
+//! * `routes` — one file per resource: `workloads`, `nodes`, `instances`, `logs` (of an
+//!   instance, plain text, optionally followed), `events`, `cluster`, `health`, `metrics`,
+//!   `openapi`.
 //! * [`router`] builds the axum router with its layers; [`serve`] runs it until shutdown.
 
 pub mod error;
@@ -92,6 +93,7 @@ pub fn router(state: ApiState) -> Router {
             post(routes::nodes::uncordon),
         )
         .route("/api/v1/instances", get(routes::instances::list))
+        .route("/api/v1/instances/{id}/logs", get(routes::logs::logs))
         .route("/api/v1/events", get(routes::events::list))
         .route("/api/v1/cluster", get(routes::cluster::info))
         .route("/api/v1/openapi.json", get(routes::openapi::document))
@@ -124,8 +126,9 @@ pub fn router(state: ApiState) -> Router {
     )
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then stops accepting connections and
-/// waits for the requests in flight (graceful shutdown).
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting connections,
+/// ends streaming responses ([`ApiState::end_streams`]) and waits for the requests in flight
+/// (graceful shutdown).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -134,7 +137,11 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
+    let streams = state.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            streams.end_streams();
+        })
         .await
 }

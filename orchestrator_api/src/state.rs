@@ -4,6 +4,7 @@ use crate::middleware::HttpMetrics;
 use orchestrator_core::{CoreMetrics, OrchestratorHandle};
 use state_store_interface::StateStore;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Facts about the server that do not change while it runs, shown by `GET /api/v1/cluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct ApiState {
     metrics: Arc<CoreMetrics>,
     info: Arc<ServerInfo>,
     http: Arc<HttpMetrics>,
+    /// Set once streaming responses must end (see [`ApiState::end_streams`]).
+    streams_end: Arc<watch::Sender<bool>>,
 }
 
 impl ApiState {
@@ -45,7 +48,21 @@ impl ApiState {
             metrics,
             info: Arc::new(info),
             http: Arc::new(HttpMetrics::default()),
+            streams_end: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// Ends the responses that stream (followed logs) and makes new ones end at once, so that a
+    /// graceful shutdown, which waits for the responses in flight, is not held up by clients
+    /// that never hang up. [`crate::serve`] calls it when its shutdown signal fires; a server
+    /// run another way (e.g. with more routes) calls it from its own shutdown future.
+    pub fn end_streams(&self) {
+        self.streams_end.send_replace(true);
+    }
+
+    /// Becomes `true` once [`ApiState::end_streams`] was called.
+    pub(crate) fn streams_ended(&self) -> watch::Receiver<bool> {
+        self.streams_end.subscribe()
     }
 
     /// The orchestrator's handle.

@@ -12,6 +12,7 @@ use reqwest::blocking::Client as HttpClient;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::io::Read;
 use std::time::Duration;
 
 /// How long to wait for a TCP connection: a local daemon answers at once, so a slow connect means
@@ -210,6 +211,51 @@ impl Client {
         self.call(Method::GET, &["events"], &query, None::<&()>)
     }
 
+    /// `GET /api/v1/instances/{id}/logs`: an instance's output, to read as it arrives with
+    /// [`LogStream::next_piece`]. With `follow`, the server keeps sending until the container is
+    /// replaced or removed, so no overall timeout applies.
+    pub fn instance_logs(
+        &self,
+        instance: &str,
+        container: Option<&str>,
+        tail: Option<usize>,
+        follow: bool,
+    ) -> Result<LogStream, ClientError> {
+        let mut query = Vec::new();
+        if let Some(c) = container {
+            query.push(("container", c.to_owned()));
+        }
+        if let Some(t) = tail {
+            query.push(("tail", t.to_string()));
+        }
+        if follow {
+            query.push(("follow", "true".to_owned()));
+        }
+        let url = self.url(&["instances", instance, "logs"], &query);
+        let http = if follow {
+            HttpClient::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(None)
+                .build()
+                .map_err(|e| self.unreachable(&e))?
+        } else {
+            self.http.clone()
+        };
+        let response = http.get(url).send().map_err(|e| self.unreachable(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().map_err(|e| self.unreachable(&e))?;
+            return Err(ClientError::Http {
+                status: status.as_u16(),
+                body: error_body(status, &text),
+            });
+        }
+        Ok(LogStream {
+            response,
+            server: self.server().to_owned(),
+        })
+    }
+
     /// `GET /api/v1/cluster`.
     pub fn cluster_info(&self) -> Result<ClusterInfo, ClientError> {
         self.call(Method::GET, &["cluster"], &[], None::<&()>)
@@ -267,6 +313,29 @@ impl Client {
             url: self.server().to_owned(),
             reason,
         }
+    }
+}
+
+/// The body of a logs answer, read as it arrives.
+#[derive(Debug)]
+pub struct LogStream {
+    response: reqwest::blocking::Response,
+    server: String,
+}
+
+impl LogStream {
+    /// The next bytes received (as many as have arrived, at most 64 KiB); `None` at the end.
+    pub fn next_piece(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        let mut buf = vec![0; 64 * 1024];
+        let n = self
+            .response
+            .read(&mut buf)
+            .map_err(|e| ClientError::Unreachable {
+                url: self.server.clone(),
+                reason: format!("the logs stopped coming: {}", innermost(&e)),
+            })?;
+        buf.truncate(n);
+        Ok((n > 0).then_some(buf))
     }
 }
 

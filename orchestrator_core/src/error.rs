@@ -17,6 +17,31 @@ pub enum CoreError {
         /// The name asked for.
         name: String,
     },
+    /// No instance with this id.
+    #[error("instance {id:?} not found")]
+    InstanceNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// The instance has no container of this name.
+    #[error("instance {instance:?} has no container {name:?}; its containers: {}", .names.join(", "))]
+    UnknownContainer {
+        /// The instance.
+        instance: String,
+        /// The name asked for.
+        name: String,
+        /// The names of its containers.
+        names: Vec<String>,
+    },
+    /// The instance exists but has no container to read now (not placed yet, or its container
+    /// is not created yet); `message` says which.
+    #[error("{message}")]
+    NoContainer {
+        /// The instance.
+        instance: String,
+        /// What it is doing instead, e.g. "instance web-1 is Pending: it has no container yet".
+        message: String,
+    },
     /// No node with this id.
     #[error("node {node:?} not found")]
     NodeNotFound {

@@ -9,11 +9,12 @@
 use crate::error::CoreError;
 use crate::orchestrator::{Command, ShutdownMode, Summary};
 use cluster_manager_interface::{ClusterError, ClusterManager};
+use container_runtime_interface::{ContainerRuntime, LogChunk, LogRequest, RuntimeError};
 use orchestrator_shared_types::api::{NodeView, PlacementPreview, ReplicaCounts};
 use orchestrator_shared_types::validation::MAX_REPLICAS;
 use orchestrator_shared_types::{
-    Event, EventKind, FieldError, NodeId, Unschedulable, ValidationErrors, WorkloadDefinition,
-    WorkloadId,
+    ContainerId, Event, EventKind, FieldError, InstanceId, InstanceStatus, NodeId, Unschedulable,
+    ValidationErrors, WorkloadDefinition, WorkloadId, WorkloadInstance,
 };
 use state_store_interface::typed::delete_op;
 use state_store_interface::{Precondition, Revision, StateStore, StoreError, StoreExt, Versioned};
@@ -31,12 +32,30 @@ pub enum ApplyOutcome {
     Unchanged,
 }
 
+/// The container whose output [`OrchestratorHandle::logs`] reads for an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSource {
+    /// The instance.
+    pub instance: InstanceId,
+    /// Its status when it was looked up.
+    pub status: InstanceStatus,
+    /// The node it is on.
+    pub node: NodeId,
+    /// The container's name in the workload.
+    pub name: String,
+    /// The runtime's id of the container: a restart makes a new one, so a reader following the
+    /// output can tell that the container it reads has been replaced.
+    pub container: ContainerId,
+}
+
 /// A cheap, cloneable handle to a running orchestrator.
 #[derive(Clone)]
 pub struct OrchestratorHandle {
     pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) cluster: Arc<dyn ClusterManager>,
+    /// Read directly for logs: reading output needs neither the loop nor the store.
+    pub(crate) runtime: Arc<dyn ContainerRuntime>,
     pub(crate) shutdown: Arc<watch::Sender<ShutdownMode>>,
 }
 
@@ -361,6 +380,94 @@ impl OrchestratorHandle {
         .await
     }
 
+    /// The loop's record of an instance; `InstanceNotFound` if it has none.
+    pub async fn instance(&self, id: &str) -> Result<WorkloadInstance, CoreError> {
+        let key = InstanceId::from(id);
+        self.ask(|reply| Command::Instance { id: key, reply })
+            .await?
+            .ok_or_else(|| CoreError::InstanceNotFound { id: id.to_owned() })
+    }
+
+    /// The container of `instance` whose output [`logs`](Self::logs) reads: the one named
+    /// `container`, or its first. `UnknownContainer` names the containers it has; `NoContainer`
+    /// says why an instance has none yet.
+    pub async fn log_source(
+        &self,
+        instance: &str,
+        container: Option<&str>,
+    ) -> Result<LogSource, CoreError> {
+        let i = self.instance(instance).await?;
+        let no_container = || CoreError::NoContainer {
+            instance: instance.to_owned(),
+            message: format!(
+                "instance {instance} is {}: it has no container yet",
+                i.status
+            ),
+        };
+        let node = i.node_id.clone().ok_or_else(no_container)?;
+        let named: Vec<(&str, &ContainerId)> = i
+            .container_ids
+            .iter()
+            .map(|id| (container_name(&i.id, id), id))
+            .collect();
+        let found = match container {
+            None => named.first().ok_or_else(no_container)?,
+            Some(wanted) => named
+                .iter()
+                .find(|(name, _)| *name == wanted)
+                .ok_or_else(|| CoreError::UnknownContainer {
+                    instance: instance.to_owned(),
+                    name: wanted.to_owned(),
+                    names: named.iter().map(|(name, _)| (*name).to_owned()).collect(),
+                })?,
+        };
+        Ok(LogSource {
+            name: found.0.to_owned(),
+            container: found.1.clone(),
+            instance: i.id.clone(),
+            status: i.status,
+            node,
+        })
+    }
+
+    /// Reads the output of `source` (see [`LogRequest`]) from the runtime of its node. A
+    /// container the runtime does not know (yet) is `NoContainer`.
+    pub async fn read_logs(
+        &self,
+        source: &LogSource,
+        request: LogRequest,
+    ) -> Result<LogChunk, CoreError> {
+        self.runtime
+            .logs(&source.node, &source.container, request)
+            .await
+            .map_err(|e| match e {
+                RuntimeError::NotFound { .. } => CoreError::NoContainer {
+                    instance: source.instance.to_string(),
+                    message: format!(
+                        "instance {} is {}: its container {} does not exist on node {} (yet)",
+                        source.instance, source.status, source.name, source.node
+                    ),
+                },
+                source => CoreError::Runtime {
+                    operation: "read logs",
+                    source,
+                },
+            })
+    }
+
+    /// The output of container `container` (default: the first) of instance `instance`, read
+    /// from the runtime of the node it is on: [`log_source`](Self::log_source) then
+    /// [`read_logs`](Self::read_logs).
+    pub async fn logs(
+        &self,
+        instance: &str,
+        container: Option<&str>,
+        request: LogRequest,
+    ) -> Result<LogChunk, CoreError> {
+        let source = self.log_source(instance, container).await?;
+        self.read_logs(&source, request).await
+    }
+
     /// Asks the loop to re-read every workload from the store and reconcile all of them.
     pub fn resync(&self) {
         self.notify(Command::Resync);
@@ -376,6 +483,17 @@ impl OrchestratorHandle {
             }
         });
     }
+}
+
+/// The name of the workload container that container `id` of `instance` runs: the inverse of
+/// [`crate::plan::container_ids`] (`{instance}-{name}-{restart count}`). An id of another shape
+/// is its own name.
+fn container_name<'a>(instance: &InstanceId, id: &'a ContainerId) -> &'a str {
+    id.as_str()
+        .strip_prefix(instance.as_str())
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|rest| rest.rsplit_once('-'))
+        .map_or(id.as_str(), |(name, _)| name)
 }
 
 fn describe_change(old: &WorkloadDefinition, new: &WorkloadDefinition) -> String {
@@ -399,5 +517,25 @@ fn describe_change(old: &WorkloadDefinition, new: &WorkloadDefinition) -> String
         "updated".to_owned()
     } else {
         format!("updated: {}", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_shared_types::ContainerConfig;
+
+    #[test]
+    fn container_names_invert_container_ids() {
+        let mut def = WorkloadDefinition::new("web", 1, ContainerConfig::new("app", "img"));
+        def.containers.push(ContainerConfig::new("side-car", "img"));
+        let mut instance = WorkloadInstance::new(InstanceId::generate("web"), def.id.clone());
+        instance.restart_count = 12;
+        let ids = crate::plan::container_ids(&def, &instance);
+        let names: Vec<&str> = ids
+            .iter()
+            .map(|id| container_name(&instance.id, id))
+            .collect();
+        assert_eq!(names, ["app", "side-car"]);
     }
 }

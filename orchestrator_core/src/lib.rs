@@ -21,7 +21,8 @@
 //!
 //! # Layout
 //! * [`orchestrator`] — [`OrchestratorBuilder`], [`Orchestrator`], the loop and its state.
-//! * [`handle`] — [`OrchestratorHandle`]: create / apply / update / scale / delete.
+//! * [`handle`] — [`OrchestratorHandle`]: create / apply / update / scale / delete, and reading
+//!   an instance's logs from the runtime.
 //! * [`plan`] — the pure planner.
 //! * `execute`: runtime operations with bounded concurrency.
 //! * `persist`: the batching writer of instance records and events.
@@ -40,6 +41,6 @@ pub mod plan;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use error::CoreError;
-pub use handle::{ApplyOutcome, OrchestratorHandle};
+pub use handle::{ApplyOutcome, LogSource, OrchestratorHandle};
 pub use metrics::{CoreMetrics, MetricsSnapshot};
 pub use orchestrator::{Orchestrator, OrchestratorBuilder, OrchestratorConfig, Summary};

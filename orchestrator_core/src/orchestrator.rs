@@ -104,6 +104,11 @@ pub(crate) enum Command {
         name: String,
         reply: oneshot::Sender<Option<Unschedulable>>,
     },
+    /// The loop's record of this instance (`None`: unknown).
+    Instance {
+        id: InstanceId,
+        reply: oneshot::Sender<Option<WorkloadInstance>>,
+    },
     /// Where the replicas of this definition would go, without changing anything.
     Preview {
         def: Box<WorkloadDefinition>,
@@ -222,6 +227,7 @@ impl OrchestratorBuilder {
         );
 
         let cluster_for_handle = cluster.clone();
+        let runtime_for_handle = runtime.clone();
         let mut core = Core {
             store: store.clone(),
             runtime,
@@ -253,6 +259,7 @@ impl OrchestratorBuilder {
             commands: commands_tx,
             store,
             cluster: cluster_for_handle,
+            runtime: runtime_for_handle,
             shutdown: Arc::new(shutdown_tx),
         };
         let sources = Sources {
@@ -469,7 +476,7 @@ impl Core {
         }
         let allocation = match (&instance.node_id, instance.status) {
             (Some(node), s) if s != InstanceStatus::Pending => {
-                let alloc = match self.workloads.get(&instance.workload_id) {
+                let mut alloc = match self.workloads.get(&instance.workload_id) {
                     Some((def, _)) => PlacementRequest::for_workload(def).allocation(),
                     None => Allocation {
                         workload_id: instance.workload_id.clone(),
@@ -477,6 +484,11 @@ impl Core {
                         host_ports: Vec::new(),
                     },
                 };
+                // The ports it was given (dynamic ones included) stay claimed. Records written
+                // before instances kept their ports fall back on the manifest's static ones.
+                if !instance.ports.is_empty() {
+                    alloc.host_ports = instance.host_ports();
+                }
                 self.state.allocate(node, &alloc);
                 Some((node.clone(), alloc))
             }
@@ -660,6 +672,9 @@ impl Core {
                                 .explain(&self.state, &PlacementRequest::for_workload(d))
                         });
                 let _ = reply.send(explanation);
+            }
+            Command::Instance { id, reply } => {
+                let _ = reply.send(self.instances.get(&id).map(|e| e.instance.clone()));
             }
             Command::Preview { def, reply } => {
                 // A copy of the cluster: the real one must not see these placements.
@@ -1418,16 +1433,21 @@ fn new_event(
     event
 }
 
-/// The runtime specs of an instance's containers, ids matching its record.
+/// The runtime specs of an instance's containers, ids matching its record, with the variables
+/// of [`plan::port_env`] in their environments.
 fn container_specs(def: &WorkloadDefinition, instance: &WorkloadInstance) -> Vec<ContainerSpec> {
     def.containers
         .iter()
         .zip(&instance.container_ids)
-        .map(|(config, id)| ContainerSpec {
-            id: id.clone(),
-            instance_id: instance.id.clone(),
-            workload_id: def.id.clone(),
-            config: config.clone(),
+        .map(|(config, id)| {
+            let mut config = config.clone();
+            config.env.extend(plan::port_env(def, instance, &config));
+            ContainerSpec {
+                id: id.clone(),
+                instance_id: instance.id.clone(),
+                workload_id: def.id.clone(),
+                config,
+            }
         })
         .collect()
 }

@@ -8,10 +8,12 @@
 
 use container_runtime_interface::container_id_for;
 use orchestrator_shared_types::{
-    InstanceId, InstanceStatus, NodeId, NodeStatus, Unschedulable, WorkloadDefinition,
-    WorkloadInstance,
+    AssignedPort, ContainerConfig, InstanceId, InstanceStatus, NodeId, NodeStatus, PortMapping,
+    Protocol, RejectReason, Unschedulable, WorkloadDefinition, WorkloadInstance,
+    DYNAMIC_PORT_RANGE,
 };
 use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
+use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 /// What the planner knows about one existing instance.
@@ -134,6 +136,109 @@ pub fn container_ids(
             )
         })
         .collect()
+}
+
+/// The variables that tell `container` of `instance` its host ports: `PORT_<container_port>`
+/// for every dynamic mapping of the replica (its containers share the host's network, so each
+/// sees all of them; when a TCP and a UDP mapping share a number, the first one listed wins),
+/// and `PORT` for the container's own first port, dynamic or static. The executor adds them to
+/// the container's environment over any variable of the same name from the manifest.
+pub fn port_env(
+    def: &WorkloadDefinition,
+    instance: &WorkloadInstance,
+    container: &ContainerConfig,
+) -> BTreeMap<String, String> {
+    let assigned = |c: &ContainerConfig, p: &PortMapping| {
+        instance
+            .ports
+            .iter()
+            .find(|a| {
+                a.container == c.name
+                    && a.container_port == p.container_port
+                    && a.protocol == p.protocol
+            })
+            .map(|a| a.host_port)
+    };
+    let mut env = BTreeMap::new();
+    for c in &def.containers {
+        for p in c.ports.iter().filter(|p| p.is_dynamic()) {
+            if let Some(port) = assigned(c, p) {
+                env.entry(format!("PORT_{}", p.container_port))
+                    .or_insert_with(|| port.to_string());
+            }
+        }
+    }
+    let first = container.ports.first().and_then(|p| match p.host_port {
+        Some(0) => assigned(container, p),
+        other => other,
+    });
+    if let Some(port) = first {
+        env.insert("PORT".to_owned(), port.to_string());
+    }
+    env
+}
+
+/// Gives a replica placed on `node` its host ports: the static ones of `def` and, for each
+/// dynamic mapping (`host_port: 0`), a port of [`DYNAMIC_PORT_RANGE`] that nothing on the node
+/// claims. The scheduler allocated `base` (static ports only); when there are dynamic ones it is
+/// replaced by an allocation that claims them too, so they are freed with the instance. `None`,
+/// with `base` released, when the range is exhausted on the node.
+fn assign_ports(
+    def: &WorkloadDefinition,
+    node: &NodeId,
+    base: &Allocation,
+    cluster: &mut ClusterState,
+) -> Option<(Vec<AssignedPort>, Allocation)> {
+    let mappings = || {
+        def.containers
+            .iter()
+            .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
+    };
+    let mut picked = Vec::new();
+    for protocol in [Protocol::Tcp, Protocol::Udp] {
+        let count = mappings()
+            .filter(|(_, p)| p.is_dynamic() && p.protocol == protocol)
+            .count();
+        if count == 0 {
+            continue;
+        }
+        let Some(ports) = cluster.free_host_ports(node, protocol, count, DYNAMIC_PORT_RANGE) else {
+            cluster.release(node, base);
+            return None;
+        };
+        picked.push((protocol, ports.into_iter()));
+    }
+    let mut allocation = base.clone();
+    let mut ports = Vec::new();
+    for (c, p) in mappings() {
+        let host_port = match p.host_port {
+            None => continue,
+            Some(0) => picked
+                .iter_mut()
+                .find(|(proto, _)| *proto == p.protocol)
+                .and_then(|(_, free)| free.next()),
+            Some(port) => Some(port),
+        };
+        let Some(host_port) = host_port else {
+            // Not reached: as many ports were picked per protocol as there are such mappings.
+            cluster.release(node, base);
+            return None;
+        };
+        if p.is_dynamic() {
+            allocation.host_ports.push((p.protocol, host_port));
+        }
+        ports.push(AssignedPort {
+            container: c.name.clone(),
+            container_port: p.container_port,
+            host_port,
+            protocol: p.protocol,
+        });
+    }
+    if !picked.is_empty() {
+        cluster.release(node, base);
+        cluster.allocate(node, &allocation);
+    }
+    Some((ports, allocation))
 }
 
 /// Decides what to do for one workload.
@@ -270,42 +375,61 @@ pub fn plan(
         }
     };
     let mut nodes = outcome.placed.into_iter();
-    let placed = |mut instance: WorkloadInstance, node: NodeId| {
-        instance.node_id = Some(node);
-        instance.spec_hash.clone_from(&hash);
-        instance.container_ids = container_ids(def, &instance);
-        instance.transition(InstanceStatus::Scheduled);
-        instance
-    };
-    for p in pending {
-        if let Some(node) = nodes.next() {
-            plan.steps.push(Step::Place {
-                instance: placed(p.clone(), node),
-                allocation: allocation.clone(),
-                replaces: None,
-            });
-        }
-    }
-    for _ in 0..missing {
+    // Pending instances first, then new ones (which are recorded even when they fit nowhere).
+    let new = (0..missing).map(|_| {
         let mut instance = WorkloadInstance::new(InstanceId::generate(&def.name), def.id.clone());
         instance.spec_hash.clone_from(&hash);
-        match nodes.next() {
-            Some(node) => plan.steps.push(Step::Place {
-                instance: placed(instance, node),
-                allocation: allocation.clone(),
-                replaces: lost.pop(),
-            }),
-            None => plan.steps.push(Step::Pending { instance }),
+        (instance, true)
+    });
+    let candidates = pending.into_iter().map(|p| (p.clone(), false)).chain(new);
+    let mut out_of_ports: Vec<NodeId> = Vec::new();
+    let mut unplaced_for_ports = 0;
+    for (mut instance, is_new) in candidates {
+        let assigned = nodes.next().and_then(|node| {
+            let ports = assign_ports(def, &node, &allocation, cluster);
+            if ports.is_none() {
+                unplaced_for_ports += 1;
+                if !out_of_ports.contains(&node) {
+                    out_of_ports.push(node.clone());
+                }
+            }
+            ports.map(|p| (node, p))
+        });
+        match assigned {
+            Some((node, (ports, allocation))) => {
+                instance.node_id = Some(node);
+                instance.spec_hash.clone_from(&hash);
+                instance.container_ids = container_ids(def, &instance);
+                instance.ports = ports;
+                instance.transition(InstanceStatus::Scheduled);
+                plan.steps.push(Step::Place {
+                    instance,
+                    allocation,
+                    replaces: if is_new { lost.pop() } else { None },
+                });
+            }
+            None if is_new => plan.steps.push(Step::Pending { instance }),
+            None => {}
         }
     }
     plan.unschedulable = outcome.unschedulable;
+    if unplaced_for_ports > 0 {
+        let why = plan.unschedulable.get_or_insert_with(|| Unschedulable {
+            nodes_total: cluster.len(),
+            ..Default::default()
+        });
+        why.unplaced += unplaced_for_ports;
+        *why.reasons
+            .entry(RejectReason::HostPortsExhausted)
+            .or_default() += out_of_ports.len();
+    }
     plan
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator_shared_types::{ContainerConfig, Node, Resources, RestartPolicy};
+    use orchestrator_shared_types::{Node, Resources, RestartPolicy};
     use scheduler_interface::BinPackScheduler;
     use std::time::Duration;
 
@@ -623,6 +747,120 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(kinds(&p), ["stop", "place"]);
+    }
+
+    fn with_dynamic_port(mut d: WorkloadDefinition) -> WorkloadDefinition {
+        d.containers[0].ports = vec![
+            PortMapping {
+                container_port: 8080,
+                host_port: Some(0),
+                protocol: Protocol::Tcp,
+            },
+            PortMapping {
+                container_port: 9090,
+                host_port: Some(9090),
+                protocol: Protocol::Tcp,
+            },
+        ];
+        d
+    }
+
+    #[test]
+    fn dynamic_ports_are_picked_claimed_and_passed_in_the_environment() {
+        // The static port 9090 limits a node to one replica: use one node per replica.
+        let d = with_dynamic_port(def(3));
+        let mut state = cluster(&["n1", "n2", "n3"]);
+        let busy = Allocation {
+            workload_id: "other".into(),
+            resources: Resources::ZERO,
+            host_ports: vec![(Protocol::Tcp, 20000)],
+        };
+        state.allocate(&"n1".into(), &busy);
+        state.allocate(&"n2".into(), &busy);
+        state.allocate(&"n3".into(), &busy);
+        let p = plan(
+            Some(&d),
+            &[],
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["place", "place", "place"]);
+        for step in &p.steps {
+            let Step::Place {
+                instance,
+                allocation,
+                ..
+            } = step
+            else {
+                unreachable!()
+            };
+            let ports: Vec<(u16, u16)> = instance
+                .ports
+                .iter()
+                .map(|a| (a.container_port, a.host_port))
+                .collect();
+            assert_eq!(ports, [(8080, 20001), (9090, 9090)], "20000 is taken");
+            assert_eq!(
+                allocation.host_ports,
+                [(Protocol::Tcp, 9090), (Protocol::Tcp, 20001)]
+            );
+            let node = instance.node_id.as_ref().unwrap();
+            assert!(state.host_port_claimed(node, (Protocol::Tcp, 20001)));
+            let env = port_env(&d, instance, &d.containers[0]);
+            assert_eq!(env["PORT"], "20001");
+            assert_eq!(env["PORT_8080"], "20001");
+            assert!(
+                !env.contains_key("PORT_9090"),
+                "static ports have no PORT_n"
+            );
+            // Releasing the allocation frees the picked port.
+            state.release(node, allocation);
+            assert!(!state.host_port_claimed(node, (Protocol::Tcp, 20001)));
+        }
+    }
+
+    #[test]
+    fn an_exhausted_port_range_leaves_the_replica_pending_with_the_reason() {
+        let mut d = def(2);
+        d.containers[0].ports = vec![PortMapping {
+            container_port: 80,
+            host_port: Some(0),
+            protocol: Protocol::Tcp,
+        }];
+        let mut state = cluster(&["n1"]);
+        let all_but_one = Allocation {
+            workload_id: "other".into(),
+            resources: Resources::ZERO,
+            host_ports: DYNAMIC_PORT_RANGE
+                .skip(1)
+                .map(|p| (Protocol::Tcp, p))
+                .collect(),
+        };
+        state.allocate(&"n1".into(), &all_but_one);
+        let p = plan(
+            Some(&d),
+            &[],
+            &mut state,
+            &BinPackScheduler::new(),
+            Instant::now(),
+        );
+        assert_eq!(kinds(&p), ["place", "pending"]);
+        let Step::Place { instance, .. } = &p.steps[0] else {
+            unreachable!()
+        };
+        assert_eq!(instance.ports[0].host_port, *DYNAMIC_PORT_RANGE.start());
+        let why = p.unschedulable.expect("a reason");
+        assert_eq!(why.unplaced, 1);
+        assert_eq!(
+            why.to_string(),
+            "0/1 nodes fit: 1 no free dynamic host port"
+        );
+        assert_eq!(
+            state.allocated(&"n1".into()),
+            Resources::new(500, 256, 0),
+            "the unplaced replica's resources were released"
+        );
     }
 
     #[test]

@@ -607,3 +607,115 @@ async fn a_multi_container_instance_ends_when_all_exit_or_one_fails() {
     .await;
     assert_eq!(h.world().await.instances("pair")[0].restart_count, 1);
 }
+
+/// Host port of each instance of `workload` by instance id (one dynamic port per instance).
+fn dynamic_ports(w: &World, workload: &str) -> std::collections::BTreeMap<InstanceId, u16> {
+    w.instances(workload)
+        .iter()
+        .map(|i| {
+            assert_eq!(i.ports.len(), 1, "{i:?}");
+            (i.id.clone(), i.ports[0].host_port)
+        })
+        .collect()
+}
+
+fn distinct_in_range(ports: &std::collections::BTreeMap<InstanceId, u16>) -> bool {
+    let set: std::collections::BTreeSet<u16> = ports.values().copied().collect();
+    set.len() == ports.len() && set.iter().all(|p| DYNAMIC_PORT_RANGE.contains(p))
+}
+
+#[tokio::test(start_paused = true)]
+async fn dynamic_host_ports_let_replicas_share_a_node() {
+    let mut h = Harness::new().await;
+    let mut w = workload("web", 3, 100, 64);
+    w.containers[0].ports.push(PortMapping {
+        container_port: 8080,
+        host_port: Some(0),
+        protocol: Protocol::Tcp,
+    });
+    h.run(vec![
+        AddNode(node("n1", 8000, 16384)),
+        Submit(w),
+        expect("3 running on one node", |w| {
+            w.running("web") == 3 && w.on_node("web", "n1") == 3 && w.running_containers() == 3
+        }),
+    ])
+    .await;
+    let first = dynamic_ports(&h.world().await, "web");
+    assert!(distinct_in_range(&first), "{first:?}");
+    let check_env = |h: &Harness, world: &World| {
+        for i in world.instances("web") {
+            let spec = h
+                .started_spec(i.node_id.as_ref().unwrap(), &i.container_ids[0])
+                .expect("started");
+            let port = i.ports[0].host_port.to_string();
+            assert_eq!(spec.config.env.get("PORT"), Some(&port), "{i:?}");
+            assert_eq!(spec.config.env.get("PORT_8080"), Some(&port));
+        }
+    };
+    check_env(&h, &h.world().await);
+
+    // A crash restarts the replica with the port it holds.
+    h.run(vec![
+        Crash("web", 1),
+        expect("restarted", |w| {
+            w.running("web") == 3 && w.instances("web").iter().any(|i| i.restart_count == 1)
+        }),
+    ])
+    .await;
+    let world = h.world().await;
+    assert_eq!(dynamic_ports(&world, "web"), first);
+    check_env(&h, &world);
+
+    // Scale down and up: the kept replica keeps its port, the freed ones are reused.
+    h.run(vec![
+        Scale("web", 1),
+        expect("1 left, containers too", |w| {
+            w.instances("web").len() == 1 && w.container_count() == 1
+        }),
+        Scale("web", 3),
+        expect("3 running", |w| {
+            w.running("web") == 3 && w.instances("web").len() == 3
+        }),
+    ])
+    .await;
+    let world = h.world().await;
+    let second = dynamic_ports(&world, "web");
+    assert!(distinct_in_range(&second), "{second:?}");
+    let values = |m: &std::collections::BTreeMap<InstanceId, u16>| {
+        m.values()
+            .copied()
+            .collect::<std::collections::BTreeSet<u16>>()
+    };
+    assert_eq!(values(&second), values(&first), "freed ports reused");
+    assert_eq!(
+        first
+            .iter()
+            .filter(|(id, p)| second.get(*id) == Some(p))
+            .count(),
+        1,
+        "the kept replica kept its port"
+    );
+    check_env(&h, &world);
+
+    // A restarted daemon adopts the replicas with their ports, and new replicas get others.
+    h.run(vec![
+        RestartOrchestrator,
+        Advance(Duration::from_secs(10)),
+        expect("still 3 running", |w| {
+            w.running("web") == 3 && w.container_count() == 3
+        }),
+        Scale("web", 5),
+        expect("5 running", |w| {
+            w.running("web") == 5 && w.container_count() == 5
+        }),
+    ])
+    .await;
+    let world = h.world().await;
+    let third = dynamic_ports(&world, "web");
+    assert!(distinct_in_range(&third), "{third:?}");
+    for (id, port) in &second {
+        assert_eq!(third.get(id), Some(port), "{id} kept its port");
+    }
+    check_env(&h, &world);
+}

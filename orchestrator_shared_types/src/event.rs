@@ -28,6 +28,9 @@ pub enum RejectReason {
     HostPortConflict,
     /// The workload allows one replica per node and this node has one.
     AntiAffinity,
+    /// The replica was placed on the node, but every port of the dynamic host port range
+    /// (`DYNAMIC_PORT_RANGE`) is taken there.
+    HostPortsExhausted,
 }
 
 impl fmt::Display for RejectReason {
@@ -41,6 +44,7 @@ impl fmt::Display for RejectReason {
             RejectReason::InsufficientDisk => "insufficient disk",
             RejectReason::HostPortConflict => "host port conflict",
             RejectReason::AntiAffinity => "one replica per node",
+            RejectReason::HostPortsExhausted => "no free dynamic host port",
         })
     }
 }

@@ -1,6 +1,6 @@
 //! One replica of a workload and its lifecycle.
 
-use crate::{ContainerId, InstanceId, NodeId, WorkloadId};
+use crate::{ContainerId, InstanceId, NodeId, Protocol, WorkloadId};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +81,21 @@ impl std::fmt::Display for InstanceStatus {
     }
 }
 
+/// A host port an instance holds: a static one of its workload's manifest, or a dynamic one
+/// picked when it was placed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AssignedPort {
+    /// Name of the container the mapping belongs to.
+    pub container: String,
+    /// The mapping's `container_port`.
+    pub container_port: u16,
+    /// The port on the node.
+    pub host_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: Protocol,
+}
+
 /// One replica of a workload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -111,6 +126,9 @@ pub struct WorkloadInstance {
     pub updated_at: DateTime<Utc>,
     /// When its containers last started running.
     pub started_at: Option<DateTime<Utc>>,
+    /// The host ports it holds on its node (static and dynamic), set when it is placed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<AssignedPort>,
 }
 
 impl WorkloadInstance {
@@ -130,7 +148,16 @@ impl WorkloadInstance {
             created_at: now,
             updated_at: now,
             started_at: None,
+            ports: Vec::new(),
         }
+    }
+
+    /// The host ports it holds, as the scheduler's state counts them.
+    pub fn host_ports(&self) -> Vec<(Protocol, u16)> {
+        self.ports
+            .iter()
+            .map(|p| (p.protocol, p.host_port))
+            .collect()
     }
 
     /// Moves to `next` if the transition is allowed; returns whether it moved.

@@ -26,12 +26,13 @@ pub mod workload;
 
 pub use event::{Event, EventKind, RejectReason, Unschedulable};
 pub use ids::{ContainerId, InstanceId, NodeId, WorkloadId};
-pub use instance::{InstanceStatus, WorkloadInstance};
+pub use instance::{AssignedPort, InstanceStatus, WorkloadInstance};
 pub use node::{Node, NodeStatus};
 pub use resources::Resources;
 pub use validation::{FieldError, ValidationErrors};
 pub use workload::{
-    ContainerConfig, PlacementStrategy, PortMapping, Protocol, PullPolicy, RestartPolicy, WorkloadDefinition,
+    ContainerConfig, PlacementStrategy, PortMapping, Protocol, PullPolicy, RestartPolicy,
+    WorkloadDefinition, DYNAMIC_PORT_RANGE,
 };
 
 /// Labels and selectors: ordered so that serialized output is stable.

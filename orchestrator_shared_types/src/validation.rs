@@ -190,10 +190,9 @@ impl WorkloadDefinition {
                         ),
                     );
                 }
-                if let Some(h) = port.host_port {
-                    if h == 0 {
-                        errors.push(format!("{pp}.host_port"), "must be between 1 and 65535");
-                    } else if !host_ports.insert((port.protocol, h)) {
+                // 0 is dynamic: each such mapping gets its own port, so they never collide.
+                if let Some(h) = port.host_port.filter(|&h| h != 0) {
+                    if !host_ports.insert((port.protocol, h)) {
                         errors.push(
                             format!("{pp}.host_port"),
                             format!("duplicate host port {h}/{}", proto(port.protocol)),
@@ -267,6 +266,30 @@ mod tests {
                 "missing {expected} in {fields:?}"
             );
         }
+    }
+
+    #[test]
+    fn dynamic_host_ports_may_repeat_static_ones_may_not() {
+        let port = |container_port, host_port| PortMapping {
+            container_port,
+            host_port: Some(host_port),
+            protocol: Protocol::Tcp,
+        };
+        let mut c = ContainerConfig::new("app", "img");
+        c.ports = vec![port(80, 0), port(81, 0), port(82, 8080)];
+        let mut side = ContainerConfig::new("side", "img");
+        side.ports = vec![port(90, 0)];
+        let mut w = WorkloadDefinition::new("web", 3, c);
+        w.containers.push(side);
+        assert_eq!(w.validate(), Ok(()));
+        assert_eq!(w.host_ports(), [(Protocol::Tcp, 8080)], "only static ones");
+        assert!(w.has_dynamic_ports());
+
+        w.containers[1].ports.push(port(91, 8080));
+        let errs = w.validate().unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].field, "containers[1].ports[1].host_port");
+        assert_eq!(errs.0[0].message, "duplicate host port 8080/tcp");
     }
 
     #[test]

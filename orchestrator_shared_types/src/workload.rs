@@ -79,19 +79,34 @@ pub enum Protocol {
     Udp,
 }
 
+/// Where dynamic host ports (`host_port: 0`) are picked from: Nomad's default dynamic range.
+pub const DYNAMIC_PORT_RANGE: std::ops::RangeInclusive<u16> = 20000..=32767;
+
 /// A port a container listens on and, optionally, the host port it claims.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortMapping {
-    /// Port inside the container.
+    /// Port inside the container. For a dynamic mapping it only names the port: the container
+    /// shares the host's network and must listen on the host port it is given.
     pub container_port: u16,
     /// Port on the host; a scheduling resource: no two instances on one node may claim it.
+    /// `0` means dynamic: when a replica is placed, the orchestrator picks a port of
+    /// [`DYNAMIC_PORT_RANGE`] free on its node, records it in the instance's `ports` and passes it
+    /// to the containers as `PORT_<container_port>` (and `PORT` for a container's first port),
+    /// so many replicas of one workload can share a node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
     /// `tcp` (default) or `udp`.
     #[serde(default)]
     pub protocol: Protocol,
+}
+
+impl PortMapping {
+    /// Whether the host port is picked at placement (`host_port: 0`).
+    pub fn is_dynamic(&self) -> bool {
+        self.host_port == Some(0)
+    }
 }
 
 /// One container of a replica.
@@ -232,12 +247,20 @@ impl WorkloadDefinition {
         format!("{hash:016x}")
     }
 
-    /// The host ports one replica claims, with their protocols.
+    /// The static host ports one replica claims, with their protocols (dynamic ones, picked
+    /// at placement, are not among them).
     pub fn host_ports(&self) -> Vec<(Protocol, u16)> {
         self.containers
             .iter()
             .flat_map(|c| c.ports.iter())
-            .filter_map(|p| p.host_port.map(|h| (p.protocol, h)))
+            .filter_map(|p| p.host_port.filter(|&h| h != 0).map(|h| (p.protocol, h)))
             .collect()
+    }
+
+    /// Whether a replica needs host ports picked at placement.
+    pub fn has_dynamic_ports(&self) -> bool {
+        self.containers
+            .iter()
+            .any(|c| c.ports.iter().any(PortMapping::is_dynamic))
     }
 }

@@ -199,6 +199,49 @@ impl ClusterState {
             .is_some_and(|slot| self.entry(slot).port_claimed(port))
     }
 
+    /// `count` host ports of `protocol` in `range` that no allocation on `node` claims, lowest
+    /// first; `None` when fewer are free or the node is unknown. Claims nothing: the caller puts
+    /// them in the replica's [`Allocation`] and allocates it, so they are freed with it. Costs
+    /// O(p log p) in the node's claimed ports p, whatever the size of the range.
+    pub fn free_host_ports(
+        &self,
+        node: &NodeId,
+        protocol: Protocol,
+        count: usize,
+        range: std::ops::RangeInclusive<u16>,
+    ) -> Option<Vec<u16>> {
+        let entry = self.entry(self.slot_of(node)?);
+        let mut claimed: Vec<u16> = entry
+            .ports
+            .iter()
+            .filter(|((p, port), _)| *p == protocol && range.contains(port))
+            .map(|((_, port), _)| *port)
+            .collect();
+        claimed.sort_unstable();
+        // Walk the range and the claimed ports together: each step either yields a free port
+        // or skips a claimed one, so the walk is bounded by count + claimed.
+        let mut free = Vec::with_capacity(count);
+        let mut claimed = claimed.into_iter().peekable();
+        let mut next = u32::from(*range.start());
+        let end = u32::from(*range.end());
+        while free.len() < count && next <= end {
+            match claimed.peek().map(|&c| u32::from(c)) {
+                Some(c) if c == next => {
+                    claimed.next();
+                    next += 1;
+                }
+                Some(c) if c < next => {
+                    claimed.next();
+                }
+                _ => {
+                    free.push(next as u16);
+                    next += 1;
+                }
+            }
+        }
+        (free.len() == count).then_some(free)
+    }
+
     /// Records an allocation on a node, even if it overcommits the node (state restored from
     /// the store must be recorded as it is). Returns false, recording nothing, for an unknown node.
     pub fn allocate(&mut self, node: &NodeId, alloc: &Allocation) -> bool {
@@ -492,6 +535,47 @@ mod tests {
         assert!(!s.allocate(&NodeId::from("nope"), &x));
         s.release(&NodeId::from("nope"), &x);
         assert_eq!(s.allocated(&NodeId::from("nope")), Resources::ZERO);
+    }
+
+    #[test]
+    fn free_host_ports_skip_claims_reuse_releases_and_run_out() {
+        let mut s = ClusterState::new();
+        s.upsert_node(Node::new("a", Resources::new(1000, 1000, 0)));
+        let a = NodeId::from("a");
+        let tcp = Protocol::Tcp;
+        assert_eq!(
+            s.free_host_ports(&a, tcp, 2, 100..=109),
+            Some(vec![100, 101])
+        );
+        // Claimed ports are skipped, per protocol; ports outside the range do not matter.
+        let x = alloc("w", 1, 1, &[(tcp, 100), (tcp, 102), (tcp, 50)]);
+        s.allocate(&a, &x);
+        s.allocate(&a, &alloc("w", 1, 1, &[(Protocol::Udp, 101)]));
+        assert_eq!(
+            s.free_host_ports(&a, tcp, 3, 100..=109),
+            Some(vec![101, 103, 104])
+        );
+        assert_eq!(
+            s.free_host_ports(&a, Protocol::Udp, 2, 100..=109),
+            Some(vec![100, 102])
+        );
+        // Released ports can be picked again.
+        s.release(&a, &x);
+        assert_eq!(s.free_host_ports(&a, tcp, 1, 100..=109), Some(vec![100]));
+        // Exhaustion: 10 ports, all claimed.
+        let all: Vec<_> = (100..=109).map(|p| (tcp, p)).collect();
+        s.allocate(&a, &alloc("w", 1, 1, &all[..9]));
+        assert_eq!(s.free_host_ports(&a, tcp, 1, 100..=109), Some(vec![109]));
+        assert_eq!(s.free_host_ports(&a, tcp, 2, 100..=109), None);
+        s.allocate(&a, &alloc("w", 1, 1, &all[9..]));
+        assert_eq!(s.free_host_ports(&a, tcp, 1, 100..=109), None);
+        assert_eq!(s.free_host_ports(&a, tcp, 0, 100..=109), Some(vec![]));
+        // The top of the port space does not overflow; unknown nodes have none.
+        assert_eq!(
+            s.free_host_ports(&a, tcp, 2, 65534..=65535),
+            Some(vec![65534, 65535])
+        );
+        assert_eq!(s.free_host_ports(&"b".into(), tcp, 1, 100..=109), None);
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Where a container's root filesystem and image configuration come from: the [`ImageSource`]
 //! trait and [`LocalImages`], a map of image references to directories on this machine.
 //!
-//! Pulling from a registry is not implemented yet (a later change adds a registry-backed
-//! `ImageSource`); until then the daemon can only run images registered in [`LocalImages`].
+//! Images pulled from registries come from [`super::RegistryImages`] (`registry/`).
 
 use crate::RuntimeError;
 use async_trait::async_trait;
@@ -44,8 +43,8 @@ pub trait ImageSource: Send + Sync {
         -> Result<PreparedImage, RuntimeError>;
 }
 
-/// Images already unpacked on this machine, by reference. No registry pulling (a later change
-/// adds it).
+/// Images already unpacked on this machine, by reference; never pulled (registries are
+/// [`super::RegistryImages`]'s job).
 #[derive(Debug, Default)]
 pub struct LocalImages {
     images: Mutex<HashMap<String, PreparedImage>>,
@@ -105,7 +104,7 @@ impl ImageSource for LocalImages {
         found.ok_or_else(|| RuntimeError::Failed {
             operation: "prepare image",
             message: format!(
-                "image {image} is not available locally (registry pulling is not implemented yet)"
+                "image {image} is not available locally (this node serves local images only)"
             ),
             transient: false,
         })

@@ -8,8 +8,12 @@
 //! * `data_dir/bundles/{id}/` — the bundle: `rootfs/` (a copy of the image's root filesystem),
 //!   `config.json` (youki's default spec with the process, limits, cgroup path and annotations
 //!   carrying the instance and workload ids) and `exit_code` once the process has exited.
-//! * `data_dir/logs/{id}.log` — the container's stdout and stderr (appended; kept on remove so a
-//!   crashed container's output outlives it). `data_dir/logs/{id}.runtime.log` — the runtime's own
+//! * `data_dir/logs/{id}.log` — the container's stdout and stderr, written by the container itself
+//!   through an inherited `O_APPEND` descriptor (so they survive a daemon restart), and
+//!   `{id}.log.1`, the part before the last rotation (past [`OciConfig::log_max_bytes`]; see
+//!   `logs.rs`). Both are kept on remove, so a crashed container's output outlives it, and
+//!   `logs` still serves them, until an hour after the last write (then a sweep deletes them).
+//!   `data_dir/logs/{id}.runtime.log` — the runtime's own
 //!   JSON log for that container, removed with it.
 //! * cgroups at `/{cgroup_parent}/{id}` in every hierarchy, removed with the container (the
 //!   parent is left in place: it is shared).
@@ -20,22 +24,28 @@
 //! per container waits for it through a pidfd (see `exit.rs`).
 //!
 //! # Not yet
-//! * Images come from an [`ImageSource`]; only [`LocalImages`] exists (no registry pulling).
-//! * Containers left by a previous daemon process are listed (from their bundles and the
-//!   runtime's state) and can be stopped and removed, but their exits are not watched: their
-//!   exit codes are unknown.
+//! * Images come from an [`ImageSource`]: [`RegistryImages`] pulls them from registries
+//!   (anonymously: no credentials yet; no garbage collection of unused images), and
+//!   [`LocalImages`] serves directories already on this machine.
+//! * Containers left by a previous daemon process are adopted by `list` (from their bundles
+//!   and the runtime's state): their exits are watched, but as they are no longer this
+//!   process's children their exit codes are unknown (reported as `Failed`).
 //! * No `/etc/hosts` or `/etc/resolv.conf` is written into the rootfs; no port mapping (host
 //!   network).
 
 mod cli;
 mod exit;
 mod image;
+mod logs;
+mod registry;
 mod spec;
 
 pub use image::{ImageConfig, ImageSource, LocalImages, PreparedImage};
+pub use registry::{ImageReference, Platform, RegistryConfig, RegistryImages, RegistryStats};
 
 use crate::RuntimeError;
 use crate::{ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState};
+use crate::{LogChunk, LogRequest};
 use async_trait::async_trait;
 use cli::Cli;
 use orchestrator_shared_types::{ContainerId, InstanceId, NodeId, WorkloadId};
@@ -73,6 +83,37 @@ pub struct OciConfig {
     pub node: NodeId,
     /// Where root filesystems come from.
     pub images: Arc<dyn ImageSource>,
+    /// Size past which a container's log is rotated (see the module docs); at most about twice
+    /// this is kept per container.
+    pub log_max_bytes: u64,
+}
+
+impl OciConfig {
+    /// Default of [`log_max_bytes`](Self::log_max_bytes): 10 MiB.
+    pub const DEFAULT_LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
+    /// Settings to complete with struct update syntax
+    /// (`OciConfig { binary, ..OciConfig::defaults() }`): binary `youki` (a relative path: set
+    /// the real one), state in `/run/orchestrator/youki`, data in `/var/lib/orchestrator/oci`,
+    /// cgroup parent `orchestrator`, node `local`, no images and
+    /// [`DEFAULT_LOG_MAX_BYTES`](Self::DEFAULT_LOG_MAX_BYTES).
+    pub fn defaults() -> Self {
+        Self {
+            binary: PathBuf::from("youki"),
+            root: PathBuf::from("/run/orchestrator/youki"),
+            data_dir: PathBuf::from("/var/lib/orchestrator/oci"),
+            cgroup_parent: "orchestrator".into(),
+            node: NodeId::from("local"),
+            images: Arc::new(LocalImages::new()),
+            log_max_bytes: Self::DEFAULT_LOG_MAX_BYTES,
+        }
+    }
+}
+
+impl Default for OciConfig {
+    fn default() -> Self {
+        Self::defaults()
+    }
 }
 
 impl std::fmt::Debug for OciConfig {
@@ -83,6 +124,7 @@ impl std::fmt::Debug for OciConfig {
             .field("data_dir", &self.data_dir)
             .field("cgroup_parent", &self.cgroup_parent)
             .field("node", &self.node)
+            .field("log_max_bytes", &self.log_max_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +150,8 @@ struct Inner {
     next_generation: AtomicU64,
     /// Init pids whose exit a watcher thread waits for (never reaped by the orphan sweep).
     watched_pids: Mutex<HashSet<i32>>,
+    /// Container logs, rotated by a thread started by `new`.
+    logs: Arc<logs::Logs>,
 }
 
 /// A container created by this process.
@@ -155,19 +199,28 @@ impl OciRuntime {
         exit::become_subreaper()
             .map_err(|e| failed(format!("cannot become a child subreaper: {e}")))?;
         let (events, _) = broadcast::channel(4096);
-        Ok(Self {
-            inner: Arc::new(Inner {
-                cli: Cli {
-                    binary: config.binary.clone(),
-                    root: config.root.clone(),
-                },
-                config,
-                table: Mutex::new(HashMap::new()),
-                events,
-                next_generation: AtomicU64::new(1),
-                watched_pids: Mutex::new(HashSet::new()),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            cli: Cli {
+                binary: config.binary.clone(),
+                root: config.root.clone(),
+            },
+            logs: Arc::new(logs::Logs::new(
+                config.data_dir.join("logs"),
+                config.log_max_bytes,
+            )),
+            config,
+            table: Mutex::new(HashMap::new()),
+            events,
+            next_generation: AtomicU64::new(1),
+            watched_pids: Mutex::new(HashSet::new()),
+        });
+        // Rotates the logs of the containers in the table; stops once the runtime is dropped.
+        let weak = Arc::downgrade(&inner);
+        inner
+            .logs
+            .spawn_rotator(move || weak.upgrade().map(|i| i.table().keys().cloned().collect()))
+            .map_err(|e| failed(format!("cannot start the log rotation thread: {e}")))?;
+        Ok(Self { inner })
     }
 
     /// The file holding the stdout and stderr of container `id`.
@@ -209,7 +262,7 @@ impl Inner {
     }
 
     fn log_path(&self, id: &ContainerId) -> PathBuf {
-        self.config.data_dir.join("logs").join(format!("{id}.log"))
+        self.logs.live(id)
     }
 
     fn runtime_log_path(&self, id: &ContainerId) -> PathBuf {
@@ -328,6 +381,14 @@ impl Inner {
         &self,
         id: &ContainerId,
     ) -> Result<Option<ContainerInfo>, RuntimeError> {
+        Ok(self.disk_state(id).await?.map(|(info, _)| info))
+    }
+
+    /// [`Self::info_from_disk`] with the init pid of a running container.
+    async fn disk_state(
+        &self,
+        id: &ContainerId,
+    ) -> Result<Option<(ContainerInfo, Option<i32>)>, RuntimeError> {
         let bundle = self.bundle_path(id);
         let Ok(oci) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
             return Ok(None);
@@ -336,15 +397,15 @@ impl Inner {
         let exit_code = std::fs::read_to_string(bundle.join(EXIT_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
-        let state = match self.cli.state(id.as_str()).await? {
+        let (state, pid) = match self.cli.state(id.as_str()).await? {
             Some(s) => match s.status.as_str() {
-                "running" | "paused" => ContainerState::Running,
-                "creating" | "created" => ContainerState::Created,
-                _ => exit_or_unknown(exit_code),
+                "running" | "paused" => (ContainerState::Running, s.pid.filter(|p| *p > 0)),
+                "creating" | "created" => (ContainerState::Created, None),
+                _ => (exit_or_unknown(exit_code), None),
             },
-            None => exit_or_unknown(exit_code),
+            None => (exit_or_unknown(exit_code), None),
         };
-        Ok(Some(ContainerInfo {
+        let info = ContainerInfo {
             id: id.clone(),
             node_id: self.config.node.clone(),
             instance_id: annotations
@@ -358,7 +419,62 @@ impl Inner {
                 .unwrap_or_default()
                 .into(),
             state,
-        }))
+        };
+        Ok(Some((info, pid)))
+    }
+
+    /// Takes a running container of an earlier daemon process into the table and watches its
+    /// exit. Its exit code will be unknown: it is not this process's child.
+    fn adopt(self: &Arc<Self>, info: &ContainerInfo, pid: i32) -> Result<(), RuntimeError> {
+        let pidfd = match exit::open_pidfd(pid) {
+            Ok(fd) => fd,
+            // Gone since `state`: the next `list` reports it stopped.
+            Err(_) => return Ok(()),
+        };
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut table = self.table();
+            if table.contains_key(&info.id) {
+                return Ok(());
+            }
+            table.insert(
+                info.id.clone(),
+                Entry {
+                    instance_id: info.instance_id.clone(),
+                    workload_id: info.workload_id.clone(),
+                    state: ContainerState::Running,
+                    generation,
+                    removing: false,
+                    exit: watch::Sender::new(None),
+                },
+            );
+        }
+        tracing::info!(container = %info.id, pid, "adopted a running container");
+        self.spawn_exit_watcher(info.id.clone(), generation, pid, pidfd)
+    }
+
+    /// A thread that waits for `pid` to exit and records it for generation `generation` of `id`.
+    fn spawn_exit_watcher(
+        self: &Arc<Self>,
+        id: ContainerId,
+        generation: u64,
+        pid: i32,
+        pidfd: rustix::fd::OwnedFd,
+    ) -> Result<(), RuntimeError> {
+        let watcher = Arc::clone(self);
+        std::thread::Builder::new()
+            .name(format!("exit-{id}"))
+            .spawn(move || {
+                let code = exit::wait_exit(&pidfd, pid);
+                watcher.watched_pids().remove(&pid);
+                watcher.record_exit(&id, generation, code);
+            })
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Failed {
+                operation: "watch a container",
+                message: format!("cannot spawn the exit watcher: {e}"),
+                transient: true,
+            })
     }
 
     /// Prepares the bundle, creates and starts the container; returns its init pid and a pidfd.
@@ -376,7 +492,8 @@ impl Inner {
             .config
             .images
             .prepare(&spec.config.image, spec.config.image_pull_policy)
-            .await {
+            .await
+        {
             Ok(image) => image,
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => return Err(start_failed(e.to_string())),
@@ -586,21 +703,7 @@ impl ContainerRuntime for OciRuntime {
             }
         }
         inner.send(id, &spec.instance_id, ContainerState::Running);
-        let watcher = Arc::clone(inner);
-        let id = id.clone();
-        std::thread::Builder::new()
-            .name(format!("exit-{id}"))
-            .spawn(move || {
-                let code = exit::wait_exit(&pidfd, pid);
-                watcher.watched_pids().remove(&pid);
-                watcher.record_exit(&id, generation, code);
-            })
-            .map_err(|e| RuntimeError::Failed {
-                operation: "create_and_start",
-                message: format!("cannot spawn the exit watcher: {e}"),
-                transient: true,
-            })?;
-        Ok(())
+        inner.spawn_exit_watcher(id.clone(), generation, pid, pidfd)
     }
 
     async fn stop(
@@ -717,7 +820,10 @@ impl ContainerRuntime for OciRuntime {
             if all.iter().any(|c| c.id == id) {
                 continue;
             }
-            if let Some(info) = inner.info_from_disk(&id).await? {
+            if let Some((info, pid)) = inner.disk_state(&id).await? {
+                if let Some(pid) = pid {
+                    inner.adopt(&info, pid)?;
+                }
                 all.push(info);
             }
         }
@@ -727,5 +833,34 @@ impl ContainerRuntime for OciRuntime {
 
     fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
         self.inner.events.subscribe()
+    }
+
+    async fn logs(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        request: LogRequest,
+    ) -> Result<LogChunk, RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "logs")?;
+        if !valid_id(id) {
+            return Err(inner.not_found(id));
+        }
+        let (logs, key) = (Arc::clone(&inner.logs), id.clone());
+        let read = tokio::task::spawn_blocking(move || logs.read(&key, &request))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map_err(|e| RuntimeError::Failed {
+                operation: "logs",
+                message: format!("cannot read the log of {id}: {e}"),
+                transient: true,
+            })?;
+        match read {
+            Some(chunk) => Ok(chunk),
+            // Being created: its log is not open yet.
+            None if inner.table().contains_key(id) => Ok(LogChunk::default()),
+            None => Err(inner.not_found(id)),
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{bounded_page, page_size, paging_note, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::output::{
-    join_notes, json_len, EventSummary, InstanceSummary, NodeSummary, ToolError, Usage,
+    join_notes, json_len, EventSummary, Hint, InstanceSummary, NodeSummary, ToolError, Usage,
     WorkloadSummary,
 };
 use crate::tools::workloads::status_line;
@@ -79,10 +79,9 @@ pub struct LogsArgs {
     /// Last lines to return (default 100, at most 1000).
     #[serde(default)]
     pub tail: Option<u32>,
-    /// Only lines written in this last span of time: a number and a unit, s, m, h or d, e.g.
-    /// "30s", "10m", "2h".
+    /// The container, by its name in the workload (default: the instance's first).
     #[serde(default)]
-    pub since: Option<String>,
+    pub container: Option<String>,
 }
 
 /// Nodes per state.
@@ -222,11 +221,11 @@ impl OrchestratorMcp {
         self.finish("list_instances", list_instances(self, args).await)
     }
 
-    /// The last lines written by an instance's containers (stdout and stderr), to see why it
-    /// fails. Bounded: `tail` lines (default 100, at most 1000), optionally only those of the
-    /// last `since` (e.g. "10m"), and cut to the size cap keeping the newest lines. Instance ids
-    /// come from get_workload or list_instances. Servers whose runtime keeps no logs answer
-    /// with an error saying so.
+    /// The last lines written by an instance's container (stdout and stderr interleaved, as
+    /// written; lines carry no timestamps), to see why it fails. Bounded: `tail` lines (default
+    /// 100, at most 1000), cut to the size cap keeping the newest lines. `container` picks one
+    /// container of a multi-container instance (default: its first). Instance ids come from
+    /// get_workload or list_instances; an instance with no container yet (Pending) has no logs.
     #[tool(annotations(title = "Get logs", read_only_hint = true, open_world_hint = false))]
     async fn get_logs(&self, Parameters(args): Parameters<LogsArgs>) -> Result<Json<Logs>, String> {
         self.finish("get_logs", get_logs(self, args).await)
@@ -409,74 +408,23 @@ pub(crate) async fn list_instances(
     })
 }
 
-/// Whether `since` is a duration the logs endpoint takes: digits then s, m, h or d.
-fn valid_since(since: &str) -> bool {
-    let Some(unit) = since.chars().last() else {
-        return false;
-    };
-    let digits = &since[..since.len() - unit.len_utf8()];
-    matches!(unit, 's' | 'm' | 'h' | 'd')
-        && !digits.is_empty()
-        && digits.len() <= 9
-        && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The lines of a logs answer: `{"lines": [...]}`, a JSON array of strings, or plain text.
-fn log_lines(content_type: &str, body: &str) -> Vec<String> {
-    if content_type.contains("json") {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
-            let array = v.get("lines").unwrap_or(&v);
-            if let Some(items) = array.as_array() {
-                return items
-                    .iter()
-                    .map(|l| match l {
-                        serde_json::Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                    .collect();
-            }
-        }
-    }
-    body.lines().map(str::to_owned).collect()
-}
-
 pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Logs, ToolError> {
     let tail = page_size(args.tail, DEFAULT_TAIL, MAX_TAIL)
         .map_err(|_| ToolError::invalid("`tail` must be at least 1"))?;
     let mut query = vec![("tail", tail.to_string())];
-    if let Some(since) = &args.since {
-        if !valid_since(since) {
-            return Err(ToolError::invalid(format!(
-                "`since` must be a number and a unit (s, m, h or d), e.g. \"10m\"; got {since:?}"
-            )));
-        }
-        query.push(("since", since.clone()));
+    if let Some(container) = &args.container {
+        query.push(("container", container.clone()));
     }
-    let (content_type, body) = mcp
+    // The answer is plain text: the bytes the container wrote.
+    let (_, body) = mcp
         .api()
         .get_text(&["instances", &args.instance, "logs"], &query)
         .await
-        .map_err(|e| {
-            // Until the runtime keeps logs the route does not exist: the router's fallback
-            // answers 404 "no route for ..." (or 405), which is not "no such instance".
-            let missing_route = e.status() == Some(405)
-                || (e.status() == Some(404)
-                    && e.message().is_some_and(|m| m.starts_with("no route")));
-            if missing_route {
-                ToolError::new(
-                    "logs are not available: this server has no logs endpoint / its runtime keeps no logs \
-                     (the simulated runtime records none). Use get_workload (exit codes, last errors) \
-                     and list_events to see why an instance fails.",
-                )
-            } else if e.status() == Some(404) {
-                ToolError::new(format!(
-                    "{e}\nInstance ids come from get_workload or list_instances."
-                ))
-            } else {
-                e.into()
-            }
-        })?;
-    let mut lines = log_lines(&content_type, &body);
+        .hint(
+            404,
+            "No instance has this id: instance ids come from get_workload or list_instances.",
+        )?;
+    let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
     let total = lines.len();
     // Never more than asked, whatever the server sent.
     if lines.len() > tail as usize {
@@ -497,10 +445,10 @@ pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Lo
     lines.drain(..cut);
     let note = if cut > 0 {
         Some(format!(
-            "{cut} older line(s) left out to fit the size cap ({total} received); ask with a smaller `tail` or a shorter `since` to read them in pieces."
+            "{cut} older line(s) left out to fit the size cap ({total} received); ask with a smaller `tail` to read fewer."
         ))
     } else if lines.is_empty() {
-        Some("No lines in that span.".to_owned())
+        Some("The container has written nothing yet.".to_owned())
     } else {
         None
     };
@@ -509,29 +457,4 @@ pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Lo
         lines,
         note,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn since_durations() {
-        for ok in ["30s", "10m", "2h", "1d"] {
-            assert!(valid_since(ok), "{ok}");
-        }
-        for bad in ["", "m", "10", "10 m", "-1m", "1w", "1.5h", "9999999999s"] {
-            assert!(!valid_since(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn log_bodies() {
-        assert_eq!(
-            log_lines("application/json", r#"{"lines": ["a", "b"]}"#),
-            ["a", "b"]
-        );
-        assert_eq!(log_lines("application/json", r#"["x"]"#), ["x"]);
-        assert_eq!(log_lines("text/plain", "one\ntwo\n"), ["one", "two"]);
-    }
 }

@@ -243,7 +243,8 @@ fn hints(
                 room.cordoned.max(r.nodes)
             ),
             "node_not_ready" => "Some nodes are not Ready (NotReady or Down): describe_node shows them; replicas go there once they recover.".to_owned(),
-            "host_port_conflict" => "A host port the replicas claim is already taken on those nodes (two replicas cannot claim one host port on a node): drop host_port, choose another, or add nodes.".to_owned(),
+            "host_port_conflict" => "A host port the replicas claim is already taken on those nodes (two replicas cannot claim one host port on a node): drop host_port, set host_port 0 (a free port per replica, passed as $PORT), choose another, or add nodes.".to_owned(),
+            "host_ports_exhausted" => "Every dynamic host port (20000-32767) is taken on the chosen node: remove replicas holding them, or add nodes.".to_owned(),
             "anti_affinity" => "placement one_per_node allows one replica per node and the eligible nodes each have one: add nodes, lower replicas, or use placement spread.".to_owned(),
             _ => continue,
         };

@@ -95,7 +95,7 @@ pub struct PortArg {
     /// Port inside the container.
     pub container_port: u16,
     /// Port claimed on the node's host (optional). Two replicas claiming the same host port
-    /// cannot share a node.
+    /// cannot share a node; 0 picks a free port per replica (passed to it as $PORT).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
     /// tcp (default) or udp.

@@ -110,7 +110,8 @@ async def check_tool_list(client):
         props = tools[lister].input_schema["properties"]
         assert {"limit", "continue"} <= set(props), lister
     logs = tools["get_logs"].input_schema["properties"]
-    assert {"instance", "tail", "since"} <= set(logs), logs
+    assert {"instance", "tail", "container"} <= set(logs), logs
+    assert "since" not in logs, "lines carry no timestamps: no `since`"
     out = tools["get_workload"].output_schema
     assert {"status", "replicas", "instances", "events"} <= set(out["properties"]), out
     return tools
@@ -144,11 +145,19 @@ async def scenario_stdio(exe, api):
         assert w["replicas"]["desired"] == 4, w
         log("scale: ok")
 
-        # Logs: the simulated runtime keeps none and the server has no logs route yet.
+        # Logs: the simulated runtime's containers log their lifecycle.
         instance = w["instances"][0]["id"]
-        await fails(c, "get_logs", {"instance": instance, "tail": 50}, "logs are not available")
-        await fails(c, "get_logs", {"instance": instance, "since": "yesterday"}, "invalid arguments", "since")
-        log("get_logs: ok (not available, said clearly)")
+        g = await ok(c, "get_logs", {"instance": instance, "tail": 50})
+        assert g["instance"] == instance, g
+        assert g["lines"] == ["started: image demo/web:1, its default command"], g
+        g = await ok(c, "get_logs", {"instance": instance, "container": "web", "tail": 1})
+        assert g["lines"] == ["started: image demo/web:1, its default command"], g
+        await fails(c, "get_logs", {"instance": "web-000000000000"}, "not_found",
+                    'instance "web-000000000000" not found', "list_instances")
+        await fails(c, "get_logs", {"instance": instance, "container": "sidecar"},
+                    "its containers: web")
+        await fails(c, "get_logs", {"instance": instance, "since": "10m"}, "since")
+        log("get_logs: ok (real lines; unknown instance and container said clearly)")
 
         # Bad arguments and API validation errors come back in-band, with field details.
         msg = await fails(c, "deploy_workload", {"name": "Bad_Name", "image": "", "memory_mb": 0},

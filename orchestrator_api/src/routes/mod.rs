@@ -5,6 +5,7 @@ pub(crate) mod cluster;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod instances;
+pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod nodes;
 pub(crate) mod openapi;

@@ -1,4 +1,5 @@
-//! `instance list [--workload W] [--node N]`.
+//! `instance list [--workload W] [--node N]` and
+//! `instance logs ID [-f] [--tail N] [-c NAME]`.
 
 use super::{Ctx, Names};
 use crate::duration::format_age;
@@ -22,11 +23,52 @@ pub enum InstanceCommand {
         #[arg(long)]
         node: Option<String>,
     },
+    /// Print what an instance's container wrote (stdout and stderr), as the bytes come; `-o`
+    /// does not apply.
+    Logs {
+        /// The instance id (`instance list` shows them).
+        id: String,
+        /// Keep printing new output until the container is replaced or removed (or Ctrl-C).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (0: none; with `-f`, only new output).
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// The container, by its name in the workload (default: the instance's first).
+        #[arg(short, long, value_name = "NAME")]
+        container: Option<String>,
+    },
 }
 
 /// Runs an `instance` command.
 pub fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let InstanceCommand::List { workload, node } = command;
+    match command {
+        InstanceCommand::List { workload, node } => list(ctx, workload, node, out),
+        InstanceCommand::Logs {
+            id,
+            follow,
+            tail,
+            container,
+        } => {
+            let mut logs = ctx
+                .client
+                .instance_logs(&id, container.as_deref(), tail, follow)?;
+            while let Some(piece) = logs.next_piece()? {
+                out.write_all(&piece)?;
+                // As it comes: a followed log must not wait in a buffer for a newline.
+                out.flush()?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn list(
+    ctx: &Ctx,
+    workload: Option<String>,
+    node: Option<String>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let list = ctx
         .client
         .list_instances(workload.as_deref(), node.as_deref())?;
@@ -44,7 +86,26 @@ pub fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(
     Ok(())
 }
 
-/// NAME, WORKLOAD, NODE, STATUS, RESTARTS, AGE; wide adds EXIT CODE and LAST ERROR.
+/// The host ports an instance holds, as `20000->8080/tcp,9090->9090/tcp`, or `-`.
+pub fn ports_text(i: &WorkloadInstance) -> String {
+    if i.ports.is_empty() {
+        return "-".to_owned();
+    }
+    i.ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}->{}/{}",
+                p.host_port,
+                p.container_port,
+                super::api_name(&p.protocol)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// NAME, WORKLOAD, NODE, STATUS, RESTARTS, AGE; wide adds PORTS, EXIT CODE and LAST ERROR.
 pub fn instances_table(
     instances: &[WorkloadInstance],
     names: &Names,
@@ -53,7 +114,7 @@ pub fn instances_table(
 ) -> String {
     let mut header = vec!["NAME", "WORKLOAD", "NODE", "STATUS", "RESTARTS", "AGE"];
     if wide {
-        header.extend(["EXIT CODE", "LAST ERROR"]);
+        header.extend(["PORTS", "EXIT CODE", "LAST ERROR"]);
     }
     let rows = instances.iter().map(|i| {
         let mut cells = vec![
@@ -66,6 +127,7 @@ pub fn instances_table(
         ];
         if wide {
             cells.extend([
+                ports_text(i),
                 i.last_exit_code
                     .map_or_else(|| "-".to_owned(), |c| c.to_string()),
                 i.last_error.clone().unwrap_or_else(|| "-".to_owned()),
@@ -79,7 +141,7 @@ pub fn instances_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator_shared_types::InstanceStatus;
+    use orchestrator_shared_types::{AssignedPort, InstanceStatus, Protocol};
 
     #[test]
     fn rows_show_node_status_and_age() {
@@ -91,6 +153,31 @@ mod tests {
         i.created_at = now - chrono::Duration::hours(2);
         let text = instances_table(&[i], &Names::default(), true, now);
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
-        assert_eq!(row, ["web-1", "wid", "n1", "Failed", "0", "2h", "1", "-"]);
+        assert_eq!(
+            row,
+            ["web-1", "wid", "n1", "Failed", "0", "2h", "-", "1", "-"]
+        );
+    }
+
+    #[test]
+    fn wide_rows_show_ports() {
+        let mut i = WorkloadInstance::new("web-1".into(), "wid".into());
+        i.ports = vec![
+            AssignedPort {
+                container: "web".into(),
+                container_port: 8080,
+                host_port: 20000,
+                protocol: Protocol::Tcp,
+            },
+            AssignedPort {
+                container: "web".into(),
+                container_port: 53,
+                host_port: 53,
+                protocol: Protocol::Udp,
+            },
+        ];
+        let text = instances_table(&[i], &Names::default(), true, Utc::now());
+        let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[6], "20000->8080/tcp,53->53/udp");
     }
 }

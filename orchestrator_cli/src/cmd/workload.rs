@@ -352,20 +352,31 @@ pub fn describe_text(d: &WorkloadDetail, names: &Names, now: DateTime<Utc>) -> S
 
     let mut instances: Vec<&WorkloadInstance> = d.instances.iter().collect();
     instances.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    // A PORTS column only when some instance holds host ports.
+    let with_ports = instances.iter().any(|i| !i.ports.is_empty());
     let instances_text = if instances.is_empty() {
         "<none>\n".to_owned()
     } else {
+        let mut header = vec!["NAME", "NODE", "STATUS", "RESTARTS", "AGE"];
+        if with_ports {
+            header.push("PORTS");
+        }
+        header.push("LAST ERROR");
         table(
-            &["NAME", "NODE", "STATUS", "RESTARTS", "AGE", "LAST ERROR"],
+            &header,
             instances.iter().map(|i| {
-                vec![
+                let mut cells = vec![
                     i.id.0.clone(),
                     names.node(i.node_id.as_ref()),
                     i.status.to_string(),
                     i.restart_count.to_string(),
                     format_age(i.created_at, now),
-                    i.last_error.clone().unwrap_or_default(),
-                ]
+                ];
+                if with_ports {
+                    cells.push(super::instance::ports_text(i));
+                }
+                cells.push(i.last_error.clone().unwrap_or_default());
+                cells
             }),
         )
     };
@@ -404,6 +415,7 @@ fn container_text(c: &ContainerConfig) -> String {
         .map(|p| {
             let proto = api_name(&p.protocol);
             match p.host_port {
+                Some(0) => format!("dynamic->{}/{proto}", p.container_port),
                 Some(host) => format!("{host}->{}/{proto}", p.container_port),
                 None => format!("{}/{proto}", p.container_port),
             }
@@ -507,6 +519,27 @@ mod tests {
                 "bin_pack"
             ]
         );
+    }
+
+    #[test]
+    fn describe_shows_instance_ports() {
+        let mut d = sample();
+        d.workload.containers[0].ports[0].host_port = Some(0);
+        d.instances[0].ports = vec![orchestrator_shared_types::AssignedPort {
+            container: "web".into(),
+            container_port: 80,
+            host_port: 20001,
+            protocol: Protocol::Tcp,
+        }];
+        let text = describe_text(&d, &Names::default(), now());
+        for expected in [
+            "    Ports:          dynamic->80/tcp\n",
+            "  NAME       NODE     STATUS    RESTARTS   AGE   PORTS           LAST ERROR\n",
+            "  web-aaaa   node-1   Running   2          3m    20001->80/tcp\n",
+            "  web-bbbb   -        Pending   0          5s    -\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
     }
 
     #[test]

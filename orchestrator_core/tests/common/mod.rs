@@ -6,7 +6,8 @@
 
 use cluster_manager_interface::{ClusterManager, StaticClusterManager};
 use container_runtime_interface::{
-    ContainerRuntime, ContainerSpec, SimulatedRuntime, SimulatedRuntimeConfig,
+    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, RuntimeError, SimulatedRuntime,
+    SimulatedRuntimeConfig,
 };
 use orchestrator_core::{
     BackoffPolicy, Orchestrator, OrchestratorBuilder, OrchestratorConfig, OrchestratorHandle,
@@ -14,7 +15,7 @@ use orchestrator_core::{
 use orchestrator_shared_types::*;
 use state_store_interface::{EventFilter, InMemoryStore, StateStore, StoreExt};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A workload of `replicas` with one container of `cpu` millicores and `mem` MB.
@@ -99,10 +100,62 @@ impl World {
     }
 }
 
+/// The simulated runtime, keeping every spec it was asked to start (what the orchestrator
+/// hands a real runtime: environment included).
+pub struct RecordingRuntime {
+    pub inner: Arc<SimulatedRuntime>,
+    pub started: Mutex<Vec<(NodeId, ContainerSpec)>>,
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for RecordingRuntime {
+    async fn create_and_start(
+        &self,
+        node: &NodeId,
+        spec: &ContainerSpec,
+    ) -> Result<(), RuntimeError> {
+        self.started
+            .lock()
+            .unwrap()
+            .push((node.clone(), spec.clone()));
+        self.inner.create_and_start(node, spec).await
+    }
+    async fn stop(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
+        self.inner.stop(node, id, grace).await
+    }
+    async fn remove(&self, node: &NodeId, id: &ContainerId) -> Result<(), RuntimeError> {
+        self.inner.remove(node, id).await
+    }
+    async fn status(&self, node: &NodeId, id: &ContainerId) -> Result<ContainerInfo, RuntimeError> {
+        self.inner.status(node, id).await
+    }
+    async fn list(&self, node: &NodeId) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        self.inner.list(node).await
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ContainerEvent> {
+        self.inner.subscribe()
+    }
+    async fn logs(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        request: container_runtime_interface::LogRequest,
+    ) -> Result<container_runtime_interface::LogChunk, RuntimeError> {
+        self.inner.logs(node, id, request).await
+    }
+}
+
 /// The cluster under test.
 pub struct Harness {
     pub store: Arc<InMemoryStore>,
     pub runtime: Arc<SimulatedRuntime>,
+    /// The same runtime as the orchestrator sees it, recording the specs it starts.
+    pub recorder: Arc<RecordingRuntime>,
     pub nodes: Arc<StaticClusterManager>,
     pub orchestrator: Option<Orchestrator>,
     pub config: OrchestratorConfig,
@@ -131,12 +184,17 @@ pub fn fast_config() -> OrchestratorConfig {
 
 impl Harness {
     pub async fn new() -> Self {
+        let runtime = Arc::new(SimulatedRuntime::new(SimulatedRuntimeConfig {
+            start_delay: Duration::from_millis(200),
+            ..Default::default()
+        }));
         let mut h = Self {
             store: Arc::new(InMemoryStore::new()),
-            runtime: Arc::new(SimulatedRuntime::new(SimulatedRuntimeConfig {
-                start_delay: Duration::from_millis(200),
-                ..Default::default()
-            })),
+            recorder: Arc::new(RecordingRuntime {
+                inner: runtime.clone(),
+                started: Mutex::default(),
+            }),
+            runtime,
             nodes: Arc::new(StaticClusterManager::new()),
             orchestrator: None,
             config: fast_config(),
@@ -148,7 +206,7 @@ impl Harness {
     pub async fn start(&mut self) {
         let orchestrator = OrchestratorBuilder::new()
             .store(self.store.clone())
-            .runtime(self.runtime.clone())
+            .runtime(self.recorder.clone())
             .cluster_manager(self.nodes.clone())
             .config(self.config.clone())
             .spawn()
@@ -273,6 +331,18 @@ impl Harness {
             }
             Op::Expect(what, check) => self.expect(what, check).await,
         }
+    }
+}
+
+impl Harness {
+    /// The last spec the orchestrator started under `container` on `node`.
+    pub fn started_spec(&self, node: &NodeId, container: &ContainerId) -> Option<ContainerSpec> {
+        let started = self.recorder.started.lock().unwrap();
+        started
+            .iter()
+            .rev()
+            .find(|(n, s)| n == node && s.id == *container)
+            .map(|(_, s)| s.clone())
     }
 }
 

@@ -54,6 +54,19 @@ pub struct Cli {
     /// Container runtime [default: youki]
     #[arg(long, env = "ORCHESTRATORD_RUNTIME")]
     runtime: Option<RuntimeKind>,
+    /// OCI runtime binary (youki; runc works too) [default: youki, else runc, from PATH or ~/.cargo/bin]
+    #[arg(long, env = "ORCHESTRATORD_RUNTIME_BINARY")]
+    runtime_binary: Option<PathBuf>,
+    /// A registry (host[:port]) to reach over plain http; repeatable. Registries on 127.0.0.0/8 and localhost always are
+    #[arg(
+        long = "insecure-registry",
+        env = "ORCHESTRATORD_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    insecure_registries: Vec<String>,
+    /// Cgroup (in every hierarchy) under which containers get theirs [default: orchestrator]
+    #[arg(long, env = "ORCHESTRATORD_CGROUP_PARENT")]
+    cgroup_parent: Option<String>,
     /// Name (and id) of this node [default: the hostname]
     #[arg(long, env = "ORCHESTRATORD_NODE_NAME")]
     node_name: Option<String>,
@@ -84,6 +97,9 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     runtime: Option<RuntimeKind>,
+    runtime_binary: Option<PathBuf>,
+    insecure_registries: Option<Vec<String>>,
+    cgroup_parent: Option<String>,
     node_name: Option<String>,
     log_format: Option<LogFormat>,
     cpu_millicores: Option<u64>,
@@ -101,6 +117,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Container runtime.
     pub runtime: RuntimeKind,
+    /// OCI runtime binary; `None`: searched for.
+    pub runtime_binary: Option<PathBuf>,
+    /// Registries reached over plain http (besides loopback ones).
+    pub insecure_registries: Vec<String>,
+    /// Parent cgroup of the containers.
+    pub cgroup_parent: String,
     /// Name of this node; `None`: the hostname.
     pub node_name: Option<String>,
     /// Log format.
@@ -134,6 +156,16 @@ impl Config {
             })
             .context("resolving the data directory")?,
             runtime: cli.runtime.or(file.runtime).unwrap_or(RuntimeKind::Youki),
+            runtime_binary: cli.runtime_binary.or(file.runtime_binary),
+            insecure_registries: if cli.insecure_registries.is_empty() {
+                file.insecure_registries.unwrap_or_default()
+            } else {
+                cli.insecure_registries
+            },
+            cgroup_parent: cli
+                .cgroup_parent
+                .or(file.cgroup_parent)
+                .unwrap_or_else(|| "orchestrator".to_owned()),
             node_name: cli.node_name.or(file.node_name),
             log_format: cli
                 .log_format

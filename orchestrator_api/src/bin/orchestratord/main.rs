@@ -7,12 +7,12 @@
 
 mod config;
 mod node;
+mod runtime;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use cluster_manager_interface::StaticClusterManager;
-use config::{Config, LogFormat, RuntimeKind};
-use container_runtime_interface::{ContainerRuntime, SimulatedRuntime, SimulatedRuntimeConfig};
+use config::{Config, LogFormat};
 use orchestrator_api::{ApiState, ServerInfo};
 use orchestrator_core::OrchestratorBuilder;
 use state_store_interface::RedbStore;
@@ -48,18 +48,9 @@ async fn run(config: Config) -> Result<()> {
         RedbStore::open(&config.data_dir)
             .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
     );
-    let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
-        RuntimeKind::Simulated => {
-            tracing::warn!("using the SIMULATED runtime: no real containers will run");
-            Arc::new(SimulatedRuntime::new(SimulatedRuntimeConfig::default()))
-        }
-        RuntimeKind::Youki => bail!(
-            "the youki runtime is not available in this build yet; \
-             start with `--runtime simulated` to try the orchestrator without real containers"
-        ),
-    };
     let this_node = node::this_machine(&config)?;
     tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is the cluster's node");
+    let runtime = runtime::build(&config, &this_node.id)?;
     let cluster = Arc::new(StaticClusterManager::new());
     cluster.upsert_node(this_node);
 
@@ -86,10 +77,18 @@ async fn run(config: Config) -> Result<()> {
     };
     if config.mcp {
         let mcp = mcp_endpoint(local, config.mcp_read_only, first_signal(stop_rx.clone()))?;
+        let streams = state.clone();
         let app = orchestrator_api::router(state).nest_service("/mcp", mcp);
         tracing::info!(listen = %local, data_dir = %config.data_dir.display(), mcp = "/mcp", mcp_read_only = config.mcp_read_only, "orchestratord ready");
         axum::serve(listener, app)
-            .with_graceful_shutdown(first_signal(stop_rx.clone()))
+            .with_graceful_shutdown({
+                let signal = first_signal(stop_rx.clone());
+                // Followed logs would hold the graceful shutdown up forever.
+                async move {
+                    signal.await;
+                    streams.end_streams();
+                }
+            })
             .await
             .context("serving the API")?;
     } else {

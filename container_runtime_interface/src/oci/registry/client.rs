@@ -1,0 +1,620 @@
+//! The distribution API over HTTP(S): manifests, blobs streamed to disk while hashed, anonymous
+//! bearer tokens, and registry errors turned into messages a user can act on.
+
+use super::reference::ImageReference;
+use super::store::hex;
+use super::{failed, Counters};
+use crate::RuntimeError;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// Largest manifest accepted (containerd's limit).
+const MAX_MANIFEST: usize = 4 << 20;
+/// Largest error body or token response read.
+const MAX_SMALL_BODY: usize = 64 << 10;
+/// Token lifetime when the token server does not say (the distribution spec's default).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// A fetched manifest document.
+pub(super) struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+    /// `Docker-Content-Digest`, when the registry sent a sha256 one.
+    pub digest_header: Option<String>,
+}
+
+/// What a request was for, to word its errors.
+enum Target<'a> {
+    Manifest(&'a str),
+    Blob(&'a str),
+}
+
+struct Token {
+    value: String,
+    expires: Instant,
+}
+
+/// An HTTP client for registries.
+pub(super) struct Client {
+    http: reqwest::Client,
+    insecure: Vec<String>,
+    /// Bearer tokens by (endpoint, repository); a std lock never held across an `.await`.
+    tokens: Mutex<HashMap<(String, String), Token>>,
+    counters: Arc<Counters>,
+    read_timeout: Duration,
+}
+
+impl Client {
+    pub fn new(
+        insecure: Vec<String>,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        counters: Arc<Counters>,
+    ) -> Result<Self, RuntimeError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .user_agent(concat!("orchestrator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                failed(
+                    format!("cannot build the HTTP client: {}", cause(&e)),
+                    false,
+                )
+            })?;
+        Ok(Self {
+            http,
+            insecure,
+            tokens: Mutex::new(HashMap::new()),
+            counters,
+            read_timeout,
+        })
+    }
+
+    /// `http://` for insecure registries (configured, or on the loopback interface as Docker
+    /// treats them), else `https://`.
+    fn base_url(&self, r: &ImageReference) -> String {
+        let endpoint = r.endpoint();
+        let scheme = if is_insecure(endpoint, &self.insecure) {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{endpoint}")
+    }
+
+    /// The manifest `reference` (tag or digest) of `r`'s repository.
+    pub async fn manifest(
+        &self,
+        r: &ImageReference,
+        reference: &str,
+    ) -> Result<FetchedManifest, RuntimeError> {
+        let url = format!(
+            "{}/v2/{}/manifests/{reference}",
+            self.base_url(r),
+            r.repository
+        );
+        let mut resp = self.get(r, &url, Some(super::manifest::ACCEPT)).await?;
+        if !resp.status().is_success() {
+            return Err(self
+                .status_error(r, Target::Manifest(reference), resp)
+                .await);
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST as u64)
+        {
+            return Err(failed(
+                format!("the manifest is larger than {MAX_MANIFEST} bytes"),
+                false,
+            ));
+        }
+        let headers = resp.headers().clone();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.send_error(r, &e))? {
+            if bytes.len() + chunk.len() > MAX_MANIFEST {
+                return Err(failed(
+                    format!("the manifest is larger than {MAX_MANIFEST} bytes"),
+                    false,
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        self.counters.add_manifest();
+        Ok(FetchedManifest {
+            bytes,
+            content_type: header(&headers, CONTENT_TYPE.as_str()),
+            digest_header: header(&headers, "docker-content-digest")
+                .filter(|d| d.starts_with("sha256:")),
+        })
+    }
+
+    /// Streams the blob `digest` of `size` bytes into `dest` (a new file), hashing it on the
+    /// way; a size or digest mismatch is a non-transient error. The caller removes `dest` on
+    /// error.
+    pub async fn download_blob(
+        &self,
+        r: &ImageReference,
+        digest: &str,
+        size: u64,
+        dest: &Path,
+    ) -> Result<(), RuntimeError> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base_url(r), r.repository);
+        let mut resp = self.get(r, &url, None).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(r, Target::Blob(digest), resp).await);
+        }
+        let write_error = |e: std::io::Error| {
+            failed(
+                format!("writing blob {digest} to {}: {e}", dest.display()),
+                true,
+            )
+        };
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(write_error)?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = Sha256::new();
+        let mut received: u64 = 0;
+        loop {
+            // reqwest's read timeout covers a stalled socket; this also covers a stalled body.
+            let chunk = match tokio::time::timeout(self.read_timeout, resp.chunk()).await {
+                Err(_) => {
+                    return Err(failed(
+                        format!(
+                            "registry {} stopped sending blob {digest} (nothing for {:?})",
+                            r.registry, self.read_timeout
+                        ),
+                        true,
+                    ))
+                }
+                Ok(chunk) => chunk.map_err(|e| self.send_error(r, &e))?,
+            };
+            let Some(chunk) = chunk else { break };
+            received += chunk.len() as u64;
+            if received > size {
+                return Err(failed(
+                    format!(
+                        "blob {digest} from registry {} is larger than the {size} bytes its manifest says",
+                        r.registry
+                    ),
+                    false,
+                ));
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk).await.map_err(write_error)?;
+        }
+        out.flush().await.map_err(write_error)?;
+        out.into_inner().sync_all().await.map_err(write_error)?;
+        if received != size {
+            return Err(failed(
+                format!(
+                    "blob {digest} from registry {} has {received} bytes, its manifest says {size}",
+                    r.registry
+                ),
+                false,
+            ));
+        }
+        let actual = format!("sha256:{}", hex(&hasher.finalize()));
+        if actual != digest {
+            return Err(failed(
+                format!(
+                    "digest mismatch for blob from registry {}: expected {digest}, got {actual}",
+                    r.registry
+                ),
+                false,
+            ));
+        }
+        self.counters.add_blob(size);
+        Ok(())
+    }
+
+    /// A GET with the cached token, answering one bearer challenge.
+    async fn get(
+        &self,
+        r: &ImageReference,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RuntimeError> {
+        let key = (r.endpoint().to_string(), r.repository.clone());
+        let mut challenged = false;
+        loop {
+            let token = {
+                let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+                tokens.retain(|_, t| t.expires > Instant::now());
+                tokens.get(&key).map(|t| t.value.clone())
+            };
+            let mut request = self.http.get(url);
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            self.counters.add_request();
+            let resp = request.send().await.map_err(|e| self.send_error(r, &e))?;
+            if resp.status() != StatusCode::UNAUTHORIZED || challenged {
+                return Ok(resp);
+            }
+            challenged = true;
+            let challenge = header(resp.headers(), WWW_AUTHENTICATE.as_str()).unwrap_or_default();
+            let Some(params) = bearer_params(&challenge) else {
+                let why = if challenge.to_ascii_lowercase().starts_with("basic") {
+                    "it asks for a user name and password"
+                } else {
+                    "it sent no bearer challenge"
+                };
+                return Err(failed(
+                    format!(
+                        "registry {} refused an anonymous pull of {}: {why}; registry credentials are not supported yet",
+                        r.registry, r.repository
+                    ),
+                    false,
+                ));
+            };
+            let token = self.fetch_token(r, &params).await?;
+            self.tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.clone(), token);
+        }
+    }
+
+    /// An anonymous token from the challenge's realm.
+    async fn fetch_token(
+        &self,
+        r: &ImageReference,
+        params: &HashMap<String, String>,
+    ) -> Result<Token, RuntimeError> {
+        let Some(realm) = params.get("realm") else {
+            return Err(failed(
+                format!(
+                    "registry {} sent a bearer challenge without a realm",
+                    r.registry
+                ),
+                false,
+            ));
+        };
+        let mut url = reqwest::Url::parse(realm).map_err(|e| {
+            failed(
+                format!(
+                    "registry {} sent a bad token realm {realm:?}: {e}",
+                    r.registry
+                ),
+                false,
+            )
+        })?;
+        let scope = params
+            .get("scope")
+            .cloned()
+            .unwrap_or_else(|| format!("repository:{}:pull", r.repository));
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = params.get("service") {
+                query.append_pair("service", service);
+            }
+            query.append_pair("scope", &scope);
+        }
+        self.counters.add_request();
+        let mut resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| self.send_error(r, &e))?;
+        let status = resp.status();
+        let body = read_small(&mut resp).await;
+        if !status.is_success() {
+            return Err(failed(
+                format!(
+                    "the token server {} of registry {} answered {status} for scope {scope}: {}",
+                    url.host_str().unwrap_or(realm),
+                    r.registry,
+                    String::from_utf8_lossy(&body).trim()
+                ),
+                status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+            ));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            failed(
+                format!(
+                    "the token server of registry {} sent a bad answer: {e}",
+                    r.registry
+                ),
+                false,
+            )
+        })?;
+        let value = parsed.token.or(parsed.access_token).ok_or_else(|| {
+            failed(
+                format!("the token server of registry {} sent no token", r.registry),
+                false,
+            )
+        })?;
+        let lifetime = parsed
+            .expires_in
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TOKEN_LIFETIME);
+        Ok(Token {
+            value,
+            // Renew a little early.
+            expires: Instant::now() + lifetime.saturating_sub(Duration::from_secs(5)),
+        })
+    }
+
+    /// A failed send: the registry is unreachable or slow (transient).
+    fn send_error(&self, r: &ImageReference, e: &reqwest::Error) -> RuntimeError {
+        let endpoint = r.endpoint();
+        let message = if e.is_timeout() {
+            format!("registry {endpoint} did not answer in time: {}", cause(e))
+        } else if e.is_connect() {
+            format!("cannot connect to registry {endpoint}: {}", cause(e))
+        } else {
+            format!("request to registry {endpoint} failed: {}", cause(e))
+        };
+        failed(message, true)
+    }
+
+    /// An unsuccessful answer, worded for users.
+    async fn status_error(
+        &self,
+        r: &ImageReference,
+        target: Target<'_>,
+        mut resp: reqwest::Response,
+    ) -> RuntimeError {
+        let status = resp.status();
+        let body = read_small(&mut resp).await;
+        let (codes, detail) = registry_errors(&body);
+        let registry = &r.registry;
+        let repo = &r.repository;
+        let has = |code: &str| codes.iter().any(|c| c == code);
+        match (status, &target) {
+            (StatusCode::NOT_FOUND, Target::Manifest(reference)) => {
+                let what = if reference.starts_with("sha256:") {
+                    "digest"
+                } else {
+                    "tag"
+                };
+                let message = if has("NAME_UNKNOWN") {
+                    format!("name unknown: repository {repo} not found in registry {registry}")
+                } else {
+                    format!(
+                        "manifest unknown: repository {repo} or {what} {reference} not found in registry {registry}"
+                    )
+                };
+                failed(message, false)
+            }
+            (StatusCode::NOT_FOUND, Target::Blob(digest)) => failed(
+                format!("blob unknown: blob {digest} of repository {repo} not found in registry {registry}"),
+                false,
+            ),
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => failed(
+                format!(
+                    "registry {registry} denied access to repository {repo} ({status}{detail}): \
+                     it may not exist, or it needs credentials, which are not supported yet"
+                ),
+                false,
+            ),
+            (s, _) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
+                failed(format!("registry {registry} answered {status}{detail}"), true)
+            }
+            (s, target) => {
+                let what = match target {
+                    Target::Manifest(m) => format!("manifest {m}"),
+                    Target::Blob(b) => format!("blob {b}"),
+                };
+                failed(
+                    format!("registry {registry} answered {s} for {what} of repository {repo}{detail}"),
+                    false,
+                )
+            }
+        }
+    }
+}
+
+/// Whether `endpoint` (`host[:port]`) is reached over plain HTTP.
+fn is_insecure(endpoint: &str, configured: &[String]) -> bool {
+    let host = if let Some(rest) = endpoint.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        endpoint.split(':').next().unwrap_or(endpoint)
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    loopback
+        || configured
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(endpoint) || c.eq_ignore_ascii_case(host))
+}
+
+/// The parameters of a `Bearer` challenge.
+fn bearer_params(challenge: &str) -> Option<HashMap<String, String>> {
+    let challenge = challenge.trim();
+    let (scheme, rest) = challenge.split_once(' ').unwrap_or((challenge, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let mut params = HashMap::new();
+    let mut rest = rest.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key
+            .trim()
+            .trim_start_matches(',')
+            .trim()
+            .to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
+            // Quoted: up to the next unescaped quote.
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => {
+                        if let Some((_, n)) = chars.next() {
+                            value.push(n);
+                        }
+                    }
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end.min(quoted.len())..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.insert(key, value);
+        rest = remaining.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(params)
+}
+
+/// The `code`s of a registry error body, and its messages as ` : msg; msg` (or empty).
+fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        #[serde(default)]
+        errors: Vec<Error>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Error {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Errors>(body) {
+        Ok(e) if !e.errors.is_empty() => {
+            let codes = e.errors.iter().map(|e| e.code.clone()).collect();
+            let messages: Vec<String> = e
+                .errors
+                .iter()
+                .map(|e| {
+                    if e.message.is_empty() {
+                        e.code.to_ascii_lowercase()
+                    } else {
+                        e.message.clone()
+                    }
+                })
+                .collect();
+            (codes, format!(": {}", messages.join("; ")))
+        }
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() || text.len() > 200 {
+                (Vec::new(), String::new())
+            } else {
+                (Vec::new(), format!(": {text}"))
+            }
+        }
+    }
+}
+
+/// Up to [`MAX_SMALL_BODY`] bytes of the body (errors ignored: it is only for messages).
+async fn read_small(resp: &mut reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_SMALL_BODY {
+            body.truncate(MAX_SMALL_BODY);
+            break;
+        }
+    }
+    body
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The innermost cause of `e` ("Connection refused (os error 111)"), which is what users need.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = e;
+    while let Some(source) = innermost.source() {
+        innermost = source;
+    }
+    innermost.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenges_parse() {
+        let p = bearer_params(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        )
+        .unwrap();
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:library/busybox:pull");
+        let p = bearer_params(r#"bearer realm=http://x/t, error="insufficient_scope""#).unwrap();
+        assert_eq!(p["realm"], "http://x/t");
+        assert_eq!(p["error"], "insufficient_scope");
+        assert!(bearer_params(r#"Basic realm="x""#).is_none());
+    }
+
+    #[test]
+    fn loopback_and_configured_registries_are_insecure() {
+        let configured = vec!["reg.lan:5000".to_string(), "other.lan".to_string()];
+        for e in [
+            "127.0.0.1:5000",
+            "127.3.4.5",
+            "localhost:80",
+            "[::1]:5000",
+            "reg.lan:5000",
+            "other.lan:9999",
+        ] {
+            assert!(is_insecure(e, &configured), "{e}");
+        }
+        for e in [
+            "reg.lan",
+            "reg.lan:5001",
+            "ghcr.io",
+            "10.0.0.1:5000",
+            "registry-1.docker.io",
+        ] {
+            assert!(!is_insecure(e, &configured), "{e}");
+        }
+    }
+
+    #[test]
+    fn registry_error_bodies() {
+        let (codes, detail) = registry_errors(
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"1"}}]}"#,
+        );
+        assert_eq!(codes, ["MANIFEST_UNKNOWN"]);
+        assert_eq!(detail, ": manifest unknown");
+        assert_eq!(registry_errors(b"").1, "");
+    }
+}

@@ -1,0 +1,587 @@
+//! [`RegistryImages`]: an [`ImageSource`] that pulls images from registries over the OCI
+//! distribution API (Docker Hub, GHCR, a local `docker-registry`, ...).
+//!
+//! A pull resolves the reference to an image manifest (choosing this node's platform in an
+//! index), downloads the config and layer blobs it lacks into a content-addressed store shared
+//! by every image, and unpacks the layers into a root filesystem named after the manifest
+//! digest. Everything is verified against its digest before it is used, and nothing half-done
+//! is ever used: blobs and root filesystems are built under temp names and renamed when
+//! complete. See `store.rs` for the layout on disk.
+//!
+//! Pulls of one reference, blob or root filesystem are single-flight: 100 containers of one
+//! image starting at once pull it once.
+//!
+//! # Layout
+//! * `reference.rs` — [`ImageReference`] parsing and normalization.
+//! * `manifest.rs` — manifests, indexes and image configs.
+//! * `client.rs` — HTTP, anonymous bearer tokens and registry errors.
+//! * `store.rs` — blobs, references and root filesystems on disk.
+//! * `unpack.rs` — applying layers (whiteouts, links, ownership, path checks).
+//!
+//! # Not yet
+//! Credentials (only anonymous pulls), zstd layers, extended attributes in layers, and garbage
+//! collection of unused blobs and root filesystems.
+
+mod client;
+mod manifest;
+mod reference;
+mod store;
+mod unpack;
+
+pub use reference::ImageReference;
+
+use super::image::{ImageConfig, ImageSource, PreparedImage};
+use crate::RuntimeError;
+use async_trait::async_trait;
+use client::Client;
+use manifest::{ConfigBlob, Descriptor, Kind, Manifest};
+use orchestrator_shared_types::PullPolicy;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use store::Store;
+use tokio::sync::OwnedMutexGuard;
+
+/// The `operation` of every error of this module.
+const OPERATION: &str = "pull image";
+
+fn failed(message: String, transient: bool) -> RuntimeError {
+    RuntimeError::Failed {
+        operation: OPERATION,
+        message,
+        transient,
+    }
+}
+
+/// An OS and CPU architecture, in the OCI/Go spelling (`linux`, `amd64`, `arm64`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Platform {
+    /// `linux`.
+    pub os: String,
+    /// `amd64`, `arm64`, `arm`, `386`, `ppc64le`, `s390x`, `riscv64`, ...
+    pub architecture: String,
+    /// `v7`, `v8`, ...: when set, an index entry must have this variant; when `None`, any.
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform this program was built for (`linux/amd64` on x86-64 Linux).
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            "loongarch64" => "loong64",
+            other => other,
+        };
+        Self {
+            os: std::env::consts::OS.to_string(),
+            architecture: architecture.to_string(),
+            variant: None,
+        }
+    }
+
+    fn matches(&self, p: &manifest::PlatformSpec) -> bool {
+        p.os == self.os
+            && p.architecture == self.architecture
+            && self
+                .variant
+                .as_ref()
+                .is_none_or(|v| p.variant.as_ref() == Some(v))
+    }
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self::host()
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings of [`RegistryImages`].
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// Where blobs, references and root filesystems are kept (e.g. `<data dir>/images`).
+    pub dir: PathBuf,
+    /// Registries (`host[:port]`, or `host` for every port) reached over plain HTTP. Those on
+    /// the loopback interface (`localhost`, 127.0.0.0/8, `::1`) always are, as with Docker.
+    pub insecure_registries: Vec<String>,
+    /// The platform chosen in multi-platform images.
+    pub platform: Platform,
+    /// Limit on establishing a connection.
+    pub connect_timeout: Duration,
+    /// Limit on waiting for the next bytes of an answer (a stalled transfer fails after it).
+    pub read_timeout: Duration,
+    /// Layers downloaded at once for one image.
+    pub max_concurrent_downloads: usize,
+}
+
+impl RegistryConfig {
+    /// Defaults: no insecure registries besides loopback ones, this build's platform, 10 s to
+    /// connect, 30 s of silence before a transfer fails, 3 layers at once.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            insecure_registries: Vec::new(),
+            platform: Platform::host(),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_concurrent_downloads: 3,
+        }
+    }
+}
+
+/// What a [`RegistryImages`] did since it was created (for metrics and tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegistryStats {
+    /// HTTP requests sent to registries and token servers.
+    pub requests: u64,
+    /// Manifests and indexes fetched.
+    pub manifests_fetched: u64,
+    /// Blobs downloaded (and verified).
+    pub blobs_downloaded: u64,
+    /// Bytes of those blobs.
+    pub bytes_downloaded: u64,
+    /// Root filesystems unpacked.
+    pub images_unpacked: u64,
+}
+
+/// Counters behind [`RegistryStats`].
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    manifests: AtomicU64,
+    blobs: AtomicU64,
+    bytes: AtomicU64,
+    unpacked: AtomicU64,
+}
+
+impl Counters {
+    fn add_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn add_manifest(&self) {
+        self.manifests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn add_blob(&self, bytes: u64) {
+        self.blobs.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+/// Images pulled from registries over the OCI distribution API, into a content-addressed store
+/// under [`RegistryConfig::dir`]: every blob and manifest is verified against its digest, root
+/// filesystems are unpacked once per image manifest, and concurrent pulls of one image are
+/// single-flight. Anonymous pulls only (with bearer tokens, as Docker Hub needs).
+pub struct RegistryImages {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RegistryConfig,
+    store: Store,
+    client: Client,
+    counters: Arc<Counters>,
+    /// Single-flight locks by key (`ref:`, `rootfs:`, `blob:`). The std lock only guards the map
+    /// and is never held across an `.await`; the tokio locks are.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl fmt::Debug for RegistryImages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryImages")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryImages {
+    /// Opens (creating) the store in `config.dir`, removing what interrupted pulls of earlier
+    /// processes left behind.
+    pub fn new(config: RegistryConfig) -> Result<Self, RuntimeError> {
+        let store = Store::open(&config.dir).map_err(|e| {
+            failed(
+                format!(
+                    "cannot prepare the image store {}: {e}",
+                    config.dir.display()
+                ),
+                false,
+            )
+        })?;
+        let counters = Arc::new(Counters::default());
+        let client = Client::new(
+            config.insecure_registries.clone(),
+            config.connect_timeout,
+            config.read_timeout,
+            counters.clone(),
+        )?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                client,
+                counters,
+                locks: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Parses `image` the way pulls do (for validating workloads before they are accepted); the
+    /// error names the bad part.
+    pub fn check_reference(image: &str) -> Result<ImageReference, RuntimeError> {
+        ImageReference::parse(image)
+    }
+
+    /// What this source did since it was created.
+    pub fn stats(&self) -> RegistryStats {
+        let c = &self.inner.counters;
+        RegistryStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            manifests_fetched: c.manifests.load(Ordering::Relaxed),
+            blobs_downloaded: c.blobs.load(Ordering::Relaxed),
+            bytes_downloaded: c.bytes.load(Ordering::Relaxed),
+            images_unpacked: c.unpacked.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.inner.config
+    }
+}
+
+#[async_trait]
+impl ImageSource for RegistryImages {
+    /// `IfNotPresent` uses what this node already has for the reference (no network), else
+    /// pulls; `Always` asks the registry every time (downloading only what changed); `Never`
+    /// fails unless the image is present.
+    async fn prepare(
+        &self,
+        image: &str,
+        policy: PullPolicy,
+    ) -> Result<PreparedImage, RuntimeError> {
+        let r = ImageReference::parse(image)?;
+        let result = self.inner.prepare(&r, policy).await;
+        result.map_err(|e| match e {
+            RuntimeError::Failed {
+                operation,
+                message,
+                transient,
+            } if !message.starts_with("image ") => RuntimeError::Failed {
+                operation,
+                message: format!("image {image}: {message}"),
+                transient,
+            },
+            e => e,
+        })
+    }
+}
+
+impl Inner {
+    async fn lock(&self, key: String) -> OwnedMutexGuard<()> {
+        let lock = self
+            .locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
+    async fn prepare(
+        self: &Arc<Self>,
+        r: &ImageReference,
+        policy: PullPolicy,
+    ) -> Result<PreparedImage, RuntimeError> {
+        let key = r.to_string();
+        let _pulling = self.lock(format!("ref:{key}")).await;
+        if policy != PullPolicy::Always {
+            let known = self
+                .store
+                .read_ref(&key)
+                .await
+                .map_err(|e| failed(format!("reading the image store: {e}"), true))?;
+            if let Some(digest) = known {
+                if let Some(image) = self.local(&digest).await? {
+                    return Ok(image);
+                }
+            }
+            if policy == PullPolicy::Never {
+                return Err(failed(
+                    format!("image {r} is not present on this node and its pull policy is Never"),
+                    false,
+                ));
+            }
+        }
+        let (digest, manifest) = self.resolve(r).await?;
+        let image = self.ensure_image(r, &digest, &manifest).await?;
+        self.store
+            .write_ref(&key, &digest)
+            .await
+            .map_err(|e| failed(format!("writing the image store: {e}"), true))?;
+        tracing::debug!(image = %r, %digest, "image ready");
+        Ok(image)
+    }
+
+    /// The image of manifest `digest` when everything it needs is on disk.
+    async fn local(&self, digest: &str) -> Result<Option<PreparedImage>, RuntimeError> {
+        let rootfs = self.store.rootfs(digest);
+        if !tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
+            return Ok(None);
+        }
+        let Ok(bytes) = tokio::fs::read(self.store.blob(digest)).await else {
+            return Ok(None);
+        };
+        let Ok(Kind::Manifest(manifest)) = manifest::parse(&bytes, None) else {
+            return Ok(None);
+        };
+        if reference::parse_digest(&manifest.config.digest).is_err() {
+            return Ok(None);
+        }
+        let Ok(config) = tokio::fs::read(self.store.blob(&manifest.config.digest)).await else {
+            return Ok(None);
+        };
+        Ok(Some(PreparedImage {
+            rootfs,
+            config: parse_config(&config)?,
+        }))
+    }
+
+    /// Asks the registry which image manifest `r` names for this platform; the manifest is
+    /// verified and stored.
+    async fn resolve(&self, r: &ImageReference) -> Result<(String, Manifest), RuntimeError> {
+        let fetched = self.client.manifest(r, r.manifest_reference()).await?;
+        let actual = store::sha256_digest(&fetched.bytes);
+        if let Some(expected) = r.digest.as_ref().or(fetched.digest_header.as_ref()) {
+            if *expected != actual {
+                return Err(failed(
+                    format!(
+                        "digest mismatch for the manifest from registry {}: expected {expected}, got {actual}",
+                        r.registry
+                    ),
+                    false,
+                ));
+            }
+        }
+        let parsed = manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
+            .map_err(|e| failed(e, false))?;
+        let (digest, bytes, manifest) = match parsed {
+            Kind::Manifest(m) => (actual, fetched.bytes, m),
+            Kind::Index(index) => {
+                let platform = &self.config.platform;
+                let chosen = index
+                    .manifests
+                    .iter()
+                    .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)));
+                let Some(chosen) = chosen else {
+                    let found: Vec<String> = index
+                        .manifests
+                        .iter()
+                        .filter_map(|d| d.platform.as_ref())
+                        .filter(|p| p.os != "unknown")
+                        .map(ToString::to_string)
+                        .collect();
+                    let found = if found.is_empty() {
+                        "none".to_string()
+                    } else {
+                        found.join(", ")
+                    };
+                    return Err(failed(
+                        format!("no {platform} image in this multi-platform image (platforms found: {found})"),
+                        false,
+                    ));
+                };
+                let digest = reference::parse_digest(&chosen.digest)
+                    .map_err(|e| failed(format!("the image index is malformed: {e}"), false))?;
+                let fetched = self.client.manifest(r, &digest).await?;
+                let actual = store::sha256_digest(&fetched.bytes);
+                if actual != digest {
+                    return Err(failed(
+                        format!(
+                            "digest mismatch for the {platform} manifest from registry {}: expected {digest}, got {actual}",
+                            r.registry
+                        ),
+                        false,
+                    ));
+                }
+                match manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
+                    .map_err(|e| failed(e, false))?
+                {
+                    Kind::Manifest(m) => (digest, fetched.bytes, m),
+                    Kind::Index(_) => {
+                        return Err(failed(
+                            format!(
+                                "the {platform} entry {digest} of the image index is another index"
+                            ),
+                            false,
+                        ))
+                    }
+                }
+            }
+        };
+        self.store
+            .write_blob(&digest, &bytes)
+            .await
+            .map_err(|e| failed(format!("writing the image store: {e}"), true))?;
+        Ok((digest, manifest))
+    }
+
+    /// The image of `manifest`: its config, and its root filesystem unpacked unless it exists.
+    async fn ensure_image(
+        self: &Arc<Self>,
+        r: &ImageReference,
+        digest: &str,
+        manifest: &Manifest,
+    ) -> Result<PreparedImage, RuntimeError> {
+        // Refuse what cannot be unpacked before downloading anything.
+        for layer in &manifest.layers {
+            manifest::layer_compression(&layer.media_type).map_err(|e| failed(e, false))?;
+            reference::parse_digest(&layer.digest)
+                .map_err(|e| failed(format!("a layer of the manifest is malformed: {e}"), false))?;
+        }
+        let _building = self.lock(format!("rootfs:{digest}")).await;
+        let config_path = self.ensure_blob(r, &manifest.config).await?;
+        let config_bytes = tokio::fs::read(&config_path)
+            .await
+            .map_err(|e| failed(format!("reading the image config: {e}"), true))?;
+        let config = parse_config(&config_bytes)?;
+        let rootfs = self.store.rootfs(digest);
+        if tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
+            return Ok(PreparedImage { rootfs, config });
+        }
+        let layers = self.download_layers(r, &manifest.layers).await?;
+        let temp = self.store.rootfs_temp(digest);
+        let digests: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
+        let dest = rootfs.clone();
+        let unpacked =
+            tokio::task::spawn_blocking(move || unpack_all(&temp, &dest, &layers, &digests))
+                .await
+                .unwrap_or_else(|e| Err(failed(format!("unpacking panicked: {e}"), false)));
+        unpacked?;
+        self.counters.unpacked.fetch_add(1, Ordering::Relaxed);
+        Ok(PreparedImage { rootfs, config })
+    }
+
+    /// Downloads the missing layers, a few at a time; their paths in order.
+    async fn download_layers(
+        self: &Arc<Self>,
+        r: &ImageReference,
+        layers: &[Descriptor],
+    ) -> Result<Vec<PathBuf>, RuntimeError> {
+        let permits = Arc::new(tokio::sync::Semaphore::new(
+            self.config.max_concurrent_downloads.max(1),
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        for layer in layers {
+            let (this, r, layer, permits) =
+                (self.clone(), r.clone(), layer.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                this.ensure_blob(&r, &layer).await
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            match done {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(failed(format!("a layer download panicked: {e}"), false)),
+            }
+        }
+        Ok(layers.iter().map(|l| self.store.blob(&l.digest)).collect())
+    }
+
+    /// The path of blob `d`, downloaded and verified unless already stored.
+    async fn ensure_blob(
+        &self,
+        r: &ImageReference,
+        d: &Descriptor,
+    ) -> Result<PathBuf, RuntimeError> {
+        let digest = reference::parse_digest(&d.digest)
+            .map_err(|e| failed(format!("the manifest is malformed: {e}"), false))?;
+        let path = self.store.blob(&digest);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(path);
+        }
+        let _downloading = self.lock(format!("blob:{digest}")).await;
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(path);
+        }
+        // Removed on error, and when the pull is cancelled mid-download.
+        let temp = TempFile(self.store.blob_temp(&digest));
+        self.client
+            .download_blob(r, &digest, d.size, &temp.0)
+            .await?;
+        tokio::fs::rename(&temp.0, &path)
+            .await
+            .map_err(|e| failed(format!("storing blob {digest}: {e}"), true))?;
+        Ok(path)
+    }
+}
+
+/// A temp file removed when dropped (a no-op once it was renamed).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Unpacks `layers` in order into `temp`, then renames it to `dest`; `temp` is removed on
+/// error (here, as the caller may have been cancelled meanwhile).
+fn unpack_all(
+    temp: &Path,
+    dest: &Path,
+    layers: &[PathBuf],
+    digests: &[String],
+) -> Result<(), RuntimeError> {
+    let result = unpack_into(temp, dest, layers, digests);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(temp);
+    }
+    result
+}
+
+fn unpack_into(
+    temp: &Path,
+    dest: &Path,
+    layers: &[PathBuf],
+    digests: &[String],
+) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |what: &str, e: std::io::Error| failed(format!("{what}: {e}"), true);
+    std::fs::create_dir(temp).map_err(|e| io("creating the root filesystem", e))?;
+    std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| io("creating the root filesystem", e))?;
+    for (blob, digest) in layers.iter().zip(digests) {
+        unpack::apply_layer_blob(temp, blob).map_err(|e| {
+            failed(
+                format!("unpacking layer {digest}: {}", e.message),
+                e.transient,
+            )
+        })?;
+    }
+    std::fs::rename(temp, dest).map_err(|e| io("storing the root filesystem", e))
+}
+
+fn parse_config(bytes: &[u8]) -> Result<ImageConfig, RuntimeError> {
+    serde_json::from_slice::<ConfigBlob>(bytes)
+        .map(ConfigBlob::into_image_config)
+        .map_err(|e| failed(format!("the image config is malformed: {e}"), false))
+}

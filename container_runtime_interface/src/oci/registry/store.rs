@@ -1,0 +1,216 @@
+//! The on-disk layout of pulled images, shared by every image:
+//! * `blobs/sha256/<hex>` — manifests, configs and layers, by digest (written through a temp
+//!   file in the same directory, renamed once verified);
+//! * `rootfs/<manifest hex>/` — unpacked root filesystems (built under a temp name, renamed
+//!   when complete, never modified afterwards);
+//! * `refs/<escaped reference>` — the manifest digest each reference last resolved to, so
+//!   `IfNotPresent` works across restarts without the network.
+//!
+//! Temp entries are named `.tmp-<hex>-<pid>-<n>`; those of dead processes are removed on start.
+
+use sha2::{Digest, Sha256};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Makes temp names unique within the process.
+static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
+
+/// `sha256:<hex>` of `bytes`.
+pub(super) fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+/// Lowercase hex.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// The hex part of a validated `sha256:<hex>` digest.
+fn digest_hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+/// Paths of the store rooted at a directory.
+#[derive(Debug)]
+pub(super) struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Creates the directories and removes temp files left by dead processes.
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        let store = Self {
+            dir: dir.to_path_buf(),
+        };
+        for d in [store.blobs_dir(), store.rootfs_dir(), store.refs_dir()] {
+            std::fs::create_dir_all(&d)?;
+            remove_stale_temps(&d);
+        }
+        Ok(store)
+    }
+
+    fn blobs_dir(&self) -> PathBuf {
+        self.dir.join("blobs").join("sha256")
+    }
+
+    fn rootfs_dir(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    fn refs_dir(&self) -> PathBuf {
+        self.dir.join("refs")
+    }
+
+    /// Where the blob `digest` (already validated) lives.
+    pub fn blob(&self, digest: &str) -> PathBuf {
+        self.blobs_dir().join(digest_hex(digest))
+    }
+
+    /// A fresh temp path beside the blob `digest`.
+    pub fn blob_temp(&self, digest: &str) -> PathBuf {
+        self.blobs_dir().join(temp_name(digest_hex(digest)))
+    }
+
+    /// The unpacked root filesystem of the image manifest `digest`.
+    pub fn rootfs(&self, digest: &str) -> PathBuf {
+        self.rootfs_dir().join(digest_hex(digest))
+    }
+
+    /// A fresh temp directory path beside the root filesystem of `digest`.
+    pub fn rootfs_temp(&self, digest: &str) -> PathBuf {
+        self.rootfs_dir().join(temp_name(digest_hex(digest)))
+    }
+
+    /// The manifest digest `reference` last resolved to.
+    pub async fn read_ref(&self, reference: &str) -> io::Result<Option<String>> {
+        match tokio::fs::read_to_string(self.refs_dir().join(escape(reference))).await {
+            Ok(s) => Ok(super::reference::parse_digest(s.trim()).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers that `reference` resolved to `digest` (atomically: temp file, then rename).
+    pub async fn write_ref(&self, reference: &str, digest: &str) -> io::Result<()> {
+        let name = escape(reference);
+        let tmp = self.refs_dir().join(temp_name(&name));
+        tokio::fs::write(&tmp, format!("{digest}\n")).await?;
+        let renamed = tokio::fs::rename(&tmp, self.refs_dir().join(&name)).await;
+        if renamed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        renamed
+    }
+
+    /// Stores `bytes`, whose digest is `digest`, unless present.
+    pub async fn write_blob(&self, digest: &str, bytes: &[u8]) -> io::Result<()> {
+        let path = self.blob(digest);
+        if tokio::fs::try_exists(&path).await? {
+            return Ok(());
+        }
+        let tmp = self.blob_temp(digest);
+        tokio::fs::write(&tmp, bytes).await?;
+        let renamed = tokio::fs::rename(&tmp, &path).await;
+        if renamed.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        renamed
+    }
+}
+
+/// `.tmp-<base>-<pid>-<n>`.
+fn temp_name(base: &str) -> String {
+    let n = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+    format!(".tmp-{base}-{}-{n}", std::process::id())
+}
+
+/// Removes `.tmp-*` entries of `dir` whose process is gone (never this process's own).
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(".tmp-") else {
+            continue;
+        };
+        let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| {
+            p == std::process::id() || Path::new("/proc").join(p.to_string()).exists()
+        });
+        if !alive {
+            let path = entry.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a stale temp entry");
+            }
+        }
+    }
+}
+
+/// A file name for `reference`: letters, digits, `.`, `_` and `-` kept, others `%XX`; the
+/// digest of the reference when that would be too long for a file name.
+fn escape(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len() * 2);
+    for b in reference.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if out.len() > 200 || out.starts_with('.') {
+        return format!(
+            "sha256-{}",
+            digest_hex(&sha256_digest(reference.as_bytes()))
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_and_escaping() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            escape("127.0.0.1:5000/demo/busybox:1"),
+            "127.0.0.1%3A5000%2Fdemo%2Fbusybox%3A1"
+        );
+        assert!(escape(&"a".repeat(300)).starts_with("sha256-"));
+    }
+
+    #[tokio::test]
+    async fn refs_survive_reopening_and_stale_temps_go() {
+        let t = tempfile::tempdir().unwrap();
+        let d = sha256_digest(b"x");
+        let store = Store::open(t.path()).unwrap();
+        assert_eq!(store.read_ref("r.io/a:1").await.unwrap(), None);
+        store.write_ref("r.io/a:1", &d).await.unwrap();
+        // A temp of a process that no longer exists (pid 0 is never a user process's).
+        let stale = t.path().join("blobs/sha256/.tmp-abc-0-1");
+        std::fs::write(&stale, b"partial").unwrap();
+        let mine = store.blob_temp(&d);
+        std::fs::write(&mine, b"in progress").unwrap();
+        let store = Store::open(t.path()).unwrap();
+        assert_eq!(store.read_ref("r.io/a:1").await.unwrap(), Some(d));
+        assert!(!stale.exists());
+        assert!(mine.exists());
+    }
+}

@@ -1,0 +1,848 @@
+//! `RegistryImages` over real sockets: against the local `docker-registry` started by
+//! `scripts/setup-oci.sh` (127.0.0.1:5000 with `demo/busybox:1`), and against small fake
+//! registries served by the tests themselves (digest mismatch, bearer tokens, platforms,
+//! unreachable and stalled registries). Without the local registry its tests pass with a note,
+//! except under `CI=true` where they fail.
+#![cfg(feature = "oci")]
+
+use container_runtime_interface::oci::{
+    ImageSource, Platform, RegistryConfig, RegistryImages, RegistryStats,
+};
+use container_runtime_interface::RuntimeError;
+use orchestrator_shared_types::PullPolicy;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn message(e: &RuntimeError) -> String {
+    match e {
+        RuntimeError::Failed { message, .. } => message.clone(),
+        other => panic!("unexpected error kind: {other:?}"),
+    }
+}
+
+fn source(dir: &Path) -> RegistryImages {
+    RegistryImages::new(RegistryConfig::new(dir)).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The local registry.
+
+/// `KEY` from the environment, else from the env file written by `scripts/setup-oci.sh`.
+fn setting(key: &str) -> Option<String> {
+    if let Ok(v) = std::env::var(key) {
+        return Some(v);
+    }
+    let dir = std::env::var("ORCHESTRATOR_OCI_DIR").unwrap_or("/var/lib/orchestrator-oci".into());
+    let env = std::fs::read_to_string(Path::new(&dir).join("env")).ok()?;
+    env.lines().find_map(|l| {
+        let (k, v) = l.strip_prefix("export ")?.split_once('=')?;
+        (k == key).then(|| v.trim().to_string())
+    })
+}
+
+/// The local registry and its test image, or `None` (with a note) when it does not answer.
+async fn local_registry() -> Option<(String, String)> {
+    let found = match (
+        setting("ORCHESTRATOR_TEST_REGISTRY"),
+        setting("ORCHESTRATOR_TEST_IMAGE"),
+    ) {
+        (Some(registry), Some(image)) => {
+            let answers = reqwest::Client::new()
+                .get(format!("http://{registry}/v2/"))
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if answers {
+                Ok((registry, image))
+            } else {
+                Err(format!("the registry {registry} does not answer"))
+            }
+        }
+        _ => Err("ORCHESTRATOR_TEST_REGISTRY / ORCHESTRATOR_TEST_IMAGE are not set".to_string()),
+    };
+    match found {
+        Ok(found) => Some(found),
+        Err(why) => {
+            let msg = format!("{why} (run scripts/setup-oci.sh)");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("skipping local registry tests: {msg}");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_the_test_image_and_reuses_it() {
+    let Some((_, image)) = local_registry().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let images = source(dir.path());
+    let prepared = images
+        .prepare(&image, PullPolicy::IfNotPresent)
+        .await
+        .unwrap();
+    let busybox = prepared.rootfs.join("bin/busybox");
+    assert!(busybox.is_file(), "{} is missing", busybox.display());
+    assert_ne!(std::fs::metadata(&busybox).unwrap().mode() & 0o111, 0);
+    assert!(prepared.rootfs.starts_with(dir.path().join("rootfs")));
+    assert_eq!(prepared.config.cmd, ["sh"]);
+    assert!(prepared.config.env.iter().any(|e| e.starts_with("PATH=")));
+    let first = images.stats();
+    assert_eq!(first.images_unpacked, 1);
+    assert!(first.blobs_downloaded >= 2, "{first:?}");
+
+    // IfNotPresent and Never: no network I/O at all.
+    for policy in [PullPolicy::IfNotPresent, PullPolicy::Never] {
+        let again = images.prepare(&image, policy).await.unwrap();
+        assert_eq!(again, prepared);
+    }
+    assert_eq!(images.stats(), first);
+
+    // After a restart, from the references kept on disk.
+    let restarted = source(dir.path());
+    assert_eq!(
+        restarted
+            .prepare(&image, PullPolicy::IfNotPresent)
+            .await
+            .unwrap(),
+        prepared
+    );
+    assert_eq!(restarted.stats(), RegistryStats::default());
+
+    // Always asks the registry, but downloads and unpacks nothing that did not change.
+    let always = restarted.prepare(&image, PullPolicy::Always).await.unwrap();
+    assert_eq!(always, prepared);
+    let after = restarted.stats();
+    assert!(
+        after.requests >= 1 && after.manifests_fetched >= 1,
+        "{after:?}"
+    );
+    assert_eq!((after.blobs_downloaded, after.images_unpacked), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tags_and_repositories_are_permanent_errors() {
+    let Some((registry, _)) = local_registry().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let images = source(dir.path());
+
+    let nope = format!("{registry}/demo/nope:1");
+    let e = images
+        .prepare(&nope, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert_eq!(
+        message(&e),
+        format!(
+            "image {nope}: manifest unknown: repository demo/nope or tag 1 not found in registry {registry}"
+        )
+    );
+
+    let tag = format!("{registry}/demo/busybox:no-such-tag");
+    let e = images.prepare(&tag, PullPolicy::Always).await.unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    assert!(
+        message(&e).contains("repository demo/busybox or tag no-such-tag not found"),
+        "{e}"
+    );
+
+    let e = images.prepare(&nope, PullPolicy::Never).await.unwrap_err();
+    assert!(!e.is_transient());
+    assert_eq!(
+        message(&e),
+        format!("image {nope} is not present on this node and its pull policy is Never")
+    );
+
+    let e = images
+        .prepare("127.0.0.1:5000/Demo", PullPolicy::Always)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient());
+    assert!(message(&e).contains("must be lowercase"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_prepares_pull_once() {
+    let Some((_, image)) = local_registry().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let images = Arc::new(source(dir.path()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (images, image) = (images.clone(), image.clone());
+        tasks.spawn(async move { images.prepare(&image, PullPolicy::IfNotPresent).await });
+    }
+    let mut rootfs = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        rootfs.push(done.unwrap().unwrap().rootfs);
+    }
+    rootfs.dedup();
+    assert_eq!(rootfs.len(), 1);
+    let stats = images.stats();
+    assert_eq!(stats.manifests_fetched, 1, "{stats:?}");
+    assert_eq!(stats.images_unpacked, 1, "{stats:?}");
+    // The config and the single layer of the test image.
+    assert_eq!(stats.blobs_downloaded, 2, "{stats:?}");
+}
+
+/// A tar layer built in memory.
+struct Layer(tar::Builder<Vec<u8>>);
+
+impl Layer {
+    fn new() -> Self {
+        Self(tar::Builder::new(Vec::new()))
+    }
+
+    fn add(mut self, kind: tar::EntryType, path: &str, data: &[u8], mode: u32, owner: u64) -> Self {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(owner);
+        h.set_gid(owner);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        self.0.append_data(&mut h, path, data).unwrap();
+        self
+    }
+
+    fn dir(self, path: &str) -> Self {
+        self.add(tar::EntryType::Directory, path, b"", 0o755, 0)
+    }
+
+    fn file(self, path: &str, data: &str) -> Self {
+        self.add(tar::EntryType::Regular, path, data.as_bytes(), 0o644, 0)
+    }
+
+    fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Self {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o777);
+        h.set_size(0);
+        self.0.append_link(&mut h, path, target).unwrap();
+        self
+    }
+
+    fn tar(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
+/// An image: its blobs (config first) and its manifest.
+struct TestImage {
+    blobs: Vec<Vec<u8>>,
+    manifest: Vec<u8>,
+}
+
+impl TestImage {
+    /// `layers` as (media type, blob, uncompressed tar).
+    fn new(config: serde_json::Value, layers: Vec<(&str, Vec<u8>, Vec<u8>)>) -> Self {
+        let mut config = config;
+        config["rootfs"] = serde_json::json!({
+            "type": "layers",
+            "diff_ids": layers.iter().map(|(_, _, tar)| digest(tar)).collect::<Vec<_>>(),
+        });
+        let config = serde_json::to_vec(&config).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": digest(&config),
+                "size": config.len(),
+            },
+            "layers": layers.iter().map(|(media_type, blob, _)| serde_json::json!({
+                "mediaType": media_type,
+                "digest": digest(blob),
+                "size": blob.len(),
+            })).collect::<Vec<_>>(),
+        });
+        let mut blobs = vec![config];
+        blobs.extend(layers.into_iter().map(|(_, blob, _)| blob));
+        Self {
+            blobs,
+            manifest: serde_json::to_vec(&manifest).unwrap(),
+        }
+    }
+
+    /// One gzip layer with `hello`.
+    fn small() -> Self {
+        let tar = Layer::new().file("hello", "world").tar();
+        Self::new(
+            serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/hello"]}}),
+            vec![(LAYER_GZIP, gzip(&tar), tar)],
+        )
+    }
+}
+
+/// Pushes `image` through the distribution API (monolithic blob uploads, then the manifest).
+async fn push(registry: &str, repository: &str, tag: &str, image: &TestImage) {
+    let client = reqwest::Client::new();
+    let base = format!("http://{registry}");
+    for blob in &image.blobs {
+        let started = client
+            .post(format!("{base}/v2/{repository}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(started.status(), 202, "starting an upload");
+        let location = started.headers()["location"].to_str().unwrap().to_string();
+        let location = if location.starts_with("http") {
+            location
+        } else {
+            format!("{base}{location}")
+        };
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let done = client
+            .put(format!("{location}{sep}digest={}", digest(blob)))
+            .header("content-type", "application/octet-stream")
+            .body(blob.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 201, "uploading a blob");
+    }
+    let put = client
+        .put(format!("{base}/v2/{repository}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(image.manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.status(),
+        201,
+        "pushing the manifest: {:?}",
+        put.text().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushed_layers_with_whiteouts_unpack_correctly() {
+    let Some((registry, _)) = local_registry().await else {
+        return;
+    };
+    let lower = Layer::new()
+        .dir("data")
+        .file("data/keep", "keep")
+        .file("data/gone", "gone")
+        .dir("opq")
+        .file("opq/old", "old")
+        .dir("opq/sub")
+        .file("opq/sub/deep", "deep")
+        .link(tar::EntryType::Symlink, "link", "data/keep")
+        .link(tar::EntryType::Link, "hard", "data/keep")
+        .dir("etc")
+        .add(tar::EntryType::Regular, "etc/motd", b"hi", 0o640, 1000)
+        .tar();
+    let upper = Layer::new()
+        .file("data/.wh.gone", "")
+        .dir("opq")
+        .file("opq/.wh..wh..opq", "")
+        .file("opq/new", "new")
+        .tar();
+    let image = TestImage::new(
+        serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Entrypoint": ["/entry"],
+                "Cmd": ["a", "b"],
+                "Env": ["A=1"],
+                "WorkingDir": "/data",
+            },
+        }),
+        vec![
+            (LAYER_GZIP, gzip(&lower), lower),
+            (LAYER_TAR, upper.clone(), upper),
+        ],
+    );
+    push(&registry, "test/whiteouts", "1", &image).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let images = source(dir.path());
+    let reference = format!("{registry}/test/whiteouts:1");
+    let prepared = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    let root = &prepared.rootfs;
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    assert_eq!(read("data/keep"), "keep");
+    assert!(!root.join("data/gone").exists());
+    assert!(!root.join("data/.wh.gone").exists());
+    assert!(!root.join("opq/old").exists());
+    assert!(!root.join("opq/sub").exists());
+    assert!(!root.join("opq/.wh..wh..opq").exists());
+    assert_eq!(read("opq/new"), "new");
+    assert_eq!(
+        std::fs::read_link(root.join("link")).unwrap(),
+        Path::new("data/keep")
+    );
+    let keep = std::fs::metadata(root.join("data/keep")).unwrap();
+    assert_eq!(
+        std::fs::metadata(root.join("hard")).unwrap().ino(),
+        keep.ino()
+    );
+    let motd = std::fs::metadata(root.join("etc/motd")).unwrap();
+    assert_eq!(motd.mode() & 0o7777, 0o640);
+    if is_root() {
+        assert_eq!((motd.uid(), motd.gid()), (1000, 1000));
+    }
+    assert_eq!(prepared.config.entrypoint, ["/entry"]);
+    assert_eq!(prepared.config.cmd, ["a", "b"]);
+    assert_eq!(prepared.config.env, ["A=1"]);
+    assert_eq!(prepared.config.working_dir.as_deref(), Some("/data"));
+
+    // By digest too: the same root filesystem, nothing downloaded again.
+    let by_digest = format!("{registry}/test/whiteouts@{}", digest(&image.manifest));
+    let before = images.stats();
+    assert_eq!(
+        images
+            .prepare(&by_digest, PullPolicy::IfNotPresent)
+            .await
+            .unwrap(),
+        prepared
+    );
+    assert_eq!(images.stats().blobs_downloaded, before.blobs_downloaded);
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake registries.
+
+/// A request as the fake registry saw it.
+#[derive(Clone, Debug)]
+struct Request {
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+/// An answer; `None` from a handler never answers (a stalled registry).
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn ok(content_type: &str, body: Vec<u8>) -> Option<Self> {
+        Some(Self {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        })
+    }
+
+    fn status(status: u16, body: &str) -> Option<Self> {
+        Some(Self {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        })
+    }
+}
+
+type Handler = Arc<dyn Fn(&Request) -> Option<Response> + Send + Sync>;
+
+/// A registry on 127.0.0.1:0 answering with `handler`, one request per connection.
+struct Fake {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Fake {
+    async fn start(handler: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(answer(socket, handler.clone(), log.clone()));
+            }
+        });
+        Self { addr, seen }
+    }
+
+    fn registry(&self) -> String {
+        self.addr.to_string()
+    }
+
+    fn seen(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn answer(
+    mut socket: tokio::net::TcpStream,
+    handler: Handler,
+    log: Arc<Mutex<Vec<Request>>>,
+) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.split("\r\n");
+    let path = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or("/")
+        .to_string();
+    let headers = lines
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let request = Request { path, headers };
+    log.lock().unwrap().push(request.clone());
+    let Some(response) = handler(&request) else {
+        // Stalled: keep the connection open without answering.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return;
+    };
+    let mut out = format!(
+        "HTTP/1.1 {} Fake\r\nContent-Length: {}\r\nConnection: close\r\n",
+        response.status,
+        response.body.len()
+    );
+    for (k, v) in &response.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let _ = socket.write_all(out.as_bytes()).await;
+    let _ = socket.write_all(&response.body).await;
+    let _ = socket.shutdown().await;
+}
+
+/// Serves `image` as `demo/app:1`; `tamper` may change a blob's bytes before serving.
+fn serve_image(
+    image: &TestImage,
+    tamper: impl Fn(&str, Vec<u8>) -> Vec<u8>,
+) -> HashMap<String, (String, Vec<u8>)> {
+    let mut paths = HashMap::new();
+    paths.insert(
+        "/v2/demo/app/manifests/1".to_string(),
+        (OCI_MANIFEST.to_string(), image.manifest.clone()),
+    );
+    for blob in &image.blobs {
+        let d = digest(blob);
+        paths.insert(
+            format!("/v2/demo/app/blobs/{d}"),
+            (
+                "application/octet-stream".to_string(),
+                tamper(&d, blob.clone()),
+            ),
+        );
+    }
+    paths
+}
+
+const NOT_FOUND: &str = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_not_matching_its_digest_is_refused_and_not_stored() {
+    let image = TestImage::small();
+    let layer = digest(&image.blobs[1]);
+    let paths = serve_image(&image, |d, mut bytes| {
+        if d == layer {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 0xff;
+        }
+        bytes
+    });
+    let fake = Fake::start(move |r| match paths.get(&r.path) {
+        Some((ct, body)) => Response::ok(ct, body.clone()),
+        None => Response::status(404, NOT_FOUND),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let images = source(dir.path());
+    let reference = format!("{}/demo/app:1", fake.registry());
+    let e = images
+        .prepare(&reference, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient(), "{e}");
+    let msg = message(&e);
+    assert!(
+        msg.starts_with(&format!("image {reference}: digest mismatch")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("expected {layer}, got sha256:")),
+        "{msg}"
+    );
+    // Neither the bad blob nor a temp file, nor a root filesystem or a reference, was kept.
+    let blobs: Vec<String> = std::fs::read_dir(dir.path().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !blobs
+            .iter()
+            .any(|b| layer.ends_with(b.as_str()) || b.starts_with(".tmp")),
+        "{blobs:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("rootfs"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("refs")).unwrap().count(),
+        0
+    );
+
+    // A manifest whose Docker-Content-Digest disagrees with its bytes is refused too.
+    let manifest = image.manifest.clone();
+    let fake = Fake::start(move |_| {
+        let mut r = Response::ok(OCI_MANIFEST, manifest.clone()).unwrap();
+        r.headers.push((
+            "Docker-Content-Digest".into(),
+            format!("sha256:{}", "0".repeat(64)),
+        ));
+        Some(r)
+    })
+    .await;
+    let e = images
+        .prepare(
+            &format!("{}/demo/app:1", fake.registry()),
+            PullPolicy::Always,
+        )
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient());
+    assert!(
+        message(&e).contains(&format!(
+            "expected sha256:{}, got {}",
+            "0".repeat(64),
+            digest(&image.manifest)
+        )),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_bearer_tokens_are_fetched_and_reused() {
+    let image = TestImage::small();
+    let paths = serve_image(&image, |_, b| b);
+    let addr = Arc::new(Mutex::new(String::new()));
+    let realm = addr.clone();
+    let fake = Fake::start(move |r| {
+        if r.path.starts_with("/token?") {
+            return Response::ok("application/json", br#"{"token":"t0k3n","expires_in":300}"#.to_vec());
+        }
+        if r.headers.get("authorization").map(String::as_str) != Some("Bearer t0k3n") {
+            let mut resp = Response::status(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).unwrap();
+            resp.headers.push((
+                "WWW-Authenticate".into(),
+                format!(
+                    r#"Bearer realm="http://{}/token",service="fake.registry",scope="repository:demo/app:pull""#,
+                    realm.lock().unwrap()
+                ),
+            ));
+            return Some(resp);
+        }
+        match paths.get(&r.path) {
+            Some((ct, body)) => Response::ok(ct, body.clone()),
+            None => Response::status(404, NOT_FOUND),
+        }
+    })
+    .await;
+    *addr.lock().unwrap() = fake.registry();
+    let dir = tempfile::tempdir().unwrap();
+    let images = source(dir.path());
+    let prepared = images
+        .prepare(
+            &format!("{}/demo/app:1", fake.registry()),
+            PullPolicy::IfNotPresent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
+        "world"
+    );
+    assert_eq!(prepared.config.cmd, ["/hello"]);
+    let seen = fake.seen();
+    let tokens: Vec<&Request> = seen
+        .iter()
+        .filter(|r| r.path.starts_with("/token?"))
+        .collect();
+    assert_eq!(tokens.len(), 1, "one token for the whole pull: {seen:?}");
+    assert!(
+        tokens[0].path.contains("service=fake.registry"),
+        "{}",
+        tokens[0].path
+    );
+    assert!(
+        tokens[0]
+            .path
+            .contains("scope=repository%3Ademo%2Fapp%3Apull"),
+        "{}",
+        tokens[0].path
+    );
+    // One refused request, the token, then the manifest and two blobs with the token.
+    assert_eq!(seen.len(), 5, "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_without_this_platform_lists_the_platforms_found() {
+    let image = TestImage::small();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": digest(&image.manifest), "size": image.manifest.len(),
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": OCI_MANIFEST, "digest": digest(b"x"), "size": 1,
+             "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+        ],
+    }))
+    .unwrap();
+    let mut paths = serve_image(&image, |_, b| b);
+    paths.insert(
+        "/v2/demo/app/manifests/1".into(),
+        (OCI_INDEX.to_string(), index),
+    );
+    paths.insert(
+        format!("/v2/demo/app/manifests/{}", digest(&image.manifest)),
+        (OCI_MANIFEST.to_string(), image.manifest.clone()),
+    );
+    let fake = Fake::start(move |r| match paths.get(&r.path) {
+        Some((ct, body)) => Response::ok(ct, body.clone()),
+        None => Response::status(404, NOT_FOUND),
+    })
+    .await;
+    let reference = format!("{}/demo/app:1", fake.registry());
+    let dir = tempfile::tempdir().unwrap();
+    let amd64 = RegistryConfig {
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+        ..RegistryConfig::new(dir.path())
+    };
+    let e = RegistryImages::new(amd64)
+        .unwrap()
+        .prepare(&reference, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient());
+    assert_eq!(
+        message(&e),
+        format!(
+            "image {reference}: no linux/amd64 image in this multi-platform image \
+             (platforms found: linux/arm64/v8, linux/arm/v7)"
+        )
+    );
+    // The platform is a setting: an arm64 node pulls the arm64 image.
+    let arm64 = RegistryConfig {
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: None,
+        },
+        ..RegistryConfig::new(dir.path())
+    };
+    let prepared = RegistryImages::new(arm64)
+        .unwrap()
+        .prepare(&reference, PullPolicy::IfNotPresent)
+        .await
+        .unwrap();
+    assert!(prepared.rootfs.join("hello").is_file());
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_is_a_transient_error() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("127.0.0.1:{port}/demo/app:1");
+    let e = source(dir.path())
+        .prepare(&reference, PullPolicy::IfNotPresent)
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    let msg = message(&e);
+    assert!(
+        msg.starts_with(&format!(
+            "image {reference}: cannot connect to registry 127.0.0.1:{port}: "
+        )),
+        "{msg}"
+    );
+    assert!(msg.to_lowercase().contains("refused"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_registry_times_out_transiently() {
+    let fake = Fake::start(|_| None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = RegistryConfig {
+        read_timeout: Duration::from_millis(500),
+        ..RegistryConfig::new(dir.path())
+    };
+    let started = std::time::Instant::now();
+    let e = RegistryImages::new(config)
+        .unwrap()
+        .prepare(
+            &format!("{}/demo/app:1", fake.registry()),
+            PullPolicy::Always,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(
+        message(&e).contains(&format!(
+            "registry {} did not answer in time",
+            fake.registry()
+        )),
+        "{e}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+}

@@ -1,0 +1,131 @@
+//! The container runtime of this node: youki (or runc) through [`OciRuntime`], with images
+//! pulled from registries, or the simulated runtime when asked for.
+//!
+//! Everything of the OCI runtime lives under `data_dir/oci/`: `state/` (the runtime's `--root`,
+//! where it finds the containers of an earlier daemon process), `bundles/`, `logs/` and
+//! `images/` (content-addressed blobs and unpacked root filesystems, shared by containers).
+
+use crate::config::{Config, RuntimeKind};
+use anyhow::{bail, Context, Result};
+use container_runtime_interface::oci::{
+    OciConfig, OciRuntime, RegistryConfig, RegistryImages, INSTALL_HINT,
+};
+use container_runtime_interface::{ContainerRuntime, SimulatedRuntime, SimulatedRuntimeConfig};
+use orchestrator_shared_types::NodeId;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Runtime binaries looked for, in order, when none is configured.
+const CANDIDATES: [&str; 2] = ["youki", "runc"];
+
+/// The runtime `config` asks for, driving containers of `node`.
+pub fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRuntime>> {
+    match config.runtime {
+        RuntimeKind::Simulated => {
+            tracing::warn!("using the SIMULATED runtime: no real containers will run");
+            Ok(Arc::new(SimulatedRuntime::new(
+                SimulatedRuntimeConfig::default(),
+            )))
+        }
+        RuntimeKind::Youki => {
+            let binary = runtime_binary(config.runtime_binary.as_deref())?;
+            let version = check_binary(&binary)?;
+            let dir = config.data_dir.join("oci");
+            let images = RegistryImages::new(RegistryConfig {
+                insecure_registries: config.insecure_registries.clone(),
+                ..RegistryConfig::new(dir.join("images"))
+            })
+            .context("preparing the image store")?;
+            let runtime = OciRuntime::new(OciConfig {
+                binary: binary.clone(),
+                root: dir.join("state"),
+                data_dir: dir,
+                cgroup_parent: config.cgroup_parent.clone(),
+                node: node.clone(),
+                images: Arc::new(images),
+                ..OciConfig::defaults()
+            })
+            .context("starting the OCI runtime")?;
+            tracing::info!(binary = %binary.display(), %version, "containers run through this OCI runtime");
+            Ok(Arc::new(runtime))
+        }
+    }
+}
+
+/// The configured binary, or the first of [`CANDIDATES`] found in `PATH` or `~/.cargo/bin`.
+fn runtime_binary(configured: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = configured {
+        if path.is_file() {
+            return Ok(path.to_owned());
+        }
+        bail!(
+            "the OCI runtime binary {} does not exist. Install youki with \
+             `apt-get install -y libseccomp-dev pkg-config && {INSTALL_HINT}` \
+             (or `apt-get install runc`), or start with `--runtime simulated` to run no real containers",
+            path.display()
+        );
+    }
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    for name in CANDIDATES {
+        if let Some(found) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+            return Ok(found);
+        }
+    }
+    bail!(
+        "no OCI runtime found (looked for {} in PATH and ~/.cargo/bin). Install youki with \
+         `apt-get install -y libseccomp-dev pkg-config && {INSTALL_HINT}` (or `apt-get install runc`), \
+         or name one with --runtime-binary, or start with `--runtime simulated` to run no real containers",
+        CANDIDATES.join(" and ")
+    )
+}
+
+/// Runs `BINARY --version`: a binary that cannot run stops the daemon now, not at the first
+/// container. Returns the first line it printed.
+fn check_binary(binary: &Path) -> Result<String> {
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {} --version", binary.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} --version failed ({}): {}",
+            binary.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_configured_binary_says_how_to_install() {
+        let err = runtime_binary(Some(Path::new("/nonexistent/youki"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("/nonexistent/youki"), "{msg}");
+        assert!(msg.contains("cargo install youki"), "{msg}");
+    }
+
+    #[test]
+    fn a_binary_that_fails_is_refused() {
+        assert!(check_binary(Path::new("/bin/false")).is_err());
+        assert!(check_binary(Path::new("/bin/true")).is_ok());
+    }
+}

@@ -1,0 +1,489 @@
+//! End-to-end with REAL containers: `orchestrator-cli` against `orchestratord` running youki, with
+//! the image pulled from the local registry (`scripts/setup-oci.sh` installs youki, starts Debian's
+//! `docker-registry` on 127.0.0.1:5000 and pushes a busybox image; its env file names them).
+//!
+//! Without youki or the registry these tests print why and pass, except with `CI=true`, where
+//! that is a failure. They run one at a time (dynamic host ports are per daemon, and every daemon
+//! here is a node of its own on the same machine).
+
+mod common;
+
+use common::{write, Daemon};
+use orchestrator_shared_types::api::WorkloadDetail;
+use orchestrator_shared_types::{InstanceStatus, WorkloadInstance};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// One test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// youki and the test image, or `None` (outside CI) when the machine lacks them.
+struct Setup {
+    youki: PathBuf,
+    image: String,
+}
+
+fn setup() -> Option<Setup> {
+    let missing = |what: String| {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true and {what}: run ./scripts/setup-oci.sh");
+        }
+        eprintln!("skipping real-container tests: {what} (run ./scripts/setup-oci.sh)");
+        None
+    };
+    let env = std::fs::read_to_string("/var/lib/orchestrator-oci/env").unwrap_or_default();
+    let var = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(str::to_owned)
+        })
+    };
+    let Some(youki) = var("ORCHESTRATOR_YOUKI").map(PathBuf::from) else {
+        return missing("ORCHESTRATOR_YOUKI is not set".into());
+    };
+    if !youki.is_file() {
+        return missing(format!("{} does not exist", youki.display()));
+    }
+    let Some(image) = var("ORCHESTRATOR_TEST_IMAGE") else {
+        return missing("ORCHESTRATOR_TEST_IMAGE is not set".into());
+    };
+    let registry = image.split('/').next().unwrap_or_default().to_owned();
+    if std::net::TcpStream::connect(&registry).is_err() {
+        return missing(format!("the registry {registry} does not answer"));
+    }
+    Some(Setup { youki, image })
+}
+
+/// A youki daemon of its own: data dir, node name and cgroup parent.
+struct Node {
+    dir: tempfile::TempDir,
+    name: String,
+    cgroup_parent: String,
+    youki: PathBuf,
+}
+
+impl Node {
+    fn new(setup: &Setup, name: &str) -> Node {
+        Node {
+            dir: tempfile::tempdir().unwrap(),
+            name: name.to_owned(),
+            cgroup_parent: format!("orch-e2e-{}-{name}", std::process::id()),
+            youki: setup.youki.clone(),
+        }
+    }
+
+    fn start(&self) -> Daemon {
+        let youki = self.youki.to_str().unwrap();
+        Daemon::start_with(
+            &self.data_dir(),
+            [
+                "--runtime",
+                "youki",
+                "--runtime-binary",
+                youki,
+                "--node-name",
+                &self.name,
+                "--cgroup-parent",
+                &self.cgroup_parent,
+                "--cpu-millicores",
+                "16000",
+                "--memory-mb",
+                "32768",
+            ],
+        )
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The ids youki's own `list` reports.
+    fn youki_list(&self) -> Vec<String> {
+        let out = Command::new(&self.youki)
+            .arg("--root")
+            .arg(self.data_dir().join("oci/state"))
+            .arg("list")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "youki list: {out:?}");
+        // A table (youki 0.7 ignores `-q`): the first column after the header.
+        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The init pid youki reports for container `id`.
+    fn pid(&self, id: &str) -> i32 {
+        let out = Command::new(&self.youki)
+            .arg("--root")
+            .arg(self.data_dir().join("oci/state"))
+            .args(["state", id])
+            .output()
+            .unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("youki state {id}: {e}: {out:?}"));
+        state["pid"].as_i64().expect("a pid") as i32
+    }
+
+    /// Entries left in the bundles directory (one per container: config, rootfs copy).
+    fn bundles(&self) -> Vec<String> {
+        entries(&self.data_dir().join("oci/bundles"))
+    }
+
+    /// Container cgroup directories left under the parent, in every hierarchy.
+    fn cgroups(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let parent = h.path().join(&self.cgroup_parent);
+            left.extend(
+                entries(&parent)
+                    .into_iter()
+                    .filter(|e| parent.join(e).is_dir())
+                    .map(|e| format!("{}/{e}", h.path().display())),
+            );
+        }
+        left
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Leave nothing behind even when a test failed half-way.
+        for id in self.youki_list() {
+            let _ = Command::new(&self.youki)
+                .arg("--root")
+                .arg(self.data_dir().join("oci/state"))
+                .args(["delete", "--force", &id])
+                .output();
+        }
+        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten() {
+            let Ok(h) = h else { continue };
+            let parent = h.path().join(&self.cgroup_parent);
+            for e in entries(&parent) {
+                let _ = std::fs::remove_dir(parent.join(e));
+            }
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn running(instances: &[WorkloadInstance], n: usize) -> bool {
+    instances.len() == n
+        && instances
+            .iter()
+            .all(|i| i.status == InstanceStatus::Running)
+}
+
+fn container_id(i: &WorkloadInstance) -> String {
+    i.container_ids[0].to_string()
+}
+
+/// `GET http://127.0.0.1:port/` with a bare HTTP/1.0 request: the status line and body.
+fn http_get(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+fn host_port(i: &WorkloadInstance) -> u16 {
+    i.ports.first().expect("an assigned host port").host_port
+}
+
+/// The web example's shape: busybox httpd on a dynamic host port, serving a page naming itself.
+fn web_manifest(image: &str, name: &str, replicas: u32) -> String {
+    format!(
+        r#"name: {name}
+replicas: {replicas}
+restart_policy: Always
+containers:
+  - name: httpd
+    image: {image}
+    command: ["sh", "-c", "mkdir -p /www && echo \"hello from $HOSTNAME\" > /www/index.html && echo \"serving on $PORT\" && exec httpd -f -v -p \"$PORT\" -h /www"]
+    ports: [{{container_port: 8080, host_port: 0}}]
+    resources: {{cpu_millicores: 100, memory_mb: 32}}
+"#
+    )
+}
+
+#[test]
+fn web_replicas_serve_log_restart_scale_and_leave_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup() else { return };
+    let node = Node::new(&setup, "web-node");
+    let d = node.start();
+    let file = write(
+        node.dir.path(),
+        "web.yaml",
+        &web_manifest(&setup.image, "web", 3),
+    );
+    d.ok(&["workload", "create", "-f", &file]);
+    let instances = d.wait_instances("web", Duration::from_secs(60), "3 running", |i| {
+        running(i, 3)
+    });
+
+    // Each replica answers on its own host port, and its log says so.
+    let mut ports: Vec<u16> = instances.iter().map(host_port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "three distinct host ports: {instances:#?}");
+    for i in &instances {
+        let answer = http_get(host_port(i)).expect("the replica answers HTTP");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("hello from"), "{answer}");
+        let logs = d.ok(&["instance", "logs", i.id.as_str()]);
+        assert!(
+            logs.contains(&format!("serving on {}", host_port(i))),
+            "{logs}"
+        );
+    }
+    assert_eq!(node.youki_list().len(), 3);
+
+    // Kill one container's process from outside: it is restarted, and the restart counted.
+    let victim = instances[0].clone();
+    let pid = node.pid(&container_id(&victim));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let after = d.wait_instances("web", Duration::from_secs(60), "restarted", |all| {
+        running(all, 3)
+            && all
+                .iter()
+                .any(|i| i.id == victim.id && i.restart_count >= 1)
+    });
+    let restarted = after.iter().find(|i| i.id == victim.id).unwrap();
+    assert_eq!(restarted.last_exit_code, Some(137), "{restarted:#?}");
+    assert_ne!(node.pid(&container_id(restarted)), pid);
+    assert!(http_get(host_port(restarted))
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    let detail: WorkloadDetail = d.json(&["workload", "get", "web"]);
+    assert_eq!(detail.workload.name, "web");
+    let events = d.ok(&["events", "--workload", "web"]);
+    assert!(events.contains("exited with code 137"), "{events}");
+
+    // Scale to 1: two containers gone, and youki agrees.
+    d.ok(&[
+        "workload",
+        "scale",
+        "web",
+        "--replicas",
+        "1",
+        "--wait",
+        "--timeout",
+        "60s",
+    ]);
+    let one = d.wait_instances("web", Duration::from_secs(30), "1 running", |i| {
+        running(i, 1)
+    });
+    assert_eq!(node.youki_list(), vec![container_id(&one[0])]);
+    assert_eq!(node.bundles(), vec![container_id(&one[0])]);
+
+    // Delete: no containers, bundles, rootfs copies or cgroups left.
+    d.ok(&["workload", "delete", "web"]);
+    d.wait_instances("web", Duration::from_secs(30), "gone", |i| i.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(node.youki_list().is_empty() && node.bundles().is_empty())
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(node.youki_list().is_empty(), "{:?}", node.youki_list());
+    assert!(node.bundles().is_empty(), "{:?}", node.bundles());
+    assert!(node.cgroups().is_empty(), "{:?}", node.cgroups());
+    d.terminate();
+}
+
+#[test]
+fn on_failure_restarts_with_growing_delays() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup() else { return };
+    let node = Node::new(&setup, "crash-node");
+    let d = node.start();
+    let manifest = format!(
+        "name: crasher\nreplicas: 1\nrestart_policy: OnFailure\ncontainers:\n  - name: main\n    image: {}\n    command: [\"sh\", \"-c\", \"echo about to fail; exit 1\"]\n    resources: {{cpu_millicores: 100, memory_mb: 32}}\n",
+        setup.image
+    );
+    let file = write(node.dir.path(), "crasher.yaml", &manifest);
+    d.ok(&["workload", "create", "-f", &file]);
+    let instances = d.wait_instances("crasher", Duration::from_secs(90), "restarted twice", |i| {
+        i.len() == 1 && i[0].restart_count >= 2
+    });
+    assert_eq!(instances[0].last_exit_code, Some(1));
+    let events = d.ok(&["events", "--workload", "crasher", "-o", "json"]);
+    let events: serde_json::Value = serde_json::from_str(&events).unwrap();
+    let delays: Vec<f64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .filter(|m| m.contains("exited with code 1"))
+        .filter_map(|m| m.split("restarting in ").nth(1))
+        .filter_map(|s| s.trim_end_matches('s').parse().ok())
+        .collect();
+    assert!(delays.len() >= 2, "{events:#}");
+    assert!(
+        delays.windows(2).all(|w| w[1] > w[0]),
+        "delays grow: {delays:?}"
+    );
+    // Each restart is a new container with a log of its own (like `kubectl logs`), which the
+    // instance may be about to start: poll.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = d.ok(&["instance", "logs", instances[0].id.as_str()]);
+        if logs.contains("about to fail") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.ok(&["workload", "delete", "crasher"]);
+    d.wait_instances("crasher", Duration::from_secs(30), "gone", |i| i.is_empty());
+    d.terminate();
+}
+
+#[test]
+fn a_restarted_daemon_adopts_running_containers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup() else { return };
+    let node = Node::new(&setup, "adopt-node");
+    let d = node.start();
+    let file = write(
+        node.dir.path(),
+        "web.yaml",
+        &web_manifest(&setup.image, "sticky", 2),
+    );
+    d.ok(&["workload", "create", "-f", &file]);
+    let before = d.wait_instances("sticky", Duration::from_secs(60), "2 running", |i| {
+        running(i, 2)
+    });
+    let pids: Vec<i32> = before.iter().map(|i| node.pid(&container_id(i))).collect();
+    d.kill9();
+
+    let d = node.start();
+    // Same instances, same processes, no duplicates.
+    let after = d.wait_instances("sticky", Duration::from_secs(30), "2 running", |i| {
+        running(i, 2)
+    });
+    let ids = |v: &[WorkloadInstance]| {
+        let mut ids: Vec<String> = v.iter().map(|i| i.id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&before), ids(&after));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(node.youki_list().len(), 2, "{:?}", node.youki_list());
+    let pids_after: Vec<i32> = before.iter().map(|i| node.pid(&container_id(i))).collect();
+    assert_eq!(pids, pids_after, "the containers were not recreated");
+    for i in &after {
+        assert!(http_get(host_port(i)).unwrap().starts_with("HTTP/1.1 200"));
+    }
+
+    // The new daemon watches the adopted containers: a kill is noticed and restarted.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pids[0]).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    d.wait_instances("sticky", Duration::from_secs(60), "restarted", |all| {
+        running(all, 2) && all.iter().any(|i| i.restart_count >= 1)
+    });
+    d.ok(&["workload", "delete", "sticky"]);
+    d.wait_instances("sticky", Duration::from_secs(30), "gone", |i| i.is_empty());
+    d.terminate();
+}
+
+#[test]
+fn bad_images_and_commands_fail_the_instance_with_the_runtime_message() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(setup) = setup() else { return };
+    let node = Node::new(&setup, "bad-node");
+    let d = node.start();
+    let registry = setup.image.split('/').next().unwrap().to_owned();
+    let one = |name: &str, image: &str, extra: &str| {
+        format!(
+            "name: {name}\nreplicas: 1\nrestart_policy: Never\ncontainers:\n  - name: main\n    image: {image}\n{extra}    resources: {{cpu_millicores: 100, memory_mb: 32}}\n"
+        )
+    };
+    // A healthy workload next to the bad ones stays untouched.
+    let healthy = one(
+        "healthy",
+        &setup.image,
+        "    command: [\"sleep\", \"3600\"]\n",
+    );
+    let cases = [
+        (
+            one("no-tag", &format!("{registry}/demo/busybox:nope"), ""),
+            "no-tag",
+            "not found",
+        ),
+        (
+            one("no-repo", &format!("{registry}/demo/nothing:1"), ""),
+            "no-repo",
+            "not found",
+        ),
+        (
+            one("no-command", &format!("{registry}/demo/busybox:nocmd"), ""),
+            "no-command",
+            "no command",
+        ),
+        (
+            one(
+                "no-binary",
+                &setup.image,
+                "    command: [\"/no/such/binary\"]\n",
+            ),
+            "no-binary",
+            "/no/such/binary",
+        ),
+    ];
+    let mut all = healthy.clone();
+    for (m, _, _) in &cases {
+        all.push_str("---\n");
+        all.push_str(m);
+    }
+    let file = write(node.dir.path(), "bad.yaml", &all);
+    d.ok(&["workload", "create", "-f", &file]);
+    for (_, name, needle) in &cases {
+        let failed = d.wait_instances(name, Duration::from_secs(60), "failed", |i| {
+            i.len() == 1 && i[0].status == InstanceStatus::Failed
+        });
+        let error = failed[0].last_error.clone().unwrap_or_default();
+        assert!(error.contains(needle), "{name}: {error}");
+        let describe = d.ok(&["workload", "describe", name]);
+        assert!(describe.contains(needle), "{name}: {describe}");
+        let events = d.ok(&["events", "--workload", name]);
+        assert!(events.contains(needle), "{name}: {events}");
+    }
+    let healthy = d.wait_instances("healthy", Duration::from_secs(30), "running", |i| {
+        running(i, 1)
+    });
+    assert_eq!(healthy[0].restart_count, 0);
+    // Only the healthy container exists: failed starts left nothing behind.
+    assert_eq!(node.youki_list(), vec![container_id(&healthy[0])]);
+    d.terminate();
+}
