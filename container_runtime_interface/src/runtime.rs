@@ -38,11 +38,25 @@ pub enum ContainerState {
         /// Exit code (128 + signal for a killed process).
         code: i32,
     },
+    /// The system killed its process (the kernel's OOM killer, for one): an exit with a reason.
+    Killed {
+        /// Exit code (128 + signal).
+        code: i32,
+        /// Why, for users (e.g. "OOM-killed: ...").
+        reason: String,
+    },
     /// The runtime gave up on it (e.g. it could not start after creation).
     Failed {
         /// The runtime's message.
         message: String,
     },
+}
+
+impl ContainerState {
+    /// Whether its process has ended (with a code, or killed with a reason).
+    pub fn has_exited(&self) -> bool {
+        matches!(self, Self::Exited { .. } | Self::Killed { .. })
+    }
 }
 
 /// What a runtime knows about one container.

@@ -2,175 +2,15 @@
 //! in a temp data dir, API on a free port, simulated runtime), including kill -9 in the middle of
 //! reconciling and a restart on the same data dir.
 //!
-//! `orchestratord` is a binary of the `orchestrator_api` package; `cargo test --workspace` builds it
-//! next to this package's binary. Run alone (`cargo test -p orchestrator_cli`), the test builds it.
+//! The daemon harness is in `common/` (shared with the logs and real-container tests).
 
-use orchestrator_shared_types::api::{ListResponse, WorkloadDetail, WorkloadView};
-use orchestrator_shared_types::{InstanceStatus, WorkloadInstance};
+mod common;
+
+use common::{write, Daemon};
+use orchestrator_shared_types::api::WorkloadDetail;
+use orchestrator_shared_types::InstanceStatus;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn cli_exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_orchestrator-cli"))
-}
-
-fn daemon_exe() -> PathBuf {
-    let exe = cli_exe().with_file_name("orchestratord");
-    if !exe.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "orchestrator_api", "--bin", "orchestratord"])
-            .status()
-            .expect("running cargo build for orchestratord");
-        assert!(status.success(), "building orchestratord failed");
-    }
-    assert!(exe.exists(), "orchestratord not found at {}", exe.display());
-    exe
-}
-
-/// A running daemon; killed (SIGKILL) when dropped.
-struct Daemon {
-    child: Child,
-    server: String,
-}
-
-impl Daemon {
-    fn start(data_dir: &Path) -> Daemon {
-        let mut child = Command::new(daemon_exe())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--runtime",
-                "simulated",
-                "--node-name",
-                "node-1",
-            ])
-            .args([
-                "--cpu-millicores",
-                "16000",
-                "--memory-mb",
-                "32768",
-                "--log-format",
-                "json",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting orchestratord");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Read the log until the daemon says where it listens; keep draining it afterwards so the
-        // daemon never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if v["fields"]["message"] == "orchestratord ready" {
-                            let addr = v["fields"]["listen"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_owned();
-                            let _ = tx.send(addr);
-                            sent = true;
-                        }
-                    }
-                }
-                if std::env::var_os("E2E_DAEMON_LOG").is_some() {
-                    eprintln!("[orchestratord] {line}");
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("orchestratord did not report ready within 30 s");
-        Daemon {
-            child,
-            server: format!("http://{addr}"),
-        }
-    }
-
-    fn cli(&self, args: &[&str]) -> Output {
-        self.cli_with_stdin(args, None)
-    }
-
-    fn cli_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(cli_exe())
-            .args(["--server", &self.server])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("running orchestrator-cli");
-        let mut input = child.stdin.take().unwrap();
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).unwrap();
-        }
-        drop(input);
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "orchestrator-cli {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let text = self.ok(&all);
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
-
-    fn workloads(&self) -> Vec<WorkloadView> {
-        self.json::<ListResponse<WorkloadView>>(&["workload", "list"])
-            .items
-    }
-
-    fn instances(&self, workload: &str) -> Vec<WorkloadInstance> {
-        self.json::<ListResponse<WorkloadInstance>>(&["instance", "list", "--workload", workload])
-            .items
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().expect("SIGKILL");
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then wait for a clean exit.
-    fn terminate(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "orchestratord exited with {status}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 fn manifest(name: &str, replicas: u32) -> String {
     format!(
@@ -370,4 +210,22 @@ fn kill_9_mid_reconcile_then_restart_converges_without_duplicates() {
     for (name, replicas) in &wanted {
         assert_eq!(d.instances(name).len(), *replicas as usize);
     }
+}
+
+#[test]
+fn without_an_oci_runtime_the_daemon_exits_at_once_saying_how_to_install_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(common::daemon_exe())
+        .args(["--listen", "127.0.0.1:0", "--runtime", "youki"])
+        .args(["--runtime-binary", "/nonexistent/youki"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/youki"), "{stderr}");
+    assert!(stderr.contains("cargo install youki"), "{stderr}");
 }

@@ -447,6 +447,14 @@ fn bad_images_and_commands_fail_the_instance_with_the_runtime_message() {
             "not found",
         ),
         (
+            format!(
+                "name: tiny-memory\nreplicas: 1\nrestart_policy: Never\ncontainers:\n  - name: main\n    image: {}\n    command: [\"sh\", \"-c\", \"x=$(head -c 64000000 /dev/zero | tr '\\\\0' a); sleep 3600\"]\n    resources: {{cpu_millicores: 100, memory_mb: 4}}\n",
+                setup.image
+            ),
+            "tiny-memory",
+            "OOM-killed",
+        ),
+        (
             one("no-command", &format!("{registry}/demo/busybox:nocmd"), ""),
             "no-command",
             "no command",
@@ -483,7 +491,17 @@ fn bad_images_and_commands_fail_the_instance_with_the_runtime_message() {
         running(i, 1)
     });
     assert_eq!(healthy[0].restart_count, 0);
-    // Only the healthy container exists: failed starts left nothing behind.
+    // Failed starts left nothing behind: besides the healthy container there is only the
+    // OOM-killed one, which started and, with restart policy Never, is kept stopped until its
+    // workload is deleted (like a terminated pod's container).
+    let oom = d.instances("tiny-memory");
+    let mut expected = vec![container_id(&healthy[0]), container_id(&oom[0])];
+    expected.sort();
+    assert_eq!(node.youki_list(), expected);
+    d.ok(&["workload", "delete", "tiny-memory"]);
+    d.wait_instances("tiny-memory", Duration::from_secs(30), "gone", |i| {
+        i.is_empty()
+    });
     assert_eq!(node.youki_list(), vec![container_id(&healthy[0])]);
     d.terminate();
 }

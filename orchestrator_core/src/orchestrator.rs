@@ -1173,8 +1173,10 @@ impl Core {
             .containers
             .values()
             .find(|s| {
-                matches!(s, ContainerState::Failed { .. })
-                    || matches!(s, ContainerState::Exited { code } if *code != 0)
+                matches!(
+                    s,
+                    ContainerState::Failed { .. } | ContainerState::Killed { .. }
+                ) || matches!(s, ContainerState::Exited { code } if *code != 0)
             })
             .cloned();
         let all_exited = entry.instance.container_ids.len() == entry.containers.len()
@@ -1186,6 +1188,7 @@ impl Core {
         if let Some(ended) = ended {
             let (code, message) = match ended {
                 ContainerState::Exited { code } => (Some(code), None),
+                ContainerState::Killed { code, reason } => (Some(code), Some(reason)),
                 ContainerState::Failed { message } => (None, Some(message)),
                 _ => (None, None),
             };
@@ -1245,7 +1248,8 @@ impl Core {
         let def = self.workloads.get(&workload).map(|(d, _)| d);
         let restarts = def.is_some_and(|d| d.restart_policy.restarts(code));
         let mut detail = match (code, &message) {
-            (Some(code), _) => format!("exited with code {code}"),
+            (Some(code), Some(reason)) => format!("exited with code {code}: {reason}"),
+            (Some(code), None) => format!("exited with code {code}"),
             (None, Some(m)) => m.clone(),
             (None, None) => "ended".to_owned(),
         };

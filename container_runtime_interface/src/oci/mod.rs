@@ -319,13 +319,18 @@ impl Inner {
 
     /// Called by the exit watcher of generation `generation` of `id`.
     fn record_exit(&self, id: &ContainerId, generation: u64, code: Option<i32>) {
+        // Read before the cgroup can go away (removal waits for this exit).
+        let oom = code
+            .filter(|c| *c == 128 + 9)
+            .and_then(|_| self.oom_killed(id));
         let mut table = self.table();
         let Some(entry) = table.get_mut(id).filter(|e| e.generation == generation) else {
             return;
         };
-        let state = match code {
-            Some(code) => ContainerState::Exited { code },
-            None => ContainerState::Failed {
+        let state = match (code, oom) {
+            (Some(code), Some(reason)) => ContainerState::Killed { code, reason },
+            (Some(code), None) => ContainerState::Exited { code },
+            (None, _) => ContainerState::Failed {
                 message: "the container exited; its exit code could not be collected".into(),
             },
         };
@@ -340,6 +345,42 @@ impl Inner {
             drop(table);
             self.send(id, &instance, state);
         }
+    }
+
+    /// Why the kernel's OOM killer killed `id`, if it did: its memory cgroup counts OOM kills
+    /// (`memory.oom_control` in cgroup v1, `memory.events` in v2).
+    fn oom_killed(&self, id: &ContainerId) -> Option<String> {
+        let dir = |root: &str| {
+            Path::new(root)
+                .join(&self.config.cgroup_parent)
+                .join(id.as_str())
+        };
+        let (v1, v2) = (dir("/sys/fs/cgroup/memory"), dir(CGROUP_MOUNT));
+        let (counters, limit) = if v1.is_dir() {
+            (
+                v1.join("memory.oom_control"),
+                v1.join("memory.limit_in_bytes"),
+            )
+        } else {
+            (v2.join("memory.events"), v2.join("memory.max"))
+        };
+        let kills: u64 = std::fs::read_to_string(counters)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))?
+            .trim()
+            .parse()
+            .ok()?;
+        if kills == 0 {
+            return None;
+        }
+        let limit = std::fs::read_to_string(limit)
+            .ok()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .map_or_else(String::new, |b| format!(" of {} MB", b / (1024 * 1024)));
+        Some(format!(
+            "OOM-killed: the container used all of its memory limit{limit} (raise resources.memory_mb)"
+        ))
     }
 
     fn remove_entry(&self, id: &ContainerId, generation: u64) {
@@ -717,7 +758,7 @@ impl ContainerRuntime for OciRuntime {
         let watched = {
             let table = inner.table();
             match table.get(id) {
-                Some(e) if matches!(e.state, ContainerState::Exited { .. }) => return Ok(()),
+                Some(e) if e.state.has_exited() => return Ok(()),
                 Some(e) => Some(e.exit.subscribe()),
                 None => None,
             }
