@@ -29,7 +29,7 @@ use crate::{
 };
 use orchestrator_shared_types::{ContainerConfig, ContainerId, InstanceId, NodeId, WorkloadId};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -524,6 +524,66 @@ pub async fn logs_hold_output(t: &ConformanceTarget) {
     t.remove(&spec.id).await;
 }
 
+/// `since` leaves out what was written before it and keeps what was written at or after it:
+/// read since a time after a container's output, none of that output; since a time before its
+/// creation, all of it; a container created after the time, all of its output. Skipped (passes)
+/// when the target has no [`ConformanceTarget::output`].
+///
+/// Approximate by design: a runtime may date output coarsely (the OCI runtime dates its log
+/// files about once a second), so the check waits 2.2 s between the output and the time it
+/// reads since.
+pub async fn logs_since_leaves_out_earlier_output(t: &ConformanceTarget) {
+    let Some((config, texts)) = &t.output else {
+        eprintln!("logs_since_leaves_out_earlier_output skipped: no container with known output");
+        return;
+    };
+    let last = texts.last().map_or("", String::as_str);
+    let run = async |events: &mut broadcast::Receiver<ContainerEvent>| {
+        let spec = t.spec(config);
+        t.runtime
+            .create_and_start(&t.node, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+        t.wait_for(events, &spec.id, "Exited", is_exited).await;
+        let full = t.log_containing(&spec.id, last).await;
+        (spec, full)
+    };
+    let since = |time| LogRequest {
+        since: Some(time),
+        ..LogRequest::default()
+    };
+    let mut events = t.runtime.subscribe();
+    let before = SystemTime::now();
+    let (early, full) = run(&mut events).await;
+    // Approximate: long enough for a runtime that dates output every second to have done so.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let time = SystemTime::now();
+
+    let none = t.logs(&early.id, since(time)).await;
+    let text = String::from_utf8_lossy(&none.data);
+    for wanted in texts {
+        assert!(
+            !text.contains(wanted.as_str()),
+            "{wanted:?} was written 2.2 s before `since`, yet read since then: {text:?}"
+        );
+    }
+    assert_eq!(none.next, full.next, "the cursor is the end's");
+    let all = t.logs(&early.id, since(before)).await;
+    assert_eq!(all.data, full.data, "since before its creation: everything");
+
+    let (late, _) = run(&mut events).await;
+    let read = t.logs(&late.id, since(time)).await;
+    let text = String::from_utf8_lossy(&read.data);
+    for wanted in texts {
+        assert!(
+            text.contains(wanted.as_str()),
+            "{wanted:?} was written after `since` but is missing: {text:?}"
+        );
+    }
+    t.remove(&early.id).await;
+    t.remove(&late.id).await;
+}
+
 /// A cursor read while a container runs returns, later, exactly what was written after it:
 /// the log then is the log before plus that (whatever the container's stop writes, if anything).
 pub async fn logs_cursor_returns_what_follows(t: &ConformanceTarget) {
@@ -609,6 +669,7 @@ macro_rules! runtime_conformance {
             exit_reports_code,
             logs_hold_output,
             logs_cursor_returns_what_follows,
+            logs_since_leaves_out_earlier_output,
         );
     };
     (@checks $target:expr; $($check:ident),+ $(,)?) => {

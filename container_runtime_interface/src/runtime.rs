@@ -4,7 +4,7 @@ use crate::RuntimeError;
 use async_trait::async_trait;
 use orchestrator_shared_types::{ContainerConfig, ContainerId, InstanceId, NodeId, WorkloadId};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 
 /// The id of container `container_name` of instance `instance`: deterministic, so creating is
@@ -95,6 +95,10 @@ pub struct ContainerEvent {
 /// what was written after it. A cursor that no longer points into the log (the log was rotated or
 /// trimmed past it, or the container was re-created) restarts at cursor 0 (see `from`): output
 /// written between such a cursor and the rotation is then missed.
+///
+/// Without a cursor, `since`, `tail` and `limit_bytes` each keep only the newest part of the log
+/// (what was written since a time, the last lines, the last bytes): the answer is the shortest
+/// of the three, i.e. all of them hold. With a cursor, `since` is ignored.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogRequest {
     /// Start after this cursor (from an earlier [`LogChunk::next`]); `None` reads the end of
@@ -107,6 +111,12 @@ pub struct LogRequest {
     /// At most this many bytes: the first ones after `from` when a cursor is given (so that
     /// following the cursors reads everything in order), else the last ones of the log.
     pub limit_bytes: Option<usize>,
+    /// Only what was written at or after this time; ignored when `from` is given (a cursor
+    /// already says where to start). Runtimes date output as precisely as they can: the
+    /// simulated runtime dates every write; the OCI runtime's containers write straight to a
+    /// file, which it dates about once a second, so up to about a second of older output may
+    /// be included (newer output is never left out).
+    pub since: Option<SystemTime>,
 }
 
 /// A piece of a container's output, see [`LogRequest`].
@@ -122,6 +132,8 @@ pub struct LogChunk {
 impl LogRequest {
     /// The chunk this request selects from `log`, a log whose first byte is at cursor `base`:
     /// for implementations that hold the log (or the part of it after the cursor) in memory.
+    /// It ignores [`since`](Self::since): without a cursor, callers pass only the part of the
+    /// log written since then (and its cursor as `base`).
     pub fn select(&self, log: &[u8], base: u64) -> LogChunk {
         let len = log.len();
         let (mut lo, hi) = match self.from {
@@ -222,6 +234,7 @@ mod tests {
             from,
             tail,
             limit_bytes,
+            since: None,
         }
     }
 

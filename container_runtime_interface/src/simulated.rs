@@ -10,8 +10,9 @@
 //! Each container has an in-memory log of what its life did, so that log readers have real
 //! lines: `started: image IMAGE, command COMMAND` on create, `received SIGTERM` on stop and
 //! `exited with code N` when it exits, plus whatever a test writes with
-//! [`SimulatedRuntime::write_output`]. A log keeps its last [`LOG_MAX_BYTES`] (older lines are
-//! dropped) and outlives its container, as the OCI runtime's log files do: the logs of the last
+//! [`SimulatedRuntime::write_output`]. Every write is dated (wall-clock time, for
+//! [`LogRequest::since`]). A log keeps its last [`LOG_MAX_BYTES`] (older lines are dropped) and
+//! outlives its container, as the OCI runtime's log files do: the logs of the last
 //! [`REMOVED_LOGS_KEPT`] removed containers stay readable.
 //!
 //! # Cost
@@ -26,7 +27,7 @@ use orchestrator_shared_types::{ContainerId, InstanceId, NodeId, WorkloadId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -120,10 +121,15 @@ struct SimLog {
     data: Vec<u8>,
     /// Bytes dropped from the front: the cursor of `data[0]`.
     dropped: u64,
+    /// The cursor of the first byte of each write and when it was written, oldest first (the
+    /// first may start before `dropped`).
+    writes: VecDeque<(u64, SystemTime)>,
 }
 
 impl SimLog {
     fn write(&mut self, bytes: &[u8]) {
+        let end = self.dropped + self.data.len() as u64;
+        self.writes.push_back((end, SystemTime::now()));
         self.data.extend_from_slice(bytes);
         if self.data.len() > LOG_MAX_BYTES {
             // Whole lines, when the excess ends inside one.
@@ -134,7 +140,25 @@ impl SimLog {
                 .map_or(excess, |i| excess + i + 1);
             self.data.drain(..cut);
             self.dropped += cut as u64;
+            while self.writes.get(1).is_some_and(|w| w.0 <= self.dropped) {
+                self.writes.pop_front();
+            }
         }
+    }
+
+    /// What `request` selects, `since` included.
+    fn select(&self, request: &LogRequest) -> LogChunk {
+        let end = self.dropped + self.data.len() as u64;
+        let start = match (request.from, request.since) {
+            (None, Some(since)) => self
+                .writes
+                .iter()
+                .find(|(_, at)| *at >= since)
+                .map_or(end, |(cursor, _)| (*cursor).max(self.dropped)),
+            _ => self.dropped,
+        };
+        let skip = usize::try_from(start - self.dropped).unwrap_or(self.data.len());
+        request.select(&self.data[skip..], start)
     }
 }
 
@@ -556,7 +580,7 @@ impl ContainerRuntime for SimulatedRuntime {
                 .map(|(_, _, log)| log)
                 .ok_or_else(|| not_found(node, id))?,
         };
-        Ok(request.select(&log.data, log.dropped))
+        Ok(log.select(&request))
     }
 }
 
@@ -735,6 +759,42 @@ mod tests {
             ..LogRequest::default()
         };
         assert_eq!(rt.logs(&node, &s.id, from_start).await.unwrap(), all);
+    }
+
+    /// `since` leaves out what was written before it, with `tail` and `limit_bytes` on top; a
+    /// cursor wins over it.
+    #[tokio::test]
+    async fn logs_since_a_time() {
+        let rt = SimulatedRuntime::default();
+        let node = NodeId::from("n");
+        let s = spec("c");
+        rt.create_and_start(&node, &s).await.unwrap();
+        rt.write_output(&node, &s.id, b"old\n").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let t = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(5));
+        rt.write_output(&node, &s.id, b"new\nnewer\n").unwrap();
+        let since = |since, tail, from| LogRequest {
+            since: Some(since),
+            tail,
+            from,
+            ..LogRequest::default()
+        };
+        let all = rt.logs(&node, &s.id, LogRequest::default()).await.unwrap();
+        let read = |r| rt.logs(&node, &s.id, r);
+        let got = read(since(t, None, None)).await.unwrap();
+        assert_eq!((text(&got).as_str(), got.next), ("new\nnewer\n", all.next));
+        let got = read(since(t, Some(1), None)).await.unwrap();
+        assert_eq!(text(&got), "newer\n");
+        let later = SystemTime::now() + Duration::from_secs(1);
+        let got = read(since(later, None, None)).await.unwrap();
+        assert_eq!((text(&got).as_str(), got.next), ("", all.next));
+        let got = read(since(SystemTime::UNIX_EPOCH, None, None))
+            .await
+            .unwrap();
+        assert_eq!(got, all);
+        let got = read(since(later, None, Some(0))).await.unwrap();
+        assert_eq!(got, all, "a cursor wins over `since`");
     }
 
     /// Dropping the runtime stops its timer task instead of leaking it with the state.

@@ -13,6 +13,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const IMAGE: &str = "local/busybox:test";
+/// The same root filesystem with `User: 65534:65534` in its image config.
+const NOBODY_IMAGE: &str = "local/busybox:nobody";
 const CGROUP_PARENT: &str = "orchestrator-test";
 const NODE: &str = "local";
 
@@ -58,7 +60,16 @@ fn config() -> Option<OciConfig> {
             let dir = test_dir();
             let rootfs = dir.join("images/busybox");
             busybox_rootfs(&rootfs);
-            let images = LocalImages::new().with_image(IMAGE, rootfs, ImageConfig::default());
+            let images = LocalImages::new()
+                .with_image(IMAGE, &rootfs, ImageConfig::default())
+                .with_image(
+                    NOBODY_IMAGE,
+                    &rootfs,
+                    ImageConfig {
+                        user: Some("65534:65534".into()),
+                        ..ImageConfig::default()
+                    },
+                );
             Some(OciConfig {
                 binary,
                 root: dir.join("state"),
@@ -248,6 +259,36 @@ async fn logs_hold_container_output() {
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&kept.data), log);
+}
+
+#[tokio::test]
+async fn the_image_user_runs_the_process() {
+    let Some(t) = target() else { return };
+    let rt = runtime().unwrap();
+    let mut config = busybox("nobody", &["cat", "/proc/self/status"]);
+    config.image = NOBODY_IMAGE.into();
+    let spec = t.spec(&config);
+    rt.create_and_start(&t.node, &spec).await.unwrap();
+    let state = wait_state(&rt, &spec.id, |s| s.has_exited()).await;
+    assert_eq!(state, ContainerState::Exited { code: 0 });
+    let log = std::fs::read_to_string(rt.log_path(&spec.id)).unwrap();
+    rt.remove(&t.node, &spec.id).await.unwrap();
+    let uid = log
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap_or_default();
+    let gid = log
+        .lines()
+        .find(|l| l.starts_with("Gid:"))
+        .unwrap_or_default();
+    assert!(
+        uid.split_whitespace().skip(1).all(|f| f == "65534"),
+        "{log}"
+    );
+    assert!(
+        gid.split_whitespace().skip(1).all(|f| f == "65534"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

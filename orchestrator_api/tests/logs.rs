@@ -70,6 +70,44 @@ async fn logs_of_a_running_instance_and_their_tail() {
     assert_eq!(none.expect(StatusCode::OK).text(), "");
 }
 
+/// `since` leaves out what was written before that span (the simulated runtime dates every
+/// write), with `tail` on top, and with `follow` sends what follows.
+#[tokio::test]
+async fn since_leaves_out_older_output() {
+    let api = TestApi::start().await;
+    let (id, node, container) = running_instance(&api, "web").await;
+    api.runtime
+        .write_output(&node, &container, b"old\n")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    api.runtime
+        .write_output(&node, &container, b"new\nnewer\n")
+        .unwrap();
+    let get = async |query: &str| {
+        api.get(&format!("/api/v1/instances/{id}/logs?{query}"))
+            .await
+            .expect(StatusCode::OK)
+            .text()
+    };
+    assert_eq!(get("since=1s").await, "new\nnewer\n");
+    assert_eq!(get("since=1s&tail=1").await, "newer\n");
+    assert!(get("since=1h").await.starts_with("started: "), "all of it");
+    assert_eq!(get("since=2d&tail=2").await, "new\nnewer\n");
+
+    let req = Request::get(format!("/api/v1/instances/{id}/logs?since=1s&follow=true"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(req).await.unwrap();
+    let mut body = response.into_body().into_data_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert_eq!(first, "new\nnewer\n");
+    api.runtime
+        .write_output(&node, &container, b"newest\n")
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), body.next()).await;
+    assert_eq!(next.unwrap().unwrap().unwrap(), "newest\n");
+}
+
 #[tokio::test]
 async fn follow_sends_new_output_until_the_container_is_gone() {
     let api = TestApi::start().await;
@@ -148,11 +186,18 @@ async fn errors_say_what_is_wrong() {
         assert_eq!(reply.code(), "bad_request");
         assert_eq!(reply.fields(), [field], "{query}: {}", reply.text());
     }
-    let reply = api
-        .get(&format!("/api/v1/instances/{id}/logs?since=10m"))
-        .await
-        .expect(StatusCode::BAD_REQUEST);
-    assert!(reply.text().contains("since"), "{}", reply.text());
+    for bad in ["10", "abc", "1w", "-1m", "1.5h"] {
+        let reply = api
+            .get(&format!("/api/v1/instances/{id}/logs?since={bad}"))
+            .await
+            .expect(StatusCode::BAD_REQUEST);
+        assert_eq!(reply.fields(), ["since"], "{bad}: {}", reply.text());
+        assert!(
+            reply.text().contains("a number and a unit (s, m, h or d)"),
+            "{}",
+            reply.text()
+        );
+    }
 
     let reply = api
         .get(&format!("/api/v1/instances/{id}/logs?container=sidecar"))
@@ -205,7 +250,7 @@ async fn the_openapi_document_describes_logs() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(params, ["id", "container", "tail", "follow"]);
+    assert_eq!(params, ["id", "container", "tail", "since", "follow"]);
     assert!(op["responses"]["200"]["content"]
         .get("text/plain; charset=utf-8")
         .is_some());

@@ -219,6 +219,7 @@ impl Client {
         instance: &str,
         container: Option<&str>,
         tail: Option<usize>,
+        since: Option<&str>,
         follow: bool,
     ) -> Result<LogStream, ClientError> {
         let mut query = Vec::new();
@@ -227,6 +228,9 @@ impl Client {
         }
         if let Some(t) = tail {
             query.push(("tail", t.to_string()));
+        }
+        if let Some(s) = since {
+            query.push(("since", s.to_owned()));
         }
         if follow {
             query.push(("follow", "true".to_owned()));

@@ -12,7 +12,7 @@
 //!   workload scale NAME --replicas N [--wait [--timeout 2m]]
 //!   node list | describe NAME
 //!   instance list [--workload W] [--node N]
-//!   instance logs ID [-f|--follow] [--tail N] [-c|--container NAME]
+//!   instance logs ID [-f|--follow] [--tail N] [--since 10m] [-c|--container NAME]
 //!   events [--workload W] [--limit N]
 //!   cluster info
 //!   completion SHELL

@@ -40,6 +40,13 @@ fn logs_print_the_containers_output() {
     assert_eq!(d.ok(&["instance", "logs", &id, "--tail", "1"]), START_LINE);
     assert_eq!(d.ok(&["instance", "logs", &id, "--tail", "0"]), "");
     assert_eq!(d.ok(&["instances", "logs", &id, "-c", "main"]), START_LINE);
+    assert_eq!(
+        d.ok(&["instance", "logs", &id, "--since", "1h"]),
+        START_LINE
+    );
+    // The simulated runtime dates every write: 1.2 s later, the start line is older than 1s.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(d.ok(&["instance", "logs", &id, "--since", "1s"]), "");
 
     for (args, needle) in [
         (
@@ -49,6 +56,10 @@ fn logs_print_the_containers_output() {
         (
             vec!["instance", "logs", &id, "-c", "sidecar"],
             "has no container \"sidecar\"; its containers: main",
+        ),
+        (
+            vec!["instance", "logs", &id, "--since", "10"],
+            "'--since <DURATION>': must be a number and a unit",
         ),
     ] {
         let out = d.cli(&args);

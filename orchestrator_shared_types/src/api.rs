@@ -207,3 +207,64 @@ pub struct ClusterInfo {
     /// The runtime in use (e.g. `youki`, `simulated`).
     pub runtime: String,
 }
+
+/// Parses the `since` of logs (`GET .../logs?since=`, the CLI's `--since`, MCP `get_logs`): a
+/// number and a unit, `s`, `m`, `h` or `d` (`30s`, `10m`, `2h`, `1d`), into how long ago. The
+/// error says what is expected.
+pub fn parse_log_since(text: &str) -> Result<std::time::Duration, String> {
+    let invalid =
+        || format!("must be a number and a unit (s, m, h or d), e.g. \"10m\"; got {text:?}");
+    let unit = text.chars().last().ok_or_else(invalid)?;
+    let digits = &text[..text.len() - unit.len_utf8()];
+    let seconds_per = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(invalid()),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let n: u64 = digits.parse().map_err(|_| invalid())?;
+    n.checked_mul(seconds_per)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn log_since_durations() {
+        for (text, secs) in [
+            ("30s", 30),
+            ("10m", 600),
+            ("2h", 7200),
+            ("1d", 86_400),
+            ("0s", 0),
+        ] {
+            assert_eq!(
+                parse_log_since(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "m",
+            "10",
+            "10 m",
+            "-1m",
+            "1w",
+            "1.5h",
+            "1m30s",
+            "99999999999999999999s",
+        ] {
+            let e = parse_log_since(bad).unwrap_err();
+            assert!(e.contains("a number and a unit"), "{bad}: {e}");
+        }
+    }
+}

@@ -22,6 +22,9 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     /// `WorkingDir`; `/` when `None`.
     pub working_dir: Option<String>,
+    /// `User`: `uid`, `uid:gid`, `name` or `name:group` (names looked up in the image's
+    /// `/etc/passwd` and `/etc/group`); root when `None`.
+    pub user: Option<String>,
 }
 
 /// An image ready to be copied into a bundle.

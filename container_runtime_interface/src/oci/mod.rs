@@ -11,8 +11,10 @@
 //! * `data_dir/logs/{id}.log` — the container's stdout and stderr, written by the container itself
 //!   through an inherited `O_APPEND` descriptor (so they survive a daemon restart), and
 //!   `{id}.log.1`, the part before the last rotation (past [`OciConfig::log_max_bytes`]; see
-//!   `logs.rs`). Both are kept on remove, so a crashed container's output outlives it, and
-//!   `logs` still serves them, until an hour after the last write (then a sweep deletes them).
+//!   `logs.rs`), with `{id}.log.idx` and `{id}.log.1.idx`, which date the logs about once a
+//!   second (for `since`). All are kept on remove, so a crashed container's output outlives it,
+//!   and `logs` still serves them, until an hour after the last write (then a sweep deletes
+//!   them).
 //!   `data_dir/logs/{id}.runtime.log` — the runtime's own
 //!   JSON log for that container, removed with it.
 //! * cgroups at `/{cgroup_parent}/{id}` in every hierarchy, removed with the container (the
@@ -539,8 +541,7 @@ impl Inner {
             Err(e) if e.is_transient() => return Err(e),
             Err(e) => return Err(start_failed(e.to_string())),
         };
-        let oci =
-            spec::build(spec, &image.config, &self.config.cgroup_parent).map_err(start_failed)?;
+        let oci = spec::build(spec, &image, &self.config.cgroup_parent).map_err(start_failed)?;
 
         let bundle = self.bundle_path(&spec.id);
         let rootfs = bundle.join("rootfs");

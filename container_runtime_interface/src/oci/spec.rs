@@ -1,12 +1,13 @@
 //! The bundle's `config.json`: youki's default spec (`youki spec`: capabilities, masked and
 //! read-only paths, mounts, `noNewPrivileges`) adapted to one container of a workload.
 
-use super::image::ImageConfig;
+use super::image::{ImageConfig, PreparedImage};
 use crate::ContainerSpec;
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, Spec,
 };
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Annotation carrying the instance id, read back by `list`.
 pub(super) const ANNOTATION_INSTANCE: &str = "io.orchestrator.instance-id";
@@ -54,12 +55,57 @@ pub(super) fn process_env(spec: &ContainerSpec, image: &ImageConfig) -> Vec<Stri
     env
 }
 
+/// The uid and gid of an image's `User` (`uid`, `uid:gid`, `name`, `name:group`), names looked
+/// up in the image's `/etc/passwd` and `/etc/group` under `rootfs`. A user without a group gets
+/// its primary group (0 when the uid is not in `/etc/passwd`).
+pub(super) fn resolve_user(user: &str, rootfs: &Path) -> Result<(u32, u32), String> {
+    /// `(name, id, primary gid)` of each entry of a passwd- or group-style file.
+    fn entries(rootfs: &Path, file: &str) -> Vec<(String, u32, u32)> {
+        std::fs::read_to_string(rootfs.join("etc").join(file))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                let id = f.get(2)?.parse().ok()?;
+                let gid = f.get(3).and_then(|g| g.parse().ok()).unwrap_or(0);
+                Some((f[0].to_owned(), id, gid))
+            })
+            .collect()
+    }
+    let (name, group) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let passwd = entries(rootfs, "passwd");
+    let (uid, primary) = match name.parse::<u32>() {
+        Ok(uid) => (uid, passwd.iter().find(|e| e.1 == uid).map_or(0, |e| e.2)),
+        Err(_) => passwd
+            .iter()
+            .find(|e| e.0 == name)
+            .map(|e| (e.1, e.2))
+            .ok_or_else(|| format!("user {name:?} of the image is not in its /etc/passwd"))?,
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => entries(rootfs, "group")
+                .iter()
+                .find(|e| e.0 == g)
+                .map(|e| e.1)
+                .ok_or_else(|| format!("group {g:?} of the image is not in its /etc/group"))?,
+        },
+    };
+    Ok((uid, gid))
+}
+
 /// The full runtime spec for `spec` under cgroup `/{cgroup_parent}/{id}`.
 pub(super) fn build(
     spec: &ContainerSpec,
-    image: &ImageConfig,
+    prepared: &PreparedImage,
     cgroup_parent: &str,
 ) -> Result<Spec, String> {
+    let image = &prepared.config;
     let args = process_args(spec, image);
     if args.is_empty() {
         return Err(format!(
@@ -82,6 +128,13 @@ pub(super) fn build(
     );
     // Detached: stdio are the files `create` was started with.
     process.set_terminal(Some(false));
+    if let Some(user) = &image.user {
+        let (uid, gid) = resolve_user(user, &prepared.rootfs)?;
+        let mut u = process.user().clone();
+        u.set_uid(uid);
+        u.set_gid(gid);
+        process.set_user(u);
+    }
     process.set_no_new_privileges(Some(true));
     oci.set_process(Some(process));
 
@@ -169,7 +222,35 @@ mod tests {
             cmd: vec!["default".into()],
             env: vec!["A=image".into(), "B=image".into()],
             working_dir: Some("/srv".into()),
+            user: None,
         }
+    }
+
+    fn prepared(config: ImageConfig) -> PreparedImage {
+        PreparedImage {
+            rootfs: "/nonexistent".into(),
+            config,
+        }
+    }
+
+    #[test]
+    fn image_users_resolve_to_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let r = |u: &str| resolve_user(u, dir.path());
+        assert_eq!(r("www"), Ok((33, 34)));
+        assert_eq!(r("www:staff"), Ok((33, 50)));
+        assert_eq!(r("33"), Ok((33, 34)));
+        assert_eq!(r("1000:1000"), Ok((1000, 1000)));
+        assert_eq!(r("1000"), Ok((1000, 0)));
+        assert!(r("nobody").unwrap_err().contains("\"nobody\""));
+        assert!(r("www:wheel").unwrap_err().contains("/etc/group"));
     }
 
     #[test]
@@ -194,7 +275,7 @@ mod tests {
 
     #[test]
     fn spec_has_limits_cgroup_annotations_and_no_netns() {
-        let oci = build(&spec(&[], &[]), &image(), "orch").unwrap();
+        let oci = build(&spec(&[], &[]), &prepared(image()), "orch").unwrap();
         let linux = oci.linux().as_ref().unwrap();
         assert_eq!(
             linux.cgroups_path().as_deref(),
@@ -223,7 +304,7 @@ mod tests {
 
     #[test]
     fn empty_command_is_an_error() {
-        let err = build(&spec(&[], &[]), &ImageConfig::default(), "orch").unwrap_err();
+        let err = build(&spec(&[], &[]), &prepared(ImageConfig::default()), "orch").unwrap_err();
         assert!(err.contains("no command"), "{err}");
     }
 }

@@ -7,7 +7,9 @@ use crate::output::{
 };
 use crate::tools::workloads::status_line;
 use crate::OrchestratorMcp;
-use orchestrator_shared_types::api::{ClusterInfo, ListResponse, NodeView, WorkloadView};
+use orchestrator_shared_types::api::{
+    parse_log_since, ClusterInfo, ListResponse, NodeView, WorkloadView,
+};
 use orchestrator_shared_types::{Event, WorkloadInstance};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
@@ -79,6 +81,10 @@ pub struct LogsArgs {
     /// Last lines to return (default 100, at most 1000).
     #[serde(default)]
     pub tail: Option<u32>,
+    /// Only lines written in this last span of time: a number and a unit, s, m, h or d, e.g.
+    /// "30s", "10m", "2h" (about a second of older output may be included).
+    #[serde(default)]
+    pub since: Option<String>,
     /// The container, by its name in the workload (default: the instance's first).
     #[serde(default)]
     pub container: Option<String>,
@@ -223,7 +229,8 @@ impl OrchestratorMcp {
 
     /// The last lines written by an instance's container (stdout and stderr interleaved, as
     /// written; lines carry no timestamps), to see why it fails. Bounded: `tail` lines (default
-    /// 100, at most 1000), cut to the size cap keeping the newest lines. `container` picks one
+    /// 100, at most 1000), optionally only those of the last `since` (e.g. "10m"; dated to about
+    /// a second), cut to the size cap keeping the newest lines. `container` picks one
     /// container of a multi-container instance (default: its first). Instance ids come from
     /// get_workload or list_instances; an instance with no container yet (Pending) has no logs.
     #[tool(annotations(title = "Get logs", read_only_hint = true, open_world_hint = false))]
@@ -412,6 +419,10 @@ pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Lo
     let tail = page_size(args.tail, DEFAULT_TAIL, MAX_TAIL)
         .map_err(|_| ToolError::invalid("`tail` must be at least 1"))?;
     let mut query = vec![("tail", tail.to_string())];
+    if let Some(since) = &args.since {
+        parse_log_since(since).map_err(|e| ToolError::invalid(format!("`since` {e}")))?;
+        query.push(("since", since.clone()));
+    }
     if let Some(container) = &args.container {
         query.push(("container", container.clone()));
     }
@@ -445,8 +456,10 @@ pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Lo
     lines.drain(..cut);
     let note = if cut > 0 {
         Some(format!(
-            "{cut} older line(s) left out to fit the size cap ({total} received); ask with a smaller `tail` to read fewer."
+            "{cut} older line(s) left out to fit the size cap ({total} received); ask with a smaller `tail` or a shorter `since` to read fewer."
         ))
+    } else if lines.is_empty() && args.since.is_some() {
+        Some("No lines in that span.".to_owned())
     } else if lines.is_empty() {
         Some("The container has written nothing yet.".to_owned())
     } else {

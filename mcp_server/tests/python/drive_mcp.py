@@ -110,8 +110,8 @@ async def check_tool_list(client):
         props = tools[lister].input_schema["properties"]
         assert {"limit", "continue"} <= set(props), lister
     logs = tools["get_logs"].input_schema["properties"]
-    assert {"instance", "tail", "container"} <= set(logs), logs
-    assert "since" not in logs, "lines carry no timestamps: no `since`"
+    assert {"instance", "tail", "since", "container"} <= set(logs), logs
+    assert logs["since"].get("description"), logs["since"]
     out = tools["get_workload"].output_schema
     assert {"status", "replicas", "instances", "events"} <= set(out["properties"]), out
     return tools
@@ -156,8 +156,16 @@ async def scenario_stdio(exe, api):
                     'instance "web-000000000000" not found', "list_instances")
         await fails(c, "get_logs", {"instance": instance, "container": "sidecar"},
                     "its containers: web")
-        await fails(c, "get_logs", {"instance": instance, "since": "10m"}, "since")
-        log("get_logs: ok (real lines; unknown instance and container said clearly)")
+        g = await ok(c, "get_logs", {"instance": instance, "since": "1h", "tail": 5})
+        assert g["lines"] == ["started: image demo/web:1, its default command"], g
+        # The simulated runtime dates every write: the start line is older than 1s by then.
+        await asyncio.sleep(1.2)
+        g = await ok(c, "get_logs", {"instance": instance, "since": "1s"})
+        assert g["lines"] == [] and g["note"] == "No lines in that span.", g
+        await fails(c, "get_logs", {"instance": instance, "since": "10"},
+                    "`since` must be a number and a unit")
+        await fails(c, "get_logs", {"instance": instance, "since": "1w"}, "`since`", '"1w"')
+        log("get_logs: ok (real lines, since; unknown instance and container said clearly)")
 
         # Bad arguments and API validation errors come back in-band, with field details.
         msg = await fails(c, "deploy_workload", {"name": "Bad_Name", "image": "", "memory_mb": 0},

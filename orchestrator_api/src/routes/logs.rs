@@ -10,10 +10,10 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use container_runtime_interface::LogRequest;
 use orchestrator_core::LogSource;
-use orchestrator_shared_types::api::ErrorBody;
+use orchestrator_shared_types::api::{parse_log_since, ErrorBody};
 use serde::Deserialize;
 use std::convert::Infallible;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 /// Most bytes in one answer (and in one piece of a followed answer): the newest ones.
@@ -32,13 +32,19 @@ pub(crate) struct LogsQuery {
     /// Only the last N lines (of the newest 1 MiB). `0` sends none: with `follow`, only what is
     /// written from now on.
     tail: Option<usize>,
+    /// Only what was written in this last span of time: a number and a unit, `s`, `m`, `h` or
+    /// `d` (`30s`, `10m`, `2h`, `1d`). About a second of older output may be included (the
+    /// youki runtime dates its log files once a second). With `tail`, the last lines of that.
+    #[param(example = "10m")]
+    since: Option<String>,
     /// Keep the response open and send new output as it is written, until the client hangs up,
     /// the instance's container is replaced or removed, or the server shuts down.
     #[serde(default)]
     follow: bool,
 }
 
-/// An instance's output: the newest 1 MiB, or its last `tail` lines; streamed with `follow`.
+/// An instance's output: the newest 1 MiB, or its last `tail` lines, or what it wrote `since`;
+/// streamed with `follow`.
 #[utoipa::path(
     get,
     path = "/api/v1/instances/{id}/logs",
@@ -58,12 +64,22 @@ pub(crate) async fn logs(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<Response, ApiError> {
+    let since = match query.since.as_deref().map(parse_log_since) {
+        None => None,
+        Some(Ok(ago)) => Some(
+            SystemTime::now()
+                .checked_sub(ago)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        ),
+        Some(Err(e)) => return Err(ApiError::bad_field("since", format!("`since` {e}"))),
+    };
     let handle = state.handle();
     let source = handle.log_source(&id, query.container.as_deref()).await?;
     let request = LogRequest {
         from: None,
         tail: query.tail,
         limit_bytes: Some(MAX_LOG_BYTES),
+        since,
     };
     let first = handle.read_logs(&source, request).await?;
     let body = if query.follow {
@@ -111,6 +127,7 @@ impl Follow {
                 from: Some(self.next),
                 tail: None,
                 limit_bytes: Some(MAX_LOG_BYTES),
+                since: None,
             };
             // Any error (the container is gone, the node or the loop is unreachable) ends the
             // stream: the client has had everything that could be read.

@@ -1,5 +1,5 @@
 //! `instance list [--workload W] [--node N]` and
-//! `instance logs ID [-f] [--tail N] [-c NAME]`.
+//! `instance logs ID [-f] [--tail N] [--since 10m] [-c NAME]`.
 
 use super::{Ctx, Names};
 use crate::duration::format_age;
@@ -34,6 +34,10 @@ pub enum InstanceCommand {
         /// Only the last N lines (0: none; with `-f`, only new output).
         #[arg(long, value_name = "N")]
         tail: Option<usize>,
+        /// Only what was written in this last span: a number and a unit, s, m, h or d (`30s`,
+        /// `10m`, `2h`, `1d`); dated about once a second, so a little older output may show.
+        #[arg(long, value_name = "DURATION", value_parser = since_arg)]
+        since: Option<String>,
         /// The container, by its name in the workload (default: the instance's first).
         #[arg(short, long, value_name = "NAME")]
         container: Option<String>,
@@ -48,11 +52,16 @@ pub fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(
             id,
             follow,
             tail,
+            since,
             container,
         } => {
-            let mut logs = ctx
-                .client
-                .instance_logs(&id, container.as_deref(), tail, follow)?;
+            let mut logs = ctx.client.instance_logs(
+                &id,
+                container.as_deref(),
+                tail,
+                since.as_deref(),
+                follow,
+            )?;
             while let Some(piece) = logs.next_piece()? {
                 out.write_all(&piece)?;
                 // As it comes: a followed log must not wait in a buffer for a newline.
@@ -61,6 +70,11 @@ pub fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(
             Ok(())
         }
     }
+}
+
+/// `--since`, checked here so that a typo fails before any request.
+fn since_arg(text: &str) -> Result<String, String> {
+    orchestrator_shared_types::api::parse_log_since(text).map(|_| text.to_owned())
 }
 
 fn list(

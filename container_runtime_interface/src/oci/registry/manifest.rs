@@ -125,6 +125,8 @@ pub(super) struct RunConfig {
     pub env: Option<Vec<String>>,
     #[serde(default)]
     pub working_dir: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 impl ConfigBlob {
@@ -136,6 +138,7 @@ impl ConfigBlob {
             cmd: c.cmd.unwrap_or_default(),
             env: c.env.unwrap_or_default(),
             working_dir: c.working_dir.filter(|w| !w.is_empty()),
+            user: c.user.filter(|u| !u.is_empty()),
         }
     }
 }
