@@ -57,20 +57,25 @@ fn setup() -> Option<Setup> {
     Some(Setup { youki, image })
 }
 
-/// A youki daemon of its own: data dir, node name and cgroup parent.
+/// A youki daemon of its own: data dir, node name, cgroup parent and dynamic ports (a range of
+/// its own, away from the default one a quick-start cluster on this machine may be using).
 struct Node {
     dir: tempfile::TempDir,
     name: String,
     cgroup_parent: String,
+    dynamic_ports: String,
     youki: PathBuf,
 }
 
 impl Node {
     fn new(setup: &Setup, name: &str) -> Node {
+        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+        let first = 41000 + 100 * NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Node {
             dir: tempfile::tempdir().unwrap(),
             name: name.to_owned(),
             cgroup_parent: format!("orch-e2e-{}-{name}", std::process::id()),
+            dynamic_ports: format!("{first}-{}", first + 99),
             youki: setup.youki.clone(),
         }
     }
@@ -88,6 +93,8 @@ impl Node {
                 &self.name,
                 "--cgroup-parent",
                 &self.cgroup_parent,
+                "--dynamic-ports",
+                &self.dynamic_ports,
                 "--cpu-millicores",
                 "16000",
                 "--memory-mb",

@@ -179,7 +179,7 @@ pub fn port_env(
 }
 
 /// Gives a replica placed on `node` its host ports: the static ones of `def` and, for each
-/// dynamic mapping (`host_port: 0`), a port of [`DYNAMIC_PORT_RANGE`] that nothing on the node
+/// dynamic mapping (`host_port: 0`), a port of the node's dynamic range that nothing on the node
 /// claims. The scheduler allocated `base` (static ports only); when there are dynamic ones it is
 /// replaced by an allocation that claims them too, so they are freed with the instance. `None`,
 /// with `base` released, when the range is exhausted on the node.
@@ -202,7 +202,10 @@ fn assign_ports(
         if count == 0 {
             continue;
         }
-        let Some(ports) = cluster.free_host_ports(node, protocol, count, DYNAMIC_PORT_RANGE) else {
+        let range = cluster
+            .node(node)
+            .map_or(DYNAMIC_PORT_RANGE, |n| n.dynamic_ports.range());
+        let Some(ports) = cluster.free_host_ports(node, protocol, count, range) else {
             cluster.release(node, base);
             return None;
         };

@@ -27,7 +27,7 @@ pub mod workload;
 pub use event::{Event, EventKind, RejectReason, Unschedulable};
 pub use ids::{ContainerId, InstanceId, NodeId, WorkloadId};
 pub use instance::{AssignedPort, InstanceStatus, WorkloadInstance};
-pub use node::{Node, NodeStatus};
+pub use node::{Node, NodeStatus, PortRange};
 pub use resources::Resources;
 pub use validation::{FieldError, ValidationErrors};
 pub use workload::{

@@ -41,6 +41,55 @@ pub struct Node {
     pub capacity: Resources,
     /// What workloads may use: capacity minus what the system reserves.
     pub allocatable: Resources,
+    /// Where this node's dynamic host ports (`host_port: 0`) are picked from (a Nomad client's
+    /// `min_dynamic_port`..`max_dynamic_port`); [`DYNAMIC_PORT_RANGE`](crate::DYNAMIC_PORT_RANGE)
+    /// by default.
+    #[serde(default)]
+    pub dynamic_ports: PortRange,
+}
+
+/// An inclusive range of ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PortRange {
+    /// First port.
+    pub first: u16,
+    /// Last port (included).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// The range as a `RangeInclusive`.
+    pub fn range(&self) -> std::ops::RangeInclusive<u16> {
+        self.first..=self.last
+    }
+}
+
+impl Default for PortRange {
+    fn default() -> Self {
+        Self {
+            first: *crate::DYNAMIC_PORT_RANGE.start(),
+            last: *crate::DYNAMIC_PORT_RANGE.end(),
+        }
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    /// `FIRST-LAST`, e.g. `20000-32767`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a port range FIRST-LAST (e.g. 20000-32767)");
+        let (first, last) = s.split_once('-').ok_or_else(bad)?;
+        let first: u16 = first.trim().parse().map_err(|_| bad())?;
+        let last: u16 = last.trim().parse().map_err(|_| bad())?;
+        if first == 0 || first > last {
+            return Err(format!(
+                "{s:?}: the first port must be at least 1 and not above the last"
+            ));
+        }
+        Ok(Self { first, last })
+    }
 }
 
 impl Node {
@@ -56,6 +105,7 @@ impl Node {
             labels: Labels::new(),
             capacity,
             allocatable: capacity,
+            dynamic_ports: PortRange::default(),
         }
     }
 

@@ -79,7 +79,8 @@ pub enum Protocol {
     Udp,
 }
 
-/// Where dynamic host ports (`host_port: 0`) are picked from: Nomad's default dynamic range.
+/// Where dynamic host ports (`host_port: 0`) are picked from by default (Nomad's default dynamic
+/// range); a node may set its own ([`Node::dynamic_ports`](crate::Node::dynamic_ports)).
 pub const DYNAMIC_PORT_RANGE: std::ops::RangeInclusive<u16> = 20000..=32767;
 
 /// A port a container listens on and, optionally, the host port it claims.
@@ -92,7 +93,7 @@ pub struct PortMapping {
     pub container_port: u16,
     /// Port on the host; a scheduling resource: no two instances on one node may claim it.
     /// `0` means dynamic: when a replica is placed, the orchestrator picks a port of
-    /// [`DYNAMIC_PORT_RANGE`] free on its node, records it in the instance's `ports` and passes it
+    /// its node's dynamic range ([`DYNAMIC_PORT_RANGE`] by default) free there, records it in the instance's `ports` and passes it
     /// to the containers as `PORT_<container_port>` (and `PORT` for a container's first port),
     /// so many replicas of one workload can share a node.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,6 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use orchestrator_shared_types::PortRange;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -64,6 +65,9 @@ pub struct Cli {
         value_delimiter = ','
     )]
     insecure_registries: Vec<String>,
+    /// Host ports this node hands out for `host_port: 0`, FIRST-LAST [default: 20000-32767]
+    #[arg(long, env = "ORCHESTRATORD_DYNAMIC_PORTS")]
+    dynamic_ports: Option<PortRange>,
     /// Cgroup (in every hierarchy) under which containers get theirs [default: orchestrator]
     #[arg(long, env = "ORCHESTRATORD_CGROUP_PARENT")]
     cgroup_parent: Option<String>,
@@ -99,6 +103,8 @@ struct FileConfig {
     runtime: Option<RuntimeKind>,
     runtime_binary: Option<PathBuf>,
     insecure_registries: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "port_range")]
+    dynamic_ports: Option<PortRange>,
     cgroup_parent: Option<String>,
     node_name: Option<String>,
     log_format: Option<LogFormat>,
@@ -123,6 +129,8 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Parent cgroup of the containers.
     pub cgroup_parent: String,
+    /// Dynamic host ports of this node.
+    pub dynamic_ports: PortRange,
     /// Name of this node; `None`: the hostname.
     pub node_name: Option<String>,
     /// Log format.
@@ -162,6 +170,7 @@ impl Config {
             } else {
                 cli.insecure_registries
             },
+            dynamic_ports: cli.dynamic_ports.or(file.dynamic_ports).unwrap_or_default(),
             cgroup_parent: cli
                 .cgroup_parent
                 .or(file.cgroup_parent)
@@ -180,6 +189,13 @@ impl Config {
             mcp_read_only: cli.mcp_read_only || file.mcp_read_only.unwrap_or(false),
         })
     }
+}
+
+/// `dynamic_ports = "20000-32767"` in the config file.
+fn port_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PortRange>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -240,7 +256,11 @@ mod tests {
     fn yaml_files_and_unknown_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("od.yaml");
-        std::fs::write(&path, "log_format: json\nmemory_mb: 512\n").unwrap();
+        std::fs::write(
+            &path,
+            "log_format: json\nmemory_mb: 512\ndynamic_ports: 40000-40099\n",
+        )
+        .unwrap();
         let c = Config::load(Cli::parse_from([
             "orchestratord",
             "--config",
@@ -250,6 +270,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((c.log_format, c.memory_mb), (LogFormat::Json, Some(512)));
+        assert_eq!(c.dynamic_ports.range(), 40000..=40099);
         std::fs::write(&path, "colour: red\n").unwrap();
         let err = Config::load(Cli::parse_from([
             "orchestratord",

@@ -43,6 +43,7 @@ pub fn this_machine(config: &Config) -> Result<Node> {
     );
     let mut node = Node::new(name.as_str(), capacity);
     node.allocatable = allocatable;
+    node.dynamic_ports = config.dynamic_ports;
     node.address = config.listen.to_string();
     node.labels.insert("kubernetes.io/hostname".into(), name);
     node.labels
