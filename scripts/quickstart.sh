@@ -5,6 +5,8 @@
 #                                    background, deploy examples/web.yaml and examples/apps.yaml
 #   ./scripts/quickstart.sh stop     stop the daemon started here (SIGTERM: drains and persists; the
 #                                    containers keep running and are adopted by the next start)
+#   ./scripts/quickstart.sh down     delete every workload (their containers stop and are removed),
+#                                    then stop the daemon
 #
 # Idempotent: run it again and it reuses the running daemon and re-applies the examples.
 # REAL containers: scripts/setup-oci.sh installs youki (cargo install, ~7 min the first time), starts
@@ -24,6 +26,22 @@ pidfile="$state/orchestratord.pid"
 export ORCHESTRATOR_SERVER="$server"
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+if [ "${1:-}" = down ]; then
+  target_dir="${CARGO_TARGET_DIR:-target}/release"
+  if running && [ -x "$target_dir/orchestrator-cli" ]; then
+    cli="$target_dir/orchestrator-cli"
+    for w in $("$cli" workload list -o json | jq -r '.items[].workload.name'); do
+      "$cli" workload delete "$w"
+    done
+    say "waiting for the containers to stop"
+    for _ in $(seq 1 300); do
+      [ "$("$cli" instance list -o json | jq '.items | length')" = 0 ] && break
+      sleep 0.1
+    done
+  fi
+  set -- stop
+fi
 
 if [ "${1:-}" = stop ]; then
   if running; then
@@ -99,5 +117,5 @@ cat <<HELP
     $cli events --workload api
     $cli workload create -f examples/invalid.yaml     # every problem, with its field path
     $cli node describe \$($cli node list -o json | sed -n 's/.*"id": "\\(.*\\)".*/\\1/p' | head -1)
-    ./scripts/quickstart.sh stop
+    ./scripts/quickstart.sh stop      # containers keep running; \`down\` deletes the workloads first
 HELP

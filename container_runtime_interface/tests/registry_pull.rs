@@ -6,7 +6,7 @@
 #![cfg(feature = "oci")]
 
 use container_runtime_interface::oci::{
-    ImageSource, Platform, RegistryConfig, RegistryImages, RegistryStats,
+    ImageSource, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
 };
 use container_runtime_interface::RuntimeError;
 use orchestrator_shared_types::PullPolicy;
@@ -436,6 +436,144 @@ async fn pushed_layers_with_whiteouts_unpack_correctly() {
         prepared
     );
     assert_eq!(images.stats().blobs_downloaded, before.blobs_downloaded);
+}
+
+#[tokio::test]
+async fn pruning_a_new_store_is_a_no_op() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = source(dir.path());
+    assert_eq!(images.prune().await.unwrap(), PruneReport::default());
+    for sub in ["blobs/sha256", "rootfs", "refs"] {
+        assert!(dir.path().join(sub).is_dir(), "{sub}");
+    }
+    assert_eq!(images.stats(), RegistryStats::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_tag_leaves_garbage_that_is_pruned() {
+    let Some((registry, _)) = local_registry().await else {
+        return;
+    };
+    let shared = Layer::new().file("shared", "both images").tar();
+    let only_old = Layer::new().file("version", "old").tar();
+    let only_new = Layer::new().file("version", "new").tar();
+    let image = |layer: &[u8], cmd: &str| {
+        TestImage::new(
+            serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": [cmd]}}),
+            vec![
+                (LAYER_TAR, shared.clone(), shared.clone()),
+                (LAYER_TAR, layer.to_vec(), layer.to_vec()),
+            ],
+        )
+    };
+    let (old, new) = (image(&only_old, "/old"), image(&only_new, "/new"));
+    let reference = format!("{registry}/test/prune:moving");
+    let dir = tempfile::tempdir().unwrap();
+    let blob = |d: &str| dir.path().join("blobs/sha256").join(&d[7..]);
+    let images = RegistryImages::new(RegistryConfig {
+        prune_grace: Duration::ZERO,
+        ..RegistryConfig::new(dir.path())
+    })
+    .unwrap();
+
+    push(&registry, "test/prune", "moving", &old).await;
+    let first = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(first.config.cmd, ["/old"]);
+    // Nothing is garbage yet.
+    assert_eq!(images.prune().await.unwrap(), PruneReport::default());
+
+    push(&registry, "test/prune", "moving", &new).await;
+    let second = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(second.config.cmd, ["/new"]);
+    assert_ne!(first.rootfs, second.rootfs);
+
+    // The move scheduled a prune (no grace here): the old image goes by itself.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while first.rootfs.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old image was not pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Wait for that prune to finish (it holds pulls back), then nothing is left to remove.
+    assert_eq!(images.prune().await.unwrap(), PruneReport::default());
+    for gone in [&old.manifest, &old.blobs[0], &only_old] {
+        assert!(!blob(&digest(gone)).exists());
+    }
+    for kept in [&new.manifest, &new.blobs[0], &only_new, &shared] {
+        assert!(blob(&digest(kept)).is_file());
+    }
+    assert!(second.rootfs.join("shared").is_file());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("rootfs"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // The current image is still served without the network.
+    let before = images.stats();
+    let again = images
+        .prepare(&reference, PullPolicy::IfNotPresent)
+        .await
+        .unwrap();
+    assert_eq!(again, second);
+    assert_eq!(images.stats(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_reports_what_it_frees_and_respects_the_grace() {
+    let Some((registry, _)) = local_registry().await else {
+        return;
+    };
+    let shared = Layer::new().file("shared", "both").tar();
+    let image = |version: &str| {
+        let layer = Layer::new().file("version", version).tar();
+        TestImage::new(
+            serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": [version]}}),
+            vec![
+                (LAYER_TAR, shared.clone(), shared.clone()),
+                (LAYER_TAR, layer.clone(), layer),
+            ],
+        )
+    };
+    let (old, new) = (image("grace-old"), image("grace-new"));
+    let reference = format!("{registry}/test/prune:grace");
+    let dir = tempfile::tempdir().unwrap();
+    // The default grace: what was just handed out stays.
+    let images = source(dir.path());
+    push(&registry, "test/prune", "grace", &old).await;
+    let first = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    push(&registry, "test/prune", "grace", &new).await;
+    images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(images.prune().await.unwrap(), PruneReport::default());
+    assert!(first.rootfs.is_dir());
+
+    // Another process (nothing handed out): the old image is garbage.
+    let restarted = source(dir.path());
+    let report = restarted.prune().await.unwrap();
+    assert!(!first.rootfs.exists());
+    let old_bytes: u64 = [&old.manifest, &old.blobs[0], &old.blobs[2]]
+        .iter()
+        .map(|b| b.len() as u64)
+        .sum();
+    assert_eq!((report.rootfs_removed, report.blobs_removed), (1, 3));
+    // The blobs, plus the files of the root filesystem (`shared` and `version`).
+    let files = "both".len() + "grace-old".len();
+    assert_eq!(report.bytes_freed, old_bytes + files as u64);
 }
 
 fn is_root() -> bool {

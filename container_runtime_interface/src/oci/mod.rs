@@ -43,7 +43,9 @@ mod registry;
 mod spec;
 
 pub use image::{ImageConfig, ImageSource, LocalImages, PreparedImage};
-pub use registry::{ImageReference, Platform, RegistryConfig, RegistryImages, RegistryStats};
+pub use registry::{
+    ImageReference, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
+};
 
 use crate::RuntimeError;
 use crate::{ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState};

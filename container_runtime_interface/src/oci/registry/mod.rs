@@ -11,6 +11,19 @@
 //! Pulls of one reference, blob or root filesystem are single-flight: 100 containers of one
 //! image starting at once pull it once.
 //!
+//! # What is kept on disk, and when it is deleted
+//! Each reference remembers the image manifest it last resolved to (for an index, the manifest
+//! of this node's platform; the index itself is not stored). A manifest named by some reference
+//! is kept with its config and layer blobs and its root filesystem; everything else under
+//! `blobs/` and `rootfs/` is garbage, removed by [`RegistryImages::prune`]. Containers run from
+//! a copy of the root filesystem, so removing an image never touches running containers; an
+//! image handed out by a pull within [`RegistryConfig::prune_grace`] is kept anyway, as it may
+//! still be being copied. Pruning excludes pulls (a store-wide lock: pulls share it, pruning
+//! holds it alone), so it never removes what a pull is writing or about to use. When a pull
+//! with policy `Always` moves a reference to another digest, a prune runs by itself once the
+//! grace has passed. References are never removed (nothing untags an image yet), so an image
+//! stays until its reference is pulled again and moves.
+//!
 //! # Layout
 //! * `reference.rs` — [`ImageReference`] parsing and normalization.
 //! * `manifest.rs` — manifests, indexes and image configs.
@@ -19,8 +32,8 @@
 //! * `unpack.rs` — applying layers (whiteouts, links, ownership, path checks).
 //!
 //! # Not yet
-//! Credentials (only anonymous pulls), zstd layers, extended attributes in layers, and garbage
-//! collection of unused blobs and root filesystems.
+//! Credentials (only anonymous pulls), zstd layers, extended attributes in layers, removing
+//! references (`docker rmi`), and size-based eviction of images still referenced.
 
 mod client;
 mod manifest;
@@ -39,9 +52,9 @@ use orchestrator_shared_types::PullPolicy;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 use store::Store;
 use tokio::sync::OwnedMutexGuard;
 
@@ -127,11 +140,16 @@ pub struct RegistryConfig {
     pub read_timeout: Duration,
     /// Layers downloaded at once for one image.
     pub max_concurrent_downloads: usize,
+    /// How long [`RegistryImages::prune`] keeps an image after a pull handed it out, even
+    /// unreferenced (its root filesystem may still be being copied into a bundle); also the
+    /// delay before the prune that follows a reference moving to another digest.
+    pub prune_grace: Duration,
 }
 
 impl RegistryConfig {
     /// Defaults: no insecure registries besides loopback ones, this build's platform, 10 s to
-    /// connect, 30 s of silence before a transfer fails, 3 layers at once.
+    /// connect, 30 s of silence before a transfer fails, 3 layers at once, 5 min of grace
+    /// before an image handed out may be pruned.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -140,6 +158,7 @@ impl RegistryConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             max_concurrent_downloads: 3,
+            prune_grace: Duration::from_secs(300),
         }
     }
 }
@@ -157,6 +176,17 @@ pub struct RegistryStats {
     pub bytes_downloaded: u64,
     /// Root filesystems unpacked.
     pub images_unpacked: u64,
+}
+
+/// What [`RegistryImages::prune`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Root filesystems (one per image manifest) removed.
+    pub rootfs_removed: u64,
+    /// Blobs (manifests, configs, layers) removed.
+    pub blobs_removed: u64,
+    /// Bytes of the files removed (hard links counted once).
+    pub bytes_freed: u64,
 }
 
 /// Counters behind [`RegistryStats`].
@@ -200,6 +230,12 @@ struct Inner {
     /// Single-flight locks by key (`ref:`, `rootfs:`, `blob:`). The std lock only guards the map
     /// and is never held across an `.await`; the tokio locks are.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pulls hold it shared, [`Inner::prune`] exclusively.
+    gc: tokio::sync::RwLock<()>,
+    /// When a pull last handed out each manifest digest (kept by prune within the grace).
+    handed_out: Mutex<HashMap<String, Instant>>,
+    /// A prune is scheduled (after a reference moved).
+    prune_scheduled: AtomicBool,
 }
 
 impl fmt::Debug for RegistryImages {
@@ -237,6 +273,9 @@ impl RegistryImages {
                 client,
                 counters,
                 locks: Mutex::new(HashMap::new()),
+                gc: tokio::sync::RwLock::new(()),
+                handed_out: Mutex::new(HashMap::new()),
+                prune_scheduled: AtomicBool::new(false),
             }),
         })
     }
@@ -263,6 +302,15 @@ impl RegistryImages {
     pub fn config(&self) -> &RegistryConfig {
         &self.inner.config
     }
+
+    /// Removes the blobs and root filesystems no reference needs (see the module docs): what
+    /// is left of images whose reference moved to another digest, and of interrupted pulls of
+    /// this process. Waits for the pulls in progress and holds new ones back meanwhile. Images
+    /// handed out within [`RegistryConfig::prune_grace`] are kept. Running containers are not
+    /// affected (they run from copies).
+    pub async fn prune(&self) -> Result<PruneReport, RuntimeError> {
+        self.inner.prune().await
+    }
 }
 
 #[async_trait]
@@ -277,7 +325,10 @@ impl ImageSource for RegistryImages {
     ) -> Result<PreparedImage, RuntimeError> {
         let r = ImageReference::parse(image)?;
         let result = self.inner.prepare(&r, policy).await;
-        result.map_err(|e| match e {
+        if result.as_ref().is_ok_and(|(_, moved)| *moved) {
+            self.inner.schedule_prune();
+        }
+        result.map(|(image, _)| image).map_err(|e| match e {
             RuntimeError::Failed {
                 operation,
                 message,
@@ -304,22 +355,25 @@ impl Inner {
         lock.lock_owned().await
     }
 
+    /// The image, and whether the reference moved from another digest.
     async fn prepare(
         self: &Arc<Self>,
         r: &ImageReference,
         policy: PullPolicy,
-    ) -> Result<PreparedImage, RuntimeError> {
+    ) -> Result<(PreparedImage, bool), RuntimeError> {
         let key = r.to_string();
+        let _no_prune = self.gc.read().await;
         let _pulling = self.lock(format!("ref:{key}")).await;
+        let known = self
+            .store
+            .read_ref(&key)
+            .await
+            .map_err(|e| failed(format!("reading the image store: {e}"), true))?;
         if policy != PullPolicy::Always {
-            let known = self
-                .store
-                .read_ref(&key)
-                .await
-                .map_err(|e| failed(format!("reading the image store: {e}"), true))?;
-            if let Some(digest) = known {
-                if let Some(image) = self.local(&digest).await? {
-                    return Ok(image);
+            if let Some(digest) = &known {
+                if let Some(image) = self.local(digest).await? {
+                    self.hand_out(digest);
+                    return Ok((image, false));
                 }
             }
             if policy == PullPolicy::Never {
@@ -335,8 +389,65 @@ impl Inner {
             .write_ref(&key, &digest)
             .await
             .map_err(|e| failed(format!("writing the image store: {e}"), true))?;
+        self.hand_out(&digest);
         tracing::debug!(image = %r, %digest, "image ready");
-        Ok(image)
+        let moved = known.is_some_and(|old| old != digest);
+        Ok((image, moved))
+    }
+
+    /// Notes that the image of manifest `digest` was just handed out.
+    fn hand_out(&self, digest: &str) {
+        self.handed_out
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(digest.to_string(), Instant::now());
+    }
+
+    /// Prunes once the grace has passed (one scheduled prune at a time), unless the source
+    /// is dropped meanwhile.
+    fn schedule_prune(self: &Arc<Self>) {
+        if self.prune_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this: Weak<Self> = Arc::downgrade(self);
+        let grace = self.config.prune_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let Some(this) = this.upgrade() else {
+                return;
+            };
+            this.prune_scheduled.store(false, Ordering::Release);
+            if let Err(e) = this.prune().await {
+                tracing::warn!(error = %e, "pruning the image store failed");
+            }
+        });
+    }
+
+    async fn prune(&self) -> Result<PruneReport, RuntimeError> {
+        let _exclusive = self.gc.write().await;
+        let grace = self.config.prune_grace;
+        let keep: Vec<String> = {
+            let mut handed_out = self
+                .handed_out
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            handed_out.retain(|_, at| at.elapsed() < grace);
+            handed_out.keys().cloned().collect()
+        };
+        let store = self.store.clone();
+        let report = tokio::task::spawn_blocking(move || store.prune(&keep))
+            .await
+            .map_err(|e| prune_failed(format!("pruning panicked: {e}")))?
+            .map_err(|e| prune_failed(format!("pruning the image store: {e}")))?;
+        if report != PruneReport::default() {
+            tracing::info!(
+                rootfs_removed = report.rootfs_removed,
+                blobs_removed = report.blobs_removed,
+                bytes_freed = report.bytes_freed,
+                "pruned the image store"
+            );
+        }
+        Ok(report)
     }
 
     /// The image of manifest `digest` when everything it needs is on disk.
@@ -578,6 +689,14 @@ fn unpack_into(
         })?;
     }
     std::fs::rename(temp, dest).map_err(|e| io("storing the root filesystem", e))
+}
+
+fn prune_failed(message: String) -> RuntimeError {
+    RuntimeError::Failed {
+        operation: "prune images",
+        message,
+        transient: true,
+    }
 }
 
 fn parse_config(bytes: &[u8]) -> Result<ImageConfig, RuntimeError> {

@@ -7,8 +7,14 @@
 //!   `IfNotPresent` works across restarts without the network.
 //!
 //! Temp entries are named `.tmp-<hex>-<pid>-<n>`; those of dead processes are removed on start.
+//!
+//! [`Store::prune`] removes the blobs and root filesystems no reference needs (a root filesystem
+//! is first renamed to a temp name, so a crash mid-removal never leaves a partial one behind).
 
+use super::manifest::{self, Kind};
+use super::PruneReport;
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +44,7 @@ fn digest_hex(digest: &str) -> &str {
 }
 
 /// Paths of the store rooted at a directory.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(super) struct Store {
     dir: PathBuf,
 }
@@ -123,6 +129,116 @@ impl Store {
         }
         renamed
     }
+}
+
+impl Store {
+    /// Removes every blob and root filesystem not needed by a reference in `refs/` or by one of
+    /// the manifest digests `keep`: a needed manifest keeps its blob, its root filesystem, its
+    /// config and layer blobs (an index keeps the manifests it lists, and theirs). Temp entries
+    /// (pulls in progress) are left alone. Blocking: call it off the async threads, with no
+    /// pull running.
+    pub fn prune(&self, keep: &[String]) -> io::Result<PruneReport> {
+        let mut roots: Vec<String> = keep.to_vec();
+        for entry in std::fs::read_dir(self.refs_dir())? {
+            let entry = entry?;
+            if is_temp(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path())?;
+            if let Ok(digest) = super::reference::parse_digest(text.trim()) {
+                roots.push(digest);
+            }
+        }
+        // Hex digests of the blobs and root filesystems to keep.
+        let mut live: HashSet<String> = HashSet::new();
+        let mut manifests = roots;
+        while let Some(digest) = manifests.pop() {
+            if !live.insert(digest_hex(&digest).to_string()) {
+                continue;
+            }
+            let bytes = match std::fs::read(self.blob(&digest)) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            // What cannot be parsed keeps only itself.
+            match manifest::parse(&bytes, None) {
+                Ok(Kind::Manifest(m)) => {
+                    for d in std::iter::once(&m.config).chain(&m.layers) {
+                        if let Ok(d) = super::reference::parse_digest(&d.digest) {
+                            live.insert(digest_hex(&d).to_string());
+                        }
+                    }
+                }
+                Ok(Kind::Index(index)) => manifests.extend(
+                    index
+                        .manifests
+                        .iter()
+                        .filter_map(|d| super::reference::parse_digest(&d.digest).ok()),
+                ),
+                Err(_) => {}
+            }
+        }
+        let mut report = PruneReport::default();
+        for entry in std::fs::read_dir(self.blobs_dir())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temp(&name) || live.contains(&name) {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    report.blobs_removed += 1;
+                    report.bytes_freed += size;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for entry in std::fs::read_dir(self.rootfs_dir())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_temp(&name) || live.contains(&name) {
+                continue;
+            }
+            // Out of sight first: a half-removed root filesystem must never look complete.
+            let doomed = self.rootfs_dir().join(temp_name(&name));
+            std::fs::rename(entry.path(), &doomed)?;
+            let size = tree_size(&doomed, &mut HashSet::new());
+            if doomed.is_dir() {
+                std::fs::remove_dir_all(&doomed)?;
+            } else {
+                std::fs::remove_file(&doomed)?;
+            }
+            report.rootfs_removed += 1;
+            report.bytes_freed += size;
+        }
+        Ok(report)
+    }
+}
+
+/// Whether `name` is a temp entry (`.tmp-...`).
+fn is_temp(name: &str) -> bool {
+    name.starts_with(".tmp-")
+}
+
+/// Bytes of the regular files under `path` (hard links counted once, symlinks not followed).
+fn tree_size(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_dir() {
+        let Ok(entries) = std::fs::read_dir(path) else {
+            return 0;
+        };
+        return entries.flatten().map(|e| tree_size(&e.path(), seen)).sum();
+    }
+    if !meta.is_file() || (meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino()))) {
+        return 0;
+    }
+    meta.len()
 }
 
 /// `.tmp-<base>-<pid>-<n>`.
@@ -212,5 +328,78 @@ mod tests {
         assert_eq!(store.read_ref("r.io/a:1").await.unwrap(), Some(d));
         assert!(!stale.exists());
         assert!(mine.exists());
+    }
+
+    /// Stores `bytes` as a blob; its digest.
+    async fn put(store: &Store, bytes: &[u8]) -> String {
+        let d = sha256_digest(bytes);
+        store.write_blob(&d, bytes).await.unwrap();
+        d
+    }
+
+    /// A manifest of `config` and `layers`, stored, with its root filesystem.
+    async fn image(store: &Store, config: &str, layers: &[&str]) -> String {
+        let descriptor = |d: &str| serde_json::json!({"mediaType": "x", "digest": d, "size": 1});
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest::OCI_MANIFEST,
+            "config": descriptor(config),
+            "layers": layers.iter().map(|l| descriptor(l)).collect::<Vec<_>>(),
+        });
+        let d = put(store, manifest.to_string().as_bytes()).await;
+        std::fs::create_dir_all(store.rootfs(&d).join("etc")).unwrap();
+        std::fs::write(store.rootfs(&d).join("etc/file"), b"12345").unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn prune_keeps_what_references_need_and_removes_the_rest() {
+        let t = tempfile::tempdir().unwrap();
+        let store = Store::open(t.path()).unwrap();
+        assert_eq!(store.prune(&[]).unwrap(), PruneReport::default());
+
+        let shared = put(&store, b"shared layer").await;
+        let (old_config, old_layer) = (put(&store, b"old config").await, put(&store, b"old").await);
+        let old = image(&store, &old_config, &[&shared, &old_layer]).await;
+        let (new_config, new_layer) = (put(&store, b"new config").await, put(&store, b"new").await);
+        let new = image(&store, &new_config, &[&shared, &new_layer]).await;
+        let kept = image(&store, &put(&store, b"kept config").await, &[]).await;
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": manifest::OCI_INDEX,
+            "manifests": [{"digest": kept, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}}],
+        });
+        let index = put(&store, index.to_string().as_bytes()).await;
+        let pulling = store.blob_temp(&sha256_digest(b"in progress"));
+        std::fs::write(&pulling, b"partial").unwrap();
+        let building = store.rootfs_temp(&sha256_digest(b"building"));
+        std::fs::create_dir(&building).unwrap();
+
+        store.write_ref("r.io/app:1", &old).await.unwrap();
+        store.write_ref("r.io/app:1", &new).await.unwrap();
+        let manifest_size = std::fs::metadata(store.blob(&old)).unwrap().len();
+        let report = store.prune(std::slice::from_ref(&index)).unwrap();
+        assert_eq!((report.rootfs_removed, report.blobs_removed), (1, 3));
+        // The manifest, config and layer blobs, and the 5 bytes of `etc/file`.
+        let freed = manifest_size + "old config".len() as u64 + "old".len() as u64 + 5;
+        assert_eq!(report.bytes_freed, freed);
+        for gone in [&old, &old_config, &old_layer] {
+            assert!(!store.blob(gone).exists(), "{gone}");
+        }
+        assert!(!store.rootfs(&old).exists());
+        for live in [&new, &new_config, &new_layer, &shared, &kept, &index] {
+            assert!(store.blob(live).exists(), "{live}");
+        }
+        assert!(store.rootfs(&new).join("etc/file").is_file());
+        assert!(store.rootfs(&kept).is_dir());
+        assert!(pulling.exists() && building.exists());
+        // Nothing is left to remove: the kept-by-caller index is garbage once released.
+        assert_eq!(
+            store.prune(std::slice::from_ref(&index)).unwrap(),
+            PruneReport::default()
+        );
+        let report = store.prune(&[]).unwrap();
+        assert_eq!((report.rootfs_removed, report.blobs_removed), (1, 3));
+        assert!(store.rootfs(&new).is_dir() && !store.rootfs(&kept).exists());
     }
 }
