@@ -21,7 +21,8 @@ fn manifest(name: &str, replicas: u32) -> String {
 #[test]
 fn workload_lifecycle_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&dir.path().join("data"));
+    let data = dir.path().join("data");
+    let d = Daemon::start(&data);
     let file = write(
         dir.path(),
         "apps.yaml",
@@ -96,7 +97,31 @@ fn workload_lifecycle_through_the_cli() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The cordon is kept in the store: a restarted daemon still places nothing on the node.
+    d.terminate();
+    let d = Daemon::start(&data);
+    let nodes = d.ok(&["node", "list"]);
+    assert!(nodes.contains("SchedulingDisabled"), "{nodes}");
+    d.ok(&["workload", "scale", "web", "--replicas", "6"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let web: WorkloadDetail = d.json(&["workload", "get", "web"]);
+        if web.replicas.desired == 6 && web.replicas.pending == 6 {
+            let why = web.pending_reason.expect("a reason").to_string();
+            assert_eq!(why, "0/1 nodes fit: 1 node unschedulable");
+            assert_eq!(web.replicas.running, 0, "{:?}", web.replicas);
+            break;
+        }
+        assert!(
+            web.replicas.running == 0 && Instant::now() < deadline,
+            "the restarted daemon forgot the cordon: {:?}",
+            web.replicas
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     d.ok(&["node", "uncordon", "node-1"]);
+    let nodes = d.ok(&["node", "list"]);
+    assert!(!nodes.contains("SchedulingDisabled"), "{nodes}");
     d.ok(&[
         "workload",
         "scale",

@@ -16,7 +16,7 @@ use orchestrator_shared_types::{
     ContainerId, Event, EventKind, FieldError, InstanceId, InstanceStatus, NodeId, Unschedulable,
     ValidationErrors, WorkloadDefinition, WorkloadId, WorkloadInstance,
 };
-use state_store_interface::typed::delete_op;
+use state_store_interface::typed::{delete_op, put_op, NodeCordon};
 use state_store_interface::{Precondition, Revision, StateStore, StoreError, StoreExt, Versioned};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -350,7 +350,22 @@ impl OrchestratorHandle {
                     operation: "cordon node",
                     source,
                 },
-            })
+            })?;
+        // The cluster manager forgets the flag when the daemon restarts; the store keeps it (as
+        // Kubernetes keeps `spec.unschedulable` in etcd) and the loop re-applies it on start.
+        let record = NodeCordon {
+            node_id: node.clone(),
+        };
+        let op = if unschedulable {
+            put_op(&record, Precondition::None)
+        } else {
+            delete_op(&record, Precondition::None)
+        };
+        self.store
+            .commit(vec![op])
+            .await
+            .map(|_| ())
+            .map_err(CoreError::store("persist node cordon"))
     }
 
     /// Every node with what is allocated on it, sorted by id.

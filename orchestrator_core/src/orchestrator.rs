@@ -17,7 +17,7 @@ use crate::handle::OrchestratorHandle;
 use crate::metrics::CoreMetrics;
 use crate::persist::Persister;
 use crate::plan::{self, InstanceView, Plan, Step, StopReason};
-use cluster_manager_interface::{ClusterEvent, ClusterManager, NodeSubscription};
+use cluster_manager_interface::{ClusterError, ClusterEvent, ClusterManager, NodeSubscription};
 use container_runtime_interface::{
     ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, RuntimeError,
 };
@@ -28,7 +28,9 @@ use orchestrator_shared_types::{
     WorkloadDefinition, WorkloadId, WorkloadInstance,
 };
 use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
-use state_store_interface::{Revision, StateStore, StoreError, StoreExt, Versioned};
+use state_store_interface::{
+    NodeCordon, Revision, StateStore, StoreError, StoreExt, Versioned, CORDON_PREFIX,
+};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -427,6 +429,7 @@ impl Core {
         {
             self.adopt_record(v.value);
         }
+        self.restore_cordons().await?;
         // List every node's containers, a bounded number at a time, to adopt or remove them.
         let node_ids: Vec<NodeId> = self.state.nodes().map(|n| n.id.clone()).collect();
         for chunk in node_ids.chunks(self.config.max_concurrent_operations.max(1)) {
@@ -465,6 +468,40 @@ impl Core {
             nodes = self.state.len(),
             "state loaded"
         );
+        Ok(())
+    }
+
+    /// Re-applies the cordons recorded in the store (see [`NodeCordon`]) to the cluster manager,
+    /// which does not keep them across restarts, and to the loop's view of the nodes, before
+    /// anything is planned: the first reconcile places nothing on a cordoned node. The cordon of
+    /// a node the cluster manager does not know is kept in the store and left alone.
+    async fn restore_cordons(&mut self) -> Result<(), CoreError> {
+        let cordons = self
+            .store
+            .list_obj::<NodeCordon>(CORDON_PREFIX)
+            .await
+            .map_err(CoreError::store("list node cordons"))?;
+        for v in cordons {
+            let Some(node) = self.state.node(&v.value.node_id) else {
+                tracing::debug!(node = %v.value.node_id, "cordoned node not known; cordon kept");
+                continue;
+            };
+            let mut node = node.clone();
+            match self.cluster.set_unschedulable(&node.id, true).await {
+                Ok(()) => {}
+                // Gone since it was listed: nothing to place on it anyway.
+                Err(ClusterError::NodeNotFound(_)) => continue,
+                Err(source) => {
+                    return Err(CoreError::Cluster {
+                        operation: "restore node cordon",
+                        source,
+                    })
+                }
+            }
+            tracing::info!(node = %node.id, "restored the node's cordon");
+            node.unschedulable = true;
+            self.state.upsert_node(node);
+        }
         Ok(())
     }
 

@@ -719,3 +719,51 @@ async fn dynamic_host_ports_let_replicas_share_a_node() {
     }
     check_env(&h, &world);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_drained_node_stays_cordoned_across_restarts_until_uncordoned() {
+    let mut h = Harness::new().await;
+    h.run(vec![
+        AddNode(node("a", 8000, 16384)),
+        // b fits 6 replicas of 100m; a 7th and 8th only fit on a.
+        AddNode(node("b", 600, 16384)),
+        Submit(workload("web", 2, 100, 64)),
+        expect("2 running", |w| w.running("web") == 2),
+        Drain("a"),
+        expect("nothing left on a", |w| {
+            w.running("web") == 2 && w.on_node("web", "a") == 0
+        }),
+        // The new membership knows both nodes as schedulable; the store remembers the cordon.
+        RestartWithFreshMembership,
+        Scale("web", 8),
+        expect("6 running on b, 2 pending, none on a", |w| {
+            w.on_node("web", "b") == 6
+                && w.count("web", InstanceStatus::Pending) == 2
+                && w.on_node("web", "a") == 0
+        }),
+        Advance(Duration::from_secs(10)),
+        expect("still none on a", |w| {
+            w.on_node("web", "a") == 0 && w.count("web", InstanceStatus::Pending) == 2
+        }),
+    ])
+    .await;
+    let views = h.handle().nodes().await.unwrap();
+    let a = views.iter().find(|v| v.node.id.as_str() == "a").unwrap();
+    assert!(
+        a.node.unschedulable,
+        "a is still cordoned after the restart"
+    );
+
+    // Uncordoned, and the uncordon survives a restart too: the pending replicas land on a.
+    h.run(vec![
+        Uncordon("a"),
+        RestartWithFreshMembership,
+        expect("8 running, 2 on a", |w| {
+            w.running("web") == 8 && w.on_node("web", "a") == 2
+        }),
+    ])
+    .await;
+    let views = h.handle().nodes().await.unwrap();
+    let a = views.iter().find(|v| v.node.id.as_str() == "a").unwrap();
+    assert!(!a.node.unschedulable, "a is schedulable after the uncordon");
+}

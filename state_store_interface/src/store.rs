@@ -17,7 +17,8 @@ pub enum Kind {
     Workload,
     /// Workload instances, keyed by `{workload_id}/{instance_id}`.
     Instance,
-    /// Nodes, keyed by node id.
+    /// Nodes, keyed by node id; node cordons, keyed by `cordons/{node_id}` (see
+    /// [`crate::typed::NodeCordon`]).
     Node,
 }
 

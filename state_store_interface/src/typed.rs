@@ -3,8 +3,8 @@
 
 use crate::{Entry, Kind, Op, Precondition, Revision, StateStore, StoreError};
 use async_trait::async_trait;
-use orchestrator_shared_types::{Node, WorkloadDefinition, WorkloadId, WorkloadInstance};
-use serde::{de::DeserializeOwned, Serialize};
+use orchestrator_shared_types::{Node, NodeId, WorkloadDefinition, WorkloadId, WorkloadInstance};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// A type stored in one collection under a key derived from its value.
 pub trait StoredObject: Serialize + DeserializeOwned + Send + Sync {
@@ -32,6 +32,25 @@ impl StoredObject for Node {
     const KIND: Kind = Kind::Node;
     fn key(&self) -> String {
         self.id.0.clone()
+    }
+}
+
+/// The key prefix, in the [`Kind::Node`] collection, of every [`NodeCordon`].
+pub const CORDON_PREFIX: &str = "cordons/";
+
+/// A node an operator cordoned or drained (Kubernetes' `spec.unschedulable`): kept in the store so
+/// the cordon survives a restart of the orchestrator, which re-applies it before planning.
+/// Uncordoning deletes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCordon {
+    /// The cordoned node.
+    pub node_id: NodeId,
+}
+
+impl StoredObject for NodeCordon {
+    const KIND: Kind = Kind::Node;
+    fn key(&self) -> String {
+        format!("{CORDON_PREFIX}{}", self.node_id.0)
     }
 }
 

@@ -48,6 +48,13 @@ pub enum Op {
     Advance(Duration),
     /// Shuts the orchestrator down (draining) and starts a new one on the same store and runtime.
     RestartOrchestrator,
+    /// Like `RestartOrchestrator`, but with a fresh cluster manager that knows the same nodes, all
+    /// schedulable (what a restarted daemon's membership looks like: cordons are forgotten).
+    RestartWithFreshMembership,
+    /// Cordons a node and moves its instances elsewhere (`drain`).
+    Drain(&'static str),
+    /// Makes a drained or cordoned node schedulable again.
+    Uncordon(&'static str),
     /// Waits (virtual time) until the check holds; fails the test with the description otherwise.
     Expect(&'static str, Box<dyn Fn(&World) -> bool>),
 }
@@ -328,6 +335,27 @@ impl Harness {
                     o.shutdown().await;
                 }
                 self.start().await;
+            }
+            Op::RestartWithFreshMembership => {
+                if let Some(o) = self.orchestrator.take() {
+                    o.shutdown().await;
+                }
+                let known = ClusterManager::nodes(self.nodes.as_ref()).await.unwrap();
+                self.nodes = Arc::new(StaticClusterManager::new());
+                for mut n in known {
+                    n.unschedulable = false;
+                    self.nodes.upsert_node(n);
+                }
+                self.start().await;
+            }
+            Op::Drain(id) => {
+                self.handle().drain(&NodeId::from(id)).await.expect("drain");
+            }
+            Op::Uncordon(id) => {
+                self.handle()
+                    .uncordon(&NodeId::from(id))
+                    .await
+                    .expect("uncordon");
             }
             Op::Expect(what, check) => self.expect(what, check).await,
         }
