@@ -598,11 +598,23 @@ impl Inner {
             .map_err(|e| self.cli.spawn_error("create", e))?;
         if !status.success() {
             let log = std::fs::read_to_string(&runtime_log).unwrap_or_default();
-            return Err(start_failed(format!(
-                "{} create: {status}: {}",
-                self.cli.binary.display(),
-                cli::runtime_messages(&log)
-            )));
+            let mut message = cli::runtime_messages(&log);
+            if message.is_empty() {
+                // It failed before opening its log: its stderr went to the container's log.
+                let output = std::fs::read_to_string(self.log_path(&spec.id)).unwrap_or_default();
+                message = cli::runtime_messages(&output);
+            }
+            let message = format!("{} create: {status}: {message}", self.cli.binary.display());
+            // youki re-executes itself from a sealed copy; sealing now and then fails with EBUSY.
+            // Nothing was created: retrying (after the error backoff) is right.
+            if message.contains("failed to seal") {
+                return Err(RuntimeError::Failed {
+                    operation: "create_and_start",
+                    message,
+                    transient: true,
+                });
+            }
+            return Err(start_failed(message));
         }
         let pid = self
             .cli

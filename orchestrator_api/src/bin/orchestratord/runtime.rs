@@ -88,21 +88,31 @@ fn runtime_binary(configured: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Runs `BINARY --version`: a binary that cannot run stops the daemon now, not at the first
-/// container. Returns the first line it printed.
+/// container. Returns the first line it printed. Three tries: youki re-executes itself from a
+/// sealed copy, and sealing now and then fails with EBUSY while another youki does the same.
 fn check_binary(binary: &Path) -> Result<String> {
-    let out = std::process::Command::new(binary)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .with_context(|| format!("running {} --version", binary.display()))?;
-    if !out.status.success() {
-        bail!(
-            "{} --version failed ({}): {}",
-            binary.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let mut tries = 0;
+    let out = loop {
+        tries += 1;
+        let out = std::process::Command::new(binary)
+            .arg("--version")
+            .stdin(std::process::Stdio::null())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .with_context(|| format!("running {} --version", binary.display()))?;
+        if out.status.success() {
+            break out;
+        }
+        if tries == 3 {
+            bail!(
+                "{} --version failed ({}): {}",
+                binary.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
