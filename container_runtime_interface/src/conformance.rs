@@ -140,16 +140,22 @@ impl ConformanceTarget {
     }
 
     /// Creates a container from `config` and waits until it runs; returns its spec.
-    async fn start_running(
-        &self,
-        events: &mut broadcast::Receiver<ContainerEvent>,
-        config: &ContainerConfig,
-    ) -> ContainerSpec {
+    /// Creates and starts a container of `config` (subscribe first to see its events).
+    async fn start(&self, config: &ContainerConfig) -> ContainerSpec {
         let spec = self.spec(config);
         self.runtime
             .create_and_start(&self.node, &spec)
             .await
             .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+        spec
+    }
+
+    async fn start_running(
+        &self,
+        events: &mut broadcast::Receiver<ContainerEvent>,
+        config: &ContainerConfig,
+    ) -> ContainerSpec {
+        let spec = self.start(config).await;
         self.wait_for(events, &spec.id, "Running", is_running).await;
         spec
     }
@@ -240,11 +246,7 @@ fn assert_not_found(result: Result<impl std::fmt::Debug, RuntimeError>, what: &s
 /// that sends the event before `create_and_start` returns passes too.
 pub async fn start_emits_running(t: &ConformanceTarget) {
     let mut events = t.runtime.subscribe();
-    let spec = t.spec(&t.long_running);
-    t.runtime
-        .create_and_start(&t.node, &spec)
-        .await
-        .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+    let spec = t.start(&t.long_running).await;
     let ev = t
         .wait_for(&mut events, &spec.id, "Running", is_running)
         .await;
@@ -432,11 +434,7 @@ pub async fn logs_hold_output(t: &ConformanceTarget) {
         return;
     };
     let mut events = t.runtime.subscribe();
-    let spec = t.spec(config);
-    t.runtime
-        .create_and_start(&t.node, &spec)
-        .await
-        .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+    let spec = t.start(config).await;
     t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
     let last = texts.last().map_or("", String::as_str);
     let full = t.log_containing(&spec.id, last).await;
@@ -539,11 +537,7 @@ pub async fn logs_since_leaves_out_earlier_output(t: &ConformanceTarget) {
     };
     let last = texts.last().map_or("", String::as_str);
     let run = async |events: &mut broadcast::Receiver<ContainerEvent>| {
-        let spec = t.spec(config);
-        t.runtime
-            .create_and_start(&t.node, &spec)
-            .await
-            .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+        let spec = t.start(config).await;
         t.wait_for(events, &spec.id, "Exited", is_exited).await;
         let full = t.log_containing(&spec.id, last).await;
         (spec, full)
@@ -621,11 +615,7 @@ pub async fn exit_reports_code(t: &ConformanceTarget) {
         return;
     };
     let mut events = t.runtime.subscribe();
-    let spec = t.spec(config);
-    t.runtime
-        .create_and_start(&t.node, &spec)
-        .await
-        .unwrap_or_else(|e| panic!("create_and_start {}: {e}", spec.id));
+    let spec = t.start(config).await;
     let ev = t.wait_for(&mut events, &spec.id, "Exited", is_exited).await;
     assert_eq!(
         ev.state,

@@ -12,6 +12,9 @@
 //!
 //! `cargo bench -p orchestrator_api --bench containers -- --count 100 --runs 3 --single 30`
 
+mod common;
+
+use common::arg;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -23,15 +26,6 @@ use std::time::{Duration, Instant};
 /// itself (~360 ms instead of ~40 ms for create + start here).
 const CPU_MILLICORES: u64 = 100;
 const MEMORY_MB: u64 = 16;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
-}
 
 /// What `scripts/setup-oci.sh` set up.
 struct Env {

@@ -9,18 +9,12 @@
 //! `cargo bench -p orchestrator_api --bench rest_load -- --server 127.0.0.1:8080 --rate 5000
 //! --connections 200 --duration 20 --mix 1,8,1 --seeds 100`
 
+mod common;
+
+use common::arg;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
-}
 
 struct Settings {
     server: String,

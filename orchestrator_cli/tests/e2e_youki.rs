@@ -109,13 +109,21 @@ impl Node {
 
     /// The ids youki's own `list` reports.
     fn youki_list(&self) -> Vec<String> {
+        self.try_youki_list()
+            .unwrap_or_else(|e| panic!("youki list: {e}"))
+    }
+
+    /// [`Self::youki_list`] without panicking (for `Drop`, which may run during a panic).
+    fn try_youki_list(&self) -> Result<Vec<String>, String> {
         let out = Command::new(&self.youki)
             .arg("--root")
             .arg(self.data_dir().join("oci/state"))
             .arg("list")
             .output()
-            .unwrap();
-        assert!(out.status.success(), "youki list: {out:?}");
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("{out:?}"));
+        }
         // A table (youki 0.7 ignores `-q`): the first column after the header.
         let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -124,7 +132,7 @@ impl Node {
             .map(str::to_owned)
             .collect();
         ids.sort();
-        ids
+        Ok(ids)
     }
 
     /// The init pid youki reports for container `id`.
@@ -164,7 +172,7 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         // Leave nothing behind even when a test failed half-way.
-        for id in self.youki_list() {
+        for id in self.try_youki_list().unwrap_or_default() {
             let _ = Command::new(&self.youki)
                 .arg("--root")
                 .arg(self.data_dir().join("oci/state"))

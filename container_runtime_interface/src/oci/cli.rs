@@ -8,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use tokio::process::Command;
 
+/// youki re-executes itself from a sealed copy of its binary, and sealing now and then fails
+/// with EBUSY ("failed to seal /proc/self/exe: Device or resource busy") before it does
+/// anything: such a run can simply be repeated.
+pub(super) const SEAL_FLAKE: &str = "failed to seal";
+
 /// The subset of `youki state ID` the runtime uses.
 #[derive(Debug, Deserialize)]
 pub(super) struct RuntimeState {
@@ -57,19 +62,31 @@ impl Cli {
         }
     }
 
-    /// Runs `args` and captures its output (a non-zero exit is returned, not an error).
+    /// Runs `args` and captures its output (a non-zero exit is returned, not an error). A run
+    /// that hit [`SEAL_FLAKE`] did nothing and is retried (three tries in all).
     pub async fn output(
         &self,
         operation: &'static str,
         args: &[&str],
     ) -> Result<Output, RuntimeError> {
-        self.command(None)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .await
-            .map_err(|e| self.spawn_error(operation, e))
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let out = self
+                .command(None)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .await
+                .map_err(|e| self.spawn_error(operation, e))?;
+            if out.status.success()
+                || tries == 3
+                || !String::from_utf8_lossy(&out.stderr).contains(SEAL_FLAKE)
+            {
+                return Ok(out);
+            }
+        }
     }
 
     /// Whether the runtime has state for `id`.

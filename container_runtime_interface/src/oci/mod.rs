@@ -605,9 +605,8 @@ impl Inner {
                 message = cli::runtime_messages(&output);
             }
             let message = format!("{} create: {status}: {message}", self.cli.binary.display());
-            // youki re-executes itself from a sealed copy; sealing now and then fails with EBUSY.
             // Nothing was created: retrying (after the error backoff) is right.
-            if message.contains("failed to seal") {
+            if message.contains(cli::SEAL_FLAKE) {
                 return Err(RuntimeError::Failed {
                     operation: "create_and_start",
                     message,
