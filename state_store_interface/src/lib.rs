@@ -36,7 +36,7 @@ pub use redb_store::RedbStore;
 pub use store::{
     Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
 };
-pub use typed::{NodeCordon, StoreExt, StoredObject, Versioned, CORDON_PREFIX};
+pub use typed::{decode_event, NodeCordon, StoreExt, StoredObject, Versioned, CORDON_PREFIX};
 
 #[cfg(any(test, feature = "mock"))]
 pub use store::MockStateStore;
