@@ -63,9 +63,9 @@ pub enum RuntimeError {
     Image {
         /// The image reference, as the container spec wrote it.
         reference: String,
-        /// What failed (boxed: image errors are large, and rare).
+        /// What failed.
         #[source]
-        source: Box<crate::image::ImageError>,
+        source: crate::image::ImageError,
     },
     /// A file or process operation of the runtime on this machine failed (creating a bundle,
     /// reading a log, spawning a thread, ...): usually transient (a full disk, a busy system).
@@ -198,7 +198,7 @@ mod tests {
         use crate::image::{ImageError, RegistryError};
         let never = RuntimeError::Image {
             reference: "r.io/a:1".into(),
-            source: Box::new(ImageError::NotPresent),
+            source: ImageError::NotPresent,
         };
         assert_eq!(
             never.to_string(),
@@ -207,14 +207,13 @@ mod tests {
         assert!(!never.is_transient());
         let stalled = RuntimeError::Image {
             reference: "r.io/a:1".into(),
-            source: Box::new(ImageError::FetchBlob {
-                digest: "sha256:x".into(),
-                source: Box::new(RegistryError::Stalled {
+            source: ImageError::FetchBlob {
+                source: RegistryError::Stalled {
                     registry: "r.io".into(),
                     digest: "sha256:x".into(),
                     after: std::time::Duration::from_secs(30),
-                }),
-            }),
+                },
+            },
         };
         assert!(stalled.is_transient());
         assert_eq!(
@@ -233,6 +232,15 @@ mod tests {
             .unwrap()
             .downcast_ref::<RegistryError>()
             .is_some());
+    }
+
+    #[test]
+    fn errors_stay_small_and_cross_threads() {
+        // Every runtime call returns one: unboxed causes must not make it large (clippy's
+        // result_large_err limit is 128 bytes), and the core sends it between tasks.
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<RuntimeError>();
+        assert!(std::mem::size_of::<RuntimeError>() < 128);
     }
 
     #[test]

@@ -38,11 +38,9 @@ pub enum ImageError {
     /// Fetching a manifest or index (by tag or digest) from the registry failed.
     #[error("{source}")]
     ResolveManifest {
-        /// The tag or digest asked for.
-        reference: String,
-        /// Why (boxed: registry errors are large, and rare).
+        /// Why.
         #[source]
-        source: Box<RegistryError>,
+        source: RegistryError,
     },
     /// A manifest, index or image config could not be used: malformed, or of an unsupported
     /// kind (Docker schema 1, an unknown media type, an index inside an index, ...).
@@ -81,11 +79,9 @@ pub enum ImageError {
     /// Downloading a blob (config or layer) failed.
     #[error("{source}")]
     FetchBlob {
-        /// The blob.
-        digest: String,
-        /// Why (boxed: registry errors are large, and rare).
+        /// Why.
         #[source]
-        source: Box<RegistryError>,
+        source: RegistryError,
     },
     /// Content did not hash to the digest that named it.
     #[error(
@@ -282,7 +278,7 @@ pub enum RegistryError {
         source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// The token server refused to hand out an anonymous token.
-    #[error("the token server {server} of registry {registry} answered {status} for scope {scope}: {body}")]
+    #[error("the token server {server} of registry {registry} answered {status} {detail}")]
     TokenRefused {
         /// The token server's host.
         server: String,
@@ -290,22 +286,19 @@ pub enum RegistryError {
         registry: String,
         /// Its answer.
         status: StatusCode,
-        /// The scope asked for.
-        scope: String,
-        /// Its body, trimmed.
-        body: String,
+        /// `for scope SCOPE: BODY` (one string: this error stays small, as every `Result`
+        /// carrying it does).
+        detail: String,
     },
     /// Any other unsuccessful status: transient for 5xx, 408 and 429.
-    #[error("{}", status_message(registry, *status, what, repository, detail))]
+    #[error("{}", status_message(registry, *status, what, detail))]
     Status {
         /// The registry.
         registry: String,
         /// Its answer.
         status: StatusCode,
-        /// `manifest TAG` or `blob DIGEST`.
+        /// `manifest TAG of repository REPO` or `blob DIGEST of repository REPO`.
         what: String,
-        /// The repository.
-        repository: String,
         /// `: message` from the registry's error body, or empty.
         detail: String,
     },
@@ -411,19 +404,11 @@ fn unreachable_message(endpoint: &str, e: &reqwest::Error) -> String {
     }
 }
 
-fn status_message(
-    registry: &str,
-    status: StatusCode,
-    what: &str,
-    repository: &str,
-    detail: &str,
-) -> String {
+fn status_message(registry: &str, status: StatusCode, what: &str, detail: &str) -> String {
     if retryable_status(status) {
         format!("registry {registry} answered {status}{detail}")
     } else {
-        format!(
-            "registry {registry} answered {status} for {what} of repository {repository}{detail}"
-        )
+        format!("registry {registry} answered {status} for {what}{detail}")
     }
 }
 
@@ -476,13 +461,12 @@ mod tests {
     #[test]
     fn transient_and_permanent_failures() {
         let unknown = ImageError::ResolveManifest {
-            reference: "1".into(),
-            source: Box::new(RegistryError::ManifestUnknown {
+            source: RegistryError::ManifestUnknown {
                 registry: "r".into(),
                 repository: "a".into(),
                 kind: "tag",
                 reference: "1".into(),
-            }),
+            },
         };
         assert!(!unknown.is_transient());
         assert_eq!(
@@ -490,21 +474,18 @@ mod tests {
             "manifest unknown: repository a or tag 1 not found in registry r"
         );
         let busy = ImageError::FetchBlob {
-            digest: "sha256:x".into(),
-            source: Box::new(RegistryError::Status {
+            source: RegistryError::Status {
                 registry: "r".into(),
                 status: StatusCode::SERVICE_UNAVAILABLE,
-                what: "blob sha256:x".into(),
-                repository: "a".into(),
+                what: "blob sha256:x of repository a".into(),
                 detail: String::new(),
-            }),
+            },
         };
         assert!(busy.is_transient());
         let refused = RegistryError::Status {
             registry: "r".into(),
             status: StatusCode::BAD_REQUEST,
-            what: "blob sha256:x".into(),
-            repository: "a".into(),
+            what: "blob sha256:x of repository a".into(),
             detail: ": no".into(),
         };
         assert!(!refused.is_transient());

@@ -546,7 +546,7 @@ impl Inner {
             Err(source) => {
                 let e = RuntimeError::Image {
                     reference: spec.config.image.clone(),
-                    source: Box::new(source),
+                    source,
                 };
                 // A registry that is down now may answer later; a missing image will not
                 // appear by retrying the same spec: the restart policy decides.

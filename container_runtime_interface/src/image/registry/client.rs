@@ -141,10 +141,7 @@ impl Client {
         size: u64,
         dest: &Path,
     ) -> Result<(), ImageError> {
-        let fetch = |source| ImageError::FetchBlob {
-            digest: digest.to_string(),
-            source: Box::new(source),
-        };
+        let fetch = |source| ImageError::FetchBlob { source };
         let size_mismatch = |received| ImageError::VerifySize {
             digest: digest.to_string(),
             registry: r.registry.clone(),
@@ -308,8 +305,10 @@ impl Client {
                 server: url.host_str().unwrap_or(realm).to_string(),
                 registry: r.registry.clone(),
                 status,
-                scope,
-                body: String::from_utf8_lossy(&body).trim().to_string(),
+                detail: format!(
+                    "for scope {scope}: {}",
+                    String::from_utf8_lossy(&body).trim()
+                ),
             });
         }
         #[derive(serde::Deserialize)]
@@ -404,10 +403,9 @@ impl Client {
                 registry,
                 status,
                 what: match target {
-                    Target::Manifest(m) => format!("manifest {m}"),
-                    Target::Blob(b) => format!("blob {b}"),
+                    Target::Manifest(m) => format!("manifest {m} of repository {repository}"),
+                    Target::Blob(b) => format!("blob {b} of repository {repository}"),
                 },
-                repository,
                 detail,
             },
         }

@@ -529,10 +529,7 @@ impl Inner {
         self.client
             .manifest(r, reference)
             .await
-            .map_err(|source| ImageError::ResolveManifest {
-                reference: reference.to_string(),
-                source: Box::new(source),
-            })
+            .map_err(|source| ImageError::ResolveManifest { source })
     }
 
     /// The image of `manifest`: its config, and its root filesystem unpacked unless it exists.
