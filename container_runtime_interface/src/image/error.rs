@@ -436,7 +436,7 @@ fn colon_source(source: Option<&oci_spec::OciSpecError>) -> String {
 
 /// The message of an `oci-spec` error: the parser's own (`missing field `config` at line 1
 /// column 9`) rather than oci-spec's summary ("serde failed").
-fn spec_message(e: &oci_spec::OciSpecError) -> String {
+pub(crate) fn spec_message(e: &oci_spec::OciSpecError) -> String {
     match e {
         oci_spec::OciSpecError::SerDe(e) => e.to_string(),
         oci_spec::OciSpecError::Io(e) => e.to_string(),

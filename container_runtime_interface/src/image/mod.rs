@@ -23,6 +23,7 @@
 mod error;
 mod registry;
 
+pub(crate) use error::spec_message as spec_error_message;
 pub use error::{ImageError, RegistryError, UnpackError};
 pub use registry::{
     ImageReference, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,

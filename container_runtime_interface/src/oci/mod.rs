@@ -25,10 +25,14 @@
 //! the container's init process is reparented to it when `youki create` exits, and a thread
 //! per container waits for it through a pidfd (see `exit.rs`).
 //!
+//! # Images
+//! Root filesystems come from an [`ImageSource`] (the image subsystem, [`crate::image`]):
+//! [`RegistryImages`] pulls them from registries (anonymously: no credentials yet), and
+//! [`LocalImages`] serves directories already on this machine. Its [`ImageError`] reaches
+//! callers as [`RuntimeError::Image`] when retrying may help (a registry down), and as the
+//! source of a [`RuntimeError::StartFailed`] when it will not (an unknown image).
+//!
 //! # Not yet
-//! * Images come from an [`ImageSource`]: [`RegistryImages`] pulls them from registries
-//!   (anonymously: no credentials yet; no garbage collection of unused images), and
-//!   [`LocalImages`] serves directories already on this machine.
 //! * Containers left by a previous daemon process are adopted by `list` (from their bundles
 //!   and the runtime's state): their exits are watched, but as they are no longer this
 //!   process's children their exit codes are unknown (reported as `Failed`).
@@ -584,7 +588,13 @@ impl Inner {
             )));
         }
         oci.save(bundle.join("config.json")).map_err(|e| {
-            failed_because(format!("cannot write config.json: {e}"), Some(Box::new(e)))
+            failed_because(
+                format!(
+                    "cannot write config.json: {}",
+                    crate::image::spec_error_message(&e)
+                ),
+                Some(Box::new(e)),
+            )
         })?;
 
         // With terminal false the container inherits the stdio of `create`.

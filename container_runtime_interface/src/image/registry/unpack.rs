@@ -183,14 +183,14 @@ pub(super) fn apply_layer(root_path: &Path, reader: impl Read) -> Result<(), Unp
                     Err(_) => mkdir(parent, name)
                         .map_err(|e| UnpackError::io(ctx("creating directory"), e))?,
                 }
-                let dir = rustix::fs::openat(
-                    parent,
-                    name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| UnpackError::io(ctx("opening directory"), e.into()))?;
-                set_owner_and_mode(&dir, &header, &raw)?;
+                // By name, not through a descriptor: a lower layer's mode 000 directory must
+                // stay changeable. It is a directory (just checked or made), so nothing is
+                // followed.
+                set_owner_at(parent, name, &header, &raw)?;
+                rustix::fs::chmodat(parent, name, mode_of(&header, &raw)?, AtFlags::empty())
+                    .map_err(|e| {
+                        UnpackError::io(format!("setting the mode of {raw:?}"), e.into())
+                    })?;
                 if let Ok(mtime) = header.mtime() {
                     dir_times.push((parent_phys.clone(), name.to_os_string(), mtime as i64));
                 }
@@ -912,6 +912,21 @@ mod tests {
             .map_err(io::Error::from)
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn a_kernel_without_openat2_fails_clearly() {
+        let e = OpenError(Errno::NOSYS).for_entry("opening the root filesystem".into());
+        assert!(matches!(e, UnpackError::NoOpenat2 { .. }), "{e:?}");
+        assert!(!e.is_transient());
+        assert!(e.to_string().contains("openat2"), "{e}");
+        // Other failures stay io errors of the entry.
+        let e = OpenError(Errno::NOSPC).for_entry("opening directory \"a\"".into());
+        assert!(e.is_transient());
+        assert!(
+            e.to_string().starts_with("opening directory \"a\": "),
+            "{e}"
+        );
     }
 
     #[test]
