@@ -935,6 +935,93 @@ async fn an_index_without_this_platform_lists_the_platforms_found() {
     assert!(prepared.rootfs.join("hello").is_file());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema2_lists_and_manifests_pull() {
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    let tar = Layer::new()
+        .dir("etc")
+        .file("etc/motd", "from docker")
+        .tar();
+    let layer = gzip(&tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "cat /etc/motd"], "Env": ["D=1"]},
+        "rootfs": {"type": "layers", "diff_ids": [digest(&tar)]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": DOCKER_LAYER, "digest": digest(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": [
+            {"mediaType": DOCKER_MANIFEST, "digest": digest(&manifest), "size": manifest.len(),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }))
+    .unwrap();
+    let mut paths: HashMap<String, (String, Vec<u8>)> = HashMap::new();
+    paths.insert(
+        "/v2/demo/app/manifests/1".into(),
+        (DOCKER_LIST.into(), list),
+    );
+    paths.insert(
+        format!("/v2/demo/app/manifests/{}", digest(&manifest)),
+        (DOCKER_MANIFEST.into(), manifest),
+    );
+    for blob in [config, layer] {
+        paths.insert(
+            format!("/v2/demo/app/blobs/{}", digest(&blob)),
+            ("application/octet-stream".into(), blob),
+        );
+    }
+    let fake = Fake::start(move |r| match paths.get(&r.path) {
+        Some((ct, body)) => Response::ok(ct, body.clone()),
+        None => Response::status(404, NOT_FOUND),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let images = RegistryImages::new(RegistryConfig {
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+        ..RegistryConfig::new(dir.path())
+    })
+    .unwrap();
+    let prepared = images
+        .prepare(
+            &format!("{}/demo/app:1", fake.registry()),
+            PullPolicy::IfNotPresent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(prepared.rootfs.join("etc/motd")).unwrap(),
+        "from docker"
+    );
+    assert_eq!(prepared.config.entrypoint, ["/bin/sh"]);
+    assert_eq!(prepared.config.cmd, ["-c", "cat /etc/motd"]);
+    assert_eq!(prepared.config.env, ["D=1"]);
+    // The list, then the manifest; config and layer.
+    let stats = images.stats();
+    assert_eq!(
+        (stats.manifests_fetched, stats.blobs_downloaded),
+        (2, 2),
+        "{stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_registry_is_a_transient_error() {
     let port = {
