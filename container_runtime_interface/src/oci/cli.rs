@@ -47,18 +47,11 @@ impl Cli {
 
     /// The error for a runtime binary that could not be run.
     pub fn spawn_error(&self, operation: &'static str, e: io::Error) -> RuntimeError {
-        let message = if e.kind() == io::ErrorKind::NotFound {
-            format!(
-                "OCI runtime binary {} not found; install youki with `{INSTALL_HINT}`",
-                self.binary.display()
-            )
-        } else {
-            format!("cannot run {}: {e}", self.binary.display())
-        };
-        RuntimeError::Failed {
+        RuntimeError::Spawn {
             operation,
-            message,
-            transient: false,
+            binary: self.binary.clone(),
+            install_hint: INSTALL_HINT,
+            source: e,
         }
     }
 
