@@ -143,10 +143,11 @@ pub fn plan_commit<E>(
     if let Err(e) = check_batch(&ops) {
         return Ok(Err(e));
     }
-    // Every precondition is checked before anything is decided, so a failing batch costs only
-    // its lookups.
-    let mut found = Vec::with_capacity(ops.len());
-    for op in &ops {
+    // One pass: a failing op ends the plan before anything is written, so deciding the writes
+    // while checking costs nothing extra.
+    let revision = current + 1;
+    let mut writes = Vec::with_capacity(ops.len());
+    for op in ops {
         let (kind, key) = op.target();
         let precondition = op.precondition();
         // `exists` apart from the revisions: an unreadable entry under an unconditional op has
@@ -163,12 +164,6 @@ pub fn plan_commit<E>(
         if let Err(e) = check_precondition(kind, key, precondition, revisions.map(|(_, m)| m)) {
             return Ok(Err(e));
         }
-        found.push((revisions, exists));
-    }
-
-    let revision = current + 1;
-    let mut writes = Vec::with_capacity(ops.len());
-    for (op, (revisions, exists)) in ops.into_iter().zip(found) {
         match op {
             Op::Put {
                 kind, key, value, ..
@@ -181,19 +176,16 @@ pub fn plan_commit<E>(
                 },
                 create_revision: revisions.map_or(revision, |(create, _)| create),
             }),
-            Op::Delete { kind, key, .. } => {
-                if exists {
-                    writes.push(Write {
-                        change: WatchEvent {
-                            revision,
-                            kind,
-                            key,
-                            value: None,
-                        },
-                        create_revision: revision,
-                    });
-                }
-            }
+            Op::Delete { kind, key, .. } if exists => writes.push(Write {
+                change: WatchEvent {
+                    revision,
+                    kind,
+                    key,
+                    value: None,
+                },
+                create_revision: revision,
+            }),
+            Op::Delete { .. } => {}
         }
     }
     Ok(Ok(Plan {
