@@ -289,6 +289,7 @@ async fn a_permanent_runtime_error_fails_the_instance_and_never_policy_keeps_it(
         node: "n1".into(),
         id: "x".into(),
         message: "exec: \"nope\": executable file not found".into(),
+        source: None,
     })]);
     let store = Arc::new(InMemoryStore::new());
     let nodes = Arc::new(StaticClusterManager::new());
