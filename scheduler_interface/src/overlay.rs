@@ -1,0 +1,437 @@
+//! What a placement reads: the [`ClusterState`] alone (placing, which allocates into it as it
+//! goes), or the state seen through an [`Overlay`] of one plan's tentative allocations and
+//! releases (planning, which must not change it).
+//!
+//! Both implement [`Nodes`], so the scheduler's selection code is written once and, being
+//! generic, costs the direct path nothing.
+//!
+//! # Why the indexes need care
+//! The state's free indexes key each node by its free amounts. A node the plan has touched has
+//! less room than its key says (or more, after a release), so walking the state's indexes alone
+//! would offer it in the wrong place, or not at all. The overlay keeps its own small indexes of
+//! the touched nodes under their adjusted keys; a walk skips touched nodes in the state's index
+//! and merges the rest with the overlay's, which yields exactly the order the state's index would
+//! have once the plan is committed. Selection therefore matches [`ClusterState::commit`] followed
+//! by the same selection on the committed state, replica by replica.
+//!
+//! Skipping costs one hash lookup per index entry that otherwise qualifies, and each touched node
+//! whose old key lies in a walk's path is stepped over, so a plan pays a little more per
+//! replica the more nodes it has touched; a plan of a few hundred replicas stays far cheaper
+//! than copying a cluster of thousands of nodes.
+
+use crate::state::{claim_ports, unclaim_ports, IndexKey, NodeEntry, PortClaims};
+use crate::{Allocation, ClusterState};
+use orchestrator_shared_types::{Node, Protocol, Resources, WorkloadId};
+use std::collections::btree_set::Range;
+use std::collections::{BTreeSet, HashMap};
+
+/// One node as a placement sees it: the state's entry, adjusted by a plan's overlay if the plan
+/// has touched it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NodeView<'a> {
+    entry: &'a NodeEntry,
+    delta: Option<&'a Delta>,
+}
+
+impl<'a> NodeView<'a> {
+    /// The node's description (never changed by a plan).
+    pub(crate) fn node(&self) -> &'a Node {
+        &self.entry.node
+    }
+
+    /// Allocatable minus allocated, floored at zero.
+    pub(crate) fn free(&self) -> Resources {
+        match self.delta {
+            Some(delta) => self.entry.node.allocatable.saturating_sub(&delta.allocated),
+            None => self.entry.free(),
+        }
+    }
+
+    /// Whether an allocation on this node claims `port`.
+    pub(crate) fn port_claimed(&self, port: (Protocol, u16)) -> bool {
+        match self.delta {
+            Some(delta) => delta.ports.iter().any(|(p, _)| *p == port),
+            None => self.entry.port_claimed(port),
+        }
+    }
+
+    /// Replicas of `workload` on this node. `workload` must be the workload being placed: an
+    /// overlay only tracks that one (the only one a placement asks about).
+    pub(crate) fn replicas_of(&self, workload: &WorkloadId) -> u32 {
+        match self.delta {
+            Some(delta) => delta.replicas,
+            None => self.entry.replicas_of(workload),
+        }
+    }
+}
+
+/// What placement reads, and how it records a replica. Implemented by the state itself and by
+/// an [`Overlay`] on it.
+pub(crate) trait Nodes {
+    /// The underlying state (node descriptions, slots, labels and sizes, which a plan never
+    /// changes).
+    fn state(&self) -> &ClusterState;
+
+    /// The node in `slot`, which must be occupied.
+    fn view(&self, slot: usize) -> NodeView<'_>;
+
+    /// See [`ClusterState::utilization`].
+    fn utilization(&self) -> (f64, f64);
+
+    /// Records one replica's `alloc` on the node in `slot`.
+    fn allocate(&mut self, slot: usize, alloc: &Allocation);
+
+    /// Schedulable nodes with at least `cpu` free CPU and `mem` free memory, by (free memory,
+    /// free CPU, slot) ascending.
+    fn fitting_by_mem(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_;
+
+    /// The same nodes by (free CPU, free memory, slot) ascending.
+    fn fitting_by_cpu(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_;
+
+    /// [`Nodes::fitting_by_mem`], descending.
+    fn fitting_by_mem_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_;
+
+    /// [`Nodes::fitting_by_cpu`], descending.
+    fn fitting_by_cpu_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_;
+
+    /// The largest (free memory, free CPU, slot) key at or above (`mem`, `cpu`), whatever its
+    /// CPU.
+    fn top_by_mem(&self, cpu: u64, mem: u64) -> Option<IndexKey>;
+
+    /// The largest (free CPU, free memory, slot) key at or above (`cpu`, `mem`), whatever its
+    /// memory.
+    fn top_by_cpu(&self, cpu: u64, mem: u64) -> Option<IndexKey>;
+}
+
+/// Keeps the keys whose second amount is at least `min`, as slots. The key already tells
+/// whether the other dimension fits, so nodes are skipped without a lookup.
+fn fitting<'a>(
+    keys: impl Iterator<Item = &'a IndexKey> + 'a,
+    min: u64,
+) -> impl Iterator<Item = usize> + 'a {
+    keys.filter(move |&&(_, second, _)| second >= min)
+        .map(|&(_, _, slot)| slot)
+}
+
+impl Nodes for ClusterState {
+    fn state(&self) -> &ClusterState {
+        self
+    }
+
+    fn view(&self, slot: usize) -> NodeView<'_> {
+        NodeView {
+            entry: self.entry(slot),
+            delta: None,
+        }
+    }
+
+    fn utilization(&self) -> (f64, f64) {
+        ClusterState::utilization(self)
+    }
+
+    fn allocate(&mut self, slot: usize, alloc: &Allocation) {
+        self.allocate_slot(slot, alloc);
+    }
+
+    fn fitting_by_mem(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        fitting(self.by_free_memory(mem, cpu), cpu)
+    }
+
+    fn fitting_by_cpu(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        fitting(self.by_free_cpu(cpu, mem), mem)
+    }
+
+    fn fitting_by_mem_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        fitting(self.by_free_memory(mem, cpu).rev(), cpu)
+    }
+
+    fn fitting_by_cpu_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        fitting(self.by_free_cpu(cpu, mem).rev(), mem)
+    }
+
+    fn top_by_mem(&self, cpu: u64, mem: u64) -> Option<IndexKey> {
+        self.by_free_memory(mem, cpu).next_back().copied()
+    }
+
+    fn top_by_cpu(&self, cpu: u64, mem: u64) -> Option<IndexKey> {
+        self.by_free_cpu(cpu, mem).next_back().copied()
+    }
+}
+
+/// A touched node's state under the plan.
+#[derive(Clone, Debug)]
+pub(crate) struct Delta {
+    /// Everything allocated on the node, the plan's changes included.
+    allocated: Resources,
+    /// Its claimed host ports, likewise.
+    ports: PortClaims,
+    /// Replicas of the plan's workload on it, likewise.
+    replicas: u32,
+    /// Its (free CPU, free memory) key in the overlay's indexes; `None` when not schedulable.
+    key: Option<(u64, u64)>,
+}
+
+/// A [`ClusterState`] under one plan's tentative allocations and releases, which stay local to
+/// the plan: only the nodes it touches are copied, and the state itself is only read.
+#[derive(Debug)]
+pub(crate) struct Overlay<'s> {
+    state: &'s ClusterState,
+    /// The workload being placed, whose replica counts [`Delta::replicas`] tracks.
+    workload: &'s WorkloadId,
+    deltas: HashMap<usize, Delta>,
+    /// Touched schedulable nodes by (free memory, free CPU, slot) under the plan.
+    by_mem: BTreeSet<IndexKey>,
+    /// Touched schedulable nodes by (free CPU, free memory, slot) under the plan.
+    by_cpu: BTreeSet<IndexKey>,
+    /// Schedulable nodes' free (CPU, memory) totals under the plan minus the state's.
+    free_change: (i128, i128),
+}
+
+impl<'s> Overlay<'s> {
+    /// Nothing changed yet, for placing replicas of `workload`.
+    pub(crate) fn new(state: &'s ClusterState, workload: &'s WorkloadId) -> Self {
+        Self {
+            state,
+            workload,
+            deltas: HashMap::new(),
+            by_mem: BTreeSet::new(),
+            by_cpu: BTreeSet::new(),
+            free_change: (0, 0),
+        }
+    }
+
+    /// As [`ClusterState::release`] would on the node in `slot`.
+    pub(crate) fn release(&mut self, slot: usize, alloc: &Allocation) {
+        let workload = self.workload;
+        self.change(slot, |delta| {
+            delta.allocated = delta.allocated.saturating_sub(&alloc.resources);
+            unclaim_ports(&mut delta.ports, &alloc.host_ports);
+            if alloc.workload_id == *workload {
+                // The state drops a count that reaches zero and ignores one that is absent.
+                delta.replicas = delta.replicas.saturating_sub(1);
+            }
+        });
+    }
+
+    /// As [`ClusterState::allocate`] would on the node in `slot`.
+    fn allocate_slot(&mut self, slot: usize, alloc: &Allocation) {
+        let workload = self.workload;
+        self.change(slot, |delta| {
+            delta.allocated += alloc.resources;
+            claim_ports(&mut delta.ports, &alloc.host_ports);
+            if alloc.workload_id == *workload {
+                delta.replicas += 1;
+            }
+        });
+    }
+
+    /// Applies `change` to the node in `slot`, copying it into the overlay on first touch, and
+    /// moves it in the overlay's indexes and totals as [`ClusterState`] would.
+    fn change(&mut self, slot: usize, change: impl FnOnce(&mut Delta)) {
+        let Self {
+            state,
+            workload,
+            deltas,
+            by_mem,
+            by_cpu,
+            free_change,
+        } = self;
+        let entry = state.entry(slot);
+        let delta = deltas.entry(slot).or_insert_with(|| {
+            let key = entry.indexed_free();
+            if let Some((cpu, mem)) = key {
+                // Under its current key: from now on walks skip the state's entry for it.
+                by_mem.insert((mem, cpu, slot));
+                by_cpu.insert((cpu, mem, slot));
+            }
+            Delta {
+                allocated: entry.allocated,
+                ports: entry.ports.clone(),
+                replicas: entry.replicas_of(workload),
+                key,
+            }
+        });
+        change(delta);
+        let Some((old_cpu, old_mem)) = delta.key else {
+            // Not schedulable: in no index and no total, whatever it holds.
+            return;
+        };
+        let free = entry.node.allocatable.saturating_sub(&delta.allocated);
+        let (cpu, mem) = (free.cpu_millicores, free.memory_mb);
+        if (cpu, mem) == (old_cpu, old_mem) {
+            return;
+        }
+        by_mem.remove(&(old_mem, old_cpu, slot));
+        by_cpu.remove(&(old_cpu, old_mem, slot));
+        by_mem.insert((mem, cpu, slot));
+        by_cpu.insert((cpu, mem, slot));
+        free_change.0 += i128::from(cpu) - i128::from(old_cpu);
+        free_change.1 += i128::from(mem) - i128::from(old_mem);
+        delta.key = Some((cpu, mem));
+    }
+
+    /// A walk of one free index under the plan: the state's `base` range without the touched
+    /// nodes, merged with the overlay's `touched` range, keeping keys whose second amount is at
+    /// least `min`.
+    fn walk<'a>(
+        &'a self,
+        base: Range<'a, IndexKey>,
+        touched: Range<'a, IndexKey>,
+        min: u64,
+        descending: bool,
+    ) -> impl Iterator<Item = usize> + 'a {
+        Merge {
+            base,
+            touched,
+            next_base: None,
+            next_touched: None,
+            min,
+            descending,
+            deltas: &self.deltas,
+        }
+    }
+
+    /// The largest key of a free index under the plan, within `base` (the state's range) and
+    /// `touched` (the overlay's same range).
+    fn top(&self, base: Range<'_, IndexKey>, mut touched: Range<'_, IndexKey>) -> Option<IndexKey> {
+        let base = base
+            .rev()
+            .find(|(_, _, slot)| !self.deltas.contains_key(slot));
+        base.copied().max(touched.next_back().copied())
+    }
+}
+
+impl Nodes for Overlay<'_> {
+    fn state(&self) -> &ClusterState {
+        self.state
+    }
+
+    fn view(&self, slot: usize) -> NodeView<'_> {
+        NodeView {
+            entry: self.state.entry(slot),
+            delta: self.deltas.get(&slot),
+        }
+    }
+
+    fn utilization(&self) -> (f64, f64) {
+        self.state.utilization_after(self.free_change)
+    }
+
+    fn allocate(&mut self, slot: usize, alloc: &Allocation) {
+        self.allocate_slot(slot, alloc);
+    }
+
+    fn fitting_by_mem(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        let touched = self.by_mem.range((mem, cpu, 0)..);
+        self.walk(self.state.by_free_memory(mem, cpu), touched, cpu, false)
+    }
+
+    fn fitting_by_cpu(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        let touched = self.by_cpu.range((cpu, mem, 0)..);
+        self.walk(self.state.by_free_cpu(cpu, mem), touched, mem, false)
+    }
+
+    fn fitting_by_mem_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        let touched = self.by_mem.range((mem, cpu, 0)..);
+        self.walk(self.state.by_free_memory(mem, cpu), touched, cpu, true)
+    }
+
+    fn fitting_by_cpu_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
+        let touched = self.by_cpu.range((cpu, mem, 0)..);
+        self.walk(self.state.by_free_cpu(cpu, mem), touched, mem, true)
+    }
+
+    fn top_by_mem(&self, cpu: u64, mem: u64) -> Option<IndexKey> {
+        self.top(
+            self.state.by_free_memory(mem, cpu),
+            self.by_mem.range((mem, cpu, 0)..),
+        )
+    }
+
+    fn top_by_cpu(&self, cpu: u64, mem: u64) -> Option<IndexKey> {
+        self.top(
+            self.state.by_free_cpu(cpu, mem),
+            self.by_cpu.range((cpu, mem, 0)..),
+        )
+    }
+}
+
+/// Two sorted runs of index keys merged into one, in the same order (see [`Overlay::walk`]).
+/// Keys never tie: each carries its slot, and a touched slot is only in `touched`.
+struct Merge<'a> {
+    base: Range<'a, IndexKey>,
+    touched: Range<'a, IndexKey>,
+    /// The next qualifying key of each run, `None` until looked for: looking ahead only when
+    /// asked keeps a walk that is stopped early from stepping further than needed.
+    next_base: Option<Option<IndexKey>>,
+    next_touched: Option<Option<IndexKey>>,
+    min: u64,
+    descending: bool,
+    deltas: &'a HashMap<usize, Delta>,
+}
+
+impl Merge<'_> {
+    fn pull_base(&mut self) -> Option<IndexKey> {
+        loop {
+            let key = if self.descending {
+                self.base.next_back()
+            } else {
+                self.base.next()
+            }?;
+            // The cheap key test first: a lookup only for nodes that could be offered.
+            if key.1 >= self.min && !self.deltas.contains_key(&key.2) {
+                return Some(*key);
+            }
+        }
+    }
+
+    fn pull_touched(&mut self) -> Option<IndexKey> {
+        loop {
+            let key = if self.descending {
+                self.touched.next_back()
+            } else {
+                self.touched.next()
+            }?;
+            if key.1 >= self.min {
+                return Some(*key);
+            }
+        }
+    }
+}
+
+impl Iterator for Merge<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let base = match self.next_base {
+            Some(key) => key,
+            None => {
+                let key = self.pull_base();
+                self.next_base = Some(key);
+                key
+            }
+        };
+        let touched = match self.next_touched {
+            Some(key) => key,
+            None => {
+                let key = self.pull_touched();
+                self.next_touched = Some(key);
+                key
+            }
+        };
+        let base_first = match (base, touched) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(b), Some(t)) => (b < t) != self.descending,
+        };
+        let key = if base_first {
+            self.next_base = None;
+            base
+        } else {
+            self.next_touched = None;
+            touched
+        };
+        key.map(|(_, _, slot)| slot)
+    }
+}
