@@ -29,6 +29,13 @@
 //! run out, so it finds a node whenever one is feasible: the limit bounds scoring, not the search.
 //! The best score wins; ties go to the lowest slot, so placement is deterministic.
 //!
+//! # Plans
+//! [`Scheduler::plan_with`] runs the same selection over the state seen through an overlay of
+//! the plan's own tentative allocations and releases (crate-internal `overlay` module): touched
+//! nodes are offered under their adjusted free amounts, in the order the state's indexes would
+//! have once the plan is committed, so a committed plan is exactly what
+//! [`Scheduler::place`] would have done. `place` itself allocates into the state as it goes.
+//!
 //! # Scores
 //! * Best fit: Nomad's `ScoreFitBinPack` (`20 - 10^freeCpu - 10^freeMem`, fractions left free
 //!   after placement), minus a penalty for *stranding* the scarce resource: leaving CPU on a node

@@ -11,13 +11,13 @@
 //! would offer it in the wrong place, or not at all. The overlay keeps its own small indexes of
 //! the touched nodes under their adjusted keys; a walk skips touched nodes in the state's index
 //! and merges the rest with the overlay's, which yields exactly the order the state's index would
-//! have once the plan is committed. Selection therefore matches [`ClusterState::commit`] followed
-//! by the same selection on the committed state, replica by replica.
+//! have once the plan is committed. Each replica of a plan is therefore chosen exactly as it
+//! would be by placing into a state that already holds the plan's earlier replicas.
 //!
-//! Skipping costs one hash lookup per index entry that otherwise qualifies, and each touched node
-//! whose old key lies in a walk's path is stepped over, so a plan pays a little more per
-//! replica the more nodes it has touched; a plan of a few hundred replicas stays far cheaper
-//! than copying a cluster of thousands of nodes.
+//! Whether a slot is touched is one bit test in a bitmap of the state's slots (N/8 bytes per
+//! plan, 1.25 KB at 10,000 nodes: hashing for every index entry walked cost more than the rest
+//! of the plan). Each touched node whose old key lies in a walk's path is still stepped over, so
+//! a plan pays a little more per replica the more nodes it has touched.
 
 use crate::state::{claim_ports, unclaim_ports, IndexKey, NodeEntry, PortClaims};
 use crate::{Allocation, ClusterState};
@@ -179,6 +179,8 @@ pub(crate) struct Overlay<'s> {
     /// The workload being placed, whose replica counts [`Delta::replicas`] tracks.
     workload: &'s WorkloadId,
     deltas: HashMap<usize, Delta>,
+    /// Bit `slot` is set when `deltas` has the slot: the test index walks make per entry.
+    touched: Touched,
     /// Touched schedulable nodes by (free memory, free CPU, slot) under the plan.
     by_mem: BTreeSet<IndexKey>,
     /// Touched schedulable nodes by (free CPU, free memory, slot) under the plan.
@@ -194,6 +196,7 @@ impl<'s> Overlay<'s> {
             state,
             workload,
             deltas: HashMap::new(),
+            touched: Touched::new(state.slot_count()),
             by_mem: BTreeSet::new(),
             by_cpu: BTreeSet::new(),
             free_change: (0, 0),
@@ -232,12 +235,14 @@ impl<'s> Overlay<'s> {
             state,
             workload,
             deltas,
+            touched,
             by_mem,
             by_cpu,
             free_change,
         } = self;
         let entry = state.entry(slot);
         let delta = deltas.entry(slot).or_insert_with(|| {
+            touched.insert(slot);
             let key = entry.indexed_free();
             if let Some((cpu, mem)) = key {
                 // Under its current key: from now on walks skip the state's entry for it.
@@ -287,7 +292,7 @@ impl<'s> Overlay<'s> {
             next_touched: None,
             min,
             descending,
-            deltas: &self.deltas,
+            skip: &self.touched,
         }
     }
 
@@ -296,7 +301,7 @@ impl<'s> Overlay<'s> {
     fn top(&self, base: Range<'_, IndexKey>, mut touched: Range<'_, IndexKey>) -> Option<IndexKey> {
         let base = base
             .rev()
-            .find(|(_, _, slot)| !self.deltas.contains_key(slot));
+            .find(|(_, _, slot)| !self.touched.contains(*slot));
         base.copied().max(touched.next_back().copied())
     }
 }
@@ -309,7 +314,11 @@ impl Nodes for Overlay<'_> {
     fn view(&self, slot: usize) -> NodeView<'_> {
         NodeView {
             entry: self.state.entry(slot),
-            delta: self.deltas.get(&slot),
+            delta: if self.touched.contains(slot) {
+                self.deltas.get(&slot)
+            } else {
+                None
+            },
         }
     }
 
@@ -356,6 +365,24 @@ impl Nodes for Overlay<'_> {
     }
 }
 
+/// A set of slots as a bitmap over the state's slots.
+#[derive(Debug)]
+struct Touched(Vec<u64>);
+
+impl Touched {
+    fn new(slots: usize) -> Self {
+        Self(vec![0; slots.div_ceil(64)])
+    }
+
+    fn insert(&mut self, slot: usize) {
+        self.0[slot / 64] |= 1 << (slot % 64);
+    }
+
+    fn contains(&self, slot: usize) -> bool {
+        self.0[slot / 64] & (1 << (slot % 64)) != 0
+    }
+}
+
 /// Two sorted runs of index keys merged into one, in the same order (see [`Overlay::walk`]).
 /// Keys never tie: each carries its slot, and a touched slot is only in `touched`.
 struct Merge<'a> {
@@ -367,7 +394,7 @@ struct Merge<'a> {
     next_touched: Option<Option<IndexKey>>,
     min: u64,
     descending: bool,
-    deltas: &'a HashMap<usize, Delta>,
+    skip: &'a Touched,
 }
 
 impl Merge<'_> {
@@ -379,7 +406,7 @@ impl Merge<'_> {
                 self.base.next()
             }?;
             // The cheap key test first: a lookup only for nodes that could be offered.
-            if key.1 >= self.min && !self.deltas.contains_key(&key.2) {
+            if key.1 >= self.min && !self.skip.contains(key.2) {
                 return Some(*key);
             }
         }

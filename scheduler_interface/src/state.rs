@@ -321,6 +321,11 @@ impl ClusterState {
 
     // ---- crate-internal access for schedulers -------------------------------------------
 
+    /// One more than the largest slot in use (slots are below this).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn slot_of(&self, id: &NodeId) -> Option<usize> {
         self.ids.get(id).copied()
     }
