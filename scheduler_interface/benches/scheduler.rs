@@ -9,7 +9,7 @@
 //!   does in one step), on a fresh clone as above;
 //! * `plan-only`: each workload planned against the same preloaded state and never committed,
 //!   as a preview is (no clone at all);
-//! * `preview/...`: one workload of 100 or 1,000 replicas, the old way (clone the cluster, then
+//! * `preview/...`: one workload of 100, 1,000 or 10,000 replicas, the old way (clone the cluster, then
 //!   place into the clone; the clone is timed, it is the cost being replaced) and as a plan.
 //!
 //! Run with `cargo bench -p scheduler_interface --bench scheduler`.
@@ -93,7 +93,7 @@ fn planning(c: &mut Criterion) {
             }
         });
     });
-    for replicas in [100, 1_000] {
+    for replicas in [100, 1_000, 10_000] {
         // A typical medium workload.
         let request = PlacementRequest {
             resources: orchestrator_shared_types::Resources::new(500, 1024, 0),

@@ -16,12 +16,15 @@
 //!
 //! Whether a slot is touched is one bit test in a bitmap of the state's slots (N/8 bytes per
 //! plan, 1.25 KB at 10,000 nodes: hashing for every index entry walked cost more than the rest
-//! of the plan). Each touched node whose old key lies in a walk's path is still stepped over, so
-//! a plan pays a little more per replica the more nodes it has touched.
+//! of the plan). The old keys of the nodes a plan has filled pile up where its walks start, so
+//! each kind of walk resumes where the previous one found its first entry ([`Resume`]) instead
+//! of stepping over them again for every replica. Touched nodes whose old keys lie further
+//! along a walk are still stepped over.
 
 use crate::state::{claim_ports, unclaim_ports, IndexKey, NodeEntry, PortClaims};
 use crate::{Allocation, ClusterState};
 use orchestrator_shared_types::{Node, Protocol, Resources, WorkloadId};
+use std::cell::Cell;
 use std::collections::btree_set::Range;
 use std::collections::{BTreeSet, HashMap};
 
@@ -187,6 +190,7 @@ pub(crate) struct Overlay<'s> {
     by_cpu: BTreeSet<IndexKey>,
     /// Schedulable nodes' free (CPU, memory) totals under the plan minus the state's.
     free_change: (i128, i128),
+    resumes: Resumes,
 }
 
 impl<'s> Overlay<'s> {
@@ -200,6 +204,7 @@ impl<'s> Overlay<'s> {
             by_mem: BTreeSet::new(),
             by_cpu: BTreeSet::new(),
             free_change: (0, 0),
+            resumes: Resumes::default(),
         }
     }
 
@@ -239,6 +244,7 @@ impl<'s> Overlay<'s> {
             by_mem,
             by_cpu,
             free_change,
+            resumes: _,
         } = self;
         let entry = state.entry(slot);
         let delta = deltas.entry(slot).or_insert_with(|| {
@@ -275,35 +281,108 @@ impl<'s> Overlay<'s> {
         delta.key = Some((cpu, mem));
     }
 
-    /// A walk of one free index under the plan: the state's `base` range without the touched
-    /// nodes, merged with the overlay's `touched` range, keeping keys whose second amount is at
-    /// least `min`.
+    /// A walk of one of the state's free indexes under the plan, from key `from` up (or from
+    /// the top down to `from`): the state's entries without the touched nodes, merged with the
+    /// overlay's `touched` range, keeping keys whose second amount is at least `min`. The walk
+    /// starts where the plan's previous walk of the same kind found its first entry (see
+    /// [`Resume`]).
+    #[allow(clippy::too_many_arguments)] // all of them describe the one walk
     fn walk<'a>(
         &'a self,
-        base: Range<'a, IndexKey>,
+        index: &'a BTreeSet<IndexKey>,
+        from: IndexKey,
         touched: Range<'a, IndexKey>,
         min: u64,
         descending: bool,
+        resume: &'a Resume,
     ) -> impl Iterator<Item = usize> + 'a {
         Merge {
-            base,
+            base: resume.range(index, from, min, descending),
             touched,
             next_base: None,
             next_touched: None,
             min,
             descending,
             skip: &self.touched,
+            resume: Some((resume, from)),
         }
     }
 
-    /// The largest key of a free index under the plan, within `base` (the state's range) and
-    /// `touched` (the overlay's same range).
-    fn top(&self, base: Range<'_, IndexKey>, mut touched: Range<'_, IndexKey>) -> Option<IndexKey> {
-        let base = base
+    /// The largest key at or above `from` of one of the state's free indexes under the plan:
+    /// the larger of the state's largest untouched one and the overlay's `touched` largest.
+    fn top(
+        &self,
+        index: &BTreeSet<IndexKey>,
+        from: IndexKey,
+        mut touched: Range<'_, IndexKey>,
+        resume: &Resume,
+    ) -> Option<IndexKey> {
+        let base = resume
+            .range(index, from, 0, true)
             .rev()
-            .find(|(_, _, slot)| !self.touched.contains(*slot));
-        base.copied().max(touched.next_back().copied())
+            .find(|(_, _, slot)| !self.touched.contains(*slot))
+            .copied();
+        if let Some(key) = base {
+            resume.remember(from, 0, key);
+        }
+        base.max(touched.next_back().copied())
     }
+}
+
+/// Where a plan's walks of one kind (one index, one direction, one start and one `min`) found
+/// their first entry of the state's index.
+///
+/// Everything a walk steps over before that entry is a touched node or fails `min`, and stays
+/// so for the rest of the plan (nodes only get touched, the state and the request do not
+/// change), so the next walk of the kind may start right there. Without this, a plan that has
+/// filled many nodes would step over all their old keys on every replica: best fit fills the
+/// tightest nodes, whose old keys lie at the very start of its walks (spread, at the top).
+/// A `Cell` because walks only borrow the overlay, which is local to one plan.
+#[derive(Debug, Default)]
+struct Resume(Cell<Option<ResumeAt>>);
+
+#[derive(Clone, Copy, Debug)]
+struct ResumeAt {
+    from: IndexKey,
+    min: u64,
+    at: IndexKey,
+}
+
+impl Resume {
+    /// The part of `index` a walk from `from` (up, or down to it) still has to look at.
+    fn range<'a>(
+        &self,
+        index: &'a BTreeSet<IndexKey>,
+        from: IndexKey,
+        min: u64,
+        descending: bool,
+    ) -> Range<'a, IndexKey> {
+        match self.0.get() {
+            Some(r) if r.from == from && r.min == min => {
+                if descending {
+                    index.range(from..=r.at)
+                } else {
+                    index.range(r.at..)
+                }
+            }
+            _ => index.range(from..),
+        }
+    }
+
+    fn remember(&self, from: IndexKey, min: u64, at: IndexKey) {
+        self.0.set(Some(ResumeAt { from, min, at }));
+    }
+}
+
+/// The kinds of walk a plan makes, each with its own [`Resume`].
+#[derive(Debug, Default)]
+struct Resumes {
+    mem_up: Resume,
+    cpu_up: Resume,
+    mem_down: Resume,
+    cpu_down: Resume,
+    top_mem: Resume,
+    top_cpu: Resume,
 }
 
 impl Nodes for Overlay<'_> {
@@ -331,37 +410,44 @@ impl Nodes for Overlay<'_> {
     }
 
     fn fitting_by_mem(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
-        let touched = self.by_mem.range((mem, cpu, 0)..);
-        self.walk(self.state.by_free_memory(mem, cpu), touched, cpu, false)
+        let (index, from) = (self.state.memory_index(), (mem, cpu, 0));
+        let touched = self.by_mem.range(from..);
+        self.walk(index, from, touched, cpu, false, &self.resumes.mem_up)
     }
 
     fn fitting_by_cpu(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
-        let touched = self.by_cpu.range((cpu, mem, 0)..);
-        self.walk(self.state.by_free_cpu(cpu, mem), touched, mem, false)
+        let (index, from) = (self.state.cpu_index(), (cpu, mem, 0));
+        let touched = self.by_cpu.range(from..);
+        self.walk(index, from, touched, mem, false, &self.resumes.cpu_up)
     }
 
     fn fitting_by_mem_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
-        let touched = self.by_mem.range((mem, cpu, 0)..);
-        self.walk(self.state.by_free_memory(mem, cpu), touched, cpu, true)
+        let (index, from) = (self.state.memory_index(), (mem, cpu, 0));
+        let touched = self.by_mem.range(from..);
+        self.walk(index, from, touched, cpu, true, &self.resumes.mem_down)
     }
 
     fn fitting_by_cpu_rev(&self, cpu: u64, mem: u64) -> impl Iterator<Item = usize> + '_ {
-        let touched = self.by_cpu.range((cpu, mem, 0)..);
-        self.walk(self.state.by_free_cpu(cpu, mem), touched, mem, true)
+        let (index, from) = (self.state.cpu_index(), (cpu, mem, 0));
+        let touched = self.by_cpu.range(from..);
+        self.walk(index, from, touched, mem, true, &self.resumes.cpu_down)
     }
 
     fn top_by_mem(&self, cpu: u64, mem: u64) -> Option<IndexKey> {
+        let from = (mem, cpu, 0);
+        let touched = self.by_mem.range(from..);
         self.top(
-            self.state.by_free_memory(mem, cpu),
-            self.by_mem.range((mem, cpu, 0)..),
+            self.state.memory_index(),
+            from,
+            touched,
+            &self.resumes.top_mem,
         )
     }
 
     fn top_by_cpu(&self, cpu: u64, mem: u64) -> Option<IndexKey> {
-        self.top(
-            self.state.by_free_cpu(cpu, mem),
-            self.by_cpu.range((cpu, mem, 0)..),
-        )
+        let from = (cpu, mem, 0);
+        let touched = self.by_cpu.range(from..);
+        self.top(self.state.cpu_index(), from, touched, &self.resumes.top_cpu)
     }
 }
 
@@ -395,6 +481,9 @@ struct Merge<'a> {
     min: u64,
     descending: bool,
     skip: &'a Touched,
+    /// Where to remember the first entry of `base` this walk offers, and the walk's start;
+    /// `None` once done.
+    resume: Option<(&'a Resume, IndexKey)>,
 }
 
 impl Merge<'_> {
@@ -407,6 +496,9 @@ impl Merge<'_> {
             }?;
             // The cheap key test first: a lookup only for nodes that could be offered.
             if key.1 >= self.min && !self.skip.contains(key.2) {
+                if let Some((resume, from)) = self.resume.take() {
+                    resume.remember(from, self.min, *key);
+                }
                 return Some(*key);
             }
         }

@@ -350,6 +350,17 @@ impl ClusterState {
             .filter_map(|(slot, e)| e.as_ref().map(|e| (slot, e)))
     }
 
+    /// The free index by (free memory, free CPU, slot), for walks that start elsewhere than
+    /// [`ClusterState::by_free_memory`] does.
+    pub(crate) fn memory_index(&self) -> &BTreeSet<IndexKey> {
+        &self.by_mem
+    }
+
+    /// The free index by (free CPU, free memory, slot), likewise.
+    pub(crate) fn cpu_index(&self) -> &BTreeSet<IndexKey> {
+        &self.by_cpu
+    }
+
     /// Schedulable nodes with at least `mem` free memory, as (free memory, free CPU, slot),
     /// ascending; those at exactly `mem` start at `cpu` free CPU.
     pub(crate) fn by_free_memory(
