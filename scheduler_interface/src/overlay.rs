@@ -286,7 +286,6 @@ impl<'s> Overlay<'s> {
     /// overlay's `touched` range, keeping keys whose second amount is at least `min`. The walk
     /// starts where the plan's previous walk of the same kind found its first entry (see
     /// [`Resume`]).
-    #[allow(clippy::too_many_arguments)] // all of them describe the one walk
     fn walk<'a>(
         &'a self,
         index: &'a BTreeSet<IndexKey>,
