@@ -767,7 +767,8 @@ fn the_provided_place_is_plan_then_commit() {
     let mut direct = random_cluster(&mut rng, 40, false);
     let mut provided = direct.clone();
     let s = BinPackScheduler::new();
-    let p = PlanOnly(BinPackScheduler::new());
+    // Through a trait object, as the core holds its scheduler: the trait stays object-safe.
+    let p: Box<dyn Scheduler> = Box::new(PlanOnly(BinPackScheduler::new()));
     for _ in 0..100 {
         let r = random_request(&mut rng);
         let count = rng.usize(0..20);
