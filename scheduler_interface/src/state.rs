@@ -20,6 +20,7 @@
 use crate::PlacementPlan;
 use orchestrator_shared_types::{Labels, Node, NodeId, Protocol, Resources, WorkloadId};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// What one placed replica holds on its node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +128,9 @@ impl NodeEntry {
 /// Nodes and their allocations.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
-    slots: Vec<Option<NodeEntry>>,
+    /// Shared, so that a copy of the state (a published view of the cluster) costs a pointer
+    /// per node; a node's entry is copied only when it changes while a copy holds it.
+    slots: Vec<Option<Arc<NodeEntry>>>,
     ids: HashMap<NodeId, usize>,
     vacant: Vec<usize>,
     by_mem: BTreeSet<IndexKey>,
@@ -152,7 +155,7 @@ impl ClusterState {
                 slot
             }
             None => {
-                let entry = Some(NodeEntry::new(node));
+                let entry = Some(Arc::new(NodeEntry::new(node)));
                 let slot = match self.vacant.pop() {
                     Some(slot) => {
                         self.slots[slot] = entry;
@@ -181,7 +184,7 @@ impl ClusterState {
             .expect("the id map only points at occupied slots");
         self.unindex_labels(slot, &entry.node.labels);
         self.vacant.push(slot);
-        Some(entry.node)
+        Some(Arc::unwrap_or_clone(entry).node)
     }
 
     /// A node by id.
@@ -218,6 +221,17 @@ impl ClusterState {
     /// What is left on a node: allocatable minus allocated, floored at zero.
     pub fn free(&self, id: &NodeId) -> Option<Resources> {
         self.slot_of(id).map(|slot| self.entry(slot).free())
+    }
+
+    /// Number of replicas (of any workload) allocated on `node`.
+    pub fn instances_on(&self, node: &NodeId) -> usize {
+        self.slot_of(node).map_or(0, |slot| {
+            self.entry(slot)
+                .replicas
+                .values()
+                .map(|n| *n as usize)
+                .sum()
+        })
     }
 
     /// Number of replicas of `workload` allocated on `node`.
@@ -337,9 +351,11 @@ impl ClusterState {
     }
 
     fn entry_mut(&mut self, slot: usize) -> &mut NodeEntry {
-        self.slots[slot]
-            .as_mut()
-            .expect("slots handed out by the state's own indexes are occupied")
+        Arc::make_mut(
+            self.slots[slot]
+                .as_mut()
+                .expect("slots handed out by the state's own indexes are occupied"),
+        )
     }
 
     /// Every node with its slot, in slot order.
@@ -347,7 +363,7 @@ impl ClusterState {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(slot, e)| e.as_ref().map(|e| (slot, e)))
+            .filter_map(|(slot, e)| e.as_deref().map(|e| (slot, e)))
     }
 
     /// The free index by (free memory, free CPU, slot), for walks that start elsewhere than
