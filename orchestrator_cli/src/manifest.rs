@@ -57,7 +57,7 @@ pub enum ManifestError {
         document: usize,
         /// What serde said (with line and column).
         #[source]
-        source: serde_yaml::Error,
+        source: serde_norway::Error,
     },
     /// The JSON is not valid JSON.
     #[error("cannot parse {file} as JSON")]
@@ -175,7 +175,7 @@ fn parse_json(file: &str, text: &str) -> Result<Vec<(usize, Value)>, ManifestErr
 /// `---`, comments only) are skipped but still counted, so positions match the file.
 fn parse_yaml(file: &str, text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
     let mut documents = Vec::new();
-    for (i, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(document).map_err(|source| ManifestError::Yaml {
             file: file.to_owned(),
             document: i + 1,

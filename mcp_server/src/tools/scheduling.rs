@@ -320,8 +320,8 @@ fn definition(args: PlanArgs) -> Result<serde_json::Value, ToolError> {
         (None, Some(fields)) => Ok(fields.to_definition()),
         (Some(text), None) => {
             let mut docs = Vec::new();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let value = serde_yaml::Value::deserialize(doc).map_err(|e| {
+            for doc in serde_norway::Deserializer::from_str(&text) {
+                let value = serde_norway::Value::deserialize(doc).map_err(|e| {
                     ToolError::invalid(format!("the manifest is not valid YAML: {e}"))
                 })?;
                 if !value.is_null() {

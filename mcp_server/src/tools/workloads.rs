@@ -708,8 +708,8 @@ async fn deploy_workload(
 /// The documents of a YAML manifest as JSON values (empty documents skipped).
 fn parse_manifest(text: &str) -> Result<Vec<serde_json::Value>, ToolError> {
     let mut docs = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| {
+    for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let value = serde_norway::Value::deserialize(doc).map_err(|e| {
             ToolError::invalid(format!("manifest document {}: not valid YAML: {e}", i + 1))
         })?;
         if value.is_null() {
