@@ -76,9 +76,10 @@ pub enum CoreError {
     Runtime {
         /// What was being done.
         operation: &'static str,
-        /// The runtime's error.
+        /// The runtime's error (boxed: runtime errors carry their causes and are large, and
+        /// every `Result` of the core would grow with them).
         #[source]
-        source: RuntimeError,
+        source: Box<RuntimeError>,
     },
     /// Reading cluster membership failed.
     #[error("cluster membership error during {operation}")]

@@ -454,7 +454,7 @@ impl OrchestratorHandle {
                 },
                 source => CoreError::Runtime {
                     operation: "read logs",
-                    source,
+                    source: Box::new(source),
                 },
             })
     }
