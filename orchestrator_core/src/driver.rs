@@ -131,7 +131,6 @@ pub(crate) struct Driver {
 impl Driver {
     /// Loads the cluster's state (nodes, the store at one revision, every node's containers)
     /// into a new model, adopting what is its own, and publishes the first view.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn load(
         model: Model,
         store: Arc<dyn StateStore>,
@@ -296,7 +295,7 @@ impl Driver {
         let mut resync = tokio::time::interval(self.config.resync_interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await; // the first tick is immediate; we just loaded everything
-        self.open_watch(Duration::ZERO);
+        self.open_watch();
         let mut nodes_open = true;
         let mut forced = false;
         self.after_iteration();
@@ -471,13 +470,12 @@ impl Driver {
     }
 
     /// Opens the first watch, from the revision the state was loaded at.
-    fn open_watch(&mut self, delay: Duration) {
+    fn open_watch(&mut self) {
         let store = self.store.clone();
         let feedback = self.feedback_tx.clone();
         let after = self.revision;
         self.relisting = true;
         self.spawn(async move {
-            tokio::time::sleep(delay).await;
             let result = store
                 .watch_kinds(after, WATCHED)
                 .await
