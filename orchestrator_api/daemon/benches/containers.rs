@@ -10,7 +10,7 @@
 //!
 //! Needs root, youki and the local registry with the test image (`./scripts/setup-oci.sh`).
 //!
-//! `cargo bench -p orchestrator_api --bench containers -- --count 100 --runs 3 --single 30`
+//! `cargo bench -p orchestratord --bench containers -- --count 100 --runs 3 --single 30`
 
 mod common;
 
