@@ -1,4 +1,8 @@
 //! Calls of the OCI runtime's command line (`youki`, `runc`: same CLI).
+//!
+//! [`Cli`] is public so that tests and tools that look at the runtime's containers from outside
+//! (`list`, `state`, `delete --force`) go through the same wrapper, and so the same retry of
+//! youki's occasional seal failure, as [`OciRuntime`](super::OciRuntime).
 
 use super::INSTALL_HINT;
 use crate::RuntimeError;
@@ -15,7 +19,7 @@ pub(super) const SEAL_FLAKE: &str = "failed to seal";
 
 /// The subset of `youki state ID` the runtime uses.
 #[derive(Debug, Deserialize)]
-pub(super) struct RuntimeState {
+pub struct RuntimeState {
     /// `creating`, `created`, `running`, `stopped`, `paused`.
     pub status: String,
     /// Pid of the container's init process (0 or absent once stopped).
@@ -25,14 +29,24 @@ pub(super) struct RuntimeState {
 
 /// The runtime binary and its state directory.
 #[derive(Debug)]
-pub(super) struct Cli {
+pub struct Cli {
+    /// The runtime binary (`youki` or `runc`).
     pub binary: PathBuf,
+    /// Its state directory (`--root`).
     pub root: PathBuf,
 }
 
 impl Cli {
+    /// The runtime `binary` with its state in `root`.
+    pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            root: root.into(),
+        }
+    }
+
     /// `BINARY --root ROOT [--log LOG --log-format json]`, stdin from /dev/null.
-    pub fn command(&self, log: Option<&Path>) -> Command {
+    pub(crate) fn command(&self, log: Option<&Path>) -> Command {
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--root").arg(&self.root);
         if let Some(log) = log {
@@ -46,7 +60,7 @@ impl Cli {
     }
 
     /// The error for a runtime binary that could not be run.
-    pub fn spawn_error(&self, operation: &'static str, e: io::Error) -> RuntimeError {
+    pub(crate) fn spawn_error(&self, operation: &'static str, e: io::Error) -> RuntimeError {
         let message = if e.kind() == io::ErrorKind::NotFound {
             format!(
                 "OCI runtime binary {} not found; install youki with `{INSTALL_HINT}`",
@@ -128,6 +142,20 @@ impl Cli {
             .success())
     }
 
+    /// `list`: the ids of every container the runtime has state for, sorted. A failed run is
+    /// an error with the runtime's stderr.
+    pub async fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let out = self.output("list", &["list"]).await?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                operation: "list",
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                transient: true,
+            });
+        }
+        Ok(list_ids(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// `delete --force ID`; succeeds when the runtime no longer knows the container.
     pub async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
         if !self.knows(id) {
@@ -147,6 +175,19 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// The ids of `list`'s table: the first column after the header (youki 0.7 ignores `-q`, and
+/// its `--format` knows no JSON; runc prints the same table).
+fn list_ids(table: &str) -> Vec<String> {
+    let mut ids: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// The runtime's own message from a `--log-format json` log: the `msg`/`message` of its last
@@ -195,5 +236,15 @@ mod tests {
 {"level":"error","msg":"runc says no"}"#;
         assert_eq!(runtime_messages(log), "runc says no");
         assert_eq!(runtime_messages("plain\ntext"), "plain\ntext");
+    }
+
+    #[test]
+    fn list_reads_the_first_column_after_the_header() {
+        let table = "ID      PID    STATUS   BUNDLE  CREATED  CREATOR\n\
+                     b-2     4242   running  /b/b-2  now      root\n\
+                     a-1     0      stopped  /b/a-1  now      root\n";
+        assert_eq!(list_ids(table), ["a-1", "b-2"]);
+        assert!(list_ids("ID  PID  STATUS  BUNDLE  CREATED  CREATOR").is_empty());
+        assert!(list_ids("").is_empty());
     }
 }

@@ -35,7 +35,7 @@
 //! * No `/etc/hosts` or `/etc/resolv.conf` is written into the rootfs; no port mapping (host
 //!   network).
 
-mod cli;
+pub mod cli;
 mod exit;
 mod image;
 mod logs;
