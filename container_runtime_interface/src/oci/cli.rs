@@ -142,6 +142,30 @@ impl Cli {
             .success())
     }
 
+    /// `--version`: the first line the runtime prints (e.g. `youki version: 0.7.0`). A binary
+    /// that cannot run, or fails, is an error with its stderr.
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let out = self.output("version", &["--version"]).await?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                operation: "version",
+                message: format!(
+                    "{} --version failed ({}): {}",
+                    self.binary.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                transient: false,
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
+    }
+
     /// `list`: the ids of every container the runtime has state for, sorted. A failed run is
     /// an error with the runtime's stderr.
     pub async fn list(&self) -> Result<Vec<String>, RuntimeError> {

@@ -64,7 +64,7 @@ async fn run(config: Config) -> Result<()> {
     );
     let this_node = node::this_machine(&config)?;
     tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is the cluster's node");
-    let runtime = runtime::build(&config, &this_node.id)?;
+    let runtime = runtime::build(&config, &this_node.id).await?;
     let cluster = Arc::new(StaticClusterManager::new());
     cluster.upsert_node(this_node);
 
