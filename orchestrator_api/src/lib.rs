@@ -31,6 +31,10 @@
 //!   instance, plain text, optionally followed), `events`, `cluster`, `health`, `metrics`,
 //!   `openapi`.
 //! * [`router`] builds the axum router with its layers; [`serve`] runs it until shutdown.
+//!
+//! Nested packages beside this library: `daemon/` (`orchestratord`, which wires the store, the
+//! runtime and the MCP endpoint around this API) and `testkit/` (`orchestrator_testkit`, which
+//! starts that daemon for black-box tests).
 
 pub mod error;
 mod extract;
