@@ -71,21 +71,22 @@ fn metrics_count_requests_and_time_reconciles() {
         sample(&text, "orchestrator_instances{status=\"Running\"}"),
         Some(2.0)
     );
-    // The loop planned at least once, and its histogram counted every plan.
+    // The loop planned at least once, and its histogram timed the plans. (The counter and the
+    // histogram are separate metrics, so a scrape racing a plan may see one ahead of the other:
+    // they are not compared.)
     let reconciles = sample(&text, "orchestrator_reconciles_total").expect(&text);
     assert!(reconciles >= 1.0, "{text}");
-    assert_eq!(
-        sample(&text, "orchestrator_reconcile_duration_seconds_count"),
-        Some(reconciles),
-        "{text}"
-    );
+    let plans = sample(&text, "orchestrator_reconcile_duration_seconds_count").expect(&text);
+    assert!(plans >= 1.0, "{text}");
     assert_eq!(
         sample(
             &text,
             "orchestrator_reconcile_duration_seconds_bucket{le=\"+Inf\"}"
         ),
-        Some(reconciles)
+        Some(plans),
+        "+Inf counts every plan"
     );
+    assert!(sample(&text, "orchestrator_reconcile_duration_seconds_sum").expect(&text) > 0.0);
     assert_eq!(sample(&text, "orchestrator_placements_total"), Some(2.0));
     // Requests by route template and status class: the create, the 404.
     assert_eq!(
@@ -137,8 +138,8 @@ fn acknowledged_writes_survive_kill_9_and_sigterm_drains() {
         "no duplicates"
     );
 
-    let status = d.terminate();
-    assert!(status.success());
+    // A graceful stop (the kit asserts a clean exit), then the same data dir again.
+    d.terminate();
     d.restart();
     let list = get_json(&d, "/api/v1/workloads");
     let names: Vec<&str> = list["items"]
