@@ -13,13 +13,16 @@
 //! * [`error`] — [`RuntimeError`] with `is_transient()`.
 //! * [`simulated`] — [`SimulatedRuntime`], in-process containers with programmable failures.
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
-//! * `oci` — `OciRuntime`, containers on this node through youki or runc, and
-//!   `RegistryImages`, images pulled from registries (feature `oci`).
+//! * `oci` — `OciRuntime`, containers on this node through youki or runc (feature `oci`).
+//! * `image` — the image subsystem behind the `ImageSource` trait: `RegistryImages` (pulls from
+//!   registries), `LocalImages`, and their typed `ImageError` (feature `oci`).
 
 pub mod error;
 pub mod runtime;
 pub mod simulated;
 
+#[cfg(feature = "oci")]
+pub mod image;
 #[cfg(feature = "oci")]
 pub mod oci;
 
@@ -34,7 +37,9 @@ pub use runtime::{
 pub use simulated::{SimulatedRuntime, SimulatedRuntimeConfig};
 
 #[cfg(feature = "oci")]
-pub use oci::{OciConfig, OciRuntime, RegistryConfig, RegistryImages};
+pub use image::{ImageError, RegistryConfig, RegistryImages};
+#[cfg(feature = "oci")]
+pub use oci::{OciConfig, OciRuntime};
 
 #[cfg(any(test, feature = "mock"))]
 pub use runtime::MockContainerRuntime;

@@ -451,6 +451,7 @@ impl ContainerRuntime for SimulatedRuntime {
                 node: node.clone(),
                 id: spec.id.clone(),
                 message: st.failure_message.clone(),
+                source: None,
             });
         }
         let serial = st.next_serial;
@@ -865,6 +866,7 @@ mod tests {
                     node: node.clone(),
                     id: spec.id.clone(),
                     message: "image not found".into(),
+                    source: None,
                 })
             });
         let err = start_with_retry(&mock, &NodeId::from("n"), &spec("c"))

@@ -5,6 +5,7 @@
 #![cfg(all(feature = "oci", feature = "conformance"))]
 
 use container_runtime_interface::conformance::ConformanceTarget;
+use container_runtime_interface::image::ImageError;
 use container_runtime_interface::oci::{ImageConfig, LocalImages, OciConfig, OciRuntime};
 use container_runtime_interface::{ContainerRuntime, ContainerState, LogRequest, RuntimeError};
 use orchestrator_shared_types::{ContainerConfig, NodeId};
@@ -329,6 +330,23 @@ async fn unknown_image_fails_to_start() {
     let spec = t.spec(&ContainerConfig::new("x", "nowhere/none:1"));
     let err = rt.create_and_start(&t.node, &spec).await.unwrap_err();
     assert!(matches!(err, RuntimeError::StartFailed { .. }), "{err:?}");
+    // The image subsystem's typed error is kept as the cause.
+    let cause = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<RuntimeError>());
+    assert!(
+        matches!(
+            cause,
+            Some(RuntimeError::Image {
+                source: ImageError::NotLocal,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("image nowhere/none:1 is not available locally"),
+        "{err}"
+    );
     assert!(rt.status(&t.node, &spec.id).await.is_err());
 }
 

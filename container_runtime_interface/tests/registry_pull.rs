@@ -5,10 +5,10 @@
 //! except under `CI=true` where they fail.
 #![cfg(feature = "oci")]
 
+use container_runtime_interface::image::ImageError;
 use container_runtime_interface::oci::{
     ImageSource, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
 };
-use container_runtime_interface::RuntimeError;
 use orchestrator_shared_types::PullPolicy;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -31,11 +31,9 @@ fn digest(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-fn message(e: &RuntimeError) -> String {
-    match e {
-        RuntimeError::Failed { message, .. } => message.clone(),
-        other => panic!("unexpected error kind: {other:?}"),
-    }
+/// The message users see for `e` about image `reference` (what `RuntimeError::Image` shows).
+fn message(reference: &str, e: &ImageError) -> String {
+    e.describe(reference)
 }
 
 fn source(dir: &Path) -> RegistryImages {
@@ -157,7 +155,7 @@ async fn unknown_tags_and_repositories_are_permanent_errors() {
         .unwrap_err();
     assert!(!e.is_transient(), "{e}");
     assert_eq!(
-        message(&e),
+        message(&nope, &e),
         format!(
             "image {nope}: manifest unknown: repository demo/nope or tag 1 not found in registry {registry}"
         )
@@ -167,14 +165,14 @@ async fn unknown_tags_and_repositories_are_permanent_errors() {
     let e = images.prepare(&tag, PullPolicy::Always).await.unwrap_err();
     assert!(!e.is_transient(), "{e}");
     assert!(
-        message(&e).contains("repository demo/busybox or tag no-such-tag not found"),
+        message(&tag, &e).contains("repository demo/busybox or tag no-such-tag not found"),
         "{e}"
     );
 
     let e = images.prepare(&nope, PullPolicy::Never).await.unwrap_err();
     assert!(!e.is_transient());
     assert_eq!(
-        message(&e),
+        message(&nope, &e),
         format!("image {nope} is not present on this node and its pull policy is Never")
     );
 
@@ -183,7 +181,10 @@ async fn unknown_tags_and_repositories_are_permanent_errors() {
         .await
         .unwrap_err();
     assert!(!e.is_transient());
-    assert!(message(&e).contains("must be lowercase"), "{e}");
+    assert!(
+        message("127.0.0.1:5000/Demo", &e).contains("must be lowercase"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -742,7 +743,7 @@ async fn a_blob_not_matching_its_digest_is_refused_and_not_stored() {
         .await
         .unwrap_err();
     assert!(!e.is_transient(), "{e}");
-    let msg = message(&e);
+    let msg = message(&reference, &e);
     assert!(
         msg.starts_with(&format!("image {reference}: digest mismatch")),
         "{msg}"
@@ -793,7 +794,7 @@ async fn a_blob_not_matching_its_digest_is_refused_and_not_stored() {
         .unwrap_err();
     assert!(!e.is_transient());
     assert!(
-        message(&e).contains(&format!(
+        message("the fake registry's demo/app:1", &e).contains(&format!(
             "expected sha256:{}, got {}",
             "0".repeat(64),
             digest(&image.manifest)
@@ -911,7 +912,7 @@ async fn an_index_without_this_platform_lists_the_platforms_found() {
         .unwrap_err();
     assert!(!e.is_transient());
     assert_eq!(
-        message(&e),
+        message(&reference, &e),
         format!(
             "image {reference}: no linux/amd64 image in this multi-platform image \
              (platforms found: linux/arm64/v8, linux/arm/v7)"
@@ -934,6 +935,93 @@ async fn an_index_without_this_platform_lists_the_platforms_found() {
     assert!(prepared.rootfs.join("hello").is_file());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_schema2_lists_and_manifests_pull() {
+    const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    let tar = Layer::new()
+        .dir("etc")
+        .file("etc/motd", "from docker")
+        .tar();
+    let layer = gzip(&tar);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "cat /etc/motd"], "Env": ["D=1"]},
+        "rootfs": {"type": "layers", "diff_ids": [digest(&tar)]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": DOCKER_CONFIG, "digest": digest(&config), "size": config.len()},
+        "layers": [{"mediaType": DOCKER_LAYER, "digest": digest(&layer), "size": layer.len()}],
+    }))
+    .unwrap();
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_LIST,
+        "manifests": [
+            {"mediaType": DOCKER_MANIFEST, "digest": digest(&manifest), "size": manifest.len(),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    }))
+    .unwrap();
+    let mut paths: HashMap<String, (String, Vec<u8>)> = HashMap::new();
+    paths.insert(
+        "/v2/demo/app/manifests/1".into(),
+        (DOCKER_LIST.into(), list),
+    );
+    paths.insert(
+        format!("/v2/demo/app/manifests/{}", digest(&manifest)),
+        (DOCKER_MANIFEST.into(), manifest),
+    );
+    for blob in [config, layer] {
+        paths.insert(
+            format!("/v2/demo/app/blobs/{}", digest(&blob)),
+            ("application/octet-stream".into(), blob),
+        );
+    }
+    let fake = Fake::start(move |r| match paths.get(&r.path) {
+        Some((ct, body)) => Response::ok(ct, body.clone()),
+        None => Response::status(404, NOT_FOUND),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let images = RegistryImages::new(RegistryConfig {
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+        ..RegistryConfig::new(dir.path())
+    })
+    .unwrap();
+    let prepared = images
+        .prepare(
+            &format!("{}/demo/app:1", fake.registry()),
+            PullPolicy::IfNotPresent,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(prepared.rootfs.join("etc/motd")).unwrap(),
+        "from docker"
+    );
+    assert_eq!(prepared.config.entrypoint, ["/bin/sh"]);
+    assert_eq!(prepared.config.cmd, ["-c", "cat /etc/motd"]);
+    assert_eq!(prepared.config.env, ["D=1"]);
+    // The list, then the manifest; config and layer.
+    let stats = images.stats();
+    assert_eq!(
+        (stats.manifests_fetched, stats.blobs_downloaded),
+        (2, 2),
+        "{stats:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_unreachable_registry_is_a_transient_error() {
     let port = {
@@ -947,7 +1035,7 @@ async fn an_unreachable_registry_is_a_transient_error() {
         .await
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
-    let msg = message(&e);
+    let msg = message(&reference, &e);
     assert!(
         msg.starts_with(&format!(
             "image {reference}: cannot connect to registry 127.0.0.1:{port}: "
@@ -976,7 +1064,7 @@ async fn a_stalled_registry_times_out_transiently() {
         .unwrap_err();
     assert!(e.is_transient(), "{e}");
     assert!(
-        message(&e).contains(&format!(
+        message("the fake registry's demo/app:1", &e).contains(&format!(
             "registry {} did not answer in time",
             fake.registry()
         )),

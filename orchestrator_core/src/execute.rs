@@ -7,6 +7,8 @@ use orchestrator_shared_types::{ContainerId, InstanceId, NodeId, WorkloadId};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A runtime operation for one instance.
 #[derive(Debug)]
@@ -36,6 +38,9 @@ pub(crate) struct Executor {
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedSender<Done>,
     stop_grace: Duration,
+    tasks: TaskTracker,
+    /// Fires on a forced stop: operations in flight are abandoned.
+    cancel: CancellationToken,
 }
 
 impl Executor {
@@ -44,13 +49,29 @@ impl Executor {
         max_concurrent: usize,
         stop_grace: Duration,
         done: mpsc::UnboundedSender<Done>,
+        tasks: TaskTracker,
+        cancel: CancellationToken,
     ) -> Self {
         Self {
             runtime,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             done,
             stop_grace,
+            tasks,
+            cancel,
         }
+    }
+
+    /// Runs `work` in a task that is tracked and abandoned on a forced stop.
+    fn spawn_tracked(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                () = work => {}
+            }
+        });
     }
 
     pub(crate) fn spawn(
@@ -61,7 +82,7 @@ impl Executor {
         op: Operation,
     ) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn_tracked(async move {
             // The semaphore is never closed.
             let _permit = this.permits.acquire().await;
             let started = matches!(op, Operation::Start { .. });
@@ -118,7 +139,7 @@ impl Executor {
     /// Removes a container that belongs to no known instance (after a restart or a partition).
     pub(crate) fn remove_orphan(&self, node: NodeId, id: ContainerId) {
         let this = self.clone();
-        tokio::spawn(async move {
+        self.spawn_tracked(async move {
             let _permit = this.permits.acquire().await;
             if let Err(e) = this.runtime.remove(&node, &id).await {
                 tracing::warn!(%node, container = %id, error = %e, "removing an orphaned container failed");

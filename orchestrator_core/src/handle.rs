@@ -2,24 +2,32 @@
 //!
 //! Writes of desired state go straight to the store with compare-and-swap, from the caller's
 //! task, so that many requests proceed concurrently and a store that batches writes can batch
-//! them. The loop is then told which workload changed; it never depends on the message for
-//! correctness, because its periodic resync re-reads every workload from the store
-//! (level-triggered, as a Kubernetes controller would be with a watch).
+//! them. The handle tells the loop nothing: the loop watches the store, so a write made by any
+//! process is reconciled the same way, and records the change in the event log.
+//!
+//! Reads (summaries, node views, replica counts, explain, preview, instance records) come from
+//! the [`ClusterView`] the loop last published: no round trip through the loop, so a busy loop
+//! never slows them.
 
 use crate::error::CoreError;
-use crate::orchestrator::{Command, ShutdownMode, Summary};
+use crate::orchestrator::{ShutdownMode, Summary};
+use crate::view::ClusterView;
 use cluster_manager_interface::{ClusterError, ClusterManager};
 use container_runtime_interface::{ContainerRuntime, LogChunk, LogRequest, RuntimeError};
 use orchestrator_shared_types::api::{NodeView, PlacementPreview, ReplicaCounts};
 use orchestrator_shared_types::validation::MAX_REPLICAS;
 use orchestrator_shared_types::{
-    ContainerId, Event, EventKind, FieldError, InstanceId, InstanceStatus, NodeId, Unschedulable,
-    ValidationErrors, WorkloadDefinition, WorkloadId, WorkloadInstance,
+    ContainerId, FieldError, InstanceId, InstanceStatus, NodeId, Unschedulable, ValidationErrors,
+    WorkloadDefinition, WorkloadId, WorkloadInstance,
 };
 use state_store_interface::typed::{delete_op, put_op, NodeCordon};
 use state_store_interface::{Precondition, Revision, StateStore, StoreError, StoreExt, Versioned};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{watch, Notify};
+
+/// Longest a write waits for the loop to publish its effect (see
+/// [`OrchestratorHandle::drain`]): the loop publishes within milliseconds unless it is very busy.
+pub const VIEW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What [`OrchestratorHandle::apply`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,11 +59,14 @@ pub struct LogSource {
 /// A cheap, cloneable handle to a running orchestrator.
 #[derive(Clone)]
 pub struct OrchestratorHandle {
-    pub(crate) commands: mpsc::UnboundedSender<Command>,
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) cluster: Arc<dyn ClusterManager>,
     /// Read directly for logs: reading output needs neither the loop nor the store.
     pub(crate) runtime: Arc<dyn ContainerRuntime>,
+    /// The views the loop publishes.
+    pub(crate) view: watch::Receiver<Arc<ClusterView>>,
+    /// Wakes the loop for a full re-read of the store.
+    pub(crate) resync: Arc<Notify>,
     pub(crate) shutdown: Arc<watch::Sender<ShutdownMode>>,
 }
 
@@ -91,28 +102,12 @@ impl OrchestratorHandle {
         &self.store
     }
 
-    fn notify(&self, command: Command) {
-        // A stopped loop re-reads everything from the store when it starts again.
-        let _ = self.commands.send(command);
-    }
-
-    /// Records an event through the loop's persister: batched with the loop's own writes and
-    /// ordered before what the loop does about this change, without making the caller wait for
-    /// a second durable commit. If the loop is gone, the event is written directly.
-    fn record(&self, kind: EventKind, def: &WorkloadDefinition, message: String) {
-        let mut event = Event::new(kind, message);
-        event.workload_id = Some(def.id.clone());
-        event.workload_name = Some(def.name.clone());
-        if let Err(mpsc::error::SendError(Command::Record(event))) =
-            self.commands.send(Command::Record(Box::new(event)))
-        {
-            let store = self.store.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.append_events(vec![*event]).await {
-                    tracing::warn!(error = %e, "recording an event failed");
-                }
-            });
+    /// The view the loop published last; `Stopped` once the loop has ended.
+    pub fn view(&self) -> Result<Arc<ClusterView>, CoreError> {
+        if self.view.has_changed().is_err() {
+            return Err(CoreError::Stopped);
         }
+        Ok(self.view.borrow().clone())
     }
 
     /// A workload by name.
@@ -139,15 +134,6 @@ impl OrchestratorHandle {
             .put_obj(&def, Precondition::Absent)
             .await
             .map_err(conflict_or(&def.name, None, "create workload"))?;
-        self.record(
-            EventKind::Updated,
-            &def,
-            format!("created with {} replicas", def.replicas),
-        );
-        self.notify(Command::Upserted {
-            def: def.clone(),
-            revision,
-        });
         Ok(Versioned {
             value: def,
             revision,
@@ -186,15 +172,6 @@ impl OrchestratorHandle {
             .put_obj(&def, Precondition::ModRevision(expected))
             .await
             .map_err(conflict_or(&def.name, Some(expected), "update workload"))?;
-        self.record(
-            EventKind::Updated,
-            &def,
-            describe_change(&current.value, &def),
-        );
-        self.notify(Command::Upserted {
-            def: def.clone(),
-            revision,
-        });
         Ok(Versioned {
             value: def,
             revision,
@@ -281,15 +258,7 @@ impl OrchestratorHandle {
                 )])
                 .await;
             match result {
-                Ok(revision) => {
-                    let def = current.value;
-                    self.record(EventKind::Deleted, &def, "deleted".into());
-                    self.notify(Command::Deleted {
-                        id: def.id.clone(),
-                        revision,
-                    });
-                    return Ok(def);
-                }
+                Ok(_) => return Ok(current.value),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(source) => {
                     return Err(CoreError::Store {
@@ -303,36 +272,24 @@ impl OrchestratorHandle {
 
     /// Counts of what the loop currently knows.
     pub async fn summary(&self) -> Result<Summary, CoreError> {
-        self.ask(Command::Summary).await
-    }
-
-    async fn ask<T>(
-        &self,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, CoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(command(reply))
-            .map_err(|_| CoreError::Stopped)?;
-        rx.await.map_err(|_| CoreError::Stopped)
+        Ok(self.view()?.summary().clone())
     }
 
     /// Replica counts of these workloads, in the same order, from the loop's own records (the
-    /// freshest view, one round trip for a whole page of workloads).
+    /// freshest view, no store read). A workload the loop has not seen yet counts zeros.
     pub async fn replica_counts(
         &self,
         ids: Vec<WorkloadId>,
     ) -> Result<Vec<ReplicaCounts>, CoreError> {
-        self.ask(|reply| Command::Counts { ids, reply }).await
+        let view = self.view()?;
+        Ok(ids.iter().map(|id| view.replica_counts(id)).collect())
     }
 
     /// Cordons a node (nothing new is placed on it) and moves its instances elsewhere
     /// (`kubectl drain`). Replicas that fit nowhere else stay pending, with the reason.
+    /// The cordon is kept in the store, where the loop sees it and moves the instances.
     pub async fn drain(&self, node: &NodeId) -> Result<(), CoreError> {
-        self.cordon(node, true).await?;
-        self.commands
-            .send(Command::Drain(node.clone()))
-            .map_err(|_| CoreError::Stopped)
+        self.cordon(node, true).await
     }
 
     /// Makes a node schedulable again (ends a drain or cordon); what moved away stays where it is.
@@ -364,43 +321,75 @@ impl OrchestratorHandle {
         self.store
             .commit(vec![op])
             .await
-            .map(|_| ())
-            .map_err(CoreError::store("persist node cordon"))
+            .map_err(CoreError::store("persist node cordon"))?;
+        // Read-your-writes for the caller, who shows the node next: wait (briefly) until the
+        // loop has published a view with the new flag.
+        self.wait_for_view(|view| {
+            view.nodes()
+                .iter()
+                .find(|n| n.node.id == *node)
+                .is_none_or(|n| n.node.unschedulable == unschedulable)
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Waits until the published view satisfies `ready`, the loop ends, or
+    /// [`VIEW_WAIT`] passes (then the caller goes on with what is published).
+    async fn wait_for_view(&self, ready: impl FnMut(&Arc<ClusterView>) -> bool) {
+        let mut view = self.view.clone();
+        let _ = tokio::time::timeout(VIEW_WAIT, view.wait_for(ready)).await;
     }
 
     /// Every node with what is allocated on it, sorted by id.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, CoreError> {
-        self.ask(Command::Nodes).await
+        Ok(self.view()?.nodes().to_vec())
     }
 
     /// Why a replica of workload `name` would not fit now, node by node (the scheduler's typed
     /// reasons); `NotFound` for an unknown workload.
     pub async fn explain(&self, name: &str) -> Result<Unschedulable, CoreError> {
-        let name = name.to_owned();
-        self.ask(|reply| Command::Explain {
-            name: name.clone(),
-            reply,
-        })
-        .await?
-        .ok_or(CoreError::NotFound { name })
+        self.view()?
+            .explain(name)
+            .ok_or_else(|| CoreError::NotFound {
+                name: name.to_owned(),
+            })
     }
 
     /// Where the replicas of `def` would go and what would not fit, changing nothing (a dry run).
     pub async fn preview(&self, def: WorkloadDefinition) -> Result<PlacementPreview, CoreError> {
         def.validate()?;
-        self.ask(|reply| Command::Preview {
-            def: Box::new(def),
-            reply,
-        })
-        .await
+        Ok(self.view()?.preview(&def))
     }
 
-    /// The loop's record of an instance; `InstanceNotFound` if it has none.
+    /// The record of an instance: the loop's, or the store's when the published view does not
+    /// have it yet (the store can be a moment ahead of the view); `InstanceNotFound` if
+    /// neither has it.
     pub async fn instance(&self, id: &str) -> Result<WorkloadInstance, CoreError> {
-        let key = InstanceId::from(id);
-        self.ask(|reply| Command::Instance { id: key, reply })
+        if let Some(i) = self.view()?.instance(&InstanceId::from(id)) {
+            return Ok(WorkloadInstance::clone(i));
+        }
+        self.stored_instance(id)
             .await?
             .ok_or_else(|| CoreError::InstanceNotFound { id: id.to_owned() })
+    }
+
+    /// An instance record read from the store. Its key needs the workload's id, found through
+    /// the workload's name, which the instance id starts with ([`InstanceId::generate`]).
+    async fn stored_instance(&self, id: &str) -> Result<Option<WorkloadInstance>, CoreError> {
+        let Some((name, _)) = id.rsplit_once('-') else {
+            return Ok(None);
+        };
+        let Some(def) = self.get(name).await? else {
+            return Ok(None);
+        };
+        let key = format!("{}/{id}", def.value.id);
+        Ok(self
+            .store
+            .get_obj::<WorkloadInstance>(&key)
+            .await
+            .map_err(CoreError::store("get instance"))?
+            .map(|v| v.value))
     }
 
     /// The container of `instance` whose output [`logs`](Self::logs) reads: the one named
@@ -485,7 +474,7 @@ impl OrchestratorHandle {
 
     /// Asks the loop to re-read every workload from the store and reconcile all of them.
     pub fn resync(&self) {
-        self.notify(Command::Resync);
+        self.resync.notify_one();
     }
 
     /// Asks the orchestrator to stop: the first call drains (no new work, in-flight operations
@@ -509,30 +498,6 @@ fn container_name<'a>(instance: &InstanceId, id: &'a ContainerId) -> &'a str {
         .and_then(|rest| rest.strip_prefix('-'))
         .and_then(|rest| rest.rsplit_once('-'))
         .map_or(id.as_str(), |(name, _)| name)
-}
-
-fn describe_change(old: &WorkloadDefinition, new: &WorkloadDefinition) -> String {
-    let mut parts = Vec::new();
-    if old.replicas != new.replicas {
-        parts.push(format!("replicas {} -> {}", old.replicas, new.replicas));
-    }
-    if old.spec_hash() != new.spec_hash() {
-        parts.push("template changed: replicas will be replaced".to_owned());
-    }
-    if old.restart_policy != new.restart_policy {
-        parts.push(format!(
-            "restart policy {:?} -> {:?}",
-            old.restart_policy, new.restart_policy
-        ));
-    }
-    if old.labels != new.labels {
-        parts.push("labels changed".to_owned());
-    }
-    if parts.is_empty() {
-        "updated".to_owned()
-    } else {
-        format!("updated: {}", parts.join(", "))
-    }
 }
 
 #[cfg(test)]

@@ -6,23 +6,31 @@
 //! [`ContainerRuntime`](container_runtime_interface::ContainerRuntime).
 //!
 //! ```text
-//!  handle (API/CLI) ──CAS──> store        handle ──"workload changed"──┐
-//!                                                                     ▼
-//!  ONE tokio::select! loop: commands | membership | container events | timers + resync | shutdown
-//!      └─ dirty workloads ─> plan(desired, observed, cluster) ─> execute (bounded tasks) ─┐
-//!                               ▲                                     persist (batched)   │
-//!                               └────────────────── reports ──────────────────────────────┘
+//!  handle (API/CLI) ──CAS──> store ──watch──┐           readers (API, CLI, MCP)
+//!                                           ▼                     ▲ Arc<ClusterView>
+//!  driver: ONE tokio::select! loop ── facts ──> model (pure) ── publish ──┘
+//!   shutdown | membership | container events | op reports | listings | store watch | timers
+//!      ▲                                          │ effects
+//!      └──── reports ── executor (bounded, tracked tasks) <─┤ runtime operations
+//!                       persister (batched writes) <────────┘ records, events
 //! ```
 //!
 //! Rules it keeps (see `DESIGN.md`): reconciliation is level-triggered and idempotent; a workload
-//! is never reconciled twice at once; no lock is held across an `.await`; failures back off with
-//! jitter and a cap; a restart from the same store adopts what exists and converges without
-//! duplicates; the first shutdown request drains and the second forces.
+//! is never reconciled twice at once; desired state is learnt from the store's watch, so any
+//! writer of the store gets its change reconciled; no lock is held across an `.await`; failures
+//! back off with jitter and a cap; a restart from the same store adopts what exists and
+//! converges without duplicates; every task the loop starts is tracked, and the first shutdown
+//! request drains while the second forces.
 //!
 //! # Layout
-//! * [`orchestrator`] — [`OrchestratorBuilder`], [`Orchestrator`], the loop and its state.
-//! * [`handle`] — [`OrchestratorHandle`]: create / apply / update / scale / delete, and reading
-//!   an instance's logs from the runtime.
+//! * [`orchestrator`] — [`OrchestratorConfig`], [`OrchestratorBuilder`], [`Orchestrator`].
+//! * `driver` — the `select!` loop: feeds facts to the model, runs its effects, follows the
+//!   store's watch, publishes views, tracks tasks.
+//! * `model` — the pure state machine: instances and allocations, the work queue, status
+//!   folding, event wording. Its methods record effects instead of performing them.
+//! * [`view`] — [`ClusterView`], the immutable snapshot every read is answered from.
+//! * [`handle`] — [`OrchestratorHandle`]: create / apply / update / scale / delete (store
+//!   writes), reads from the view, and an instance's logs from the runtime.
 //! * [`plan`] — the pure planner.
 //! * `execute`: runtime operations with bounded concurrency.
 //! * `persist`: the batching writer of instance records and events.
@@ -31,16 +39,20 @@
 //! * [`error`] — [`CoreError`].
 
 pub mod backoff;
+mod driver;
 pub mod error;
 mod execute;
 pub mod handle;
 pub mod metrics;
+mod model;
 pub mod orchestrator;
 mod persist;
 pub mod plan;
+pub mod view;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use error::CoreError;
 pub use handle::{ApplyOutcome, LogSource, OrchestratorHandle};
 pub use metrics::{CoreMetrics, MetricsSnapshot};
 pub use orchestrator::{Orchestrator, OrchestratorBuilder, OrchestratorConfig, Summary};
+pub use view::ClusterView;

@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Most operations per commit.
 const MAX_BATCH: usize = 4096;
@@ -33,33 +35,42 @@ pub(crate) enum PersistMsg {
     Flush(oneshot::Sender<()>),
 }
 
-/// The sending side, owned by the loop.
+/// The sending side, owned by the driver.
 #[derive(Clone, Debug)]
 pub(crate) struct Persister {
     tx: mpsc::UnboundedSender<PersistMsg>,
 }
 
 impl Persister {
-    /// Starts the task.
+    /// Starts the task, tracked by `tasks`. It ends once every sender is dropped and what they
+    /// sent is written, or at once when `cancel` fires (a forced stop).
     pub(crate) fn spawn(
         store: Arc<dyn StateStore>,
         metrics: Arc<CoreMetrics>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+        tasks: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(store, rx, metrics));
-        (Self { tx }, task)
+        tasks.spawn(async move {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {}
+                () = run(store, rx, metrics) => {}
+            }
+        });
+        Self { tx }
     }
 
-    pub(crate) fn put(&self, instance: &WorkloadInstance) {
-        let _ = self.tx.send(PersistMsg::Put(Box::new(instance.clone())));
+    /// A sender whose task is gone: what it is sent is dropped. Replacing the driver's
+    /// sender with it lets the task end.
+    pub(crate) fn closed() -> Self {
+        let (tx, _) = mpsc::unbounded_channel();
+        Self { tx }
     }
 
-    pub(crate) fn delete(&self, instance: &WorkloadInstance) {
-        let _ = self.tx.send(PersistMsg::Delete(Box::new(instance.clone())));
-    }
-
-    pub(crate) fn event(&self, event: Event) {
-        let _ = self.tx.send(PersistMsg::Event(Box::new(event)));
+    /// Queues a change.
+    pub(crate) fn send(&self, msg: PersistMsg) {
+        let _ = self.tx.send(msg);
     }
 
     /// Waits until everything sent so far is committed.

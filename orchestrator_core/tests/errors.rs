@@ -27,6 +27,12 @@ fn empty_mock_store() -> MockStateStore {
     store.expect_get().returning(|_, _| Ok(None));
     store.expect_append_events().returning(|_| Ok(()));
     store.expect_revision().returning(|| Ok(0));
+    // A watch that stays open and quiet (its sender is never dropped).
+    store.expect_watch().returning(|_| {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        std::mem::forget(tx);
+        Ok(Watch::new(rx))
+    });
     store
 }
 
@@ -86,6 +92,7 @@ async fn a_conflict_is_a_permanent_already_exists() {
 #[tokio::test]
 async fn a_store_that_fails_at_start_up_fails_the_spawn() {
     let mut store = MockStateStore::new();
+    store.expect_revision().returning(|| Ok(0));
     store.expect_list().returning(|_, _| {
         Err(StoreError::Backend {
             operation: "list",
@@ -282,6 +289,7 @@ async fn a_permanent_runtime_error_fails_the_instance_and_never_policy_keeps_it(
         node: "n1".into(),
         id: "x".into(),
         message: "exec: \"nope\": executable file not found".into(),
+        source: None,
     })]);
     let store = Arc::new(InMemoryStore::new());
     let nodes = Arc::new(StaticClusterManager::new());

@@ -13,6 +13,10 @@
 //! * [`store`] — the [`StateStore`] trait and its data types (`Kind`, `Entry`, `Op`, `Watch`, ...).
 //! * [`error`] — [`StoreError`] with `is_transient()`.
 //! * [`typed`] — [`StoredObject`] and the [`StoreExt`] helpers that (de)serialize JSON values.
+//! * [`rules`] — the rules every store applies the same way: batch and precondition checks, the
+//!   plan of a commit, numbering, retention and filtering of the event log.
+//! * [`watch_hub`] — fan-out of committed changes to in-process watchers (replay, then live;
+//!   a lagging watcher is dropped, never skipped ahead) and the compaction rule.
 //! * [`memory`] — [`InMemoryStore`], the twin for tests, scenarios and benchmarks.
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 //! * `redb_store` — `RedbStore`, the embedded persistent store in a data directory (feature
@@ -20,8 +24,10 @@
 
 pub mod error;
 pub mod memory;
+pub mod rules;
 pub mod store;
 pub mod typed;
+pub mod watch_hub;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -36,7 +42,7 @@ pub use redb_store::RedbStore;
 pub use store::{
     Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
 };
-pub use typed::{NodeCordon, StoreExt, StoredObject, Versioned, CORDON_PREFIX};
+pub use typed::{decode_event, NodeCordon, StoreExt, StoredObject, Versioned, CORDON_PREFIX};
 
 #[cfg(any(test, feature = "mock"))]
 pub use store::MockStateStore;

@@ -10,17 +10,23 @@
 //! Values are kept as `Arc<[u8]>`, shared between the table and the watch history, so keeping
 //! 100,000 changes of history does not double the memory of a store rewritten in a loop.
 //!
+//! The rules it shares with the other stores come from [`crate::rules`] (preconditions, the plan
+//! of a commit, the event log's numbering, retention and filtering) and [`crate::watch_hub`]
+//! (fan-out); this file only keeps the data.
+//!
 //! # Watches
 //! Changes are kept in a bounded history (100,000 by default). `watch(after)` replays the
-//! history's changes after `after`, then registers the watcher for live changes, all under the
-//! lock, so nothing is missed or repeated in between. If `after` is older than what the history
-//! still holds, the watch fails with [`StoreError::Compacted`].
+//! history's changes after `after`, then registers the watcher with the hub for live changes,
+//! all under the lock, so nothing is missed or repeated in between. If `after` is older than
+//! what the history still holds, the watch fails with [`StoreError::Compacted`].
 //!
 //! Each watcher has a bounded channel (room for its replay plus 10,000 live changes by default).
 //! A watcher that stops reading is never skipped ahead silently: when its channel is full, the
 //! store drops it and its stream ends (`next()` returns `None`) after the changes it already
 //! holds. `None` therefore means "re-list, then watch again from the listed revision".
 
+use crate::rules::{self, Found, Plan};
+use crate::watch_hub::{check_kept, ToEvent, WatchHub};
 use crate::*;
 use async_trait::async_trait;
 use orchestrator_shared_types::Event;
@@ -28,7 +34,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use tokio::sync::mpsc;
 
 /// Changes of watch history kept by [`InMemoryStore::new`].
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -60,7 +65,11 @@ struct Change {
     value: Option<Arc<[u8]>>,
 }
 
-impl Change {
+impl ToEvent for Change {
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
     fn to_event(&self) -> WatchEvent {
         WatchEvent {
             revision: self.revision,
@@ -71,21 +80,15 @@ impl Change {
     }
 }
 
-struct Watcher {
-    tx: mpsc::Sender<Result<WatchEvent, StoreError>>,
-    /// Only changes after this revision are sent (a watch may start in the future).
-    after: Revision,
-}
-
-#[derive(Default)]
 struct Inner {
     /// One table per kind, so lookups borrow the `&str` key instead of building a `(Kind, String)`.
     tables: [BTreeMap<String, Stored>; 3],
-    revision: Revision,
     history: VecDeque<Change>,
     /// Highest revision of a change dropped from the history (0: none dropped).
     compacted: Revision,
-    watchers: Vec<Watcher>,
+    /// The watchers; its published revision is the store's revision (commits publish under
+    /// the same lock).
+    hub: WatchHub,
     events: VecDeque<Event>,
     last_seq: u64,
 }
@@ -118,24 +121,14 @@ fn entry(kind: Kind, key: &str, stored: &Stored) -> Entry {
     }
 }
 
-/// Why `precondition` fails against the current entry, if it does.
-fn violated(precondition: Precondition, current: Option<&Stored>) -> Option<String> {
-    match (precondition, current) {
-        (Precondition::None, _) => None,
-        (Precondition::Absent, None) | (Precondition::Exists, Some(_)) => None,
-        (Precondition::Absent, Some(s)) => Some(format!(
-            "expected absent, exists (mod revision {})",
-            s.mod_revision
-        )),
-        (Precondition::Exists, None) => Some("expected to exist, absent".into()),
-        (Precondition::ModRevision(want), Some(s)) if s.mod_revision == want => None,
-        (Precondition::ModRevision(want), Some(s)) => Some(format!(
-            "expected mod revision {want}, found {}",
-            s.mod_revision
-        )),
-        (Precondition::ModRevision(want), None) => {
-            Some(format!("expected mod revision {want}, absent"))
-        }
+/// What a commit finds at a key: in memory, an entry is always readable.
+fn found(stored: Option<&Stored>) -> Found {
+    match stored {
+        None => Found::Absent,
+        Some(s) => Found::Present {
+            create_revision: s.create_revision,
+            mod_revision: s.mod_revision,
+        },
     }
 }
 
@@ -149,7 +142,14 @@ impl InMemoryStore {
     /// the `events` most recent events.
     pub fn with_limits(history: usize, events: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                tables: Default::default(),
+                history: VecDeque::new(),
+                compacted: 0,
+                hub: WatchHub::new(0),
+                events: VecDeque::new(),
+                last_seq: 0,
+            }),
             history_limit: history,
             event_limit: events,
             watch_buffer: DEFAULT_WATCH_BUFFER,
@@ -182,14 +182,14 @@ impl fmt::Debug for InMemoryStore {
         // Not the values: a benchmark store holds hundreds of thousands of them.
         let inner = self.lock();
         f.debug_struct("InMemoryStore")
-            .field("revision", &inner.revision)
+            .field("revision", &inner.hub.published())
             .field(
                 "entries",
                 &inner.tables.iter().map(BTreeMap::len).sum::<usize>(),
             )
             .field("history", &inner.history.len())
             .field("compacted", &inner.compacted)
-            .field("watchers", &inner.watchers.len())
+            .field("watchers", &inner.hub.watchers())
             .field("events", &inner.events.len())
             .finish()
     }
@@ -220,12 +220,7 @@ impl StateStore for InMemoryStore {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
         let inner = self.lock();
-        // Start at the later of the prefix and the cursor: every key with the prefix sorts at or
-        // after the prefix, so a cursor before it excludes nothing.
-        let from = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
+        let from = rules::page_start(prefix, start_after);
         Ok(inner
             .table(kind)
             .range::<str, _>((from, Bound::Unbounded))
@@ -237,96 +232,54 @@ impl StateStore for InMemoryStore {
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
         let mut inner = self.lock();
-
-        // Check everything before writing anything: preconditions see the state before the
-        // batch, as in an etcd transaction, and a key may be written once per batch (etcd
-        // refuses duplicates, so the twin does too rather than let code pass here and fail there).
-        if ops.len() > 1 {
-            let mut targets: Vec<(Kind, &str)> = ops.iter().map(Op::target).collect();
-            targets.sort_unstable();
-            if let Some(w) = targets.windows(2).find(|w| w[0] == w[1]) {
-                return Err(StoreError::Backend {
-                    operation: "commit",
-                    source: format!("{:?} {:?} is written twice in one batch", w[0].0, w[0].1)
-                        .into(),
-                });
-            }
-        }
-        for op in &ops {
-            let (kind, key) = op.target();
-            let precondition = match op {
-                Op::Put { precondition, .. } | Op::Delete { precondition, .. } => *precondition,
-            };
-            if let Some(reason) = violated(precondition, inner.table(kind).get(key)) {
-                return Err(StoreError::Conflict {
-                    kind,
-                    key: key.to_owned(),
-                    reason,
-                });
-            }
-        }
-
-        let revision = inner.revision + 1;
-        let mut changes = Vec::with_capacity(ops.len());
-        for op in ops {
-            match op {
-                Op::Put {
-                    kind, key, value, ..
-                } => {
-                    let value: Arc<[u8]> = value.into();
-                    let table = inner.table_mut(kind);
-                    match table.get_mut(&key) {
-                        Some(stored) => {
-                            stored.value = value.clone();
-                            stored.mod_revision = revision;
-                        }
-                        None => {
-                            table.insert(
-                                key.clone(),
-                                Stored {
-                                    value: value.clone(),
-                                    create_revision: revision,
-                                    mod_revision: revision,
-                                },
-                            );
-                        }
-                    }
-                    changes.push(Change {
-                        revision,
-                        kind,
-                        key,
-                        value: Some(value),
-                    });
-                }
-                Op::Delete { kind, key, .. } => {
-                    // Deleting nothing is not a change: no revision, no watch event (as etcd).
-                    if inner.table_mut(kind).remove(&key).is_some() {
-                        changes.push(Change {
-                            revision,
-                            kind,
-                            key,
-                            value: None,
-                        });
-                    }
-                }
-            }
-        }
-        if changes.is_empty() {
-            return Ok(inner.revision);
-        }
-        inner.revision = revision;
-
-        // A watcher whose channel is full or closed is dropped, never skipped ahead: its
-        // stream ends after what it holds, which tells it to re-list.
-        inner.watchers.retain(|w| {
-            changes
-                .iter()
-                .filter(|c| c.revision > w.after)
-                .all(|c| w.tx.try_send(Ok(c.to_event())).is_ok())
+        let current = inner.hub.published();
+        let Ok(plan) = rules::plan_commit(ops, current, |kind, key| {
+            Ok::<_, std::convert::Infallible>(found(inner.table(kind).get(key)))
         });
+        let Plan { revision, writes } = plan?;
+        if writes.is_empty() {
+            return Ok(revision);
+        }
+
+        let mut changes = Vec::with_capacity(writes.len());
+        for write in writes {
+            let WatchEvent {
+                kind, key, value, ..
+            } = write.change;
+            let table = inner.table_mut(kind);
+            let value: Option<Arc<[u8]>> = match value {
+                Some(value) => {
+                    let value: Arc<[u8]> = value.into();
+                    let stored = Stored {
+                        value: value.clone(),
+                        create_revision: write.create_revision,
+                        mod_revision: revision,
+                    };
+                    // Replace in place when the key exists, so only new keys are copied.
+                    match table.get_mut(&key) {
+                        Some(old) => *old = stored,
+                        None => {
+                            table.insert(key.clone(), stored);
+                        }
+                    }
+                    Some(value)
+                }
+                None => {
+                    table.remove(&key);
+                    None
+                }
+            };
+            changes.push(Change {
+                revision,
+                kind,
+                key,
+                value,
+            });
+        }
 
         let limit = self.history_limit;
         let inner = &mut *inner;
+        inner.hub.publish(&changes, revision);
         inner.history.extend(changes);
         while inner.history.len() > limit {
             if let Some(dropped) = inner.history.pop_front() {
@@ -337,78 +290,42 @@ impl StateStore for InMemoryStore {
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
-        Ok(self.lock().revision)
+        Ok(self.lock().hub.published())
     }
 
     async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
         let mut inner = self.lock();
-        // Every change after `after` must still be in the history: the dropped ones all have a
-        // revision <= `compacted`.
-        if after < inner.compacted {
-            return Err(StoreError::Compacted {
-                requested: after,
-                oldest: inner.compacted + 1,
-            });
-        }
+        check_kept(after, inner.compacted)?;
+        let inner = &mut *inner;
         let start = inner.history.partition_point(|c| c.revision <= after);
-        let replay = inner.history.len() - start;
-        // Room for the whole replay on top of the live buffer, so replaying never drops the
-        // watcher and the replay can be queued here, under the lock, in order before any live
-        // change. tokio allocates the channel's slots lazily, so a large capacity costs nothing.
-        let (tx, rx) = mpsc::channel(replay + self.watch_buffer);
-        for change in inner.history.range(start..) {
-            // Cannot fail: the channel has room for the replay and `rx` is alive.
-            let _ = tx.try_send(Ok(change.to_event()));
-        }
-        inner.watchers.push(Watcher { tx, after });
-        Ok(Watch::new(rx))
+        let replay = inner.history.range(start..).map(Change::to_event);
+        Ok(inner.hub.subscribe(after, replay, self.watch_buffer))
     }
 
-    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+    async fn append_events(&self, mut events: Vec<Event>) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for mut event in events {
-            inner.last_seq += 1;
-            event.seq = inner.last_seq;
-            inner.events.push_back(event);
-        }
-        let excess = inner.events.len().saturating_sub(self.event_limit);
+        inner.last_seq = rules::number_events(&mut events, inner.last_seq);
+        inner.events.extend(events);
+        let dropped = rules::last_dropped_seq(inner.last_seq, self.event_limit as u64);
+        let excess = inner.events.partition_point(|e| e.seq <= dropped);
         inner.events.drain(..excess);
         Ok(())
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         let inner = self.lock();
-        let after = filter.after_seq.unwrap_or(0);
-        let wanted = |e: &&Event| {
-            filter
-                .workload_id
-                .as_ref()
-                .is_none_or(|w| e.workload_id.as_ref() == Some(w))
+        let Some(first) = rules::first_seq(filter) else {
+            return Ok(Vec::new());
         };
-        if filter.limit_from == LimitFrom::Oldest {
-            // `seq` increases along the log: binary search for the first one after `after`,
-            // then read forward only as far as the page.
-            let start = inner.events.partition_point(|e| e.seq <= after);
-            return Ok(inner
-                .events
-                .range(start..)
-                .filter(wanted)
-                .take(filter.limit.unwrap_or(usize::MAX))
-                .cloned()
-                .collect());
-        }
-        // Newest first, so `limit` keeps the most recent matches and the scan stops early.
-        let mut events: Vec<Event> = inner
+        // `seq` increases along the log: binary search for the first candidate; the selection
+        // reads from the end its limit counts from and stops there.
+        let start = inner.events.partition_point(|e| e.seq < first);
+        let candidates = inner
             .events
-            .iter()
-            .rev()
-            .take_while(|e| e.seq > after)
-            .filter(wanted)
-            .take(filter.limit.unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        events.reverse();
-        Ok(events)
+            .range(start..)
+            .map(Ok::<_, std::convert::Infallible>);
+        let Ok(events) = rules::select_events(filter, candidates);
+        Ok(events.into_iter().cloned().collect())
     }
 }
 
@@ -490,7 +407,7 @@ mod tests {
         for revision in 4..=5 {
             assert_eq!(next(&mut fast).await.unwrap().unwrap().revision, revision);
         }
-        assert_eq!(store.lock().watchers.len(), 1);
+        assert_eq!(store.lock().hub.watchers(), 1);
     }
 
     #[tokio::test]
@@ -514,7 +431,7 @@ mod tests {
         let store = InMemoryStore::new();
         drop(store.watch(0).await.unwrap());
         store.commit(vec![put("k", "v")]).await.unwrap();
-        assert!(store.lock().watchers.is_empty());
+        assert_eq!(store.lock().hub.watchers(), 0);
     }
 
     #[tokio::test]

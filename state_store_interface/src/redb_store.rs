@@ -56,6 +56,11 @@
 //! history) run on tokio's blocking pool. `list_page` is a range scan that stops after its page,
 //! so paging through a large table never reads more than the pages asked for.
 //!
+//! # Shared rules
+//! What a commit may do and how the event log is numbered, kept and filtered come from
+//! [`crate::rules`]; the fan-out to watchers from [`crate::watch_hub`]. This file keeps the
+//! data on disk and the order of writes.
+//!
 //! # Watches
 //! redb has no watch, so watches live in this process, as in the in-memory twin. The writer
 //! publishes a group's changes under the hub lock after the durable commit; `watch(after)` takes
@@ -77,10 +82,9 @@
 //! `tests/redb_throughput.rs` (numbers, printed).
 
 use crate::memory::{DEFAULT_EVENTS, DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER};
-use crate::{
-    Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, StoreError, Watch,
-    WatchEvent,
-};
+use crate::rules::{self, Found, Plan};
+use crate::watch_hub::{check_kept, WatchHub};
+use crate::{Entry, EventFilter, Kind, Op, Revision, StateStore, StoreError, Watch, WatchEvent};
 use async_trait::async_trait;
 use orchestrator_shared_types::Event;
 use redb::{
@@ -93,7 +97,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The name of the database file inside the data directory.
 pub const STATE_FILE: &str = "state.redb";
@@ -455,24 +459,12 @@ struct Request {
     reply: oneshot::Sender<Result<Revision, StoreError>>,
 }
 
-struct Watcher {
-    tx: mpsc::Sender<Result<WatchEvent, StoreError>>,
-    /// Only changes after this revision are sent (its replay covered the ones before).
-    after: Revision,
-}
-
-struct Hub {
-    watchers: Vec<Watcher>,
-    /// The last revision whose changes were sent to the watchers.
-    published: Revision,
-}
-
 struct Shared {
     db: Database,
     path: PathBuf,
     history_limit: u64,
     event_limit: u64,
-    hub: Mutex<Hub>,
+    hub: Mutex<WatchHub>,
     /// `hub.published`, readable without the lock: `revision()` must not wait behind a watch
     /// replaying a long history under it.
     published: AtomicU64,
@@ -489,7 +481,7 @@ struct Applied {
 }
 
 impl Shared {
-    fn hub(&self) -> MutexGuard<'_, Hub> {
+    fn hub(&self) -> MutexGuard<'_, WatchHub> {
         // Critical sections only push to channels and vectors: a panic there (allocation
         // failure aside) cannot leave the hub half-updated, so a poisoned lock is still usable.
         self.hub.lock().unwrap_or_else(PoisonError::into_inner)
@@ -539,12 +531,7 @@ impl Shared {
         }
         let txn = self.db.begin_read()?;
         let table = txn.open_table(entries_table(kind))?;
-        // Start at the later of the prefix and the cursor: every key with the prefix sorts at or
-        // after the prefix, so a cursor before it excludes nothing.
-        let from = match start_after {
-            Some(after) if after >= prefix => Bound::Excluded(after),
-            _ => Bound::Included(prefix),
-        };
+        let from = rules::page_start(prefix, start_after);
         for item in table.range::<&str>((from, Bound::Unbounded))? {
             let (key, record) = item?;
             let key = key.value();
@@ -560,11 +547,11 @@ impl Shared {
     }
 
     fn read_events(&self, filter: &EventFilter) -> Result<Vec<Event>, DbError> {
-        let limit = filter.limit.unwrap_or(usize::MAX);
-        let Some(first) = filter.after_seq.unwrap_or(0).checked_add(1) else {
+        let Some(first) = rules::first_seq(filter) else {
             return Ok(Vec::new());
         };
-        if limit == 0 {
+        if filter.limit == Some(0) {
+            // Not even a read transaction.
             return Ok(Vec::new());
         }
         let txn = self.db.begin_read()?;
@@ -574,58 +561,38 @@ impl Shared {
             // the log holds.
             let index = txn.open_table(EVENTS_BY_WORKLOAD)?;
             let range = index.range((workload.as_str(), first)..=(workload.as_str(), u64::MAX))?;
-            let seqs: Box<dyn Iterator<Item = _>> = if filter.limit_from == LimitFrom::Newest {
-                Box::new(range.rev())
-            } else {
-                Box::new(range)
-            };
-            let mut events = Vec::new();
-            for item in seqs.take(limit) {
-                let seq = item?.0.value().1;
-                if let Some(json) = table.get(seq)? {
-                    events.push(decode_event(seq, json.value())?);
+            let candidates = range.filter_map(|item| {
+                let seq = match item {
+                    Ok(item) => item.0.value().1,
+                    Err(e) => return Some(Err(DbError::from(e))),
+                };
+                match table.get(seq) {
+                    Ok(json) => json.map(|json| decode_event(seq, json.value())),
+                    Err(e) => Some(Err(e.into())),
                 }
-            }
-            if filter.limit_from == LimitFrom::Newest {
-                events.reverse();
-            }
-            return Ok(events);
+            });
+            return rules::select_events(filter, candidates);
         }
-        // Scan from the end `limit` counts from, so the scan stops as soon as it has enough:
-        // newest first for the most recent matches, oldest first for the next page.
-        let newest = filter.limit_from == LimitFrom::Newest;
-        let range = table.range(first..)?;
-        let items: Box<dyn Iterator<Item = _>> = if newest {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        let mut events = Vec::new();
-        for item in items {
+        // The selection reads from the end `limit` counts from and stops as soon as it has
+        // enough: newest first for the most recent matches, oldest first for the next page.
+        let candidates = table.range(first..)?.map(|item| {
             let (seq, json) = item?;
-            events.push(decode_event(seq.value(), json.value())?);
-            if events.len() >= limit {
-                break;
-            }
-        }
-        if newest {
-            events.reverse();
-        }
-        Ok(events)
+            decode_event(seq.value(), json.value())
+        });
+        rules::select_events(filter, candidates)
     }
 
-    /// The kept changes in `(after, upto]`, or `Err(oldest)` if some of them were compacted.
+    /// The kept changes in `(after, upto]`, or the [`StoreError::Compacted`] error if some of
+    /// them were dropped.
     fn history(
         &self,
         after: Revision,
         upto: Revision,
-    ) -> Result<Result<Vec<WatchEvent>, Revision>, DbError> {
+    ) -> Result<Result<Vec<WatchEvent>, StoreError>, DbError> {
         let txn = self.db.begin_read()?;
-        // Every change after `after` must still be kept: the dropped ones all have a revision
-        // <= `compacted`.
         let compacted = Counters::load(&txn.open_table(META)?)?.compacted;
-        if after < compacted {
-            return Ok(Err(compacted + 1));
+        if let Err(e) = check_kept(after, compacted) {
+            return Ok(Err(e));
         }
         let mut changes = Vec::new();
         if after < upto {
@@ -644,15 +611,10 @@ impl Shared {
         // exactly once (a commit durable but not yet published is in neither the replay nor
         // missed: it is published to this watcher next).
         let mut hub = self.hub();
-        let published = hub.published;
+        let published = hub.published();
         let replay = match self.history(after, published) {
             Ok(Ok(changes)) => changes,
-            Ok(Err(oldest)) => {
-                return Err(StoreError::Compacted {
-                    requested: after,
-                    oldest,
-                })
-            }
+            Ok(Err(compacted)) => return Err(compacted),
             Err(e) => {
                 return Err(self.fail(
                     "watch",
@@ -661,19 +623,7 @@ impl Shared {
                 ))
             }
         };
-        // Room for the whole replay on top of the live buffer, so replaying never drops the
-        // watcher and its replay is queued in order before any live change. tokio allocates
-        // slots lazily, so a large capacity costs nothing up front.
-        let (tx, rx) = mpsc::channel(replay.len() + buffer);
-        for change in replay {
-            // Cannot fail: the channel has room for the replay and `rx` is alive.
-            let _ = tx.try_send(Ok(change));
-        }
-        hub.watchers.push(Watcher {
-            tx,
-            after: after.max(published),
-        });
-        Ok(Watch::new(rx))
+        Ok(hub.subscribe(after, replay.into_iter(), buffer))
     }
 
     // --- the writer --------------------------------------------------------------------------
@@ -706,7 +656,7 @@ impl Shared {
                 // durable (all of it or nothing), so the callers get a non-transient error and
                 // must re-read, and every watch ends (`None`, "re-list") rather than risk missing
                 // changes that were never published.
-                self.hub().watchers.clear();
+                self.hub().close();
                 let e = Arc::new(e);
                 for (reply, operation) in replies.into_iter().zip(operations) {
                     let action = format!("writing a group of {count} requests to");
@@ -771,99 +721,54 @@ impl Shared {
         ops: Vec<Op>,
         changes: &mut Vec<WatchEvent>,
     ) -> Result<Result<Revision, StoreError>, DbError> {
-        if ops.len() > 1 {
-            let mut targets: Vec<(Kind, &str)> = ops.iter().map(Op::target).collect();
-            targets.sort_unstable();
-            if let Some(w) = targets.windows(2).find(|w| w[0] == w[1]) {
-                return Ok(Err(StoreError::Backend {
-                    operation: "commit",
-                    source: format!("{:?} {:?} is written twice in one batch", w[0].0, w[0].1)
-                        .into(),
-                }));
-            }
-        }
-        // Check every precondition against the state before the batch (which includes the
-        // earlier commits of this group) before writing anything.
-        let mut current = Vec::with_capacity(ops.len());
-        for op in &ops {
-            let (kind, key) = op.target();
-            let precondition = match op {
-                Op::Put { precondition, .. } | Op::Delete { precondition, .. } => *precondition,
-            };
-            let found = match tables.entries(kind).get(key)? {
-                None => Current::Absent,
+        // Preconditions see the state before the batch, which includes the earlier commits of
+        // this group.
+        let plan = rules::plan_commit(ops, counters.revision, |kind, key| {
+            let table = &tables.entries[usize::from(kind_tag(kind))];
+            Ok::<_, DbError>(match table.get(key)? {
+                None => Found::Absent,
                 Some(record) => match decode_revisions(kind, key, record.value()) {
-                    Ok(revisions) => Current::Present(revisions),
-                    // An unconditional write does not need the old record: it may replace or
-                    // delete a corrupt one, which is how an operator repairs it.
-                    Err(_) if precondition == Precondition::None => Current::Unreadable,
-                    Err(e) => {
-                        return Ok(Err(self.fail(
-                            "commit",
-                            format!("reading {kind:?} {key:?} from"),
-                            e,
-                        )))
-                    }
+                    Ok(revisions) => Found::Present {
+                        create_revision: revisions.create,
+                        mod_revision: revisions.modified,
+                    },
+                    Err(e) => Found::Unreadable(self.fail(
+                        "commit",
+                        format!("reading {kind:?} {key:?} from"),
+                        e,
+                    )),
                 },
-            };
-            if let Some(reason) = violated(precondition, found.revisions()) {
-                return Ok(Err(StoreError::Conflict {
-                    kind,
-                    key: key.to_owned(),
-                    reason,
-                }));
-            }
-            current.push(found);
-        }
-
-        let revision = counters.revision + 1;
-        let first_change = changes.len();
-        for (op, found) in ops.into_iter().zip(current) {
-            let index = changes.len() - first_change;
-            match op {
-                Op::Put {
-                    kind, key, value, ..
-                } => {
+            })
+        })?;
+        let Plan { revision, writes } = match plan {
+            Ok(plan) => plan,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (index, write) in writes.into_iter().enumerate() {
+            let change = write.change;
+            let (kind, key) = (change.kind, change.key.as_str());
+            match &change.value {
+                Some(value) => {
                     let revisions = Revisions {
-                        create: found.revisions().map_or(revision, |r| r.create),
+                        create: write.create_revision,
                         modified: revision,
                     };
                     tables
                         .entries(kind)
-                        .insert(key.as_str(), encode_entry(revisions, &value).as_slice())?;
-                    let record = encode_change(kind, &key, Some(&value))?;
-                    tables
-                        .history
-                        .insert(history_key(revision, index)?, record.as_slice())?;
-                    changes.push(WatchEvent {
-                        revision,
-                        kind,
-                        key,
-                        value: Some(value),
-                    });
+                        .insert(key, encode_entry(revisions, value).as_slice())?;
                 }
-                Op::Delete { kind, key, .. } => {
-                    // Deleting nothing is not a change: no revision, no watch event (as etcd).
-                    if !matches!(found, Current::Absent) {
-                        tables.entries(kind).remove(key.as_str())?;
-                        let record = encode_change(kind, &key, None)?;
-                        tables
-                            .history
-                            .insert(history_key(revision, index)?, record.as_slice())?;
-                        changes.push(WatchEvent {
-                            revision,
-                            kind,
-                            key,
-                            value: None,
-                        });
-                    }
+                None => {
+                    tables.entries(kind).remove(key)?;
                 }
             }
+            let record = encode_change(kind, key, change.value.as_deref())?;
+            tables
+                .history
+                .insert(history_key(revision, index)?, record.as_slice())?;
+            changes.push(change);
         }
-        if changes.len() > first_change {
-            counters.revision = revision;
-        }
-        Ok(Ok(counters.revision))
+        counters.revision = revision;
+        Ok(Ok(revision))
     }
 
     /// Appends events inside the group's transaction and drops the oldest beyond the limit.
@@ -874,12 +779,12 @@ impl Shared {
         events: Vec<Event>,
     ) -> Result<Result<Revision, StoreError>, DbError> {
         // Encode everything first, so a failure writes nothing.
+        let mut events = events;
+        let seq = rules::number_events(&mut events, counters.event_seq);
         let mut encoded = Vec::with_capacity(events.len());
         let mut workloads = Vec::with_capacity(events.len());
-        let mut seq = counters.event_seq;
-        for mut event in events {
-            seq += 1;
-            event.seq = seq;
+        for event in events {
+            let seq = event.seq;
             workloads.push(event.workload_id.as_ref().map(|w| w.0.clone()));
             match serde_json::to_vec(&event) {
                 Ok(json) => encoded.push((seq, json)),
@@ -902,12 +807,12 @@ impl Shared {
             }
         }
         counters.event_seq = seq;
-        let oldest_kept = seq.saturating_sub(self.event_limit);
-        if oldest_kept > 0 {
+        let last_dropped = rules::last_dropped_seq(seq, self.event_limit);
+        if last_dropped > 0 {
             // Drop the index entries of the events that go; each append drops about as many
             // events as it adds, so this decodes O(appended) events, not the log.
             let mut dropped = Vec::new();
-            for item in tables.events.range(..=oldest_kept)? {
+            for item in tables.events.range(..=last_dropped)? {
                 let (seq, json) = item?;
                 if let Some(w) = event_workload(seq.value(), json.value())? {
                     dropped.push((w, seq.value()));
@@ -916,7 +821,7 @@ impl Shared {
             for (w, seq) in &dropped {
                 tables.events_by_workload.remove((w.as_str(), *seq))?;
             }
-            tables.events.retain_in(..=oldest_kept, |_, _| false)?;
+            tables.events.retain_in(..=last_dropped, |_, _| false)?;
         }
         Ok(Ok(0))
     }
@@ -924,56 +829,8 @@ impl Shared {
     /// Sends a durable group's changes to the watchers.
     fn publish(&self, changes: &[WatchEvent], revision: Revision) {
         let mut hub = self.hub();
-        if !changes.is_empty() {
-            // A watcher whose channel is full or closed is dropped, never skipped ahead: its
-            // stream ends after what it holds, which tells it to re-list.
-            hub.watchers.retain(|w| {
-                changes
-                    .iter()
-                    .filter(|c| c.revision > w.after)
-                    .all(|c| w.tx.try_send(Ok(c.clone())).is_ok())
-            });
-        }
-        hub.published = revision;
+        hub.publish(changes, revision);
         self.published.store(revision, Ordering::Release);
-    }
-}
-
-/// What a commit found at a key it writes.
-enum Current {
-    Absent,
-    Present(Revisions),
-    /// A record that does not decode, overwritten or deleted by an unconditional op.
-    Unreadable,
-}
-
-impl Current {
-    fn revisions(&self) -> Option<Revisions> {
-        match self {
-            Current::Present(revisions) => Some(*revisions),
-            Current::Absent | Current::Unreadable => None,
-        }
-    }
-}
-
-/// Why `precondition` fails against the current entry's revisions, if it does.
-fn violated(precondition: Precondition, current: Option<Revisions>) -> Option<String> {
-    match (precondition, current) {
-        (Precondition::None, _) => None,
-        (Precondition::Absent, None) | (Precondition::Exists, Some(_)) => None,
-        (Precondition::Absent, Some(r)) => Some(format!(
-            "expected absent, exists (mod revision {})",
-            r.modified
-        )),
-        (Precondition::Exists, None) => Some("expected to exist, absent".into()),
-        (Precondition::ModRevision(want), Some(r)) if r.modified == want => None,
-        (Precondition::ModRevision(want), Some(r)) => Some(format!(
-            "expected mod revision {want}, found {}",
-            r.modified
-        )),
-        (Precondition::ModRevision(want), None) => {
-            Some(format!("expected mod revision {want}, absent"))
-        }
     }
 }
 
@@ -1037,10 +894,7 @@ impl RedbStore {
             path: path.clone(),
             history_limit: options.history_limit as u64,
             event_limit: options.event_limit as u64,
-            hub: Mutex::new(Hub {
-                watchers: Vec::new(),
-                published: counters.revision,
-            }),
+            hub: Mutex::new(WatchHub::new(counters.revision)),
             published: AtomicU64::new(counters.revision),
             requests: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
@@ -1131,7 +985,7 @@ impl Drop for RedbStore {
             let _ = writer.join();
         }
         // End every watch (`None`), even if a blocking read still holds the shared state.
-        self.shared.hub().watchers.clear();
+        self.shared.hub().close();
     }
 }
 
@@ -1214,6 +1068,7 @@ impl StateStore for RedbStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Precondition;
     use orchestrator_shared_types::EventKind;
     use std::time::Duration;
 

@@ -87,6 +87,13 @@ impl Op {
             Op::Put { kind, key, .. } | Op::Delete { kind, key, .. } => (*kind, key),
         }
     }
+
+    /// The condition the op needs to hold.
+    pub fn precondition(&self) -> Precondition {
+        match self {
+            Op::Put { precondition, .. } | Op::Delete { precondition, .. } => *precondition,
+        }
+    }
 }
 
 /// One change seen by a watch.
@@ -147,6 +154,15 @@ impl Watch {
     /// too far behind): re-list, then watch again.
     pub async fn next(&mut self) -> Option<Result<WatchEvent, StoreError>> {
         self.rx.recv().await
+    }
+
+    /// The next change if one is already queued, without waiting (for unit tests of the
+    /// stores' fan-out).
+    #[cfg(test)]
+    pub(crate) fn try_next(
+        &mut self,
+    ) -> Result<Result<WatchEvent, StoreError>, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
     }
 }
 

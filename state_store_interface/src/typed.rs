@@ -81,6 +81,22 @@ fn decode<T: StoredObject>(entry: Entry) -> Result<Versioned<T>, StoreError> {
         })
 }
 
+/// The object a watch event carries (`None` for a delete), decoded as `T`; a value that does
+/// not decode is a [`StoreError::Codec`] naming the key.
+pub fn decode_event<T: StoredObject>(event: &crate::WatchEvent) -> Result<Option<T>, StoreError> {
+    event
+        .value
+        .as_deref()
+        .map(|bytes| {
+            serde_json::from_slice(bytes).map_err(|source| StoreError::Codec {
+                kind: event.kind,
+                key: event.key.clone(),
+                source,
+            })
+        })
+        .transpose()
+}
+
 /// A put of `obj` under its own key, for a batch.
 pub fn put_op<T: StoredObject>(obj: &T, precondition: Precondition) -> Op {
     Op::Put {

@@ -25,10 +25,14 @@
 //! the container's init process is reparented to it when `youki create` exits, and a thread
 //! per container waits for it through a pidfd (see `exit.rs`).
 //!
+//! # Images
+//! Root filesystems come from an [`ImageSource`] (the image subsystem, [`crate::image`]):
+//! [`RegistryImages`] pulls them from registries (anonymously: no credentials yet), and
+//! [`LocalImages`] serves directories already on this machine. Its [`ImageError`] reaches
+//! callers as [`RuntimeError::Image`] when retrying may help (a registry down), and as the
+//! source of a [`RuntimeError::StartFailed`] when it will not (an unknown image).
+//!
 //! # Not yet
-//! * Images come from an [`ImageSource`]: [`RegistryImages`] pulls them from registries
-//!   (anonymously: no credentials yet; no garbage collection of unused images), and
-//!   [`LocalImages`] serves directories already on this machine.
 //! * Containers left by a previous daemon process are adopted by `list` (from their bundles
 //!   and the runtime's state): their exits are watched, but as they are no longer this
 //!   process's children their exit codes are unknown (reported as `Failed`).
@@ -37,14 +41,13 @@
 
 pub mod cli;
 mod exit;
-mod image;
 mod logs;
-mod registry;
 mod spec;
 
-pub use image::{ImageConfig, ImageSource, LocalImages, PreparedImage};
-pub use registry::{
-    ImageReference, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
+// The image subsystem lives in `crate::image`; these keep the paths callers already use.
+pub use crate::image::{
+    ImageConfig, ImageError, ImageReference, ImageSource, LocalImages, Platform, PreparedImage,
+    PruneReport, RegistryConfig, RegistryImages, RegistryStats,
 };
 
 use crate::RuntimeError;
@@ -69,6 +72,8 @@ pub const INSTALL_HINT: &str =
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// File of the bundle holding the exit code.
 const EXIT_FILE: &str = "exit_code";
+/// The `operation` of errors of [`OciRuntime::new`].
+const OPERATION_NEW: &str = "start the OCI runtime";
 /// How long to wait for a SIGKILLed container to be reaped.
 const KILL_WAIT: Duration = Duration::from_secs(10);
 
@@ -176,7 +181,7 @@ impl OciRuntime {
     /// exit codes can be collected; this affects the whole process).
     pub fn new(config: OciConfig) -> Result<Self, RuntimeError> {
         let failed = |message: String| RuntimeError::Failed {
-            operation: "start the OCI runtime",
+            operation: OPERATION_NEW,
             message,
             transient: false,
         };
@@ -197,11 +202,12 @@ impl OciRuntime {
             config.data_dir.join("bundles"),
             config.data_dir.join("logs"),
         ] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| failed(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                RuntimeError::io(OPERATION_NEW, format!("cannot create {}", dir.display()), e)
+            })?;
         }
         exit::become_subreaper()
-            .map_err(|e| failed(format!("cannot become a child subreaper: {e}")))?;
+            .map_err(|e| RuntimeError::io(OPERATION_NEW, "cannot become a child subreaper", e))?;
         let (events, _) = broadcast::channel(4096);
         let inner = Arc::new(Inner {
             cli: Cli {
@@ -223,7 +229,9 @@ impl OciRuntime {
         inner
             .logs
             .spawn_rotator(move || weak.upgrade().map(|i| i.table().keys().cloned().collect()))
-            .map_err(|e| failed(format!("cannot start the log rotation thread: {e}")))?;
+            .map_err(|e| {
+                RuntimeError::io(OPERATION_NEW, "cannot start the log rotation thread", e)
+            })?;
         Ok(Self { inner })
     }
 
@@ -402,11 +410,11 @@ impl Inner {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
-                return Err(RuntimeError::Failed {
-                    operation: "remove",
-                    message: format!("cannot remove bundle {}: {e}", bundle.display()),
-                    transient: true,
-                })
+                return Err(RuntimeError::io(
+                    "remove",
+                    format!("cannot remove bundle {}", bundle.display()),
+                    e,
+                ))
             }
         }
         let _ = tokio::fs::remove_file(self.runtime_log_path(id)).await;
@@ -515,11 +523,7 @@ impl Inner {
                 watcher.record_exit(&id, generation, code);
             })
             .map(|_| ())
-            .map_err(|e| RuntimeError::Failed {
-                operation: "watch a container",
-                message: format!("cannot spawn the exit watcher: {e}"),
-                transient: true,
-            })
+            .map_err(|e| RuntimeError::io("watch a container", "cannot spawn the exit watcher", e))
     }
 
     /// Prepares the bundle, creates and starts the container; returns its init pid and a pidfd.
@@ -528,11 +532,14 @@ impl Inner {
         spec: &ContainerSpec,
     ) -> Result<(i32, rustix::fd::OwnedFd), RuntimeError> {
         let id = spec.id.as_str();
-        let start_failed = |message: String| RuntimeError::StartFailed {
-            node: self.config.node.clone(),
-            id: spec.id.clone(),
-            message,
-        };
+        let failed_because =
+            |message: String, source: Option<crate::error::BoxedCause>| RuntimeError::StartFailed {
+                node: self.config.node.clone(),
+                id: spec.id.clone(),
+                message,
+                source,
+            };
+        let start_failed = |message: String| failed_because(message, None);
         let image = match self
             .config
             .images
@@ -540,18 +547,25 @@ impl Inner {
             .await
         {
             Ok(image) => image,
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) => return Err(start_failed(e.to_string())),
+            Err(source) => {
+                let e = RuntimeError::Image {
+                    reference: spec.config.image.clone(),
+                    source,
+                };
+                // A registry that is down now may answer later; a missing image will not
+                // appear by retrying the same spec: the restart policy decides.
+                if e.is_transient() {
+                    return Err(e);
+                }
+                return Err(failed_because(e.to_string(), Some(Box::new(e))));
+            }
         };
         let oci = spec::build(spec, &image, &self.config.cgroup_parent).map_err(start_failed)?;
 
         let bundle = self.bundle_path(&spec.id);
         let rootfs = bundle.join("rootfs");
-        let io_failed = |what: &str, e: std::io::Error| RuntimeError::Failed {
-            operation: "create_and_start",
-            message: format!("{what}: {e}"),
-            transient: true,
-        };
+        let io_failed =
+            |what: &str, e: std::io::Error| RuntimeError::io("create_and_start", what, e);
         tokio::fs::create_dir_all(&rootfs)
             .await
             .map_err(|e| io_failed("create bundle", e))?;
@@ -573,8 +587,15 @@ impl Inner {
                 String::from_utf8_lossy(&copy.stderr).trim()
             )));
         }
-        oci.save(bundle.join("config.json"))
-            .map_err(|e| start_failed(format!("cannot write config.json: {e}")))?;
+        oci.save(bundle.join("config.json")).map_err(|e| {
+            failed_because(
+                format!(
+                    "cannot write config.json: {}",
+                    crate::image::spec_error_message(&e)
+                ),
+                Some(Box::new(e)),
+            )
+        })?;
 
         // With terminal false the container inherits the stdio of `create`.
         let log = std::fs::OpenOptions::new()
@@ -622,8 +643,12 @@ impl Inner {
             .and_then(|s| s.pid)
             .filter(|p| *p > 0)
             .ok_or_else(|| start_failed("the runtime reports no pid after create".into()))?;
-        let pidfd = exit::open_pidfd(pid)
-            .map_err(|e| start_failed(format!("cannot open a pidfd for pid {pid}: {e}")))?;
+        let pidfd = exit::open_pidfd(pid).map_err(|e| {
+            failed_because(
+                format!("cannot open a pidfd for pid {pid}: {e}"),
+                Some(Box::new(e)),
+            )
+        })?;
         self.watched_pids().insert(pid);
         let out = self
             .cli
@@ -716,6 +741,7 @@ impl ContainerRuntime for OciRuntime {
                 id: id.clone(),
                 message: "container ids may only hold ASCII letters, digits, '-', '_' and '.'"
                     .into(),
+                source: None,
             });
         }
         let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
@@ -863,13 +889,8 @@ impl ContainerRuntime for OciRuntime {
                 state: e.state.clone(),
             })
             .collect();
-        let bundles = std::fs::read_dir(inner.config.data_dir.join("bundles")).map_err(|e| {
-            RuntimeError::Failed {
-                operation: "list",
-                message: format!("cannot read bundles: {e}"),
-                transient: true,
-            }
-        })?;
+        let bundles = std::fs::read_dir(inner.config.data_dir.join("bundles"))
+            .map_err(|e| RuntimeError::io("list", "cannot read bundles", e))?;
         for bundle in bundles.flatten() {
             let id = ContainerId::from(bundle.file_name().to_string_lossy().into_owned());
             if all.iter().any(|c| c.id == id) {
@@ -904,13 +925,8 @@ impl ContainerRuntime for OciRuntime {
         let (logs, key) = (Arc::clone(&inner.logs), id.clone());
         let read = tokio::task::spawn_blocking(move || logs.read(&key, &request))
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|e| RuntimeError::Failed {
-                operation: "logs",
-                message: format!("cannot read the log of {id}: {e}"),
-                transient: true,
-            })?;
+            .unwrap_or_else(|panicked| Err(std::io::Error::other(panicked)))
+            .map_err(|e| RuntimeError::io("logs", format!("cannot read the log of {id}"), e))?;
         match read {
             Some(chunk) => Ok(chunk),
             // Being created: its log is not open yet.

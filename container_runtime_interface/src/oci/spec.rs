@@ -1,7 +1,7 @@
 //! The bundle's `config.json`: youki's default spec (`youki spec`: capabilities, masked and
 //! read-only paths, mounts, `noNewPrivileges`) adapted to one container of a workload.
 
-use super::image::{ImageConfig, PreparedImage};
+use crate::image::{ImageConfig, PreparedImage};
 use crate::ContainerSpec;
 use oci_spec::runtime::{
     LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, Spec,

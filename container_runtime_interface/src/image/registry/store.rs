@@ -164,17 +164,17 @@ impl Store {
             // What cannot be parsed keeps only itself.
             match manifest::parse(&bytes, None) {
                 Ok(Kind::Manifest(m)) => {
-                    for d in std::iter::once(&m.config).chain(&m.layers) {
-                        if let Ok(d) = super::reference::parse_digest(&d.digest) {
+                    for d in manifest::blobs(&m) {
+                        if let Ok(d) = super::reference::parse_digest(d.digest().as_ref()) {
                             live.insert(digest_hex(&d).to_string());
                         }
                     }
                 }
                 Ok(Kind::Index(index)) => manifests.extend(
                     index
-                        .manifests
+                        .manifests()
                         .iter()
-                        .filter_map(|d| super::reference::parse_digest(&d.digest).ok()),
+                        .filter_map(|d| super::reference::parse_digest(d.digest().as_ref()).ok()),
                 ),
                 Err(_) => {}
             }
@@ -342,7 +342,7 @@ mod tests {
         let descriptor = |d: &str| serde_json::json!({"mediaType": "x", "digest": d, "size": 1});
         let manifest = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": descriptor(config),
             "layers": layers.iter().map(|l| descriptor(l)).collect::<Vec<_>>(),
         });
@@ -366,8 +366,8 @@ mod tests {
         let kept = image(&store, &put(&store, b"kept config").await, &[]).await;
         let index = serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": manifest::OCI_INDEX,
-            "manifests": [{"digest": kept, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}}],
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": kept, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}}],
         });
         let index = put(&store, index.to_string().as_bytes()).await;
         let pulling = store.blob_temp(&sha256_digest(b"in progress"));

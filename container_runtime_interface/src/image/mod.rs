@@ -1,9 +1,34 @@
-//! Where a container's root filesystem and image configuration come from: the [`ImageSource`]
-//! trait and [`LocalImages`], a map of image references to directories on this machine.
+//! Images: where a container's root filesystem and image configuration come from.
 //!
-//! Images pulled from registries come from [`super::RegistryImages`] (`registry/`).
+//! The boundary of the image subsystem is the [`ImageSource`] trait: the OCI runtime asks it
+//! to make an image reference available on this node under a pull policy and gets back a
+//! [`PreparedImage`] (a root filesystem directory to copy, and how to run its process), or an
+//! [`ImageError`] saying which operation failed and whether retrying may help. Two sources:
+//! [`RegistryImages`] pulls from registries over the OCI distribution API into a
+//! content-addressed store; [`LocalImages`] maps references to directories already here.
+//!
+//! Manifests, indexes and image configs are `oci-spec`'s image types (Docker schema 2 media
+//! types included); layers are unpacked with every path resolved by the kernel inside the
+//! root filesystem (`openat2` with `RESOLVE_IN_ROOT`).
+//!
+//! # Layout
+//! * `mod.rs` — [`ImageSource`], [`ImageConfig`], [`PreparedImage`], [`LocalImages`].
+//! * `error.rs` — [`ImageError`] (by failed operation, with `is_transient()`),
+//!   [`RegistryError`] (a failed exchange with a registry) and [`UnpackError`].
+//! * `registry/` — [`RegistryImages`]: references, the HTTP client, manifests, the store on
+//!   disk and layer unpacking (see its own overview).
+//!
+//! Everything here needs the crate feature `oci`.
 
-use crate::RuntimeError;
+mod error;
+mod registry;
+
+pub(crate) use error::spec_message as spec_error_message;
+pub use error::{ImageError, RegistryError, UnpackError};
+pub use registry::{
+    ImageReference, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
+};
+
 use async_trait::async_trait;
 use orchestrator_shared_types::PullPolicy;
 use std::collections::HashMap;
@@ -42,12 +67,11 @@ pub struct PreparedImage {
 pub trait ImageSource: Send + Sync {
     /// Makes `image` available locally, pulling it as `policy` says. An unknown image is a
     /// non-transient error.
-    async fn prepare(&self, image: &str, policy: PullPolicy)
-        -> Result<PreparedImage, RuntimeError>;
+    async fn prepare(&self, image: &str, policy: PullPolicy) -> Result<PreparedImage, ImageError>;
 }
 
 /// Images already unpacked on this machine, by reference; never pulled (registries are
-/// [`super::RegistryImages`]'s job).
+/// [`RegistryImages`]'s job).
 #[derive(Debug, Default)]
 pub struct LocalImages {
     images: Mutex<HashMap<String, PreparedImage>>,
@@ -93,23 +117,13 @@ impl LocalImages {
 #[async_trait]
 impl ImageSource for LocalImages {
     /// Local images are never pulled: the policy is ignored.
-    async fn prepare(
-        &self,
-        image: &str,
-        _policy: PullPolicy,
-    ) -> Result<PreparedImage, RuntimeError> {
+    async fn prepare(&self, image: &str, _policy: PullPolicy) -> Result<PreparedImage, ImageError> {
         let found = self
             .images
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(image)
             .cloned();
-        found.ok_or_else(|| RuntimeError::Failed {
-            operation: "prepare image",
-            message: format!(
-                "image {image} is not available locally (this node serves local images only)"
-            ),
-            transient: false,
-        })
+        found.ok_or(ImageError::NotLocal)
     }
 }

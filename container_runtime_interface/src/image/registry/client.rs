@@ -1,10 +1,12 @@
 //! The distribution API over HTTP(S): manifests, blobs streamed to disk while hashed, anonymous
-//! bearer tokens, and registry errors turned into messages a user can act on.
+//! bearer tokens, and registry answers turned into [`RegistryError`]s a user can act on (error
+//! bodies read as `oci-spec`'s distribution `ErrorResponse`).
 
+use super::super::{ImageError, RegistryError};
 use super::reference::ImageReference;
 use super::store::hex;
-use super::{failed, Counters};
-use crate::RuntimeError;
+use super::Counters;
+use oci_spec::distribution::{ErrorCode, ErrorResponse};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
@@ -57,18 +59,13 @@ impl Client {
         connect_timeout: Duration,
         read_timeout: Duration,
         counters: Arc<Counters>,
-    ) -> Result<Self, RuntimeError> {
+    ) -> Result<Self, ImageError> {
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout)
             .user_agent(concat!("orchestrator/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| {
-                failed(
-                    format!("cannot build the HTTP client: {}", cause(&e)),
-                    false,
-                )
-            })?;
+            .map_err(|source| ImageError::HttpClient { source })?;
         Ok(Self {
             http,
             insecure,
@@ -95,7 +92,7 @@ impl Client {
         &self,
         r: &ImageReference,
         reference: &str,
-    ) -> Result<FetchedManifest, RuntimeError> {
+    ) -> Result<FetchedManifest, RegistryError> {
         let url = format!(
             "{}/v2/{}/manifests/{reference}",
             self.base_url(r),
@@ -111,19 +108,17 @@ impl Client {
             .content_length()
             .is_some_and(|n| n > MAX_MANIFEST as u64)
         {
-            return Err(failed(
-                format!("the manifest is larger than {MAX_MANIFEST} bytes"),
-                false,
-            ));
+            return Err(RegistryError::ManifestTooLarge {
+                limit: MAX_MANIFEST,
+            });
         }
         let headers = resp.headers().clone();
         let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.send_error(r, &e))? {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.send_error(r, e))? {
             if bytes.len() + chunk.len() > MAX_MANIFEST {
-                return Err(failed(
-                    format!("the manifest is larger than {MAX_MANIFEST} bytes"),
-                    false,
-                ));
+                return Err(RegistryError::ManifestTooLarge {
+                    limit: MAX_MANIFEST,
+                });
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -145,17 +140,27 @@ impl Client {
         digest: &str,
         size: u64,
         dest: &Path,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<(), ImageError> {
+        let fetch = |source| ImageError::FetchBlob { source };
+        let size_mismatch = |received| ImageError::VerifySize {
+            digest: digest.to_string(),
+            registry: r.registry.clone(),
+            expected: size,
+            received,
+        };
         let url = format!("{}/v2/{}/blobs/{digest}", self.base_url(r), r.repository);
-        let mut resp = self.get(r, &url, None).await?;
+        let mut resp = self.get(r, &url, None).await.map_err(fetch)?;
         if !resp.status().is_success() {
-            return Err(self.status_error(r, Target::Blob(digest), resp).await);
+            return Err(fetch(
+                self.status_error(r, Target::Blob(digest), resp).await,
+            ));
         }
-        let write_error = |e: std::io::Error| {
-            failed(
-                format!("writing blob {digest} to {}: {e}", dest.display()),
-                true,
-            )
+        let write_error = |source: std::io::Error| {
+            fetch(RegistryError::Write {
+                digest: digest.to_string(),
+                path: dest.to_path_buf(),
+                source,
+            })
         };
         let file = tokio::fs::OpenOptions::new()
             .write(true)
@@ -170,26 +175,18 @@ impl Client {
             // reqwest's read timeout covers a stalled socket; this also covers a stalled body.
             let chunk = match tokio::time::timeout(self.read_timeout, resp.chunk()).await {
                 Err(_) => {
-                    return Err(failed(
-                        format!(
-                            "registry {} stopped sending blob {digest} (nothing for {:?})",
-                            r.registry, self.read_timeout
-                        ),
-                        true,
-                    ))
+                    return Err(fetch(RegistryError::Stalled {
+                        registry: r.registry.clone(),
+                        digest: digest.to_string(),
+                        after: self.read_timeout,
+                    }))
                 }
-                Ok(chunk) => chunk.map_err(|e| self.send_error(r, &e))?,
+                Ok(chunk) => chunk.map_err(|e| fetch(self.send_error(r, e)))?,
             };
             let Some(chunk) = chunk else { break };
             received += chunk.len() as u64;
             if received > size {
-                return Err(failed(
-                    format!(
-                        "blob {digest} from registry {} is larger than the {size} bytes its manifest says",
-                        r.registry
-                    ),
-                    false,
-                ));
+                return Err(size_mismatch(received));
             }
             hasher.update(&chunk);
             out.write_all(&chunk).await.map_err(write_error)?;
@@ -197,23 +194,16 @@ impl Client {
         out.flush().await.map_err(write_error)?;
         out.into_inner().sync_all().await.map_err(write_error)?;
         if received != size {
-            return Err(failed(
-                format!(
-                    "blob {digest} from registry {} has {received} bytes, its manifest says {size}",
-                    r.registry
-                ),
-                false,
-            ));
+            return Err(size_mismatch(received));
         }
         let actual = format!("sha256:{}", hex(&hasher.finalize()));
         if actual != digest {
-            return Err(failed(
-                format!(
-                    "digest mismatch for blob from registry {}: expected {digest}, got {actual}",
-                    r.registry
-                ),
-                false,
-            ));
+            return Err(ImageError::VerifyDigest {
+                what: "blob".into(),
+                registry: r.registry.clone(),
+                expected: digest.to_string(),
+                actual,
+            });
         }
         self.counters.add_blob(size);
         Ok(())
@@ -225,7 +215,7 @@ impl Client {
         r: &ImageReference,
         url: &str,
         accept: Option<&str>,
-    ) -> Result<reqwest::Response, RuntimeError> {
+    ) -> Result<reqwest::Response, RegistryError> {
         let key = (r.endpoint().to_string(), r.repository.clone());
         let mut challenged = false;
         loop {
@@ -242,7 +232,7 @@ impl Client {
                 request = request.bearer_auth(token);
             }
             self.counters.add_request();
-            let resp = request.send().await.map_err(|e| self.send_error(r, &e))?;
+            let resp = request.send().await.map_err(|e| self.send_error(r, e))?;
             if resp.status() != StatusCode::UNAUTHORIZED || challenged {
                 return Ok(resp);
             }
@@ -254,13 +244,11 @@ impl Client {
                 } else {
                     "it sent no bearer challenge"
                 };
-                return Err(failed(
-                    format!(
-                        "registry {} refused an anonymous pull of {}: {why}; registry credentials are not supported yet",
-                        r.registry, r.repository
-                    ),
-                    false,
-                ));
+                return Err(RegistryError::CredentialsRequired {
+                    registry: r.registry.clone(),
+                    repository: r.repository.clone(),
+                    why,
+                });
             };
             let token = self.fetch_token(r, &params).await?;
             self.tokens
@@ -275,24 +263,22 @@ impl Client {
         &self,
         r: &ImageReference,
         params: &HashMap<String, String>,
-    ) -> Result<Token, RuntimeError> {
+    ) -> Result<Token, RegistryError> {
         let Some(realm) = params.get("realm") else {
-            return Err(failed(
-                format!(
+            return Err(RegistryError::BadToken {
+                message: format!(
                     "registry {} sent a bearer challenge without a realm",
                     r.registry
                 ),
-                false,
-            ));
+                source: None,
+            });
         };
-        let mut url = reqwest::Url::parse(realm).map_err(|e| {
-            failed(
-                format!(
-                    "registry {} sent a bad token realm {realm:?}: {e}",
-                    r.registry
-                ),
-                false,
-            )
+        let mut url = reqwest::Url::parse(realm).map_err(|e| RegistryError::BadToken {
+            message: format!(
+                "registry {} sent a bad token realm {realm:?}: {e}",
+                r.registry
+            ),
+            source: Some(Box::new(e)),
         })?;
         let scope = params
             .get("scope")
@@ -311,19 +297,19 @@ impl Client {
             .get(url.clone())
             .send()
             .await
-            .map_err(|e| self.send_error(r, &e))?;
+            .map_err(|e| self.send_error(r, e))?;
         let status = resp.status();
         let body = read_small(&mut resp).await;
         if !status.is_success() {
-            return Err(failed(
-                format!(
-                    "the token server {} of registry {} answered {status} for scope {scope}: {}",
-                    url.host_str().unwrap_or(realm),
-                    r.registry,
+            return Err(RegistryError::TokenRefused {
+                server: url.host_str().unwrap_or(realm).to_string(),
+                registry: r.registry.clone(),
+                status,
+                detail: format!(
+                    "for scope {scope}: {}",
                     String::from_utf8_lossy(&body).trim()
                 ),
-                status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
-            ));
+            });
         }
         #[derive(serde::Deserialize)]
         struct TokenResponse {
@@ -334,21 +320,22 @@ impl Client {
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            failed(
-                format!(
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::BadToken {
+                message: format!(
                     "the token server of registry {} sent a bad answer: {e}",
                     r.registry
                 ),
-                false,
-            )
-        })?;
-        let value = parsed.token.or(parsed.access_token).ok_or_else(|| {
-            failed(
-                format!("the token server of registry {} sent no token", r.registry),
-                false,
-            )
-        })?;
+                source: Some(Box::new(e)),
+            })?;
+        let value =
+            parsed
+                .token
+                .or(parsed.access_token)
+                .ok_or_else(|| RegistryError::BadToken {
+                    message: format!("the token server of registry {} sent no token", r.registry),
+                    source: None,
+                })?;
         let lifetime = parsed
             .expires_in
             .map(Duration::from_secs)
@@ -361,71 +348,66 @@ impl Client {
     }
 
     /// A failed send: the registry is unreachable or slow (transient).
-    fn send_error(&self, r: &ImageReference, e: &reqwest::Error) -> RuntimeError {
-        let endpoint = r.endpoint();
-        let message = if e.is_timeout() {
-            format!("registry {endpoint} did not answer in time: {}", cause(e))
-        } else if e.is_connect() {
-            format!("cannot connect to registry {endpoint}: {}", cause(e))
-        } else {
-            format!("request to registry {endpoint} failed: {}", cause(e))
-        };
-        failed(message, true)
+    fn send_error(&self, r: &ImageReference, source: reqwest::Error) -> RegistryError {
+        RegistryError::Unreachable {
+            endpoint: r.endpoint().to_string(),
+            source,
+        }
     }
 
-    /// An unsuccessful answer, worded for users.
+    /// An unsuccessful answer, as the [`RegistryError`] it means.
     async fn status_error(
         &self,
         r: &ImageReference,
         target: Target<'_>,
         mut resp: reqwest::Response,
-    ) -> RuntimeError {
+    ) -> RegistryError {
         let status = resp.status();
         let body = read_small(&mut resp).await;
         let (codes, detail) = registry_errors(&body);
-        let registry = &r.registry;
-        let repo = &r.repository;
-        let has = |code: &str| codes.iter().any(|c| c == code);
-        match (status, &target) {
+        let registry = r.registry.clone();
+        let repository = r.repository.clone();
+        match (status, target) {
+            (StatusCode::NOT_FOUND, Target::Manifest(_))
+                if codes.contains(&ErrorCode::NameUnknown) =>
+            {
+                RegistryError::NameUnknown {
+                    registry,
+                    repository,
+                }
+            }
             (StatusCode::NOT_FOUND, Target::Manifest(reference)) => {
-                let what = if reference.starts_with("sha256:") {
-                    "digest"
-                } else {
-                    "tag"
-                };
-                let message = if has("NAME_UNKNOWN") {
-                    format!("name unknown: repository {repo} not found in registry {registry}")
-                } else {
-                    format!(
-                        "manifest unknown: repository {repo} or {what} {reference} not found in registry {registry}"
-                    )
-                };
-                failed(message, false)
+                RegistryError::ManifestUnknown {
+                    registry,
+                    repository,
+                    kind: if reference.starts_with("sha256:") {
+                        "digest"
+                    } else {
+                        "tag"
+                    },
+                    reference: reference.to_string(),
+                }
             }
-            (StatusCode::NOT_FOUND, Target::Blob(digest)) => failed(
-                format!("blob unknown: blob {digest} of repository {repo} not found in registry {registry}"),
-                false,
-            ),
-            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => failed(
-                format!(
-                    "registry {registry} denied access to repository {repo} ({status}{detail}): \
-                     it may not exist, or it needs credentials, which are not supported yet"
-                ),
-                false,
-            ),
-            (s, _) if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::REQUEST_TIMEOUT => {
-                failed(format!("registry {registry} answered {status}{detail}"), true)
-            }
-            (s, target) => {
-                let what = match target {
-                    Target::Manifest(m) => format!("manifest {m}"),
-                    Target::Blob(b) => format!("blob {b}"),
-                };
-                failed(
-                    format!("registry {registry} answered {s} for {what} of repository {repo}{detail}"),
-                    false,
-                )
-            }
+            (StatusCode::NOT_FOUND, Target::Blob(digest)) => RegistryError::BlobUnknown {
+                registry,
+                repository,
+                digest: digest.to_string(),
+            },
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => RegistryError::Denied {
+                registry,
+                repository,
+                status,
+                detail,
+            },
+            (status, target) => RegistryError::Status {
+                registry,
+                status,
+                what: match target {
+                    Target::Manifest(m) => format!("manifest {m} of repository {repository}"),
+                    Target::Blob(b) => format!("blob {b} of repository {repository}"),
+                },
+                detail,
+            },
         }
     }
 }
@@ -495,31 +477,16 @@ fn bearer_params(challenge: &str) -> Option<HashMap<String, String>> {
 }
 
 /// The `code`s of a registry error body, and its messages as ` : msg; msg` (or empty).
-fn registry_errors(body: &[u8]) -> (Vec<String>, String) {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        #[serde(default)]
-        errors: Vec<Error>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Error {
-        #[serde(default)]
-        code: String,
-        #[serde(default)]
-        message: String,
-    }
-    match serde_json::from_slice::<Errors>(body) {
-        Ok(e) if !e.errors.is_empty() => {
-            let codes = e.errors.iter().map(|e| e.code.clone()).collect();
+fn registry_errors(body: &[u8]) -> (Vec<ErrorCode>, String) {
+    match serde_json::from_slice::<ErrorResponse>(body) {
+        Ok(e) if !e.errors().is_empty() => {
+            let codes = e.errors().iter().map(|e| e.code().clone()).collect();
             let messages: Vec<String> = e
-                .errors
+                .errors()
                 .iter()
-                .map(|e| {
-                    if e.message.is_empty() {
-                        e.code.to_ascii_lowercase()
-                    } else {
-                        e.message.clone()
-                    }
+                .map(|e| match e.message().as_deref() {
+                    Some(m) if !m.is_empty() => m.to_string(),
+                    _ => e.code().to_string().to_ascii_lowercase(),
                 })
                 .collect();
             (codes, format!(": {}", messages.join("; ")))
@@ -554,15 +521,6 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-}
-
-/// The innermost cause of `e` ("Connection refused (os error 111)"), which is what users need.
-fn cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut innermost = e;
-    while let Some(source) = innermost.source() {
-        innermost = source;
-    }
-    innermost.to_string()
 }
 
 #[cfg(test)]
@@ -613,7 +571,7 @@ mod tests {
         let (codes, detail) = registry_errors(
             br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"1"}}]}"#,
         );
-        assert_eq!(codes, ["MANIFEST_UNKNOWN"]);
+        assert_eq!(codes, [ErrorCode::ManifestUnknown]);
         assert_eq!(detail, ": manifest unknown");
         assert_eq!(registry_errors(b"").1, "");
     }

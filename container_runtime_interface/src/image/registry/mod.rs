@@ -25,11 +25,18 @@
 //! stays until its reference is pulled again and moves.
 //!
 //! # Layout
+//! * `mod.rs` — [`RegistryImages`] (the [`ImageSource`]), [`RegistryConfig`], [`Platform`],
+//!   [`RegistryStats`], [`PruneReport`]: resolving, single-flight and pruning.
 //! * `reference.rs` — [`ImageReference`] parsing and normalization.
-//! * `manifest.rs` — manifests, indexes and image configs.
-//! * `client.rs` — HTTP, anonymous bearer tokens and registry errors.
+//! * `manifest.rs` — manifests, indexes and image configs (`oci-spec`'s types; Docker schema 2
+//!   media types too).
+//! * `client.rs` — HTTP, anonymous bearer tokens, streamed and verified blob downloads, and
+//!   registry answers turned into [`RegistryError`](super::RegistryError)s.
 //! * `store.rs` — blobs, references and root filesystems on disk.
-//! * `unpack.rs` — applying layers (whiteouts, links, ownership, path checks).
+//! * `unpack.rs` — applying layers (whiteouts, links, ownership), every path resolved by the
+//!   kernel inside the root filesystem (`openat2`, `RESOLVE_IN_ROOT`).
+//!
+//! Errors are [`ImageError`]s, named after the operation that failed.
 //!
 //! # Not yet
 //! Credentials (only anonymous pulls), zstd layers, extended attributes in layers, removing
@@ -43,11 +50,11 @@ mod unpack;
 
 pub use reference::ImageReference;
 
-use super::image::{ImageConfig, ImageSource, PreparedImage};
-use crate::RuntimeError;
+use super::{ImageError, ImageSource, PreparedImage};
 use async_trait::async_trait;
 use client::Client;
-use manifest::{ConfigBlob, Descriptor, Kind, Manifest};
+use manifest::Kind;
+use oci_spec::image::{Descriptor, ImageManifest};
 use orchestrator_shared_types::PullPolicy;
 use std::collections::HashMap;
 use std::fmt;
@@ -57,17 +64,6 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use store::Store;
 use tokio::sync::OwnedMutexGuard;
-
-/// The `operation` of every error of this module.
-const OPERATION: &str = "pull image";
-
-fn failed(message: String, transient: bool) -> RuntimeError {
-    RuntimeError::Failed {
-        operation: OPERATION,
-        message,
-        transient,
-    }
-}
 
 /// An OS and CPU architecture, in the OCI/Go spelling (`linux`, `amd64`, `arm64`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -98,13 +94,13 @@ impl Platform {
         }
     }
 
-    fn matches(&self, p: &manifest::PlatformSpec) -> bool {
-        p.os == self.os
-            && p.architecture == self.architecture
+    fn matches(&self, p: &oci_spec::image::Platform) -> bool {
+        p.os().to_string() == self.os
+            && p.architecture().to_string() == self.architecture
             && self
                 .variant
                 .as_ref()
-                .is_none_or(|v| p.variant.as_ref() == Some(v))
+                .is_none_or(|v| p.variant().as_ref() == Some(v))
     }
 }
 
@@ -249,14 +245,11 @@ impl fmt::Debug for RegistryImages {
 impl RegistryImages {
     /// Opens (creating) the store in `config.dir`, removing what interrupted pulls of earlier
     /// processes left behind.
-    pub fn new(config: RegistryConfig) -> Result<Self, RuntimeError> {
+    pub fn new(config: RegistryConfig) -> Result<Self, ImageError> {
         let store = Store::open(&config.dir).map_err(|e| {
-            failed(
-                format!(
-                    "cannot prepare the image store {}: {e}",
-                    config.dir.display()
-                ),
-                false,
+            ImageError::store(
+                format!("cannot prepare the image store {}", config.dir.display()),
+                e,
             )
         })?;
         let counters = Arc::new(Counters::default());
@@ -282,7 +275,7 @@ impl RegistryImages {
 
     /// Parses `image` the way pulls do (for validating workloads before they are accepted); the
     /// error names the bad part.
-    pub fn check_reference(image: &str) -> Result<ImageReference, RuntimeError> {
+    pub fn check_reference(image: &str) -> Result<ImageReference, ImageError> {
         ImageReference::parse(image)
     }
 
@@ -308,7 +301,7 @@ impl RegistryImages {
     /// this process. Waits for the pulls in progress and holds new ones back meanwhile. Images
     /// handed out within [`RegistryConfig::prune_grace`] are kept. Running containers are not
     /// affected (they run from copies).
-    pub async fn prune(&self) -> Result<PruneReport, RuntimeError> {
+    pub async fn prune(&self) -> Result<PruneReport, ImageError> {
         self.inner.prune().await
     }
 }
@@ -318,28 +311,13 @@ impl ImageSource for RegistryImages {
     /// `IfNotPresent` uses what this node already has for the reference (no network), else
     /// pulls; `Always` asks the registry every time (downloading only what changed); `Never`
     /// fails unless the image is present.
-    async fn prepare(
-        &self,
-        image: &str,
-        policy: PullPolicy,
-    ) -> Result<PreparedImage, RuntimeError> {
+    async fn prepare(&self, image: &str, policy: PullPolicy) -> Result<PreparedImage, ImageError> {
         let r = ImageReference::parse(image)?;
-        let result = self.inner.prepare(&r, policy).await;
-        if result.as_ref().is_ok_and(|(_, moved)| *moved) {
+        let (image, moved) = self.inner.prepare(&r, policy).await?;
+        if moved {
             self.inner.schedule_prune();
         }
-        result.map(|(image, _)| image).map_err(|e| match e {
-            RuntimeError::Failed {
-                operation,
-                message,
-                transient,
-            } if !message.starts_with("image ") => RuntimeError::Failed {
-                operation,
-                message: format!("image {image}: {message}"),
-                transient,
-            },
-            e => e,
-        })
+        Ok(image)
     }
 }
 
@@ -360,7 +338,7 @@ impl Inner {
         self: &Arc<Self>,
         r: &ImageReference,
         policy: PullPolicy,
-    ) -> Result<(PreparedImage, bool), RuntimeError> {
+    ) -> Result<(PreparedImage, bool), ImageError> {
         let key = r.to_string();
         let _no_prune = self.gc.read().await;
         let _pulling = self.lock(format!("ref:{key}")).await;
@@ -368,7 +346,7 @@ impl Inner {
             .store
             .read_ref(&key)
             .await
-            .map_err(|e| failed(format!("reading the image store: {e}"), true))?;
+            .map_err(|e| ImageError::store("reading the image store", e))?;
         if policy != PullPolicy::Always {
             if let Some(digest) = &known {
                 if let Some(image) = self.local(digest).await? {
@@ -377,10 +355,7 @@ impl Inner {
                 }
             }
             if policy == PullPolicy::Never {
-                return Err(failed(
-                    format!("image {r} is not present on this node and its pull policy is Never"),
-                    false,
-                ));
+                return Err(ImageError::NotPresent);
             }
         }
         let (digest, manifest) = self.resolve(r).await?;
@@ -388,7 +363,7 @@ impl Inner {
         self.store
             .write_ref(&key, &digest)
             .await
-            .map_err(|e| failed(format!("writing the image store: {e}"), true))?;
+            .map_err(|e| ImageError::store("writing the image store", e))?;
         self.hand_out(&digest);
         tracing::debug!(image = %r, %digest, "image ready");
         let moved = known.is_some_and(|old| old != digest);
@@ -423,7 +398,7 @@ impl Inner {
         });
     }
 
-    async fn prune(&self) -> Result<PruneReport, RuntimeError> {
+    async fn prune(&self) -> Result<PruneReport, ImageError> {
         let _exclusive = self.gc.write().await;
         let grace = self.config.prune_grace;
         let keep: Vec<String> = {
@@ -437,8 +412,11 @@ impl Inner {
         let store = self.store.clone();
         let report = tokio::task::spawn_blocking(move || store.prune(&keep))
             .await
-            .map_err(|e| prune_failed(format!("pruning panicked: {e}")))?
-            .map_err(|e| prune_failed(format!("pruning the image store: {e}")))?;
+            .map_err(|source| ImageError::Panicked {
+                operation: "pruning",
+                source,
+            })?
+            .map_err(|e| ImageError::store("pruning the image store", e))?;
         if report != PruneReport::default() {
             tracing::info!(
                 rootfs_removed = report.rootfs_removed,
@@ -451,7 +429,7 @@ impl Inner {
     }
 
     /// The image of manifest `digest` when everything it needs is on disk.
-    async fn local(&self, digest: &str) -> Result<Option<PreparedImage>, RuntimeError> {
+    async fn local(&self, digest: &str) -> Result<Option<PreparedImage>, ImageError> {
         let rootfs = self.store.rootfs(digest);
         if !tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
             return Ok(None);
@@ -462,86 +440,75 @@ impl Inner {
         let Ok(Kind::Manifest(manifest)) = manifest::parse(&bytes, None) else {
             return Ok(None);
         };
-        if reference::parse_digest(&manifest.config.digest).is_err() {
+        let Ok(config_digest) = reference::parse_digest(manifest.config().digest().as_ref()) else {
             return Ok(None);
-        }
-        let Ok(config) = tokio::fs::read(self.store.blob(&manifest.config.digest)).await else {
+        };
+        let Ok(config) = tokio::fs::read(self.store.blob(&config_digest)).await else {
             return Ok(None);
         };
         Ok(Some(PreparedImage {
             rootfs,
-            config: parse_config(&config)?,
+            config: manifest::parse_config(&config)?,
         }))
     }
 
     /// Asks the registry which image manifest `r` names for this platform; the manifest is
     /// verified and stored.
-    async fn resolve(&self, r: &ImageReference) -> Result<(String, Manifest), RuntimeError> {
-        let fetched = self.client.manifest(r, r.manifest_reference()).await?;
+    async fn resolve(
+        &self,
+        r: &ImageReference,
+    ) -> Result<(String, Box<ImageManifest>), ImageError> {
+        let fetched = self.fetch_manifest(r, r.manifest_reference()).await?;
         let actual = store::sha256_digest(&fetched.bytes);
         if let Some(expected) = r.digest.as_ref().or(fetched.digest_header.as_ref()) {
             if *expected != actual {
-                return Err(failed(
-                    format!(
-                        "digest mismatch for the manifest from registry {}: expected {expected}, got {actual}",
-                        r.registry
-                    ),
-                    false,
-                ));
+                return Err(ImageError::VerifyDigest {
+                    what: "the manifest".into(),
+                    registry: r.registry.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
             }
         }
-        let parsed = manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
-            .map_err(|e| failed(e, false))?;
+        let parsed = manifest::parse(&fetched.bytes, fetched.content_type.as_deref())?;
         let (digest, bytes, manifest) = match parsed {
             Kind::Manifest(m) => (actual, fetched.bytes, m),
             Kind::Index(index) => {
                 let platform = &self.config.platform;
                 let chosen = index
-                    .manifests
+                    .manifests()
                     .iter()
-                    .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)));
+                    .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)));
                 let Some(chosen) = chosen else {
-                    let found: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|d| d.platform.as_ref())
-                        .filter(|p| p.os != "unknown")
-                        .map(ToString::to_string)
-                        .collect();
-                    let found = if found.is_empty() {
-                        "none".to_string()
-                    } else {
-                        found.join(", ")
-                    };
-                    return Err(failed(
-                        format!("no {platform} image in this multi-platform image (platforms found: {found})"),
-                        false,
-                    ));
+                    return Err(ImageError::UnknownPlatform {
+                        wanted: platform.to_string(),
+                        found: index
+                            .manifests()
+                            .iter()
+                            .filter_map(|d| d.platform().as_ref())
+                            .filter(|p| p.os().to_string() != "unknown")
+                            .map(manifest::platform_name)
+                            .collect(),
+                    });
                 };
-                let digest = reference::parse_digest(&chosen.digest)
-                    .map_err(|e| failed(format!("the image index is malformed: {e}"), false))?;
-                let fetched = self.client.manifest(r, &digest).await?;
+                let digest = reference::parse_digest(chosen.digest().as_ref())
+                    .map_err(|e| ImageError::parse(format!("the image index is malformed: {e}")))?;
+                let fetched = self.fetch_manifest(r, &digest).await?;
                 let actual = store::sha256_digest(&fetched.bytes);
                 if actual != digest {
-                    return Err(failed(
-                        format!(
-                            "digest mismatch for the {platform} manifest from registry {}: expected {digest}, got {actual}",
-                            r.registry
-                        ),
-                        false,
-                    ));
+                    return Err(ImageError::VerifyDigest {
+                        what: format!("the {platform} manifest"),
+                        registry: r.registry.clone(),
+                        expected: digest,
+                        actual,
+                    });
                 }
-                match manifest::parse(&fetched.bytes, fetched.content_type.as_deref())
-                    .map_err(|e| failed(e, false))?
-                {
+                match manifest::parse(&fetched.bytes, fetched.content_type.as_deref())? {
                     Kind::Manifest(m) => (digest, fetched.bytes, m),
                     Kind::Index(_) => {
-                        return Err(failed(
-                            format!(
-                                "the {platform} entry {digest} of the image index is another index"
-                            ),
-                            false,
-                        ))
+                        return Err(ImageError::parse(format!(
+                            "the {platform} entry {digest} of the image index is another index"
+                        )))
                     }
                 }
             }
@@ -549,8 +516,20 @@ impl Inner {
         self.store
             .write_blob(&digest, &bytes)
             .await
-            .map_err(|e| failed(format!("writing the image store: {e}"), true))?;
+            .map_err(|e| ImageError::store("writing the image store", e))?;
         Ok((digest, manifest))
+    }
+
+    /// The manifest or index `reference` (tag or digest) of `r`'s repository, unverified.
+    async fn fetch_manifest(
+        &self,
+        r: &ImageReference,
+        reference: &str,
+    ) -> Result<client::FetchedManifest, ImageError> {
+        self.client
+            .manifest(r, reference)
+            .await
+            .map_err(|source| ImageError::ResolveManifest { source })
     }
 
     /// The image of `manifest`: its config, and its root filesystem unpacked unless it exists.
@@ -558,33 +537,37 @@ impl Inner {
         self: &Arc<Self>,
         r: &ImageReference,
         digest: &str,
-        manifest: &Manifest,
-    ) -> Result<PreparedImage, RuntimeError> {
+        manifest: &ImageManifest,
+    ) -> Result<PreparedImage, ImageError> {
         // Refuse what cannot be unpacked before downloading anything.
-        for layer in &manifest.layers {
-            manifest::layer_compression(&layer.media_type).map_err(|e| failed(e, false))?;
-            reference::parse_digest(&layer.digest)
-                .map_err(|e| failed(format!("a layer of the manifest is malformed: {e}"), false))?;
+        let mut digests = Vec::with_capacity(manifest.layers().len());
+        for layer in manifest.layers() {
+            manifest::layer_compression(layer.media_type())?;
+            digests.push(
+                reference::parse_digest(layer.digest().as_ref()).map_err(|e| {
+                    ImageError::parse(format!("a layer of the manifest is malformed: {e}"))
+                })?,
+            );
         }
         let _building = self.lock(format!("rootfs:{digest}")).await;
-        let config_path = self.ensure_blob(r, &manifest.config).await?;
+        let config_path = self.ensure_blob(r, manifest.config()).await?;
         let config_bytes = tokio::fs::read(&config_path)
             .await
-            .map_err(|e| failed(format!("reading the image config: {e}"), true))?;
-        let config = parse_config(&config_bytes)?;
+            .map_err(|e| ImageError::store("reading the image config", e))?;
+        let config = manifest::parse_config(&config_bytes)?;
         let rootfs = self.store.rootfs(digest);
         if tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
             return Ok(PreparedImage { rootfs, config });
         }
-        let layers = self.download_layers(r, &manifest.layers).await?;
+        let layers = self.download_layers(r, manifest.layers()).await?;
         let temp = self.store.rootfs_temp(digest);
-        let digests: Vec<String> = manifest.layers.iter().map(|l| l.digest.clone()).collect();
         let dest = rootfs.clone();
-        let unpacked =
-            tokio::task::spawn_blocking(move || unpack_all(&temp, &dest, &layers, &digests))
-                .await
-                .unwrap_or_else(|e| Err(failed(format!("unpacking panicked: {e}"), false)));
-        unpacked?;
+        tokio::task::spawn_blocking(move || unpack_all(&temp, &dest, &layers, &digests))
+            .await
+            .map_err(|source| ImageError::Panicked {
+                operation: "unpacking",
+                source,
+            })??;
         self.counters.unpacked.fetch_add(1, Ordering::Relaxed);
         Ok(PreparedImage { rootfs, config })
     }
@@ -594,7 +577,7 @@ impl Inner {
         self: &Arc<Self>,
         r: &ImageReference,
         layers: &[Descriptor],
-    ) -> Result<Vec<PathBuf>, RuntimeError> {
+    ) -> Result<Vec<PathBuf>, ImageError> {
         let permits = Arc::new(tokio::sync::Semaphore::new(
             self.config.max_concurrent_downloads.max(1),
         ));
@@ -608,23 +591,21 @@ impl Inner {
             });
         }
         while let Some(done) = tasks.join_next().await {
-            match done {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(e),
-                Err(e) => return Err(failed(format!("a layer download panicked: {e}"), false)),
-            }
+            done.map_err(|source| ImageError::Panicked {
+                operation: "a layer download",
+                source,
+            })??;
         }
-        Ok(layers.iter().map(|l| self.store.blob(&l.digest)).collect())
+        Ok(layers
+            .iter()
+            .map(|l| self.store.blob(l.digest().as_ref()))
+            .collect())
     }
 
     /// The path of blob `d`, downloaded and verified unless already stored.
-    async fn ensure_blob(
-        &self,
-        r: &ImageReference,
-        d: &Descriptor,
-    ) -> Result<PathBuf, RuntimeError> {
-        let digest = reference::parse_digest(&d.digest)
-            .map_err(|e| failed(format!("the manifest is malformed: {e}"), false))?;
+    async fn ensure_blob(&self, r: &ImageReference, d: &Descriptor) -> Result<PathBuf, ImageError> {
+        let digest = reference::parse_digest(d.digest().as_ref())
+            .map_err(|e| ImageError::parse(format!("the manifest is malformed: {e}")))?;
         let path = self.store.blob(&digest);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(path);
@@ -636,11 +617,11 @@ impl Inner {
         // Removed on error, and when the pull is cancelled mid-download.
         let temp = TempFile(self.store.blob_temp(&digest));
         self.client
-            .download_blob(r, &digest, d.size, &temp.0)
+            .download_blob(r, &digest, d.size(), &temp.0)
             .await?;
         tokio::fs::rename(&temp.0, &path)
             .await
-            .map_err(|e| failed(format!("storing blob {digest}: {e}"), true))?;
+            .map_err(|e| ImageError::store(format!("storing blob {digest}"), e))?;
         Ok(path)
     }
 }
@@ -661,7 +642,7 @@ fn unpack_all(
     dest: &Path,
     layers: &[PathBuf],
     digests: &[String],
-) -> Result<(), RuntimeError> {
+) -> Result<(), ImageError> {
     let result = unpack_into(temp, dest, layers, digests);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(temp);
@@ -674,33 +655,16 @@ fn unpack_into(
     dest: &Path,
     layers: &[PathBuf],
     digests: &[String],
-) -> Result<(), RuntimeError> {
+) -> Result<(), ImageError> {
     use std::os::unix::fs::PermissionsExt;
-    let io = |what: &str, e: std::io::Error| failed(format!("{what}: {e}"), true);
-    std::fs::create_dir(temp).map_err(|e| io("creating the root filesystem", e))?;
-    std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| io("creating the root filesystem", e))?;
+    let creating = |e| ImageError::store("creating the root filesystem", e);
+    std::fs::create_dir(temp).map_err(creating)?;
+    std::fs::set_permissions(temp, std::fs::Permissions::from_mode(0o755)).map_err(creating)?;
     for (blob, digest) in layers.iter().zip(digests) {
-        unpack::apply_layer_blob(temp, blob).map_err(|e| {
-            failed(
-                format!("unpacking layer {digest}: {}", e.message),
-                e.transient,
-            )
+        unpack::apply_layer_blob(temp, blob).map_err(|source| ImageError::UnpackLayer {
+            digest: digest.clone(),
+            source,
         })?;
     }
-    std::fs::rename(temp, dest).map_err(|e| io("storing the root filesystem", e))
-}
-
-fn prune_failed(message: String) -> RuntimeError {
-    RuntimeError::Failed {
-        operation: "prune images",
-        message,
-        transient: true,
-    }
-}
-
-fn parse_config(bytes: &[u8]) -> Result<ImageConfig, RuntimeError> {
-    serde_json::from_slice::<ConfigBlob>(bytes)
-        .map(ConfigBlob::into_image_config)
-        .map_err(|e| failed(format!("the image config is malformed: {e}"), false))
+    std::fs::rename(temp, dest).map_err(|e| ImageError::store("storing the root filesystem", e))
 }

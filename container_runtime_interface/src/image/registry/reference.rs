@@ -1,6 +1,6 @@
 //! Image references: `[host[:port]/]path[:tag][@sha256:digest]`, normalized the way Docker does.
 
-use crate::RuntimeError;
+use super::super::ImageError;
 use std::fmt;
 use std::str::FromStr;
 
@@ -28,11 +28,10 @@ pub struct ImageReference {
 
 impl ImageReference {
     /// Parses and normalizes `reference`; the error names the part that is wrong.
-    pub fn parse(reference: &str) -> Result<Self, RuntimeError> {
-        parse(reference).map_err(|why| RuntimeError::Failed {
-            operation: "pull image",
-            message: format!("invalid image reference {reference:?}: {why}"),
-            transient: false,
+    pub fn parse(reference: &str) -> Result<Self, ImageError> {
+        parse(reference).map_err(|reason| ImageError::InvalidReference {
+            reference: reference.to_string(),
+            reason,
         })
     }
 
@@ -68,7 +67,7 @@ impl fmt::Display for ImageReference {
 }
 
 impl FromStr for ImageReference {
-    type Err = RuntimeError;
+    type Err = ImageError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
