@@ -15,6 +15,7 @@
 mod common;
 
 use common::arg;
+use container_runtime_interface::oci::cli::Cli;
 use orchestrator_testkit::Daemon;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -107,11 +108,16 @@ fn raw_loop(env: &Env, dir: &Path, count: usize) -> Duration {
     let started = Instant::now();
     run(Command::new("bash").arg("-c").arg(&script));
     let took = started.elapsed();
+    // Untimed cleanup through the runtime's CLI wrapper, which retries youki's occasional
+    // seal failure (the timed loop above is raw youki on purpose: it is the baseline).
+    let cli = Cli::new(&env.youki, &root);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     for id in &ids {
-        run(Command::new(&env.youki)
-            .arg("--root")
-            .arg(&root)
-            .args(["delete", "--force", id]));
+        rt.block_on(cli.delete_force(id))
+            .unwrap_or_else(|e| panic!("youki delete --force {id}: {e}"));
     }
     std::fs::remove_dir_all(&bundles).unwrap();
     let _ = std::fs::remove_dir_all(&root);
