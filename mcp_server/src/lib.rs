@@ -1,8 +1,10 @@
 //! The MCP server of the orchestrator: lets an AI assistant run the cluster through tools,
 //! resources and prompts, speaking the Model Context Protocol with the official `rmcp` SDK.
 //!
-//! It is a client of the REST API (`docs/api.md`): every tool is one or a few API calls, so it
-//! sees and changes exactly what `orchestrator-cli` does. Two ways in:
+//! It is a client of the REST API (`docs/api.md`) through `orchestrator_client`, the async
+//! client `orchestrator-cli` uses too: every tool is one or a few API calls, so it sees and
+//! changes exactly what the CLI does. The tools' argument and result schemas are derived
+//! (schemars) from the shared types where a tool takes or returns them. Two ways in:
 //! * `orchestrator-mcp` (the binary) speaks MCP over stdio; an MCP client such as Claude Desktop
 //!   starts it. `--server URL` names the API, `--token` is sent as `Authorization: Bearer`.
 //! * `orchestratord --mcp` mounts `streamable_http_service` (feature `http`) at `/mcp` on the
@@ -19,7 +21,8 @@
 //! Nothing but the protocol is written to stdout.
 //!
 //! # Layout
-//! * [`client`] — [`ApiClient`], the async REST client, and [`ApiError`].
+//! * [`ApiClient`] and [`ApiError`] — `orchestrator_client`'s `Client` and `ClientError`, under
+//!   the names this crate has always exported.
 //! * `output` — compact summaries of the API's objects, tool errors, the byte cap.
 //! * `tools` — one file per group of tools: `workloads` (list, get, deploy, apply, scale,
 //!   delete), `nodes` (list, describe, drain, uncordon), `observe` (cluster status, events,
@@ -28,14 +31,16 @@
 //! * `prompts` — diagnose a failing workload; plan capacity for a new one.
 //! * `server` — the `ServerHandler`: server info, the read-only gate, resources.
 
-pub mod client;
 mod output;
 mod prompts;
 mod resources;
 mod server;
 mod tools;
 
-pub use client::{ApiClient, ApiError};
+/// The REST API's client (`orchestrator_client::Client`).
+pub use orchestrator_client::Client as ApiClient;
+/// Why a call to the REST API failed (`orchestrator_client::ClientError`).
+pub use orchestrator_client::ClientError as ApiError;
 
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;

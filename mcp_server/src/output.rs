@@ -6,12 +6,14 @@
 //! (keeping the API's `continue` token right), long lists inside one object keep their most
 //! useful part, and a `note` tells the model how to get the rest.
 
-use crate::client::ApiError;
-use orchestrator_shared_types::api::{NodeView, ReplicaCounts, WorkloadView};
-use orchestrator_shared_types::{Event, Unschedulable, WorkloadInstance};
+use crate::ApiError;
+use orchestrator_shared_types::api::{ErrorInfo, NodeView, ReplicaCounts, WorkloadView};
+use orchestrator_shared_types::{Event, Unschedulable, WorkloadDefinition, WorkloadInstance};
 use rmcp::schemars::{self, JsonSchema};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::error::Error as _;
+use std::fmt::Write as _;
 
 /// Size of `value` as JSON, in bytes.
 pub(crate) fn json_len<T: Serialize + ?Sized>(value: &T) -> usize {
@@ -45,9 +47,33 @@ impl ToolError {
 impl From<ApiError> for ToolError {
     fn from(e: ApiError) -> Self {
         ToolError {
-            message: e.to_string(),
+            message: describe(&e),
             status: e.status(),
         }
+    }
+}
+
+/// An API error as a model reads it: for an HTTP error, `the orchestrator API answered HTTP 400
+/// validation_failed: invalid workload: 2 problems` and one line per field problem; otherwise
+/// the error with its cause.
+pub(crate) fn describe(e: &ApiError) -> String {
+    match e {
+        ApiError::Http { status, body } => {
+            let ErrorInfo {
+                code,
+                message,
+                details,
+            } = &body.error;
+            let mut text = format!("the orchestrator API answered HTTP {status} {code}: {message}");
+            for d in details {
+                let _ = write!(text, "\n- {}: {}", d.field, d.message);
+            }
+            text
+        }
+        other => match other.source() {
+            Some(cause) => format!("{other}: {cause}"),
+            None => other.to_string(),
+        },
     }
 }
 
@@ -62,7 +88,7 @@ impl<T> Hint<T> for Result<T, ApiError> {
         self.map_err(|e| {
             if e.status() == Some(status) {
                 ToolError {
-                    message: format!("{e}\n{hint}"),
+                    message: format!("{}\n{hint}", describe(&e)),
                     status: Some(status),
                 }
             } else {
@@ -72,53 +98,20 @@ impl<T> Hint<T> for Result<T, ApiError> {
     }
 }
 
-/// Replica counts of a workload.
-#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
-pub struct Replicas {
-    /// Replicas asked for.
-    pub desired: u32,
-    /// Running.
-    pub running: u32,
-    /// Placed on a node, starting.
-    pub starting: u32,
-    /// Not placed: no node fits (see explain_pending).
-    pub pending: u32,
-    /// Exited with a failure, possibly waiting for a restart.
-    pub failed: u32,
-    /// Exited successfully.
-    pub succeeded: u32,
-    /// Being stopped.
-    pub stopping: u32,
-}
-
-impl From<&ReplicaCounts> for Replicas {
-    fn from(c: &ReplicaCounts) -> Self {
-        Replicas {
-            desired: c.desired,
-            running: c.running,
-            starting: c.starting,
-            pending: c.pending,
-            failed: c.failed,
-            succeeded: c.succeeded,
-            stopping: c.stopping,
-        }
-    }
-}
-
 /// One workload in a list.
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct WorkloadSummary {
     /// Unique name.
     pub name: String,
     /// Replica counts.
-    pub replicas: Replicas,
+    pub replicas: ReplicaCounts,
     /// Images of its containers.
     pub images: Vec<String>,
     /// Store revision it was last changed at.
     pub revision: u64,
     /// The full definition (every field of the manifest), only with `detail: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub definition: Option<serde_json::Value>,
+    pub definition: Option<WorkloadDefinition>,
 }
 
 impl WorkloadSummary {
@@ -126,7 +119,7 @@ impl WorkloadSummary {
     pub(crate) fn of(view: &WorkloadView, detail: bool) -> Self {
         WorkloadSummary {
             name: view.workload.name.clone(),
-            replicas: (&view.replicas).into(),
+            replicas: view.replicas.clone(),
             images: view
                 .workload
                 .containers
@@ -134,7 +127,7 @@ impl WorkloadSummary {
                 .map(|c| c.image.clone())
                 .collect(),
             revision: view.revision,
-            definition: detail.then(|| serde_json::to_value(&view.workload).unwrap_or_default()),
+            definition: detail.then(|| view.workload.clone()),
         }
     }
 }
@@ -325,7 +318,7 @@ pub struct NodeSummary {
     pub labels: BTreeMap<String, String>,
     /// The full node record (address, capacity, disk), only with `detail: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub definition: Option<serde_json::Value>,
+    pub definition: Option<NodeView>,
 }
 
 impl NodeSummary {
@@ -341,7 +334,7 @@ impl NodeSummary {
             cpu_millicores: Usage::new(view.allocated.cpu_millicores, n.allocatable.cpu_millicores),
             memory_mb: Usage::new(view.allocated.memory_mb, n.allocatable.memory_mb),
             labels: n.labels.clone(),
-            definition: detail.then(|| serde_json::to_value(view).unwrap_or_default()),
+            definition: detail.then(|| view.clone()),
         }
     }
 }
@@ -392,6 +385,57 @@ mod tests {
         assert_eq!(p.reasons[0].reason, "insufficient_memory");
         assert_eq!(p.reasons[0].meaning, "insufficient memory");
         assert_eq!(p.reasons[1].reason, "selector_mismatch");
+    }
+
+    #[test]
+    fn http_errors_keep_every_field_problem() {
+        use orchestrator_shared_types::api::ErrorBody;
+        use orchestrator_shared_types::FieldError;
+        let body = ErrorBody {
+            error: ErrorInfo {
+                code: "validation_failed".into(),
+                message: "invalid workload: 2 problems".into(),
+                details: vec![
+                    FieldError {
+                        field: "name".into(),
+                        message: "must be a DNS-1123 label".into(),
+                    },
+                    FieldError {
+                        field: "containers[0].resources.memory_mb".into(),
+                        message: "must be greater than 0".into(),
+                    },
+                ],
+            },
+        };
+        let e = ApiError::Http { status: 400, body };
+        assert_eq!(
+            describe(&e),
+            "the orchestrator API answered HTTP 400 validation_failed: invalid workload: 2 problems\n\
+             - name: must be a DNS-1123 label\n\
+             - containers[0].resources.memory_mb: must be greater than 0"
+        );
+        assert_eq!(e.code(), Some("validation_failed"));
+        let t = ToolError::from(e);
+        assert_eq!(t.status, Some(400));
+        assert!(
+            t.message.ends_with("must be greater than 0"),
+            "{}",
+            t.message
+        );
+    }
+
+    #[test]
+    fn other_errors_carry_their_cause() {
+        let source = serde_json::from_str::<u32>("x").unwrap_err();
+        let e = ApiError::Decode {
+            request: "GET /api/v1/cluster".into(),
+            source,
+        };
+        let text = describe(&e);
+        assert!(
+            text.starts_with("cannot decode the server's answer to GET /api/v1/cluster: expected"),
+            "{text}"
+        );
     }
 
     #[test]

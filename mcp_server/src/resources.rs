@@ -8,12 +8,12 @@
 //! `resources/list` names the three fixed documents and then every workload and node, paged
 //! with the protocol's cursor (which carries the API's `continue` token).
 
-use crate::output::{json_len, ToolError};
+use crate::output::{describe, json_len, ToolError};
 use crate::tools::nodes::DescribeNodeArgs;
 use crate::tools::workloads::PageArgs;
 use crate::tools::{nodes, observe, workloads};
-use crate::OrchestratorMcp;
-use orchestrator_shared_types::api::{ListResponse, NodeView, WorkloadView};
+use crate::{ApiError, OrchestratorMcp};
+use orchestrator_client::{Nodes, PageRequest, Workloads};
 use rmcp::model::{
     ListResourcesResult, ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
 };
@@ -45,8 +45,8 @@ pub(crate) fn templates() -> Vec<ResourceTemplate> {
     ]
 }
 
-fn api_error(e: impl std::fmt::Display) -> ErrorData {
-    ErrorData::internal_error(e.to_string(), None)
+fn api_error(e: ApiError) -> ErrorData {
+    ErrorData::internal_error(describe(&e), None)
 }
 
 /// One page of `resources/list`. Cursors: none (fixed documents and the first workloads),
@@ -84,14 +84,11 @@ pub(crate) async fn list(
                 .with_mime_type(JSON),
         );
     }
-    let mut query = vec![("limit", PER_PAGE.to_string())];
-    if let Some(t) = token {
-        query.push(("continue", t));
-    }
+    let request = PageRequest::after(Some(PER_PAGE), token);
     let next = if kind == "w" {
-        let page: ListResponse<WorkloadView> = mcp
+        let page = mcp
             .api()
-            .get(&["workloads"], &query)
+            .list(&Workloads, &request)
             .await
             .map_err(api_error)?;
         for w in &page.items {
@@ -110,8 +107,7 @@ pub(crate) async fn list(
             None => "n:".to_owned(),
         })
     } else {
-        let page: ListResponse<NodeView> =
-            mcp.api().get(&["nodes"], &query).await.map_err(api_error)?;
+        let page = mcp.api().list(&Nodes, &request).await.map_err(api_error)?;
         for n in &page.items {
             let id = &n.node.id;
             resources.push(
@@ -194,7 +190,7 @@ fn render<T: Serialize>(
             None,
         ));
     }
-    serde_json::to_string(&out).map_err(api_error)
+    serde_json::to_string(&out).map_err(|e| ErrorData::internal_error(e.to_string(), None))
 }
 
 #[cfg(test)]

@@ -143,6 +143,53 @@ mod tests {
     }
 
     #[test]
+    fn deploy_schema_is_derived_from_the_shared_types() {
+        use orchestrator_shared_types::{PlacementStrategy, Protocol, RestartPolicy};
+        let tools = server(false).tool_router.list_all();
+        let deploy = tools.iter().find(|t| t.name == "deploy_workload").unwrap();
+        let defs = &deploy.input_schema["$defs"];
+        let consts = |name: &str| -> Vec<String> {
+            defs[name]["oneOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {name} in {defs}"))
+                .iter()
+                .map(|v| v["const"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        // The schema offers exactly what serde accepts: the same spellings, from one type.
+        let spelled = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+        assert_eq!(
+            consts("PlacementStrategy"),
+            [
+                PlacementStrategy::BinPack,
+                PlacementStrategy::Spread,
+                PlacementStrategy::OnePerNode
+            ]
+            .map(|p| spelled(serde_json::to_value(p).unwrap()))
+        );
+        assert_eq!(
+            consts("RestartPolicy"),
+            [
+                RestartPolicy::Always,
+                RestartPolicy::OnFailure,
+                RestartPolicy::Never
+            ]
+            .map(|r| spelled(serde_json::to_value(r).unwrap()))
+        );
+        assert_eq!(
+            consts("Protocol"),
+            [Protocol::Tcp, Protocol::Udp].map(|p| spelled(serde_json::to_value(p).unwrap()))
+        );
+        let port = &defs["PortMapping"];
+        assert_eq!(port["additionalProperties"], serde_json::json!(false));
+        assert_eq!(port["required"], serde_json::json!(["container_port"]));
+        assert_eq!(
+            deploy.input_schema["properties"]["ports"]["items"]["$ref"],
+            serde_json::json!("#/$defs/PortMapping")
+        );
+    }
+
+    #[test]
     fn read_only_lists_no_mutating_tool() {
         let names = server(true).tool_names();
         assert!(!names.is_empty());

@@ -80,7 +80,7 @@ pub(crate) fn decode<T: DeserializeOwned>(format: Format, bytes: &[u8]) -> Resul
             }
         }
         Format::Yaml => {
-            let de = serde_yaml::Deserializer::from_slice(bytes);
+            let de = serde_norway::Deserializer::from_slice(bytes);
             match serde_path_to_error::deserialize::<_, T>(de) {
                 Ok(v) => return Ok(v),
                 Err(e) => (e.path().to_string(), yaml_message(e.into_inner())),
@@ -120,9 +120,9 @@ fn field_of_error(path: &str, message: &str) -> Option<String> {
     }
 }
 
-/// serde_yaml prefixes its message with its own notion of the path (`containers[0]: ...`);
+/// serde_norway prefixes its message with its own notion of the path (`containers[0]: ...`);
 /// the path is reported separately, so keep only the rule and the position.
-fn yaml_message(e: serde_yaml::Error) -> String {
+fn yaml_message(e: serde_norway::Error) -> String {
     let text = e.to_string();
     match e.location() {
         // "path: message at line L column C": drop the "path: " part when there is one.

@@ -122,7 +122,7 @@ fn cases(existing_revision: u64) -> Vec<Case> {
         case("deeply nested JSON", req(Method::POST, "/api/v1/workloads", JSON, deep_json), BAD, "bad_request", &[]),
         case("deeply nested YAML", req(Method::POST, "/api/v1/workloads", YAML, deep_yaml), BAD, "bad_request", &[]),
         case("YAML aliases", req(Method::POST, "/api/v1/workloads", YAML, "name: w\nreplicas: 1\ncontainers:\n  - name: a\n    image: i\n    command: &a [x, x, x, x, x, x, x, x]\n    args: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n    env: {A: *b}\n"), BAD, "bad_request", &["containers[0].args[0]"]),
-        case("two YAML documents", req(Method::POST, "/api/v1/workloads", YAML, format!("{}---\n{}", serde_yaml::to_string(&ok).unwrap(), serde_yaml::to_string(&ok).unwrap())), BAD, "bad_request", &[]),
+        case("two YAML documents", req(Method::POST, "/api/v1/workloads", YAML, format!("{}---\n{}", serde_norway::to_string(&ok).unwrap(), serde_norway::to_string(&ok).unwrap())), BAD, "bad_request", &[]),
         // Fields: unknown, missing, wrong type, out of range.
         post("unknown field", with(ok.clone(), "/colour", json!("red")), BAD, "bad_request", &["colour"]),
         post("unknown container field", with(ok.clone(), "/containers/0/colour", json!("red")), BAD, "bad_request", &["containers[0].colour"]),

@@ -63,9 +63,13 @@ impl StateStore for FlakyStore {
         self.check("revision")?;
         self.inner.revision().await
     }
-    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+    async fn watch_kinds(
+        &self,
+        after: Revision,
+        kinds: state_store_interface::KindSet,
+    ) -> Result<Watch, StoreError> {
         self.check("watch")?;
-        self.inner.watch(after).await
+        self.inner.watch_kinds(after, kinds).await
     }
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
         self.check("append events")?;

@@ -4,21 +4,27 @@
 //! indented detail lines: the server's per-field problems (`  containers[0].image: must not be
 //! empty`) or, after `--wait` timed out, what each workload is still waiting for.
 
-use crate::client::ClientError;
 use crate::duration::format_duration;
-use crate::manifest::ManifestError;
+use orchestrator_client::ClientError;
 use std::error::Error;
 use std::time::Duration;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A request failed; its message is the server's (or names the unreachable URL).
+    /// A request failed (its message is the server's, or names the unreachable URL), or a
+    /// manifest did not parse.
     #[error(transparent)]
     Request(#[from] ClientError),
-    /// A manifest could not be read or parsed.
-    #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    /// A manifest file (or stdin) could not be read.
+    #[error("cannot read {file}")]
+    ReadManifest {
+        /// The path, or `<stdin>`.
+        file: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A request about one workload of a manifest failed: says which one.
     #[error("{action} {target}")]
     Workload {

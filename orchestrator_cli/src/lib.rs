@@ -1,7 +1,9 @@
 //! `orchestrator-cli`: the kubectl-like command-line client of the orchestrator.
 //!
-//! It talks to `orchestratord` over the REST API described in `docs/api.md`, with the request and
-//! response types of `orchestrator_shared_types::api`, and prints tables for people or the
+//! It talks to `orchestratord` over the REST API described in `docs/api.md` through the async
+//! `orchestrator_client` (shared with the MCP server; the binary runs it on a current-thread
+//! tokio runtime), with the request and response types of `orchestrator_shared_types::api`,
+//! and prints tables for people or the
 //! server's objects as JSON/YAML for scripts. Every failure exits non-zero with `error: ...` and
 //! the server's per-field details.
 //!
@@ -22,15 +24,13 @@
 //! * [`cli`] — clap definitions: global options and the command tree.
 //! * [`cmd`] — one file per command group (`workload`, `node`, `instance`, `events`, `cluster`,
 //!   `completion`): arguments, requests and rendering.
-//! * [`client`] — blocking HTTP client of the API with typed errors ([`client::ClientError`]).
-//! * [`manifest`] — reading YAML/JSON manifests from files or stdin.
+//! * [`manifest`] — reading manifests from files or stdin (parsed by `orchestrator_client`).
 //! * [`wait`] — `--wait`: polling until replicas run, with progress and a pending reason.
 //! * [`output`] — output formats, kubectl-like tables, JSON/YAML.
 //! * [`duration`] — `--timeout` parsing and ages (`5s`, `3m`, `2h`, `4d`).
 //! * [`error`] — the CLI's error type and how errors are printed.
 
 pub mod cli;
-pub mod client;
 pub mod cmd;
 pub mod duration;
 pub mod error;
@@ -44,19 +44,19 @@ use error::CliError;
 use std::io::{Read, Write};
 
 /// Runs one command other than `completion` (which needs no server) against `ctx`'s server,
-/// printing results to `out`; `stdin` serves `-f -`.
-pub fn execute(
+/// printing results to `out`; `stdin` serves `-f -`. Needs a tokio runtime with time and I/O.
+pub async fn execute(
     ctx: &Ctx,
     command: Command,
     out: &mut dyn Write,
     stdin: &mut dyn Read,
 ) -> Result<(), CliError> {
     match command {
-        Command::Workload(c) => cmd::workload::run(ctx, c, out, stdin),
-        Command::Node(c) => cmd::node::run(ctx, c, out),
-        Command::Instance(c) => cmd::instance::run(ctx, c, out),
-        Command::Events(args) => cmd::events::run(ctx, args, out),
-        Command::Cluster(c) => cmd::cluster::run(ctx, c, out),
+        Command::Workload(c) => cmd::workload::run(ctx, c, out, stdin).await,
+        Command::Node(c) => cmd::node::run(ctx, c, out).await,
+        Command::Instance(c) => cmd::instance::run(ctx, c, out).await,
+        Command::Events(args) => cmd::events::run(ctx, args, out).await,
+        Command::Cluster(c) => cmd::cluster::run(ctx, c, out).await,
         Command::Completion(args) => cmd::completion::run(&args, out),
     }
 }

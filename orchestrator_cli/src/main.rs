@@ -4,9 +4,9 @@
 use anyhow::Context as _;
 use clap::Parser;
 use orchestrator_cli::cli::{Cli, Command};
-use orchestrator_cli::client::Client;
 use orchestrator_cli::cmd::{self, Ctx};
 use orchestrator_cli::error::{is_broken_pipe, render_chain};
+use orchestrator_client::Client;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -31,13 +31,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cmd::completion::run(args, &mut out)?;
         return out.flush().context("writing the completion script");
     }
-    let client = Client::new(&cli.server).context("--server (or ORCHESTRATOR_SERVER)")?;
+    let client = Client::new(&cli.server, None).context("--server (or ORCHESTRATOR_SERVER)")?;
     let ctx = Ctx {
         client,
         format: cli.output,
     };
+    // One command is a short sequence of requests: a current-thread runtime is all it needs.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     // No context added: the command's own error already says what failed, and the server's
     // message must stay the first thing the user reads.
-    orchestrator_cli::execute(&ctx, cli.command, &mut out, &mut std::io::stdin().lock())?;
+    runtime.block_on(orchestrator_cli::execute(
+        &ctx,
+        cli.command,
+        &mut out,
+        &mut std::io::stdin().lock(),
+    ))?;
     out.flush().context("writing the output")
 }

@@ -42,7 +42,7 @@ pub fn print_structured<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<(), CliError> {
     let text = match format {
-        OutputFormat::Yaml => serde_yaml::to_string(value).map_err(|e| CliError::Render {
+        OutputFormat::Yaml => serde_norway::to_string(value).map_err(|e| CliError::Render {
             format: "yaml",
             source: Box::new(e),
         })?,

@@ -2,10 +2,10 @@
 //! showing progress (an indicatif bar on a terminal, plain lines otherwise so that logs of CI jobs
 //! stay readable), and on timeout says what is pending and why.
 
-use crate::client::{Client, ClientError};
 use crate::duration::parse_duration;
 use crate::error::CliError;
 use indicatif::{ProgressBar, ProgressStyle};
+use orchestrator_client::{Client, ClientError};
 use orchestrator_shared_types::api::WorkloadDetail;
 use orchestrator_shared_types::InstanceStatus;
 use std::collections::BTreeMap;
@@ -179,7 +179,7 @@ impl Reporter {
 }
 
 /// Waits until every workload in `names` is ready, or `timeout` passes.
-pub fn wait_until_ready(
+pub async fn wait_until_ready(
     client: &Client,
     names: &[String],
     timeout: Duration,
@@ -193,7 +193,7 @@ pub fn wait_until_ready(
     loop {
         let mut failure = None;
         for (name, w) in watched.iter_mut().filter(|(_, w)| !w.ready()) {
-            match client.get_workload(name) {
+            match client.get_workload(name).await {
                 Ok(detail) => {
                     w.detail = Some(detail);
                     w.error = None;
@@ -228,7 +228,7 @@ pub fn wait_until_ready(
                 pending,
             });
         }
-        std::thread::sleep(POLL_INTERVAL.min(deadline - now));
+        tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
     }
 }
 

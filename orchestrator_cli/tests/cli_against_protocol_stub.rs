@@ -365,6 +365,6 @@ fn server_flag_overrides_the_environment() {
         "",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let detail: WorkloadDetail = serde_yaml::from_slice(&out.stdout).unwrap();
+    let detail: WorkloadDetail = serde_norway::from_slice(&out.stdout).unwrap();
     assert_eq!(detail, web_detail());
 }

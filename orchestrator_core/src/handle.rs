@@ -343,7 +343,7 @@ impl OrchestratorHandle {
 
     /// Every node with what is allocated on it, sorted by id.
     pub async fn nodes(&self) -> Result<Vec<NodeView>, CoreError> {
-        Ok(self.view()?.nodes().to_vec())
+        Ok(self.view()?.nodes())
     }
 
     /// Why a replica of workload `name` would not fit now, node by node (the scheduler's typed

@@ -26,9 +26,9 @@ const MAX_BATCH: usize = 4096;
 #[derive(Debug)]
 pub(crate) enum PersistMsg {
     /// Create or replace an instance record.
-    Put(Box<WorkloadInstance>),
+    Put(Arc<WorkloadInstance>),
     /// Remove an instance record.
-    Delete(Box<WorkloadInstance>),
+    Delete(Arc<WorkloadInstance>),
     /// Append an event.
     Event(Box<Event>),
     /// Reply once everything sent before is committed (or given up).

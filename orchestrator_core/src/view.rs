@@ -18,19 +18,46 @@ use orchestrator_shared_types::{
     InstanceId, InstanceStatus, Node, NodeId, Unschedulable, WorkloadDefinition, WorkloadId,
     WorkloadInstance,
 };
-use scheduler_interface::{ClusterState, PlacementRequest, Scheduler};
-use std::collections::HashMap;
+use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// What a view knows of one workload.
+/// What a view knows of one workload: rebuilt only when the workload or one of its instances
+/// changed, shared between views otherwise.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WorkloadSlice {
     /// Its definition, unless it was deleted and its instances are still being stopped.
     pub(crate) def: Option<Arc<WorkloadDefinition>>,
     /// Its replica counts.
     pub(crate) counts: ReplicaCounts,
+    /// Its instances per status (for the summary, which adds these up).
+    pub(crate) statuses: BTreeMap<InstanceStatus, usize>,
     /// Its instances.
-    pub(crate) instances: Vec<InstanceId>,
+    pub(crate) instances: Vec<Arc<WorkloadInstance>>,
+}
+
+impl WorkloadSlice {
+    /// The slice of a workload with these instances.
+    pub(crate) fn new(
+        def: Option<Arc<WorkloadDefinition>>,
+        instances: Vec<Arc<WorkloadInstance>>,
+    ) -> Self {
+        let mut counts = ReplicaCounts {
+            desired: def.as_ref().map_or(0, |d| d.replicas),
+            ..Default::default()
+        };
+        let mut statuses = BTreeMap::new();
+        for i in &instances {
+            counts.count(i.status);
+            *statuses.entry(i.status).or_default() += 1;
+        }
+        Self {
+            def,
+            counts,
+            statuses,
+            instances,
+        }
+    }
 }
 
 /// An immutable snapshot of the loop's state; see the module docs.
@@ -38,10 +65,8 @@ pub(crate) struct WorkloadSlice {
 pub struct ClusterView {
     scheduler: Arc<dyn Scheduler>,
     summary: Summary,
-    workloads: HashMap<WorkloadId, WorkloadSlice>,
+    workloads: HashMap<WorkloadId, Arc<WorkloadSlice>>,
     names: HashMap<String, WorkloadId>,
-    instances: HashMap<InstanceId, Arc<WorkloadInstance>>,
-    nodes: Vec<NodeView>,
     state: ClusterState,
 }
 
@@ -54,39 +79,41 @@ impl std::fmt::Debug for ClusterView {
 }
 
 impl ClusterView {
+    /// A view of these workloads on this cluster state; `in_flight` counts the workloads with
+    /// operations in flight.
     pub(crate) fn new(
         scheduler: Arc<dyn Scheduler>,
-        summary: Summary,
-        workloads: HashMap<WorkloadId, WorkloadSlice>,
-        instances: HashMap<InstanceId, Arc<WorkloadInstance>>,
-        nodes: Vec<NodeView>,
+        in_flight: usize,
+        workloads: HashMap<WorkloadId, Arc<WorkloadSlice>>,
         state: ClusterState,
     ) -> Self {
-        let names = workloads
-            .iter()
-            .filter_map(|(id, s)| s.def.as_ref().map(|d| (d.name.clone(), id.clone())))
-            .collect();
+        let mut names = HashMap::with_capacity(workloads.len());
+        let mut summary = Summary {
+            nodes: state.len(),
+            in_flight,
+            ..Default::default()
+        };
+        for (id, slice) in &workloads {
+            if let Some(def) = &slice.def {
+                names.insert(def.name.clone(), id.clone());
+            }
+            for (status, n) in &slice.statuses {
+                *summary.instances.entry(*status).or_default() += n;
+            }
+        }
+        summary.workloads = names.len();
         Self {
             scheduler,
             summary,
             workloads,
             names,
-            instances,
-            nodes,
             state,
         }
     }
 
     /// An empty view (before the loop published its first).
     pub fn empty(scheduler: Arc<dyn Scheduler>) -> Self {
-        Self::new(
-            scheduler,
-            Summary::default(),
-            HashMap::new(),
-            HashMap::new(),
-            Vec::new(),
-            ClusterState::new(),
-        )
+        Self::new(scheduler, 0, HashMap::new(), ClusterState::new())
     }
 
     /// A view built from stored records, as the loop builds its state at start-up: every
@@ -102,51 +129,22 @@ impl ClusterView {
         for node in nodes {
             state.upsert_node(node);
         }
-        let mut workloads: HashMap<WorkloadId, WorkloadSlice> = defs
+        let mut members: HashMap<WorkloadId, (Option<Arc<WorkloadDefinition>>, Vec<_>)> = defs
             .into_iter()
-            .map(|d| {
-                let slice = WorkloadSlice {
-                    counts: ReplicaCounts {
-                        desired: d.replicas,
-                        ..Default::default()
-                    },
-                    def: Some(Arc::new(d)),
-                    instances: Vec::new(),
-                };
-                (
-                    slice.def.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
-                    slice,
-                )
-            })
+            .map(|d| (d.id.clone(), (Some(Arc::new(d)), Vec::new())))
             .collect();
-        let mut summary = Summary {
-            workloads: workloads.len(),
-            nodes: state.len(),
-            ..Default::default()
-        };
-        let mut per_node: HashMap<NodeId, usize> = HashMap::new();
-        let mut by_id = HashMap::with_capacity(instances.len());
         for i in instances.into_iter().filter(|i| !i.status.is_terminal()) {
-            let slice = workloads.entry(i.workload_id.clone()).or_default();
-            if let (Some(node), true) = (&i.node_id, i.status != InstanceStatus::Pending) {
-                state.allocate(node, &allocation_of(slice.def.as_deref(), &i));
-                *per_node.entry(node.clone()).or_default() += 1;
+            let (def, list) = members.entry(i.workload_id.clone()).or_default();
+            if let Some(node) = placed_on(&i) {
+                state.allocate(node, &allocation_of(def.as_deref(), &i));
             }
-            slice.counts.count(i.status);
-            slice.instances.push(i.id.clone());
-            *summary.instances.entry(i.status).or_default() += 1;
-            by_id.insert(i.id.clone(), Arc::new(i));
+            list.push(Arc::new(i));
         }
-        let mut views: Vec<NodeView> = state
-            .nodes()
-            .map(|n| NodeView {
-                node: n.clone(),
-                allocated: state.allocated(&n.id),
-                instances: per_node.get(&n.id).copied().unwrap_or(0),
-            })
+        let workloads = members
+            .into_iter()
+            .map(|(id, (def, list))| (id, Arc::new(WorkloadSlice::new(def, list))))
             .collect();
-        views.sort_by(|a, b| a.node.id.cmp(&b.node.id));
-        Self::new(scheduler, summary, workloads, by_id, views, state)
+        Self::new(scheduler, 0, workloads, state)
     }
 
     /// Counts of what the loop knows.
@@ -155,8 +153,18 @@ impl ClusterView {
     }
 
     /// Every node with what is allocated on it, sorted by id.
-    pub fn nodes(&self) -> &[NodeView] {
-        &self.nodes
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let mut views: Vec<NodeView> = self
+            .state
+            .nodes()
+            .map(|n| NodeView {
+                node: n.clone(),
+                allocated: self.state.allocated(&n.id),
+                instances: self.state.instances_on(&n.id),
+            })
+            .collect();
+        views.sort_by(|a, b| a.node.id.cmp(&b.node.id));
+        views
     }
 
     /// Replica counts of a workload (zeros if the view does not know it).
@@ -167,9 +175,21 @@ impl ClusterView {
             .unwrap_or_default()
     }
 
-    /// The loop's record of an instance.
+    /// The loop's record of an instance. Instance ids start with their workload's name
+    /// ([`InstanceId::generate`]), which finds the workload; other ids are searched for.
     pub fn instance(&self, id: &InstanceId) -> Option<&Arc<WorkloadInstance>> {
-        self.instances.get(id)
+        fn find<'a>(
+            slice: &'a Arc<WorkloadSlice>,
+            id: &InstanceId,
+        ) -> Option<&'a Arc<WorkloadInstance>> {
+            slice.instances.iter().find(|i| i.id == *id)
+        }
+        id.as_str()
+            .rsplit_once('-')
+            .and_then(|(name, _)| self.names.get(name))
+            .and_then(|w| self.workloads.get(w))
+            .and_then(|slice| find(slice, id))
+            .or_else(|| self.workloads.values().find_map(|slice| find(slice, id)))
     }
 
     /// The definition of workload `name`, as the loop knows it.
@@ -191,31 +211,45 @@ impl ClusterView {
 
     /// Where the replicas of `def` would go and what would not fit, changing nothing. The
     /// replicas its workload already has free their room first, as an update would replace
-    /// them.
+    /// them. The scheduler plans against the view's state without copying it.
     pub fn preview(&self, def: &WorkloadDefinition) -> PlacementPreview {
-        let mut scratch = self.state.clone();
-        if let Some(id) = self.names.get(&def.name) {
-            let slice = &self.workloads[id];
-            for i in slice.instances.iter().filter_map(|i| self.instances.get(i)) {
-                if let (Some(node), true) = (&i.node_id, i.status != InstanceStatus::Pending) {
-                    scratch.release(node, &allocation_of(slice.def.as_deref(), i));
-                }
-            }
-        }
+        let released: Vec<(NodeId, Allocation)> = self
+            .names
+            .get(&def.name)
+            .and_then(|id| self.workloads.get(id))
+            .map(|slice| {
+                slice
+                    .instances
+                    .iter()
+                    .filter_map(|i| {
+                        placed_on(i)
+                            .map(|node| (node.clone(), allocation_of(slice.def.as_deref(), i)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let request = PlacementRequest::for_workload(def);
         let mut preview = PlacementPreview::default();
         match self
             .scheduler
-            .place(&mut scratch, &request, def.replicas as usize)
+            .plan_with(&self.state, &request, def.replicas as usize, &released)
         {
-            Ok(outcome) => {
-                for node in outcome.placed {
-                    *preview.placements.entry(node).or_default() += 1;
+            Ok(plan) => {
+                for node in plan.placed() {
+                    *preview.placements.entry(node.clone()).or_default() += 1;
                 }
-                preview.unschedulable = outcome.unschedulable;
+                preview.unschedulable = plan.unschedulable;
             }
             Err(e) => tracing::warn!(error = %e, "preview refused by the scheduler"),
         }
         preview
     }
+}
+
+/// The node an instance holds resources on: placed and not pending (the loop allocates the
+/// same way when it adopts records at start-up).
+fn placed_on(i: &WorkloadInstance) -> Option<&NodeId> {
+    i.node_id
+        .as_ref()
+        .filter(|_| i.status != InstanceStatus::Pending)
 }

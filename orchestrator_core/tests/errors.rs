@@ -28,7 +28,7 @@ fn empty_mock_store() -> MockStateStore {
     store.expect_append_events().returning(|_| Ok(()));
     store.expect_revision().returning(|| Ok(0));
     // A watch that stays open and quiet (its sender is never dropped).
-    store.expect_watch().returning(|_| {
+    store.expect_watch_kinds().returning(|_, _| {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         std::mem::forget(tx);
         Ok(Watch::new(rx))
@@ -143,8 +143,12 @@ impl StateStore for FlakyStore {
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.inner.revision().await
     }
-    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
-        self.inner.watch(after).await
+    async fn watch_kinds(
+        &self,
+        after: Revision,
+        kinds: state_store_interface::KindSet,
+    ) -> Result<Watch, StoreError> {
+        self.inner.watch_kinds(after, kinds).await
     }
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
         self.inner.append_events(events).await

@@ -9,7 +9,8 @@ use container_runtime_interface::{SimulatedRuntime, SimulatedRuntimeConfig};
 use orchestrator_core::OrchestratorBuilder;
 use orchestrator_shared_types::*;
 use scheduler_interface::{
-    BinPackScheduler, ClusterState, PlacementOutcome, PlacementRequest, Scheduler, SchedulerError,
+    Allocation, BinPackScheduler, ClusterState, PlacementOutcome, PlacementPlan, PlacementRequest,
+    Scheduler, SchedulerError,
 };
 use state_store_interface::typed::delete_op;
 use state_store_interface::{InMemoryStore, Precondition, StateStore, StoreExt};
@@ -130,6 +131,16 @@ impl Scheduler for StallingScheduler {
                 .recv_timeout(Duration::from_secs(30));
         }
         self.inner.place(state, request, count)
+    }
+
+    fn plan_with(
+        &self,
+        state: &ClusterState,
+        request: &PlacementRequest,
+        count: usize,
+        released: &[(NodeId, Allocation)],
+    ) -> Result<PlacementPlan, SchedulerError> {
+        self.inner.plan_with(state, request, count, released)
     }
 
     fn explain(&self, state: &ClusterState, request: &PlacementRequest) -> Unschedulable {
@@ -319,7 +330,7 @@ async fn a_view_built_from_the_store_alone_answers_like_the_loop_s() {
         instances,
     );
     let handle = h.handle();
-    assert_eq!(from_store.nodes(), handle.nodes().await.unwrap().as_slice());
+    assert_eq!(from_store.nodes(), handle.nodes().await.unwrap());
     for def in &defs {
         assert_eq!(
             from_store.replica_counts(&def.id),

@@ -60,6 +60,7 @@ pub struct ErrorInfo {
 /// How many replicas of a workload are in each state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ReplicaCounts {
     /// Replicas asked for.
     pub desired: u32,
@@ -142,6 +143,7 @@ pub struct WorkloadDetail {
 /// A node with what is allocated on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct NodeView {
     /// The node.
     pub node: Node,

@@ -5,6 +5,11 @@
 //! round-trips for JSON and YAML, plus the few rules that belong to the data itself: validation of
 //! user input (every problem, each with its field path) and guarded status transitions.
 //!
+//! Features: `openapi` derives `utoipa::ToSchema` (the server's OpenAPI document); `schemars`
+//! derives `schemars::JsonSchema` on the types the MCP tools take and return (workload
+//! definitions, ports, policies, resources, nodes, replica counts), so the tools' JSON schemas
+//! and descriptions come from these definitions.
+//!
 //! # Layout
 //! * [`api`] — request and response shapes of the REST API.
 //! * [`ids`] — typed identifiers (`NodeId`, `WorkloadId`, `InstanceId`, `ContainerId`).

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 /// Whether a node can run work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum NodeStatus {
     /// Healthy and reachable: new instances may be placed here.
     #[default]
@@ -19,6 +20,7 @@ pub enum NodeStatus {
 /// One machine: its identity, readiness, labels and resources.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Node {
     /// Stable identity.
     pub id: NodeId,
@@ -51,6 +53,7 @@ pub struct Node {
 /// An inclusive range of ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct PortRange {
     /// First port.
     pub first: u16,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 /// When a replica whose containers exited is started again (Kubernetes' `restartPolicy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum RestartPolicy {
     /// Restart after any exit, successful or not.
     #[default]
@@ -31,6 +32,7 @@ impl RestartPolicy {
 /// When a node pulls a container's image from its registry (Kubernetes' `imagePullPolicy`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum PullPolicy {
     /// Pull only when the node has no image under this reference yet.
     #[default]
@@ -54,6 +56,7 @@ impl PullPolicy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum PlacementStrategy {
     /// Fill the fullest node that still fits (best fit): fewer nodes used, room kept for big
     /// requests. The default, as in Nomad.
@@ -71,6 +74,7 @@ pub enum PlacementStrategy {
 )]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub enum Protocol {
     /// TCP.
     #[default]
@@ -87,15 +91,17 @@ pub const DYNAMIC_PORT_RANGE: std::ops::RangeInclusive<u16> = 20000..=32767;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct PortMapping {
     /// Port inside the container. For a dynamic mapping it only names the port: the container
     /// shares the host's network and must listen on the host port it is given.
     pub container_port: u16,
     /// Port on the host; a scheduling resource: no two instances on one node may claim it.
-    /// `0` means dynamic: when a replica is placed, the orchestrator picks a port of
-    /// its node's dynamic range ([`DYNAMIC_PORT_RANGE`] by default) free there, records it in the instance's `ports` and passes it
-    /// to the containers as `PORT_<container_port>` (and `PORT` for a container's first port),
-    /// so many replicas of one workload can share a node.
+    /// `0` means dynamic: when a replica is placed, the orchestrator picks a port of its node's
+    /// dynamic range (20000-32767 by default, `DYNAMIC_PORT_RANGE`) free there, records it in
+    /// the instance's `ports` and passes it to the containers as `PORT_<container_port>` (and
+    /// `PORT` for a container's first port), so many replicas of one workload can share a node.
+    // The text above is also the MCP tools' schema description: no rustdoc links in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<u16>,
     /// `tcp` (default) or `udp`.
@@ -114,6 +120,7 @@ impl PortMapping {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ContainerConfig {
     /// Unique within the workload (DNS-1123 label).
     pub name: String,
@@ -164,6 +171,7 @@ impl ContainerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct WorkloadDefinition {
     /// Assigned by the server on creation; empty in manifests.
     #[serde(default, skip_serializing_if = "is_empty_id")]

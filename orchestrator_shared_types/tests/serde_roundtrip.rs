@@ -20,7 +20,7 @@ containers:
 
 #[test]
 fn manifest_parses_and_validates() {
-    let w: WorkloadDefinition = serde_yaml::from_str(MANIFEST).unwrap();
+    let w: WorkloadDefinition = serde_norway::from_str(MANIFEST).unwrap();
     assert_eq!(w.name, "web");
     assert_eq!(w.replicas, 3);
     assert_eq!(w.containers[0].ports[0].host_port, Some(8080));
@@ -31,7 +31,7 @@ fn manifest_parses_and_validates() {
 
 #[test]
 fn workload_round_trips_json_and_yaml() {
-    let mut w: WorkloadDefinition = serde_yaml::from_str(MANIFEST).unwrap();
+    let mut w: WorkloadDefinition = serde_norway::from_str(MANIFEST).unwrap();
     w.id = WorkloadId::generate();
     w.placement = PlacementStrategy::Spread;
     let json = serde_json::to_string(&w).unwrap();
@@ -39,9 +39,9 @@ fn workload_round_trips_json_and_yaml() {
         serde_json::from_str::<WorkloadDefinition>(&json).unwrap(),
         w
     );
-    let yaml = serde_yaml::to_string(&w).unwrap();
+    let yaml = serde_norway::to_string(&w).unwrap();
     assert_eq!(
-        serde_yaml::from_str::<WorkloadDefinition>(&yaml).unwrap(),
+        serde_norway::from_str::<WorkloadDefinition>(&yaml).unwrap(),
         w
     );
 }
@@ -53,12 +53,15 @@ fn instance_node_event_round_trip() {
     i.transition(InstanceStatus::Scheduled);
     let json = serde_json::to_string(&i).unwrap();
     assert_eq!(serde_json::from_str::<WorkloadInstance>(&json).unwrap(), i);
-    let yaml = serde_yaml::to_string(&i).unwrap();
-    assert_eq!(serde_yaml::from_str::<WorkloadInstance>(&yaml).unwrap(), i);
+    let yaml = serde_norway::to_string(&i).unwrap();
+    assert_eq!(
+        serde_norway::from_str::<WorkloadInstance>(&yaml).unwrap(),
+        i
+    );
 
     let n = Node::new("n1", Resources::new(4000, 8192, 100)).with_label("disk", "ssd");
-    let yaml = serde_yaml::to_string(&n).unwrap();
-    assert_eq!(serde_yaml::from_str::<Node>(&yaml).unwrap(), n);
+    let yaml = serde_norway::to_string(&n).unwrap();
+    assert_eq!(serde_norway::from_str::<Node>(&yaml).unwrap(), n);
 
     let mut e = Event::new(EventKind::Unschedulable, "no room");
     e.unschedulable = Some(Unschedulable {
@@ -72,7 +75,7 @@ fn instance_node_event_round_trip() {
 
 #[test]
 fn unknown_fields_and_bad_values_are_rejected_with_their_path() {
-    let err = serde_yaml::from_str::<WorkloadDefinition>(
+    let err = serde_norway::from_str::<WorkloadDefinition>(
         "name: a\nreplicas: 1\ncontainers: [{name: c, image: i, colour: red}]\n",
     )
     .unwrap_err()
@@ -80,22 +83,23 @@ fn unknown_fields_and_bad_values_are_rejected_with_their_path() {
     assert!(err.contains("colour"), "{err}");
     assert!(err.contains("containers[0]"), "{err}");
 
-    let err = serde_yaml::from_str::<WorkloadDefinition>(
+    let err = serde_norway::from_str::<WorkloadDefinition>(
         "name: a\nreplicas: 1\ncontainers: [{name: c, image: i, ports: [{container_port: 1, protocol: sctp}]}]\n",
     )
     .unwrap_err()
     .to_string();
     assert!(err.contains("sctp"), "{err}");
 
-    let err = serde_yaml::from_str::<WorkloadDefinition>("name: a\nreplicas: -1\ncontainers: []\n")
-        .unwrap_err()
-        .to_string();
+    let err =
+        serde_norway::from_str::<WorkloadDefinition>("name: a\nreplicas: -1\ncontainers: []\n")
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("replicas"), "{err}");
 }
 
 #[test]
 fn spec_hash_tracks_the_template_only() {
-    let w: WorkloadDefinition = serde_yaml::from_str(MANIFEST).unwrap();
+    let w: WorkloadDefinition = serde_norway::from_str(MANIFEST).unwrap();
     let mut scaled = w.clone();
     scaled.replicas = 10;
     scaled.labels.insert("tier".into(), "front".into());

@@ -29,6 +29,13 @@
 //! run out, so it finds a node whenever one is feasible: the limit bounds scoring, not the search.
 //! The best score wins; ties go to the lowest slot, so placement is deterministic.
 //!
+//! # Plans
+//! [`Scheduler::plan_with`] runs the same selection over the state seen through an overlay of
+//! the plan's own tentative allocations and releases (crate-internal `overlay` module): touched
+//! nodes are offered under their adjusted free amounts, in the order the state's indexes would
+//! have once the plan is committed, so a committed plan is exactly what
+//! [`Scheduler::place`] would have done. `place` itself allocates into the state as it goes.
+//!
 //! # Scores
 //! * Best fit: Nomad's `ScoreFitBinPack` (`20 - 10^freeCpu - 10^freeMem`, fractions left free
 //!   after placement), minus a penalty for *stranding* the scarce resource: leaving CPU on a node
@@ -39,10 +46,13 @@
 //!   good (see `docs/benchmarks-scheduler.md`).
 //! * Spread: fewest replicas of the workload on the node, then most free CPU and memory.
 
-use crate::state::NodeEntry;
-use crate::{ClusterState, PlacementOutcome, PlacementRequest, Scheduler, SchedulerError};
+use crate::overlay::{NodeView, Nodes, Overlay};
+use crate::{
+    Allocation, ClusterState, Placement, PlacementOutcome, PlacementPlan, PlacementRequest,
+    Scheduler, SchedulerError,
+};
 use orchestrator_shared_types::{
-    NodeStatus, PlacementStrategy, RejectReason, Resources, Unschedulable,
+    NodeId, NodeStatus, PlacementStrategy, RejectReason, Resources, Unschedulable,
 };
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -90,6 +100,8 @@ impl Scheduler for BinPackScheduler {
         "binpack"
     }
 
+    /// Allocates into `state` as it goes rather than planning then committing: the same
+    /// selection code and result, without the overlay's bookkeeping on the hot path.
     fn place(
         &self,
         state: &mut ClusterState,
@@ -103,26 +115,42 @@ impl Scheduler for BinPackScheduler {
         }
         // One allocation for all replicas: `allocate` only borrows it.
         let alloc = request.allocation();
-        let limit = self.candidate_limit(state.schedulable_len());
-        let mut seen = Vec::with_capacity(limit);
-        let mut previous = None;
-        for placed in 0..count {
-            match select(state, request, limit, previous, &mut seen) {
-                Some(slot) => {
-                    previous = Some(slot);
-                    state.allocate_slot(slot, &alloc);
-                    outcome.placed.push(state.entry(slot).node.id.clone());
-                }
-                None => {
-                    outcome.unschedulable = Some(Unschedulable {
-                        unplaced: count - placed,
-                        ..rejections(state, request)
-                    });
-                    break;
-                }
+        outcome.unschedulable = self.run(state, request, count, &alloc, |state, slot| {
+            outcome.placed.push(state.entry(slot).node.id.clone());
+        });
+        Ok(outcome)
+    }
+
+    fn plan_with(
+        &self,
+        state: &ClusterState,
+        request: &PlacementRequest,
+        count: usize,
+        released: &[(NodeId, Allocation)],
+    ) -> Result<PlacementPlan, SchedulerError> {
+        validate(request)?;
+        let mut plan = PlacementPlan {
+            released: released.to_vec(),
+            ..PlacementPlan::default()
+        };
+        if count == 0 {
+            return Ok(plan);
+        }
+        let mut overlay = Overlay::new(state, &request.workload_id);
+        for (node, alloc) in released {
+            // Unknown nodes are ignored, as `ClusterState::release` ignores them.
+            if let Some(slot) = state.slot_of(node) {
+                overlay.release(slot, alloc);
             }
         }
-        Ok(outcome)
+        let alloc = request.allocation();
+        plan.unschedulable = self.run(&mut overlay, request, count, &alloc, |overlay, slot| {
+            plan.placements.push(Placement {
+                node: overlay.state().entry(slot).node.id.clone(),
+                allocation: alloc.clone(),
+            });
+        });
+        Ok(plan)
     }
 
     /// Counts, for one replica, every node under the first filter it fails. `unplaced` is 1 when
@@ -132,6 +160,39 @@ impl Scheduler for BinPackScheduler {
         let rejected: usize = explained.reasons.values().sum();
         explained.unplaced = usize::from(rejected == explained.nodes_total);
         explained
+    }
+}
+
+impl BinPackScheduler {
+    /// Places up to `count` replicas (`count` > 0) one by one on `nodes`, recording `alloc` for
+    /// each and reporting its slot to `placed`; returns why the rest fit nowhere, if any.
+    fn run<N: Nodes>(
+        &self,
+        nodes: &mut N,
+        request: &PlacementRequest,
+        count: usize,
+        alloc: &Allocation,
+        mut placed: impl FnMut(&N, usize),
+    ) -> Option<Unschedulable> {
+        let limit = self.candidate_limit(nodes.state().schedulable_len());
+        let mut seen = Vec::with_capacity(limit);
+        let mut previous = None;
+        for done in 0..count {
+            match select(&*nodes, request, limit, previous, &mut seen) {
+                Some(slot) => {
+                    previous = Some(slot);
+                    nodes.allocate(slot, alloc);
+                    placed(&*nodes, slot);
+                }
+                None => {
+                    return Some(Unschedulable {
+                        unplaced: count - done,
+                        ..rejections(&*nodes, request)
+                    });
+                }
+            }
+        }
+        None
     }
 }
 
@@ -147,10 +208,11 @@ fn validate(request: &PlacementRequest) -> Result<(), SchedulerError> {
 }
 
 /// Every node evaluated once against the filters.
-fn rejections(state: &ClusterState, request: &PlacementRequest) -> Unschedulable {
+fn rejections<N: Nodes>(nodes: &N, request: &PlacementRequest) -> Unschedulable {
+    let state = nodes.state();
     let mut reasons = BTreeMap::new();
-    for (_, entry) in state.entries() {
-        if let Some(reason) = first_rejection(entry, request) {
+    for (slot, _) in state.entries() {
+        if let Some(reason) = first_rejection(&nodes.view(slot), request) {
             *reasons.entry(reason).or_insert(0) += 1;
         }
     }
@@ -187,8 +249,8 @@ impl Filter {
         Filter::Disk,
     ];
 
-    fn reject(self, entry: &NodeEntry, request: &PlacementRequest) -> Option<RejectReason> {
-        let node = &entry.node;
+    fn reject(self, view: &NodeView<'_>, request: &PlacementRequest) -> Option<RejectReason> {
+        let node = view.node();
         let need = &request.resources;
         let fails = match self {
             Filter::Ready => node.status != NodeStatus::Ready,
@@ -199,12 +261,12 @@ impl Filter {
                 .any(|(k, v)| node.labels.get(k) != Some(v)),
             Filter::OnePerNode => {
                 request.strategy == PlacementStrategy::OnePerNode
-                    && entry.replicas_of(&request.workload_id) > 0
+                    && view.replicas_of(&request.workload_id) > 0
             }
-            Filter::HostPorts => request.host_ports.iter().any(|&p| entry.port_claimed(p)),
-            Filter::Cpu => need.cpu_millicores > entry.free().cpu_millicores,
-            Filter::Memory => need.memory_mb > entry.free().memory_mb,
-            Filter::Disk => need.disk_mb > entry.free().disk_mb,
+            Filter::HostPorts => request.host_ports.iter().any(|&p| view.port_claimed(p)),
+            Filter::Cpu => need.cpu_millicores > view.free().cpu_millicores,
+            Filter::Memory => need.memory_mb > view.free().memory_mb,
+            Filter::Disk => need.disk_mb > view.free().disk_mb,
         };
         fails.then_some(self.reason())
     }
@@ -223,11 +285,11 @@ impl Filter {
     }
 }
 
-/// The first filter `entry` fails for `request`, if any.
-fn first_rejection(entry: &NodeEntry, request: &PlacementRequest) -> Option<RejectReason> {
+/// The first filter `view` fails for `request`, if any.
+fn first_rejection(view: &NodeView<'_>, request: &PlacementRequest) -> Option<RejectReason> {
     Filter::PIPELINE
         .iter()
-        .find_map(|filter| filter.reject(entry, request))
+        .find_map(|filter| filter.reject(view, request))
 }
 
 /// How good a feasible node is for a replica; higher wins. Compared lexicographically.
@@ -270,8 +332,8 @@ struct Scarcity {
 }
 
 impl Scarcity {
-    fn of(state: &ClusterState) -> Self {
-        let (cpu, mem) = state.utilization();
+    fn of(nodes: &impl Nodes) -> Self {
+        let (cpu, mem) = nodes.utilization();
         let scarcest = cpu.max(mem);
         if scarcest <= 0.0 {
             // Nothing allocated yet, so nothing is known about the mix: plain best fit.
@@ -310,8 +372,8 @@ impl Scorer {
         }
     }
 
-    fn score(self, entry: &NodeEntry, request: &PlacementRequest, scarcity: &Scarcity) -> Score {
-        let (cpu, mem) = free_fractions_after(entry, &request.resources);
+    fn score(self, view: &NodeView<'_>, request: &PlacementRequest, scarcity: &Scarcity) -> Score {
+        let (cpu, mem) = free_fractions_after(view, &request.resources);
         match self {
             // Nomad's ScoreFitBinPack: the exponent punishes the emptier dimension hardest.
             Scorer::BestFit => Score(
@@ -321,7 +383,7 @@ impl Scorer {
                 0.0,
             ),
             Scorer::Spread => Score(
-                -f64::from(entry.replicas_of(&request.workload_id)),
+                -f64::from(view.replicas_of(&request.workload_id)),
                 cpu + mem,
             ),
         }
@@ -329,8 +391,8 @@ impl Scorer {
 }
 
 /// Fractions of the node's allocatable CPU and memory left free once `need` is placed.
-fn free_fractions_after(entry: &NodeEntry, need: &Resources) -> (f64, f64) {
-    let free = entry.free();
+fn free_fractions_after(view: &NodeView<'_>, need: &Resources) -> (f64, f64) {
+    let free = view.free();
     let fraction = |free: u64, need: u64, total: u64| {
         if total == 0 {
             0.0
@@ -338,7 +400,7 @@ fn free_fractions_after(entry: &NodeEntry, need: &Resources) -> (f64, f64) {
             free.saturating_sub(need) as f64 / total as f64
         }
     };
-    let total = &entry.node.allocatable;
+    let total = &view.node().allocatable;
     (
         fraction(
             free.cpu_millicores,
@@ -352,8 +414,8 @@ fn free_fractions_after(entry: &NodeEntry, need: &Resources) -> (f64, f64) {
 /// The slot of the best feasible node for one replica, or `None` when no node is feasible.
 /// `previous` is the node the previous replica of the same call went to; `seen` is scratch
 /// space reused across replicas.
-fn select(
-    state: &ClusterState,
+fn select<N: Nodes>(
+    nodes: &N,
     request: &PlacementRequest,
     limit: usize,
     previous: Option<usize>,
@@ -364,58 +426,49 @@ fn select(
         request.resources.cpu_millicores,
         request.resources.memory_mb,
     );
+    let state = nodes.state();
     if let Some(labelled) = state.smallest_label_set(&request.node_selector) {
         // Walking the label set costs its size; walking the free index costs about
         // limit * N / size nodes when matches are spread evenly. Take the cheaper one.
         let size = labelled.len();
         if size.saturating_mul(size) <= limit.saturating_mul(state.schedulable_len()) {
-            return best_of(state, request, scorer, labelled.slots(), usize::MAX, None);
+            return best_of(nodes, request, scorer, labelled.slots(), usize::MAX, None);
         }
     }
-    // The index key already tells whether the other dimension fits: skip without a lookup.
-    let by_mem = state
-        .by_free_memory(mem, cpu)
-        .filter(move |&&(_, c, _)| c >= cpu)
-        .map(|&(_, _, slot)| slot);
-    let by_cpu = state
-        .by_free_cpu(cpu, mem)
-        .filter(move |&&(_, m, _)| m >= mem)
-        .map(|&(_, _, slot)| slot);
     match scorer {
         Scorer::BestFit => {
-            let candidates = previous
-                .into_iter()
-                .chain(roomiest(state, cpu, mem))
-                .chain(Interleave::new(by_mem, by_cpu));
-            best_of(state, request, scorer, candidates, limit, Some(seen))
+            let candidates =
+                previous
+                    .into_iter()
+                    .chain(roomiest(nodes, cpu, mem))
+                    .chain(Interleave::new(
+                        nodes.fitting_by_mem(cpu, mem),
+                        nodes.fitting_by_cpu(cpu, mem),
+                    ));
+            best_of(nodes, request, scorer, candidates, limit, Some(seen))
         }
         Scorer::Spread => {
-            let candidates = Interleave::new(by_mem.rev(), by_cpu.rev());
-            best_of(state, request, scorer, candidates, limit, Some(seen))
+            let candidates = Interleave::new(
+                nodes.fitting_by_mem_rev(cpu, mem),
+                nodes.fitting_by_cpu_rev(cpu, mem),
+            );
+            best_of(nodes, request, scorer, candidates, limit, Some(seen))
         }
     }
 }
 
 /// The node with the most free memory, or else the one with the most free CPU, if it has room
 /// for `cpu` and `mem`. Looks at two index entries only: it is a hint, not a search.
-fn roomiest(state: &ClusterState, cpu: u64, mem: u64) -> Option<usize> {
-    let top_mem = state
-        .by_free_memory(mem, cpu)
-        .next_back()
-        .filter(|&&(_, c, _)| c >= cpu);
-    let top_cpu = || {
-        state
-            .by_free_cpu(cpu, mem)
-            .next_back()
-            .filter(|&&(_, m, _)| m >= mem)
-    };
-    top_mem.or_else(top_cpu).map(|&(_, _, slot)| slot)
+fn roomiest(nodes: &impl Nodes, cpu: u64, mem: u64) -> Option<usize> {
+    let top_mem = nodes.top_by_mem(cpu, mem).filter(|&(_, c, _)| c >= cpu);
+    let top_cpu = || nodes.top_by_cpu(cpu, mem).filter(|&(_, m, _)| m >= mem);
+    top_mem.or_else(top_cpu).map(|(_, _, slot)| slot)
 }
 
 /// Scores the first `limit` feasible candidates and returns the best. Candidates may repeat
 /// (a node is in both free indexes) only when `seen` is given, which then deduplicates them.
-fn best_of(
-    state: &ClusterState,
+fn best_of<N: Nodes>(
+    nodes: &N,
     request: &PlacementRequest,
     scorer: Scorer,
     candidates: impl Iterator<Item = usize>,
@@ -425,15 +478,15 @@ fn best_of(
     if let Some(seen) = seen.as_deref_mut() {
         seen.clear();
     }
-    let scarcity = Scarcity::of(state);
+    let scarcity = Scarcity::of(nodes);
     let mut scored = 0;
     let mut best: Option<(Score, usize)> = None;
     for slot in candidates {
         if scored >= limit {
             break;
         }
-        let entry = state.entry(slot);
-        if first_rejection(entry, request).is_some() {
+        let view = nodes.view(slot);
+        if first_rejection(&view, request).is_some() {
             continue;
         }
         if let Some(seen) = seen.as_deref_mut() {
@@ -443,7 +496,7 @@ fn best_of(
             seen.push(slot);
         }
         scored += 1;
-        let score = scorer.score(entry, request, &scarcity);
+        let score = scorer.score(&view, request, &scarcity);
         let better = match &best {
             None => true,
             Some((best_score, best_slot)) => match score.cmp(best_score) {

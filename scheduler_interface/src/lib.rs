@@ -13,20 +13,30 @@
 //! Scheduling is a pure computation, so unlike the other interfaces this trait is synchronous:
 //! the core calls it from its pure `plan` step, with no I/O and no `.await`.
 //!
+//! Placing can be split in two, as Nomad does: [`Scheduler::plan`] (or
+//! [`Scheduler::plan_with`], which also treats some allocations as released) computes a
+//! [`PlacementPlan`] against a shared `&ClusterState`, and [`ClusterState::commit`] applies it. A
+//! plan sees its own earlier replicas through a small overlay of tentative allocations local to
+//! the call, never through a copy of the cluster.
+//!
 //! # Layout
 //! * [`state`]: [`ClusterState`], [`Allocation`] and the free-resource index.
-//! * [`scheduler`]: the [`Scheduler`] trait, [`PlacementRequest`], [`PlacementOutcome`].
+//! * [`scheduler`]: the [`Scheduler`] trait, [`PlacementRequest`], [`PlacementPlan`],
+//!   [`PlacementOutcome`].
 //! * [`binpack`]: [`BinPackScheduler`] and its filters and scorers.
+//! * `overlay` (internal): what a plan reads, the state alone or the state under the plan's
+//!   tentative allocations and releases, with index walks that merge the two.
 //! * [`error`]: the crate's error, [`SchedulerError`].
 
 pub mod binpack;
 pub mod error;
+mod overlay;
 pub mod scheduler;
 pub mod state;
 
 pub use binpack::BinPackScheduler;
 pub use error::SchedulerError;
-pub use scheduler::{PlacementOutcome, PlacementRequest, Scheduler};
+pub use scheduler::{Placement, PlacementOutcome, PlacementPlan, PlacementRequest, Scheduler};
 pub use state::{Allocation, ClusterState};
 
 #[cfg(any(test, feature = "mock"))]

@@ -17,8 +17,10 @@
 //! state also sums allocatable and free resources over schedulable nodes, so a scorer can tell
 //! which resource the cluster is running out of without a scan.
 
+use crate::PlacementPlan;
 use orchestrator_shared_types::{Labels, Node, NodeId, Protocol, Resources, WorkloadId};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// What one placed replica holds on its node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +35,33 @@ pub struct Allocation {
 
 /// A free-index entry: (primary free amount, secondary free amount, slot).
 pub(crate) type IndexKey = (u64, u64, usize);
+
+/// A node's claimed host ports with how many allocations claim each (a multiset: state restored
+/// from the store may hold conflicting claims, and releasing one must not free the other). A Vec
+/// because a node rarely has more than a handful, where a linear scan beats hashing.
+pub(crate) type PortClaims = Vec<((Protocol, u16), u32)>;
+
+/// Adds one claim on each of `ports`.
+pub(crate) fn claim_ports(claims: &mut PortClaims, ports: &[(Protocol, u16)]) {
+    for &port in ports {
+        match claims.iter_mut().find(|(p, _)| *p == port) {
+            Some((_, count)) => *count += 1,
+            None => claims.push((port, 1)),
+        }
+    }
+}
+
+/// Removes one claim on each of `ports` (ports nobody claims are ignored).
+pub(crate) fn unclaim_ports(claims: &mut PortClaims, ports: &[(Protocol, u16)]) {
+    for port in ports {
+        if let Some(i) = claims.iter().position(|(p, _)| p == port) {
+            claims[i].1 -= 1;
+            if claims[i].1 == 0 {
+                claims.swap_remove(i);
+            }
+        }
+    }
+}
 
 /// A schedulable node's contribution to the free indexes and the cluster totals.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +83,8 @@ struct Totals {
 pub(crate) struct NodeEntry {
     pub(crate) node: Node,
     pub(crate) allocated: Resources,
-    /// Claimed host ports with how many allocations claim each. A Vec because a node rarely has
-    /// more than a handful, where a linear scan beats hashing.
-    ports: Vec<((Protocol, u16), u32)>,
+    /// Claimed host ports with how many allocations claim each.
+    pub(crate) ports: PortClaims,
     replicas: HashMap<WorkloadId, u32>,
     /// How the node is counted in the free indexes and totals; `None` while it is not
     /// schedulable. Kept so the old entries can be removed after the node or its allocations
@@ -89,12 +117,20 @@ impl NodeEntry {
     pub(crate) fn replicas_of(&self, workload: &WorkloadId) -> u32 {
         self.replicas.get(workload).copied().unwrap_or(0)
     }
+
+    /// The node's key in the free indexes, as (free CPU, free memory); `None` while it is not
+    /// schedulable (and so in neither index).
+    pub(crate) fn indexed_free(&self) -> Option<(u64, u64)> {
+        self.indexed.map(|i| i.free)
+    }
 }
 
 /// Nodes and their allocations.
 #[derive(Clone, Debug, Default)]
 pub struct ClusterState {
-    slots: Vec<Option<NodeEntry>>,
+    /// Shared, so that a copy of the state (a published view of the cluster) costs a pointer
+    /// per node; a node's entry is copied only when it changes while a copy holds it.
+    slots: Vec<Option<Arc<NodeEntry>>>,
     ids: HashMap<NodeId, usize>,
     vacant: Vec<usize>,
     by_mem: BTreeSet<IndexKey>,
@@ -119,7 +155,7 @@ impl ClusterState {
                 slot
             }
             None => {
-                let entry = Some(NodeEntry::new(node));
+                let entry = Some(Arc::new(NodeEntry::new(node)));
                 let slot = match self.vacant.pop() {
                     Some(slot) => {
                         self.slots[slot] = entry;
@@ -148,7 +184,7 @@ impl ClusterState {
             .expect("the id map only points at occupied slots");
         self.unindex_labels(slot, &entry.node.labels);
         self.vacant.push(slot);
-        Some(entry.node)
+        Some(Arc::unwrap_or_clone(entry).node)
     }
 
     /// A node by id.
@@ -185,6 +221,17 @@ impl ClusterState {
     /// What is left on a node: allocatable minus allocated, floored at zero.
     pub fn free(&self, id: &NodeId) -> Option<Resources> {
         self.slot_of(id).map(|slot| self.entry(slot).free())
+    }
+
+    /// Number of replicas (of any workload) allocated on `node`.
+    pub fn instances_on(&self, node: &NodeId) -> usize {
+        self.slot_of(node).map_or(0, |slot| {
+            self.entry(slot)
+                .replicas
+                .values()
+                .map(|n| *n as usize)
+                .sum()
+        })
     }
 
     /// Number of replicas of `workload` allocated on `node`.
@@ -261,14 +308,7 @@ impl ClusterState {
         };
         let entry = self.entry_mut(slot);
         entry.allocated = entry.allocated.saturating_sub(&alloc.resources);
-        for port in &alloc.host_ports {
-            if let Some(i) = entry.ports.iter().position(|(p, _)| p == port) {
-                entry.ports[i].1 -= 1;
-                if entry.ports[i].1 == 0 {
-                    entry.ports.swap_remove(i);
-                }
-            }
-        }
+        unclaim_ports(&mut entry.ports, &alloc.host_ports);
         if let Some(count) = entry.replicas.get_mut(&alloc.workload_id) {
             *count -= 1;
             if *count == 0 {
@@ -278,7 +318,27 @@ impl ClusterState {
         self.reindex(slot);
     }
 
+    /// Applies a [`PlacementPlan`] computed against this state: first releases what the plan
+    /// treated as released ([`PlacementPlan::released`], in order), then allocates every
+    /// placement, in order. The result is the state the plan's computation saw, provided the
+    /// state has not changed since the plan was computed. Returns how many placements were
+    /// recorded: fewer than planned only when their nodes were removed in between.
+    pub fn commit(&mut self, plan: &PlacementPlan) -> usize {
+        for (node, alloc) in &plan.released {
+            self.release(node, alloc);
+        }
+        plan.placements
+            .iter()
+            .filter(|p| self.allocate(&p.node, &p.allocation))
+            .count()
+    }
+
     // ---- crate-internal access for schedulers -------------------------------------------
+
+    /// One more than the largest slot in use (slots are below this).
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
 
     pub(crate) fn slot_of(&self, id: &NodeId) -> Option<usize> {
         self.ids.get(id).copied()
@@ -291,9 +351,11 @@ impl ClusterState {
     }
 
     fn entry_mut(&mut self, slot: usize) -> &mut NodeEntry {
-        self.slots[slot]
-            .as_mut()
-            .expect("slots handed out by the state's own indexes are occupied")
+        Arc::make_mut(
+            self.slots[slot]
+                .as_mut()
+                .expect("slots handed out by the state's own indexes are occupied"),
+        )
     }
 
     /// Every node with its slot, in slot order.
@@ -301,7 +363,18 @@ impl ClusterState {
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(slot, e)| e.as_ref().map(|e| (slot, e)))
+            .filter_map(|(slot, e)| e.as_deref().map(|e| (slot, e)))
+    }
+
+    /// The free index by (free memory, free CPU, slot), for walks that start elsewhere than
+    /// [`ClusterState::by_free_memory`] does.
+    pub(crate) fn memory_index(&self) -> &BTreeSet<IndexKey> {
+        &self.by_mem
+    }
+
+    /// The free index by (free CPU, free memory, slot), likewise.
+    pub(crate) fn cpu_index(&self) -> &BTreeSet<IndexKey> {
+        &self.by_cpu
     }
 
     /// Schedulable nodes with at least `mem` free memory, as (free memory, free CPU, slot),
@@ -342,6 +415,13 @@ impl ClusterState {
     /// Fractions of the schedulable nodes' allocatable CPU and memory that are allocated
     /// (0 for a dimension no schedulable node offers).
     pub(crate) fn utilization(&self) -> (f64, f64) {
+        self.utilization_after((0, 0))
+    }
+
+    /// [`ClusterState::utilization`] once the schedulable nodes' free (CPU, memory) totals have
+    /// changed by `free_change`, for a plan's tentative allocations. Exact integer sums first, so
+    /// a plan computes the very same fractions as the state it would commit to.
+    pub(crate) fn utilization_after(&self, free_change: (i128, i128)) -> (f64, f64) {
         let used = |free: u128, total: u128| {
             if total == 0 {
                 0.0
@@ -351,8 +431,14 @@ impl ClusterState {
         };
         let t = &self.totals;
         (
-            used(t.free.0, t.allocatable.0),
-            used(t.free.1, t.allocatable.1),
+            used(
+                t.free.0.saturating_add_signed(free_change.0),
+                t.allocatable.0,
+            ),
+            used(
+                t.free.1.saturating_add_signed(free_change.1),
+                t.allocatable.1,
+            ),
         )
     }
 
@@ -360,12 +446,7 @@ impl ClusterState {
     pub(crate) fn allocate_slot(&mut self, slot: usize, alloc: &Allocation) {
         let entry = self.entry_mut(slot);
         entry.allocated += alloc.resources;
-        for &port in &alloc.host_ports {
-            match entry.ports.iter_mut().find(|(p, _)| *p == port) {
-                Some((_, count)) => *count += 1,
-                None => entry.ports.push((port, 1)),
-            }
-        }
+        claim_ports(&mut entry.ports, &alloc.host_ports);
         // get_mut first: cloning the id for every replica would allocate on the hot path.
         match entry.replicas.get_mut(&alloc.workload_id) {
             Some(count) => *count += 1,
@@ -446,6 +527,43 @@ impl ClusterState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl ClusterState {
+    /// Everything a caller or a scheduler can observe, in a comparable form: per slot the node,
+    /// what is allocated, the claimed ports and replica counts (sorted), and the index entry;
+    /// then both free indexes, the totals and the label index. Two states built from the same
+    /// clone compare slot by slot.
+    pub(crate) fn observable(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for (slot, e) in self.entries() {
+            let mut ports = e.ports.clone();
+            ports.sort();
+            let mut replicas: Vec<_> = e.replicas.iter().collect();
+            replicas.sort();
+            writeln!(
+                out,
+                "{slot} {:?} allocated={:?} free={:?} ports={ports:?} replicas={replicas:?} indexed={:?}",
+                e.node, e.allocated, e.free(), e.indexed
+            )
+            .expect("writing to a String");
+        }
+        let mut labels: Vec<_> = self
+            .labels
+            .iter()
+            .flat_map(|(k, values)| values.iter().map(move |(v, slots)| (k, v, slots)))
+            .collect();
+        labels.sort();
+        writeln!(
+            out,
+            "by_mem={:?}\nby_cpu={:?}\ntotals={:?}\nlabels={labels:?}\nvacant={:?}",
+            self.by_mem, self.by_cpu, self.totals, self.vacant
+        )
+        .expect("writing to a String");
+        out
     }
 }
 

@@ -19,8 +19,8 @@
 
 use crate::typed::{delete_op, instance_prefix, put_op};
 use crate::{
-    Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, StoreError,
-    StoreExt, StoredObject, Watch, WatchEvent,
+    Entry, EventFilter, Kind, KindSet, LimitFrom, Op, Precondition, Revision, StateStore,
+    StoreError, StoreExt, StoredObject, Watch, WatchEvent,
 };
 use orchestrator_shared_types::{
     ContainerConfig, Event, EventKind, InstanceId, InstanceStatus, Node, NodeStatus, Resources,
@@ -74,6 +74,7 @@ macro_rules! state_store_conformance {
             watch_replays_history_then_live,
             watch_from_current_sees_only_new,
             watch_from_a_past_revision,
+            watch_of_some_kinds_sees_only_those,
             watchers_are_independent,
             watch_compaction_is_reported,
             events_get_increasing_seq,
@@ -993,6 +994,54 @@ pub async fn watch_from_a_past_revision(store: &dyn StateStore) {
     assert_eq!(
         next_event(&mut watch).await,
         change(live, Kind::Node, "n", Some("live"))
+    );
+}
+
+/// A watch of some kinds replays and delivers only their changes, in order, none missed: a
+/// batch that writes several kinds shows up with its part of the watched kinds.
+pub async fn watch_of_some_kinds_sees_only_those(store: &dyn StateStore) {
+    let before = store.revision().await.unwrap();
+    let r1 = commit_ok(
+        store,
+        vec![
+            put(Kind::Workload, "kw", "1", Precondition::None),
+            put(Kind::Instance, "kw/i", "1", Precondition::None),
+        ],
+    )
+    .await;
+    let mut watch = store
+        .watch_kinds(before, KindSet::of(&[Kind::Workload, Kind::Node]))
+        .await
+        .unwrap();
+    for i in 0..3 {
+        commit_ok(
+            store,
+            vec![put(
+                Kind::Instance,
+                "kw/i",
+                &i.to_string(),
+                Precondition::None,
+            )],
+        )
+        .await;
+    }
+    let r2 = commit_ok(store, vec![put(Kind::Node, "kn", "2", Precondition::None)]).await;
+    let r3 = commit_ok(
+        store,
+        vec![delete(Kind::Workload, "kw", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r1, Kind::Workload, "kw", Some("1"))
+    );
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r2, Kind::Node, "kn", Some("2"))
+    );
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r3, Kind::Workload, "kw", None)
     );
 }
 

@@ -40,7 +40,8 @@ pub use memory::InMemoryStore;
 #[cfg(feature = "redb")]
 pub use redb_store::RedbStore;
 pub use store::{
-    Entry, EventFilter, Kind, LimitFrom, Op, Precondition, Revision, StateStore, Watch, WatchEvent,
+    Entry, EventFilter, Kind, KindSet, LimitFrom, Op, Precondition, Revision, StateStore, Watch,
+    WatchEvent,
 };
 pub use typed::{decode_event, NodeCordon, StoreExt, StoredObject, Versioned, CORDON_PREFIX};
 

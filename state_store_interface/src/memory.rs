@@ -70,6 +70,10 @@ impl ToEvent for Change {
         self.revision
     }
 
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
     fn to_event(&self) -> WatchEvent {
         WatchEvent {
             revision: self.revision,
@@ -293,13 +297,17 @@ impl StateStore for InMemoryStore {
         Ok(self.lock().hub.published())
     }
 
-    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+    async fn watch_kinds(&self, after: Revision, kinds: KindSet) -> Result<Watch, StoreError> {
         let mut inner = self.lock();
         check_kept(after, inner.compacted)?;
         let inner = &mut *inner;
         let start = inner.history.partition_point(|c| c.revision <= after);
-        let replay = inner.history.range(start..).map(Change::to_event);
-        Ok(inner.hub.subscribe(after, replay, self.watch_buffer))
+        let replay = inner
+            .history
+            .range(start..)
+            .filter(|c| kinds.contains(c.kind))
+            .map(Change::to_event);
+        Ok(inner.hub.subscribe(after, replay, self.watch_buffer, kinds))
     }
 
     async fn append_events(&self, mut events: Vec<Event>) -> Result<(), StoreError> {

@@ -84,7 +84,9 @@
 use crate::memory::{DEFAULT_EVENTS, DEFAULT_HISTORY, DEFAULT_WATCH_BUFFER};
 use crate::rules::{self, Found, Plan};
 use crate::watch_hub::{check_kept, WatchHub};
-use crate::{Entry, EventFilter, Kind, Op, Revision, StateStore, StoreError, Watch, WatchEvent};
+use crate::{
+    Entry, EventFilter, Kind, KindSet, Op, Revision, StateStore, StoreError, Watch, WatchEvent,
+};
 use async_trait::async_trait;
 use orchestrator_shared_types::Event;
 use redb::{
@@ -605,7 +607,12 @@ impl Shared {
         Ok(Ok(changes))
     }
 
-    fn open_watch(&self, after: Revision, buffer: usize) -> Result<Watch, StoreError> {
+    fn open_watch(
+        &self,
+        after: Revision,
+        buffer: usize,
+        kinds: KindSet,
+    ) -> Result<Watch, StoreError> {
         // Under the lock the writer publishes with: the replay ends at the last published
         // revision and the watcher gets everything after it, so a concurrent commit is seen
         // exactly once (a commit durable but not yet published is in neither the replay nor
@@ -623,7 +630,7 @@ impl Shared {
                 ))
             }
         };
-        Ok(hub.subscribe(after, replay.into_iter(), buffer))
+        Ok(hub.subscribe(after, replay.into_iter(), buffer, kinds))
     }
 
     // --- the writer --------------------------------------------------------------------------
@@ -1041,10 +1048,12 @@ impl StateStore for RedbStore {
         Ok(self.shared.published.load(Ordering::Acquire))
     }
 
-    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+    async fn watch_kinds(&self, after: Revision, kinds: KindSet) -> Result<Watch, StoreError> {
         let buffer = self.watch_buffer;
-        self.blocking("watch", move |shared| shared.open_watch(after, buffer))
-            .await
+        self.blocking("watch", move |shared| {
+            shared.open_watch(after, buffer, kinds)
+        })
+        .await
     }
 
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {

@@ -27,6 +27,39 @@ impl Kind {
     pub const ALL: [Kind; 3] = [Kind::Workload, Kind::Instance, Kind::Node];
 }
 
+/// A set of [`Kind`]s: which collections a watch follows (see [`StateStore::watch_kinds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KindSet(u8);
+
+impl KindSet {
+    /// Every collection.
+    pub const ALL: KindSet = KindSet(0b111);
+
+    /// The collections in `kinds`.
+    pub const fn of(kinds: &[Kind]) -> Self {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < kinds.len() {
+            bits |= Self::bit(kinds[i]);
+            i += 1;
+        }
+        Self(bits)
+    }
+
+    /// Whether `kind` is in the set.
+    pub fn contains(self, kind: Kind) -> bool {
+        self.0 & Self::bit(kind) != 0
+    }
+
+    const fn bit(kind: Kind) -> u8 {
+        match kind {
+            Kind::Workload => 1,
+            Kind::Instance => 2,
+            Kind::Node => 4,
+        }
+    }
+}
+
 /// One stored key-value with its revisions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -224,7 +257,15 @@ pub trait StateStore: Send + Sync {
     /// Fails with [`StoreError::Compacted`] if the store no longer keeps all changes after
     /// `after`; its `oldest` is the oldest revision whose changes are all kept, so
     /// `watch(oldest - 1)` works (but re-listing first is what the caller usually needs).
-    async fn watch(&self, after: Revision) -> Result<Watch, StoreError>;
+    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
+        self.watch_kinds(after, KindSet::ALL).await
+    }
+
+    /// [`StateStore::watch`] of the changes to the collections in `kinds` only, with the same
+    /// guarantees for those (every one after `after` exactly once, in order, or the stream
+    /// ends). Changes to other collections are not sent at all, so a watcher that follows
+    /// workloads does not pay for a flood of instance writes (etcd: a watch on a key prefix).
+    async fn watch_kinds(&self, after: Revision, kinds: KindSet) -> Result<Watch, StoreError>;
 
     /// Appends events to the log, assigning each the next `seq`. The log keeps a bounded
     /// number of the most recent events.

@@ -21,13 +21,15 @@
 //!   only for the watchers that want them.
 //! * [`check_kept`] — the compaction rule.
 
-use crate::{Revision, StoreError, Watch, WatchEvent};
+use crate::{Kind, KindSet, Revision, StoreError, Watch, WatchEvent};
 use tokio::sync::mpsc;
 
 /// A change a store publishes to its watchers.
 pub trait ToEvent {
     /// Revision of the commit that made it.
     fn revision(&self) -> Revision;
+    /// The collection it changed.
+    fn kind(&self) -> Kind;
     /// The event a watcher receives.
     fn to_event(&self) -> WatchEvent;
 }
@@ -35,6 +37,10 @@ pub trait ToEvent {
 impl ToEvent for WatchEvent {
     fn revision(&self) -> Revision {
         self.revision
+    }
+
+    fn kind(&self) -> Kind {
+        self.kind
     }
 
     fn to_event(&self) -> WatchEvent {
@@ -47,6 +53,8 @@ struct Watcher {
     /// Only changes after this revision are sent: its replay covered the ones before (or it
     /// asked to start in the future).
     after: Revision,
+    /// The collections it follows.
+    kinds: KindSet,
 }
 
 /// The watchers of a store and the last revision published to them.
@@ -75,16 +83,18 @@ impl WatchHub {
         self.watchers.len()
     }
 
-    /// A watch of every change after `after`: `replay` must be the kept changes in
+    /// A watch of every change to `kinds` after `after`: `replay` must be the kept changes in
     /// `(after, published]`, in order (the caller checked [`check_kept`]); later changes come
     /// from [`WatchHub::publish`]. The watcher may fall `buffer` live changes behind before it
     /// is dropped.
     pub fn subscribe(
         &mut self,
         after: Revision,
-        replay: impl ExactSizeIterator<Item = WatchEvent>,
+        replay: impl Iterator<Item = WatchEvent>,
         buffer: usize,
+        kinds: KindSet,
     ) -> Watch {
+        let replay: Vec<WatchEvent> = replay.filter(|c| kinds.contains(c.kind)).collect();
         // Room for the whole replay on top of the live buffer, so replaying never drops the
         // watcher and its replay is queued in order before any live change. tokio allocates
         // slots lazily, so a large capacity costs nothing up front.
@@ -96,6 +106,7 @@ impl WatchHub {
         self.watchers.push(Watcher {
             tx,
             after: after.max(self.published),
+            kinds,
         });
         Watch::new(rx)
     }
@@ -108,7 +119,7 @@ impl WatchHub {
             self.watchers.retain(|w| {
                 changes
                     .iter()
-                    .filter(|c| c.revision() > w.after)
+                    .filter(|c| c.revision() > w.after && w.kinds.contains(c.kind()))
                     .all(|c| w.tx.try_send(Ok(c.to_event())).is_ok())
             });
         }
@@ -167,7 +178,7 @@ mod tests {
     #[test]
     fn replay_then_live_without_gaps_or_repeats() {
         let mut hub = WatchHub::new(3);
-        let mut watch = hub.subscribe(1, [change(2), change(3)].into_iter(), 4);
+        let mut watch = hub.subscribe(1, [change(2), change(3)].into_iter(), 4, KindSet::ALL);
         // A late publish of what the replay had is not repeated.
         hub.publish(&[change(3), change(4)], 4);
         assert_eq!(drain(&mut watch), [Some(2), Some(3), Some(4)]);
@@ -177,7 +188,7 @@ mod tests {
     #[test]
     fn a_watch_from_the_future_waits_for_it() {
         let mut hub = WatchHub::new(1);
-        let mut watch = hub.subscribe(5, std::iter::empty(), 4);
+        let mut watch = hub.subscribe(5, std::iter::empty(), 4, KindSet::ALL);
         hub.publish(&[change(5)], 5);
         hub.publish(&[change(6)], 6);
         assert_eq!(drain(&mut watch), [Some(6)]);
@@ -186,8 +197,8 @@ mod tests {
     #[test]
     fn a_full_watcher_is_dropped_and_its_stream_ends() {
         let mut hub = WatchHub::new(0);
-        let mut slow = hub.subscribe(0, std::iter::empty(), 1);
-        let mut fast = hub.subscribe(0, std::iter::empty(), 8);
+        let mut slow = hub.subscribe(0, std::iter::empty(), 1, KindSet::ALL);
+        let mut fast = hub.subscribe(0, std::iter::empty(), 8, KindSet::ALL);
         hub.publish(&[change(1)], 1);
         assert_eq!(drain(&mut fast), [Some(1)]);
         hub.publish(&[change(2)], 2);

@@ -47,8 +47,12 @@ mod default_list_page {
         async fn revision(&self) -> Result<Revision, StoreError> {
             self.0.revision().await
         }
-        async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
-            self.0.watch(after).await
+        async fn watch_kinds(
+            &self,
+            after: Revision,
+            kinds: state_store_interface::KindSet,
+        ) -> Result<Watch, StoreError> {
+            self.0.watch_kinds(after, kinds).await
         }
         async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
             self.0.append_events(events).await

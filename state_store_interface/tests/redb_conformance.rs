@@ -51,8 +51,12 @@ impl StateStore for TempRedb {
     async fn revision(&self) -> Result<Revision, StoreError> {
         self.store.revision().await
     }
-    async fn watch(&self, after: Revision) -> Result<Watch, StoreError> {
-        self.store.watch(after).await
+    async fn watch_kinds(
+        &self,
+        after: Revision,
+        kinds: state_store_interface::KindSet,
+    ) -> Result<Watch, StoreError> {
+        self.store.watch_kinds(after, kinds).await
     }
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
         self.store.append_events(events).await

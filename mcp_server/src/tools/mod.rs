@@ -10,12 +10,10 @@ pub(crate) mod observe;
 pub(crate) mod scheduling;
 pub(crate) mod workloads;
 
-use crate::client::{ApiClient, ApiError};
 use crate::output::{how_many_fit, json_len, ToolError};
-use crate::OrchestratorMcp;
-use orchestrator_shared_types::api::ListResponse;
+use crate::{ApiClient, ApiError, OrchestratorMcp};
+use orchestrator_client::{Listing, PageRequest};
 use rmcp::Json;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// Bytes of a result kept for what surrounds a list (field names, `continue`, the note).
@@ -97,21 +95,20 @@ pub(crate) struct Page<S> {
     pub(crate) shrunk: bool,
 }
 
-/// Reads one page of `GET /api/v1/<segments>` (with `filters`, `limit` and `continue`), mapping
-/// each item with `map`. When the mapped items are over `budget` bytes, asks again for only as
-/// many as fit: the API then hands back the `continue` token of that shorter page, so nothing
-/// is skipped (tokens are opaque and cannot be made up here).
-pub(crate) async fn bounded_page<T, S>(
+/// Reads one page of `listing` (at most `limit` items, after `cont`), mapping each item with
+/// `map`. When the mapped items are over `budget` bytes, asks again for only as many as fit:
+/// the API then hands back the `continue` token of that shorter page, so nothing is skipped
+/// (tokens are opaque and cannot be made up here).
+pub(crate) async fn bounded_page<L, S>(
     api: &ApiClient,
-    segments: &[&str],
-    filters: &[(&str, String)],
+    listing: &L,
     limit: u32,
     cont: Option<&str>,
     budget: usize,
-    map: impl Fn(&T) -> S,
+    map: impl Fn(&L::Item) -> S,
 ) -> Result<Page<S>, ApiError>
 where
-    T: DeserializeOwned,
+    L: Listing,
     S: Serialize,
 {
     let mut limit = limit.max(1);
@@ -119,12 +116,8 @@ where
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let mut query = filters.to_vec();
-        query.push(("limit", limit.to_string()));
-        if let Some(c) = cont {
-            query.push(("continue", c.to_owned()));
-        }
-        let page: ListResponse<T> = api.get(segments, &query).await?;
+        let request = PageRequest::after(Some(limit), cont.map(str::to_owned));
+        let page = api.list(listing, &request).await?;
         let items: Vec<S> = page.items.iter().map(&map).collect();
         let fit = how_many_fit(items.iter().map(json_len), budget);
         // Done when it fits, when one item is all there is to give (the caller's cap check

@@ -4,11 +4,11 @@ use super::workloads::PageArgs;
 use super::{
     bounded_page, page_size, paging_note, require_confirm, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
-use crate::output::{join_notes, Hint, InstanceSummary, NodeSummary, ToolError};
+use crate::output::{describe, join_notes, Hint, InstanceSummary, NodeSummary, ToolError};
 use crate::OrchestratorMcp;
+use orchestrator_client::{Instances, Nodes};
 use orchestrator_shared_types::api::NodeView;
 use orchestrator_shared_types::WorkloadInstance;
-use reqwest::Method;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
 use rmcp::{tool, tool_router, Json};
@@ -160,8 +160,7 @@ pub(crate) async fn list_nodes(
     let limit = page_size(args.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
     let page = bounded_page(
         mcp.api(),
-        &["nodes"],
-        &[],
+        &Nodes,
         limit,
         args.cont.as_deref(),
         mcp.list_budget(),
@@ -181,19 +180,22 @@ pub(crate) async fn describe_node(
     args: DescribeNodeArgs,
 ) -> Result<NodeReport, ToolError> {
     let limit = page_size(args.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let view: NodeView = mcp
+    let view = mcp
         .api()
-        .get(&["nodes", &args.name], &[])
+        .get_node(&args.name)
         .await
         .hint(404, UNKNOWN_NODE)?;
     let node = NodeSummary::of(&view, args.detail);
     let budget = mcp
         .list_budget()
         .saturating_sub(crate::output::json_len(&node));
+    let on_node = Instances {
+        workload: None,
+        node: Some(view.node.id.to_string()),
+    };
     let page = bounded_page(
         mcp.api(),
-        &["instances"],
-        &[("node", view.node.id.to_string())],
+        &on_node,
         limit,
         args.cont.as_deref(),
         budget,
@@ -216,11 +218,7 @@ async fn node_action(
     confirm: bool,
 ) -> Result<NodeChanged, ToolError> {
     if !confirm {
-        let view: NodeView = mcp
-            .api()
-            .get(&["nodes", name], &[])
-            .await
-            .hint(404, UNKNOWN_NODE)?;
+        let view = mcp.api().get_node(name).await.hint(404, UNKNOWN_NODE)?;
         require_confirm(
             false,
             &format!(
@@ -229,26 +227,27 @@ async fn node_action(
             ),
         )?;
     }
-    let view: NodeView = mcp
-        .api()
-        .call(Method::POST, &["nodes", name, action], &[], None::<&()>)
-        .await
-        .map_err(|e| {
-            // A server from before drain existed answers 404 "no route" or 405.
-            let missing_route = e.status() == Some(405)
-                || (e.status() == Some(404)
-                    && e.message().is_some_and(|m| m.starts_with("no route")));
-            if missing_route {
-                ToolError::new(format!(
-                    "{action} is not available: this orchestrator server has no {action} endpoint \
-                     (POST /api/v1/nodes/{{name}}/{action}); upgrade orchestratord. ({e})"
-                ))
-            } else if e.status() == Some(404) {
-                ToolError::new(format!("{e}\n{UNKNOWN_NODE}"))
-            } else {
-                e.into()
-            }
-        })?;
+    let done = if action == "drain" {
+        mcp.api().drain_node(name).await
+    } else {
+        mcp.api().uncordon_node(name).await
+    };
+    let view = done.map_err(|e| {
+        // A server from before drain existed answers 404 "no route" or 405.
+        let missing_route = e.status() == Some(405)
+            || (e.status() == Some(404) && e.message().is_some_and(|m| m.starts_with("no route")));
+        if missing_route {
+            ToolError::new(format!(
+                "{action} is not available: this orchestrator server has no {action} endpoint \
+                     (POST /api/v1/nodes/{{name}}/{action}); upgrade orchestratord. ({})",
+                describe(&e)
+            ))
+        } else if e.status() == Some(404) {
+            ToolError::new(format!("{}\n{UNKNOWN_NODE}", describe(&e)))
+        } else {
+            e.into()
+        }
+    })?;
     let note = if action == "drain" {
         format!(
             "{} is cordoned; its instances are being moved to other nodes in the background. \

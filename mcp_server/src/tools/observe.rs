@@ -7,9 +7,8 @@ use crate::output::{
 };
 use crate::tools::workloads::status_line;
 use crate::OrchestratorMcp;
-use orchestrator_shared_types::api::{
-    parse_log_since, ClusterInfo, ListResponse, NodeView, WorkloadView,
-};
+use orchestrator_client::{Events, Instances, LogsQuery, Nodes, PageRequest, Workloads};
+use orchestrator_shared_types::api::parse_log_since;
 use orchestrator_shared_types::{Event, WorkloadInstance};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
@@ -241,12 +240,10 @@ impl OrchestratorMcp {
 
 pub(crate) async fn cluster_status(mcp: &OrchestratorMcp) -> Result<ClusterStatus, ToolError> {
     let api = mcp.api();
-    let info: ClusterInfo = api.get(&["cluster"], &[]).await?;
-    let nodes: ListResponse<NodeView> = api
-        .get(&["nodes"], &[("limit", STATUS_NODES.to_string())])
-        .await?;
-    let workloads: ListResponse<WorkloadView> = api
-        .get(&["workloads"], &[("limit", STATUS_WORKLOADS.to_string())])
+    let info = api.cluster_info().await?;
+    let nodes = api.list(&Nodes, &PageRequest::first(STATUS_NODES)).await?;
+    let workloads = api
+        .list(&Workloads, &PageRequest::first(STATUS_WORKLOADS))
         .await?;
 
     let mut counts = NodeCounts::default();
@@ -347,17 +344,13 @@ pub(crate) async fn list_events(
     args: EventsArgs,
 ) -> Result<EventList, ToolError> {
     let limit = page_size(args.limit, DEFAULT_EVENTS, MAX_EVENTS)?;
-    let mut filters = Vec::new();
-    if let Some(w) = &args.workload {
-        filters.push(("workload", w.clone()));
-    }
-    if let Some(after) = args.after {
-        filters.push(("after", after.to_string()));
-    }
+    let events = Events {
+        workload: args.workload.clone(),
+        after: args.after,
+    };
     let page = bounded_page(
         mcp.api(),
-        &["events"],
-        &filters,
+        &events,
         limit,
         args.cont.as_deref(),
         mcp.list_budget(),
@@ -390,17 +383,13 @@ pub(crate) async fn list_instances(
     args: InstancesArgs,
 ) -> Result<InstanceList, ToolError> {
     let limit = page_size(args.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
-    let mut filters = Vec::new();
-    if let Some(w) = &args.workload {
-        filters.push(("workload", w.clone()));
-    }
-    if let Some(n) = &args.node {
-        filters.push(("node", n.clone()));
-    }
+    let instances = Instances {
+        workload: args.workload.clone(),
+        node: args.node.clone(),
+    };
     let page = bounded_page(
         mcp.api(),
-        &["instances"],
-        &filters,
+        &instances,
         limit,
         args.cont.as_deref(),
         mcp.list_budget(),
@@ -418,23 +407,20 @@ pub(crate) async fn list_instances(
 pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Logs, ToolError> {
     let tail = page_size(args.tail, DEFAULT_TAIL, MAX_TAIL)
         .map_err(|_| ToolError::invalid("`tail` must be at least 1"))?;
-    let mut query = vec![("tail", tail.to_string())];
     if let Some(since) = &args.since {
         parse_log_since(since).map_err(|e| ToolError::invalid(format!("`since` {e}")))?;
-        query.push(("since", since.clone()));
     }
-    if let Some(container) = &args.container {
-        query.push(("container", container.clone()));
-    }
+    let query = LogsQuery {
+        container: args.container.clone(),
+        tail: Some(tail as usize),
+        since: args.since.clone(),
+        follow: false,
+    };
     // The answer is plain text: the bytes the container wrote.
-    let (_, body) = mcp
-        .api()
-        .get_text(&["instances", &args.instance, "logs"], &query)
-        .await
-        .hint(
-            404,
-            "No instance has this id: instance ids come from get_workload or list_instances.",
-        )?;
+    let body = mcp.api().logs_text(&args.instance, &query).await.hint(
+        404,
+        "No instance has this id: instance ids come from get_workload or list_instances.",
+    )?;
     let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
     let total = lines.len();
     // Never more than asked, whatever the server sent.

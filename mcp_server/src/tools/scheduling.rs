@@ -1,12 +1,11 @@
 //! Scheduling tools: explain_pending (why replicas are not placed) and plan_deployment (where
 //! they would go, as a dry run).
 
-use super::workloads::WorkloadFields;
+use super::workloads::{parse_manifest, WorkloadFields};
 use crate::output::{Hint, SchedulingProblem, ToolError};
 use crate::OrchestratorMcp;
-use orchestrator_shared_types::api::{ListResponse, NodeView, PlacementPreview, WorkloadDetail};
-use orchestrator_shared_types::{Resources, Unschedulable, WorkloadDefinition};
-use reqwest::Method;
+use orchestrator_client::{Nodes, PageRequest};
+use orchestrator_shared_types::{Resources, WorkloadDefinition};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
 use rmcp::{tool, tool_router, Json};
@@ -37,27 +36,6 @@ pub struct PlanArgs {
     pub workload: Option<WorkloadFields>,
 }
 
-/// What one replica asks for.
-#[derive(Debug, Default, Serialize, JsonSchema)]
-pub struct Request {
-    /// CPU in millicores.
-    pub cpu_millicores: u64,
-    /// Memory in MB.
-    pub memory_mb: u64,
-    /// Disk in MB.
-    pub disk_mb: u64,
-}
-
-impl From<Resources> for Request {
-    fn from(r: Resources) -> Self {
-        Request {
-            cpu_millicores: r.cpu_millicores,
-            memory_mb: r.memory_mb,
-            disk_mb: r.disk_mb,
-        }
-    }
-}
-
 /// Why a workload's replicas are (or would be) not placed.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PendingExplanation {
@@ -69,8 +47,8 @@ pub struct PendingExplanation {
     pub desired: u32,
     /// Replicas not placed.
     pub pending: u32,
-    /// What one replica asks for.
-    pub per_replica: Request,
+    /// What one replica asks for (the sum over its containers).
+    pub per_replica: Resources,
     /// The scheduler's verdict now, node by node, for a replica of this workload.
     pub reasons: SchedulingProblem,
     /// The reasons recorded when its pending replicas last failed to be placed.
@@ -100,8 +78,8 @@ pub struct DeploymentPlan {
     pub fits: bool,
     /// The answer in a sentence.
     pub summary: String,
-    /// What one replica asks for.
-    pub per_replica: Request,
+    /// What one replica asks for (the sum over its containers).
+    pub per_replica: Resources,
     /// Replicas per node.
     pub placements: Vec<NodePlacement>,
     /// Replicas that would stay pending.
@@ -167,7 +145,7 @@ async fn room(mcp: &OrchestratorMcp) -> Room {
     // Hints are a bonus: without the node list they are only vaguer.
     let Ok(nodes) = mcp
         .api()
-        .get::<ListResponse<NodeView>>(&["nodes"], &[("limit", ROOM_NODES.to_string())])
+        .list(&Nodes, &PageRequest::first(ROOM_NODES))
         .await
     else {
         return Room::default();
@@ -197,7 +175,7 @@ async fn room(mcp: &OrchestratorMcp) -> Room {
 /// Advice for each reason of `problem`.
 fn hints(
     problem: &SchedulingProblem,
-    request: &Request,
+    request: &Resources,
     selector: &BTreeMap<String, String>,
     room: &Room,
 ) -> Vec<String> {
@@ -258,19 +236,11 @@ pub(crate) async fn explain_pending(
     name: &str,
 ) -> Result<PendingExplanation, ToolError> {
     let hint404 = "Call list_workloads to see the names of existing workloads.";
-    let detail: WorkloadDetail = mcp
-        .api()
-        .get(&["workloads", name], &[])
-        .await
-        .hint(404, hint404)?;
-    let now: Unschedulable = mcp
-        .api()
-        .get(&["workloads", name, "explain"], &[])
-        .await
-        .hint(404, hint404)?;
+    let detail = mcp.api().get_workload(name).await.hint(404, hint404)?;
+    let now = mcp.api().explain_workload(name).await.hint(404, hint404)?;
     let reasons = SchedulingProblem::from(&now);
     let last_attempt = detail.pending_reason.as_ref().map(SchedulingProblem::from);
-    let request = Request::from(detail.workload.replica_resources());
+    let request = detail.workload.replica_resources();
     let room = room(mcp).await;
     let (desired, pending) = (detail.replicas.desired, detail.replicas.pending);
     let name = detail.workload.name.clone();
@@ -319,20 +289,9 @@ fn definition(args: PlanArgs) -> Result<serde_json::Value, ToolError> {
         )),
         (None, Some(fields)) => Ok(fields.to_definition()),
         (Some(text), None) => {
-            let mut docs = Vec::new();
-            for doc in serde_yaml::Deserializer::from_str(&text) {
-                let value = serde_yaml::Value::deserialize(doc).map_err(|e| {
-                    ToolError::invalid(format!("the manifest is not valid YAML: {e}"))
-                })?;
-                if !value.is_null() {
-                    docs.push(value);
-                }
-            }
+            let mut docs = parse_manifest(&text)?;
             match docs.len() {
-                1 => serde_json::to_value(&docs[0]).map_err(|e| {
-                    ToolError::invalid(format!("the manifest cannot be read as a workload: {e}"))
-                }),
-                0 => Err(ToolError::invalid("the manifest holds no workload")),
+                1 => Ok(docs.remove(0)),
                 n => Err(ToolError::invalid(format!(
                     "plan_deployment takes one workload; the manifest holds {n} (call it once per workload)"
                 ))),
@@ -346,20 +305,17 @@ pub(crate) async fn plan_deployment(
     args: PlanArgs,
 ) -> Result<DeploymentPlan, ToolError> {
     let def = definition(args)?;
-    let preview: PlacementPreview = mcp
-        .api()
-        .call(Method::POST, &["preview"], &[], Some(&def))
-        .await?;
+    let preview = mcp.api().preview(&def).await?;
     // The API accepted it, so it reads as a definition.
     let parsed: Option<WorkloadDefinition> = serde_json::from_value(def).ok();
     let (name, replicas, request, selector) = match &parsed {
         Some(d) => (
             d.name.clone(),
             d.replicas,
-            Request::from(d.replica_resources()),
+            d.replica_resources(),
             d.node_selector.clone(),
         ),
-        None => (String::new(), 0, Request::default(), BTreeMap::new()),
+        None => (String::new(), 0, Resources::ZERO, BTreeMap::new()),
     };
     let placements: Vec<NodePlacement> = preview
         .placements
@@ -418,7 +374,7 @@ pub(crate) async fn plan_deployment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator_shared_types::RejectReason;
+    use orchestrator_shared_types::{RejectReason, Unschedulable};
 
     #[test]
     fn hints_name_the_numbers() {
@@ -437,7 +393,7 @@ mod tests {
             labels: vec![BTreeMap::new()],
             ..Default::default()
         };
-        let request = Request {
+        let request = Resources {
             memory_mb: 4096,
             ..Default::default()
         };

@@ -5,13 +5,15 @@ use super::{
     bounded_page, page_size, paging_note, require_confirm, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 use crate::output::{
-    join_notes, json_len, EventSummary, Hint, InstanceSummary, Replicas, SchedulingProblem,
+    describe, join_notes, json_len, EventSummary, Hint, InstanceSummary, SchedulingProblem,
     ToolError, WorkloadSummary,
 };
-use crate::OrchestratorMcp;
-use orchestrator_shared_types::api::{ScaleRequest, WorkloadDetail, WorkloadView};
-use orchestrator_shared_types::{InstanceStatus, WorkloadDefinition};
-use reqwest::Method;
+use crate::{ApiError, OrchestratorMcp};
+use orchestrator_client::Workloads;
+use orchestrator_shared_types::api::{ReplicaCounts, WorkloadView};
+use orchestrator_shared_types::{
+    InstanceStatus, PlacementStrategy, PortMapping, RestartPolicy, WorkloadDefinition,
+};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
 use rmcp::{tool, tool_router, Json};
@@ -55,54 +57,6 @@ pub struct GetWorkloadArgs {
     pub detail: bool,
 }
 
-/// How replicas are spread over nodes.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Placement {
-    /// Fill the fullest node that still fits (the default): fewer nodes used.
-    BinPack,
-    /// Prefer nodes with the fewest replicas of this workload.
-    Spread,
-    /// At most one replica per node.
-    OnePerNode,
-}
-
-/// When exited containers are started again.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema)]
-pub enum Restart {
-    /// After any exit (the default; for services).
-    Always,
-    /// Only after a failure (for jobs that may fail).
-    OnFailure,
-    /// Never (for one-shot jobs).
-    Never,
-}
-
-/// `tcp` or `udp`.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PortProtocol {
-    /// TCP (the default).
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-/// A port the container listens on.
-#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PortArg {
-    /// Port inside the container.
-    pub container_port: u16,
-    /// Port claimed on the node's host (optional). Two replicas claiming the same host port
-    /// cannot share a node; 0 picks a free port per replica (passed to it as $PORT).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_port: Option<u16>,
-    /// tcp (default) or udp.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<PortProtocol>,
-}
-
 /// A workload with one container, described field by field.
 #[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -124,9 +78,10 @@ pub struct WorkloadFields {
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Ports the container listens on.
+    /// Ports the container listens on: `container_port`, optional `host_port` (0 picks a free
+    /// one per replica, passed as $PORT), `protocol` tcp (default) or udp.
     #[serde(default)]
-    pub ports: Vec<PortArg>,
+    pub ports: Vec<PortMapping>,
     /// CPU each replica reserves, in millicores: 1000 is one core (default 100).
     #[serde(default)]
     pub cpu_millicores: Option<u64>,
@@ -144,10 +99,10 @@ pub struct WorkloadFields {
     pub node_selector: BTreeMap<String, String>,
     /// bin_pack (default), spread or one_per_node.
     #[serde(default)]
-    pub placement: Option<Placement>,
+    pub placement: Option<PlacementStrategy>,
     /// Always (default), OnFailure or Never.
     #[serde(default)]
-    pub restart_policy: Option<Restart>,
+    pub restart_policy: Option<RestartPolicy>,
 }
 
 impl WorkloadFields {
@@ -331,12 +286,12 @@ pub struct WorkloadReport {
     /// One line: how many replicas run, and why the others do not.
     pub status: String,
     /// Replica counts.
-    pub replicas: Replicas,
+    pub replicas: ReplicaCounts,
     /// The definition, in short.
     pub spec: SpecSummary,
     /// The full definition, only with `detail: true`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub definition: Option<serde_json::Value>,
+    pub definition: Option<WorkloadDefinition>,
     /// Its instances, the troubled ones (not Running) first.
     pub instances: Vec<InstanceSummary>,
     /// How many instances it has in all (more than listed when the list was cut).
@@ -392,7 +347,7 @@ pub struct Scaled {
     /// Replicas asked for now.
     pub to: u32,
     /// Replica counts right after the change (the loop then converges).
-    pub replicas: Replicas,
+    pub replicas: ReplicaCounts,
     /// What happens next.
     pub note: String,
 }
@@ -550,8 +505,7 @@ pub(crate) async fn list_workloads(
     let limit = page_size(args.limit, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)?;
     let page = bounded_page(
         mcp.api(),
-        &["workloads"],
-        &[],
+        &Workloads,
         limit,
         args.cont.as_deref(),
         mcp.list_budget(),
@@ -567,7 +521,7 @@ pub(crate) async fn list_workloads(
 }
 
 /// "3/3 running", or "1/3 running, 2 pending (0/1 nodes fit: 1 insufficient memory)".
-pub(crate) fn status_line(r: &Replicas, pending: Option<&SchedulingProblem>) -> String {
+pub(crate) fn status_line(r: &ReplicaCounts, pending: Option<&SchedulingProblem>) -> String {
     let mut s = format!("{}/{} running", r.running, r.desired);
     for (n, what) in [
         (r.starting, "starting"),
@@ -591,12 +545,12 @@ pub(crate) async fn get_workload(
     name: &str,
     detail: bool,
 ) -> Result<WorkloadReport, ToolError> {
-    let d: WorkloadDetail = mcp
+    let d = mcp
         .api()
-        .get(&["workloads", name], &[])
+        .get_workload(name)
         .await
         .hint(404, UNKNOWN_WORKLOAD)?;
-    let replicas = Replicas::from(&d.replicas);
+    let replicas = d.replicas.clone();
     let pending_reason = d.pending_reason.as_ref().map(SchedulingProblem::from);
     let (max_instances, max_events) = if detail { (100, 20) } else { (20, 10) };
 
@@ -622,7 +576,7 @@ pub(crate) async fn get_workload(
         status: status_line(&replicas, pending_reason.as_ref()),
         replicas,
         spec: SpecSummary::from(&d.workload),
-        definition: detail.then(|| serde_json::to_value(&d.workload).unwrap_or_default()),
+        definition: detail.then(|| d.workload.clone()),
         instances: Vec::new(),
         instances_total,
         events: Vec::new(),
@@ -684,15 +638,11 @@ async fn deploy_workload(
     fields: &WorkloadFields,
 ) -> Result<Deployed, ToolError> {
     let def = fields.to_definition();
-    let view: WorkloadView = mcp
-        .api()
-        .call(Method::POST, &["workloads"], &[], Some(&def))
-        .await
-        .hint(
-            409,
-            "A workload with this name exists: use scale_workload to change its replicas, \
+    let view = mcp.api().create_workload(&def).await.hint(
+        409,
+        "A workload with this name exists: use scale_workload to change its replicas, \
              apply_manifest to change its definition, or pick another name.",
-        )?;
+    )?;
     let note = format!(
         "Created {}: {} replica(s) asked for; the orchestrator places and starts them in the \
          background. Call get_workload with name \"{}\" to follow them; if some stay pending, \
@@ -705,33 +655,23 @@ async fn deploy_workload(
     })
 }
 
-/// The documents of a YAML manifest as JSON values (empty documents skipped).
-fn parse_manifest(text: &str) -> Result<Vec<serde_json::Value>, ToolError> {
-    let mut docs = Vec::new();
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| {
-            ToolError::invalid(format!("manifest document {}: not valid YAML: {e}", i + 1))
-        })?;
-        if value.is_null() {
-            continue;
+/// The documents of a manifest (YAML documents separated by `---`, or JSON) as JSON values,
+/// empty documents skipped; split by `orchestrator_client`, as the CLI splits its files.
+pub(crate) fn parse_manifest(text: &str) -> Result<Vec<serde_json::Value>, ToolError> {
+    let docs = orchestrator_client::manifest::parse("manifest", text).map_err(|e| match e {
+        ApiError::ManifestYaml {
+            document, source, ..
+        } => ToolError::invalid(format!("manifest document {document}: not valid YAML: {source}")),
+        ApiError::ManifestJson { source, .. } => {
+            ToolError::invalid(format!("the manifest is not valid JSON: {source}"))
         }
-        let json = serde_json::to_value(&value).map_err(|e| {
-            ToolError::invalid(format!(
-                "manifest document {}: cannot be read as a workload: {e}",
-                i + 1
-            ))
-        })?;
-        if !json.is_object() {
-            return Err(ToolError::invalid(format!(
-                "manifest document {} is not a mapping of fields (name, replicas, containers, ...)",
-                i + 1
-            )));
-        }
-        docs.push(json);
-    }
-    if docs.is_empty() {
-        return Err(ToolError::invalid("the manifest holds no workload"));
-    }
+        ApiError::NotAWorkload { document, .. } => ToolError::invalid(format!(
+            "manifest document {document} is not a mapping of fields (name, replicas, containers, ...)"
+        )),
+        ApiError::EmptyManifest { .. } => ToolError::invalid("the manifest holds no workload"),
+        other => ToolError::from(other),
+    })?;
+    let docs: Vec<serde_json::Value> = docs.into_iter().map(|m| m.body).collect();
     if docs.len() > MAX_DOCUMENTS {
         return Err(ToolError::invalid(format!(
             "the manifest holds {} documents; at most {MAX_DOCUMENTS} per call",
@@ -763,16 +703,13 @@ async fn apply_manifest(
             )));
         }
         names.push(name);
-        let _: serde_json::Value = mcp
-            .api()
-            .call(Method::POST, &["preview"], &[], Some(doc))
-            .await
-            .map_err(|e| {
-                ToolError::new(format!(
-                    "nothing applied: manifest document {} ({name}) is invalid: {e}",
-                    i + 1
-                ))
-            })?;
+        mcp.api().preview(doc).await.map_err(|e| {
+            ToolError::new(format!(
+                "nothing applied: manifest document {} ({name}) is invalid: {}",
+                i + 1,
+                describe(&e)
+            ))
+        })?;
     }
     let mut applied = Vec::new();
     for (doc, name) in docs.iter().zip(names) {
@@ -805,22 +742,17 @@ async fn apply_one(
     confirm: bool,
 ) -> Result<Applied, ToolError> {
     let api = mcp.api();
-    let current: Option<WorkloadView> = match api.get(&["workloads", name], &[]).await {
-        Ok(detail) => {
-            let d: WorkloadDetail = detail;
-            Some(WorkloadView {
-                workload: d.workload,
-                revision: d.revision,
-                replicas: d.replicas,
-            })
-        }
+    let current: Option<WorkloadView> = match api.get_workload(name).await {
+        Ok(d) => Some(WorkloadView {
+            workload: d.workload,
+            revision: d.revision,
+            replicas: d.replicas,
+        }),
         Err(e) if e.status() == Some(404) => None,
         Err(e) => return Err(e.into()),
     };
     let Some(current) = current else {
-        let view: WorkloadView = api
-            .call(Method::POST, &["workloads"], &[], Some(doc))
-            .await?;
+        let view = api.create_workload(doc).await?;
         return Ok(Applied {
             name: view.workload.name,
             action: "created".into(),
@@ -851,13 +783,8 @@ async fn apply_one(
         )?;
     }
     // Conditional on the revision read above: a concurrent change is reported, not lost.
-    let view: WorkloadView = api
-        .call(
-            Method::PUT,
-            &["workloads", name],
-            &[("revision", current.revision.to_string())],
-            Some(doc),
-        )
+    let view = api
+        .replace_workload(name, doc, Some(current.revision))
         .await
         .hint(
             409,
@@ -877,9 +804,9 @@ async fn scale_workload(
     replicas: u32,
     confirm: bool,
 ) -> Result<Scaled, ToolError> {
-    let before: WorkloadDetail = mcp
+    let before = mcp
         .api()
-        .get(&["workloads", name], &[])
+        .get_workload(name)
         .await
         .hint(404, UNKNOWN_WORKLOAD)?;
     if replicas == 0 && before.workload.replicas > 0 {
@@ -891,14 +818,9 @@ async fn scale_workload(
             ),
         )?;
     }
-    let view: WorkloadView = mcp
+    let view = mcp
         .api()
-        .call(
-            Method::POST,
-            &["workloads", name, "scale"],
-            &[],
-            Some(&ScaleRequest { replicas }),
-        )
+        .scale_workload(name, replicas)
         .await
         .hint(404, UNKNOWN_WORKLOAD)?;
     let from = before.workload.replicas;
@@ -913,7 +835,7 @@ async fn scale_workload(
         name: view.workload.name.clone(),
         from,
         to: view.workload.replicas,
-        replicas: (&view.replicas).into(),
+        replicas: view.replicas.clone(),
         note,
     })
 }
@@ -925,9 +847,9 @@ async fn delete_workload(
 ) -> Result<Deleted, ToolError> {
     if !confirm {
         // Say what would go, so the user can decide.
-        let d: WorkloadDetail = mcp
+        let d = mcp
             .api()
-            .get(&["workloads", name], &[])
+            .get_workload(name)
             .await
             .hint(404, UNKNOWN_WORKLOAD)?;
         require_confirm(
@@ -938,9 +860,9 @@ async fn delete_workload(
             ),
         )?;
     }
-    let view: WorkloadView = mcp
+    let view = mcp
         .api()
-        .call(Method::DELETE, &["workloads", name], &[], None::<&()>)
+        .delete_workload(name)
         .await
         .hint(404, UNKNOWN_WORKLOAD)?;
     Ok(Deleted {
@@ -999,7 +921,7 @@ mod tests {
 
     #[test]
     fn status_lines() {
-        let r = Replicas {
+        let r = ReplicaCounts {
             desired: 3,
             running: 1,
             pending: 2,

@@ -206,7 +206,7 @@ fn read_file(path: &Path) -> Result<FileConfig> {
         Some("yaml" | "yml")
     );
     let parsed = if yaml {
-        serde_yaml::from_str(&text).map_err(anyhow::Error::from)
+        serde_norway::from_str(&text).map_err(anyhow::Error::from)
     } else {
         toml::from_str(&text).map_err(anyhow::Error::from)
     };

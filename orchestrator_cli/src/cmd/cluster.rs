@@ -15,9 +15,9 @@ pub enum ClusterCommand {
 }
 
 /// Runs a `cluster` command.
-pub fn run(ctx: &Ctx, command: ClusterCommand, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn run(ctx: &Ctx, command: ClusterCommand, out: &mut dyn Write) -> Result<(), CliError> {
     let ClusterCommand::Info = command;
-    let info = ctx.client.cluster_info()?;
+    let info = ctx.client.cluster_info().await?;
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &info);
     }

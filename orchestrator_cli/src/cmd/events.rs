@@ -6,6 +6,7 @@ use crate::error::CliError;
 use crate::output::{print_structured, table};
 use chrono::{DateTime, Utc};
 use clap::Args;
+use orchestrator_client::{Events, PageRequest};
 use orchestrator_shared_types::Event;
 use std::io::Write;
 
@@ -21,10 +22,15 @@ pub struct EventsArgs {
 }
 
 /// Runs `events`.
-pub fn run(ctx: &Ctx, args: EventsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn run(ctx: &Ctx, args: EventsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let events = Events {
+        workload: args.workload,
+        after: None,
+    };
     let list = ctx
         .client
-        .list_events(args.workload.as_deref(), args.limit)?;
+        .list(&events, &PageRequest::after(args.limit, None))
+        .await?;
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &list);
     }
@@ -33,7 +39,7 @@ pub fn run(ctx: &Ctx, args: EventsArgs, out: &mut dyn Write) -> Result<(), CliEr
         return Ok(());
     }
     // Events keep the workload's name; only node ids need resolving.
-    let names = Names::fetch(&ctx.client, false, true);
+    let names = Names::fetch(&ctx.client, false, true).await;
     out.write_all(events_table(&list.items, &names, ctx.format.is_wide(), Utc::now()).as_bytes())?;
     Ok(())
 }

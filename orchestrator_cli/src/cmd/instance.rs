@@ -7,6 +7,7 @@ use crate::error::CliError;
 use crate::output::{print_structured, table};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use orchestrator_client::{Instances, LogsQuery, PageRequest};
 use orchestrator_shared_types::WorkloadInstance;
 use std::io::Write;
 
@@ -45,9 +46,9 @@ pub enum InstanceCommand {
 }
 
 /// Runs an `instance` command.
-pub fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
-        InstanceCommand::List { workload, node } => list(ctx, workload, node, out),
+        InstanceCommand::List { workload, node } => list(ctx, workload, node, out).await,
         InstanceCommand::Logs {
             id,
             follow,
@@ -55,14 +56,14 @@ pub fn run(ctx: &Ctx, command: InstanceCommand, out: &mut dyn Write) -> Result<(
             since,
             container,
         } => {
-            let mut logs = ctx.client.instance_logs(
-                &id,
-                container.as_deref(),
+            let query = LogsQuery {
+                container,
                 tail,
-                since.as_deref(),
+                since,
                 follow,
-            )?;
-            while let Some(piece) = logs.next_piece()? {
+            };
+            let mut logs = ctx.client.logs(&id, &query).await?;
+            while let Some(piece) = logs.next_chunk().await? {
                 out.write_all(&piece)?;
                 // As it comes: a followed log must not wait in a buffer for a newline.
                 out.flush()?;
@@ -77,7 +78,7 @@ fn since_arg(text: &str) -> Result<String, String> {
     orchestrator_shared_types::api::parse_log_since(text).map(|_| text.to_owned())
 }
 
-fn list(
+async fn list(
     ctx: &Ctx,
     workload: Option<String>,
     node: Option<String>,
@@ -85,7 +86,8 @@ fn list(
 ) -> Result<(), CliError> {
     let list = ctx
         .client
-        .list_instances(workload.as_deref(), node.as_deref())?;
+        .list(&Instances { workload, node }, &PageRequest::default())
+        .await?;
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &list);
     }
@@ -93,7 +95,7 @@ fn list(
         eprintln!("No instances found.");
         return Ok(());
     }
-    let names = Names::fetch(&ctx.client, true, true);
+    let names = Names::fetch(&ctx.client, true, true).await;
     out.write_all(
         instances_table(&list.items, &names, ctx.format.is_wide(), Utc::now()).as_bytes(),
     )?;

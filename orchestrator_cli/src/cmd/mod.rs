@@ -8,8 +8,8 @@ pub mod instance;
 pub mod node;
 pub mod workload;
 
-use crate::client::Client;
 use crate::output::OutputFormat;
+use orchestrator_client::{Client, Nodes, PageRequest, Workloads};
 use orchestrator_shared_types::{NodeId, WorkloadId};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -33,10 +33,10 @@ pub struct Names {
 
 impl Names {
     /// Fetches workload names if `workloads` and node names if `nodes`.
-    pub fn fetch(client: &Client, workloads: bool, nodes: bool) -> Self {
+    pub async fn fetch(client: &Client, workloads: bool, nodes: bool) -> Self {
         let mut names = Names::default();
         if workloads {
-            if let Ok(list) = client.list_workloads() {
+            if let Ok(list) = client.list(&Workloads, &PageRequest::default()).await {
                 names.workloads = list
                     .items
                     .into_iter()
@@ -45,7 +45,7 @@ impl Names {
             }
         }
         if nodes {
-            if let Ok(list) = client.list_nodes() {
+            if let Ok(list) = client.list(&Nodes, &PageRequest::default()).await {
                 names.nodes = list
                     .items
                     .into_iter()

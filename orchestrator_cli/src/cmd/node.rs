@@ -6,6 +6,7 @@ use crate::error::CliError;
 use crate::output::{print_structured, table, Fields};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
+use orchestrator_client::{Instances, Nodes, PageRequest};
 use orchestrator_shared_types::api::NodeView;
 use orchestrator_shared_types::{Node, NodeStatus, Resources, WorkloadInstance};
 use std::io::Write;
@@ -34,10 +35,10 @@ pub enum NodeCommand {
 }
 
 /// Runs a `node` command.
-pub fn run(ctx: &Ctx, command: NodeCommand, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn run(ctx: &Ctx, command: NodeCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
         NodeCommand::List => {
-            let list = ctx.client.list_nodes()?;
+            let list = ctx.client.list(&Nodes, &PageRequest::default()).await?;
             if ctx.format.is_structured() {
                 return print_structured(out, ctx.format, &list);
             }
@@ -48,29 +49,38 @@ pub fn run(ctx: &Ctx, command: NodeCommand, out: &mut dyn Write) -> Result<(), C
             out.write_all(nodes_table(&list.items, ctx.format.is_wide()).as_bytes())?;
         }
         NodeCommand::Describe { name } => {
-            let view = ctx.client.get_node(&name)?;
+            let view = ctx.client.get_node(&name).await?;
             if ctx.format.is_structured() {
                 // The server's object only; `instance list --node N -o json` has the instances.
                 return print_structured(out, ctx.format, &view);
             }
             // Filter by id, not by what the user typed (which may be a name): ids are what
             // instances record.
+            let on_node = Instances {
+                workload: None,
+                node: Some(view.node.id.to_string()),
+            };
             let instances = ctx
                 .client
-                .list_instances(None, Some(view.node.id.as_str()))?
+                .list(&on_node, &PageRequest::default())
+                .await?
                 .items;
-            let names = Names::fetch(&ctx.client, true, false);
+            let names = Names::fetch(&ctx.client, true, false).await;
             out.write_all(describe_text(&view, &instances, &names, Utc::now()).as_bytes())?;
         }
-        NodeCommand::Drain { name } => cordon(ctx, &name, true, out)?,
-        NodeCommand::Uncordon { name } => cordon(ctx, &name, false, out)?,
+        NodeCommand::Drain { name } => cordon(ctx, &name, true, out).await?,
+        NodeCommand::Uncordon { name } => cordon(ctx, &name, false, out).await?,
     }
     Ok(())
 }
 
 /// Drains or uncordons a node and says so (or prints the server's node with `-o json|yaml`).
-fn cordon(ctx: &Ctx, name: &str, drain: bool, out: &mut dyn Write) -> Result<(), CliError> {
-    let view = ctx.client.cordon_node(name, drain)?;
+async fn cordon(ctx: &Ctx, name: &str, drain: bool, out: &mut dyn Write) -> Result<(), CliError> {
+    let view = if drain {
+        ctx.client.drain_node(name).await?
+    } else {
+        ctx.client.uncordon_node(name).await?
+    };
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &view);
     }

@@ -1,7 +1,6 @@
 //! `workload create|apply|list|get|describe|scale|delete`.
 
 use super::{api_name, labels, Ctx, Names};
-use crate::client::ClientError;
 use crate::duration::format_age;
 use crate::error::CliError;
 use crate::manifest::{self, Manifest};
@@ -9,6 +8,7 @@ use crate::output::{indent, or_none, print_structured, table, Fields};
 use crate::wait::{wait_until_ready, WaitArgs};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use orchestrator_client::{ClientError, Instances, PageRequest, Workloads};
 use orchestrator_shared_types::api::{ListResponse, ReplicaCounts, WorkloadDetail, WorkloadView};
 use orchestrator_shared_types::{ContainerConfig, WorkloadDefinition, WorkloadInstance};
 use std::collections::HashMap;
@@ -66,25 +66,25 @@ pub struct ManifestArgs {
 }
 
 /// Runs a `workload` command. `stdin` serves `-f -`.
-pub fn run(
+pub async fn run(
     ctx: &Ctx,
     command: WorkloadCommand,
     out: &mut dyn Write,
     stdin: &mut dyn Read,
 ) -> Result<(), CliError> {
     match command {
-        WorkloadCommand::Create(args) => submit(ctx, &args, false, out, stdin),
-        WorkloadCommand::Apply(args) => submit(ctx, &args, true, out, stdin),
-        WorkloadCommand::List => list(ctx, out),
-        WorkloadCommand::Get { name } => get(ctx, &name, out),
-        WorkloadCommand::Describe { name } => describe(ctx, &name, out),
+        WorkloadCommand::Create(args) => submit(ctx, &args, false, out, stdin).await,
+        WorkloadCommand::Apply(args) => submit(ctx, &args, true, out, stdin).await,
+        WorkloadCommand::List => list(ctx, out).await,
+        WorkloadCommand::Get { name } => get(ctx, &name, out).await,
+        WorkloadCommand::Describe { name } => describe(ctx, &name, out).await,
         WorkloadCommand::Scale {
             name,
             replicas,
             wait,
-        } => scale(ctx, &name, replicas, &wait, out),
+        } => scale(ctx, &name, replicas, &wait, out).await,
         WorkloadCommand::Delete { name } => {
-            let view = ctx.client.delete_workload(&name)?;
+            let view = ctx.client.delete_workload(&name).await?;
             if ctx.format.is_structured() {
                 print_structured(out, ctx.format, &view)
             } else {
@@ -96,7 +96,7 @@ pub fn run(
 }
 
 /// `create` (POST each document) or `apply` (PUT each document, POST when the server says 404).
-fn submit(
+async fn submit(
     ctx: &Ctx,
     args: &ManifestArgs,
     apply: bool,
@@ -110,10 +110,11 @@ fn submit(
     let mut failure = None;
     for m in &manifests {
         let result = if apply {
-            apply_one(ctx, m)
+            apply_one(ctx, m).await
         } else {
             ctx.client
                 .create_workload(&m.body)
+                .await
                 .map(|v| (v, "created"))
                 .map_err(|e| ("creating", e))
         };
@@ -148,14 +149,14 @@ fn submit(
     if args.wait.wait {
         out.flush()?;
         let names: Vec<String> = done.iter().map(|v| v.workload.name.clone()).collect();
-        wait_until_ready(&ctx.client, &names, args.wait.timeout)?;
+        wait_until_ready(&ctx.client, &names, args.wait.timeout).await?;
     }
     Ok(())
 }
 
 /// PUT, and POST if the workload does not exist. A document without a name cannot be PUT: it is
 /// POSTed so that the server reports the missing name with its field path.
-fn apply_one(
+async fn apply_one(
     ctx: &Ctx,
     m: &Manifest,
 ) -> Result<(WorkloadView, &'static str), (&'static str, ClientError)> {
@@ -163,22 +164,24 @@ fn apply_one(
         return ctx
             .client
             .create_workload(&m.body)
+            .await
             .map(|v| (v, "created"))
             .map_err(|e| ("creating", e));
     };
-    match ctx.client.replace_workload(name, &m.body) {
+    match ctx.client.replace_workload(name, &m.body, None).await {
         Ok(view) => Ok((view, "configured")),
         Err(e) if e.status() == Some(404) => ctx
             .client
             .create_workload(&m.body)
+            .await
             .map(|v| (v, "created"))
             .map_err(|e| ("creating", e)),
         Err(e) => Err(("updating", e)),
     }
 }
 
-fn list(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
-    let list = ctx.client.list_workloads()?;
+async fn list(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
+    let list = ctx.client.list(&Workloads, &PageRequest::default()).await?;
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &list);
     }
@@ -188,7 +191,11 @@ fn list(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     }
     // Restarts and age come from the instances, which the list does not carry: one more request
     // for the whole table rather than one per workload.
-    let instances = ctx.client.list_instances(None, None)?.items;
+    let instances = ctx
+        .client
+        .list(&Instances::default(), &PageRequest::default())
+        .await?
+        .items;
     let mut by_workload: HashMap<&str, Vec<&WorkloadInstance>> = HashMap::new();
     for i in &instances {
         by_workload
@@ -212,8 +219,8 @@ fn list(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
-fn get(ctx: &Ctx, name: &str, out: &mut dyn Write) -> Result<(), CliError> {
-    let detail = ctx.client.get_workload(name)?;
+async fn get(ctx: &Ctx, name: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let detail = ctx.client.get_workload(name).await?;
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &detail);
     }
@@ -222,24 +229,24 @@ fn get(ctx: &Ctx, name: &str, out: &mut dyn Write) -> Result<(), CliError> {
     Ok(())
 }
 
-fn describe(ctx: &Ctx, name: &str, out: &mut dyn Write) -> Result<(), CliError> {
-    let detail = ctx.client.get_workload(name)?;
+async fn describe(ctx: &Ctx, name: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let detail = ctx.client.get_workload(name).await?;
     if ctx.format.is_structured() {
         return print_structured(out, ctx.format, &detail);
     }
-    let names = Names::fetch(&ctx.client, false, true);
+    let names = Names::fetch(&ctx.client, false, true).await;
     out.write_all(describe_text(&detail, &names, Utc::now()).as_bytes())?;
     Ok(())
 }
 
-fn scale(
+async fn scale(
     ctx: &Ctx,
     name: &str,
     replicas: u32,
     wait: &WaitArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let view = ctx.client.scale_workload(name, replicas)?;
+    let view = ctx.client.scale_workload(name, replicas).await?;
     if ctx.format.is_structured() {
         print_structured(out, ctx.format, &view)?;
     } else {
@@ -251,7 +258,7 @@ fn scale(
     }
     if wait.wait {
         out.flush()?;
-        wait_until_ready(&ctx.client, &[view.workload.name], wait.timeout)?;
+        wait_until_ready(&ctx.client, &[view.workload.name], wait.timeout).await?;
     }
     Ok(())
 }

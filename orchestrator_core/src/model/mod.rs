@@ -33,7 +33,6 @@ use crate::plan::StopReason;
 use crate::view::{ClusterView, WorkloadSlice};
 use cluster_manager_interface::ClusterEvent;
 use container_runtime_interface::{ContainerInfo, ContainerState, RuntimeError};
-use orchestrator_shared_types::api::NodeView;
 use orchestrator_shared_types::{
     ContainerId, Event, EventKind, InstanceId, InstanceStatus, Node, NodeId, NodeStatus,
     WorkloadDefinition, WorkloadId, WorkloadInstance,
@@ -81,19 +80,28 @@ pub(crate) struct Listed {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     effects: Vec<Effect>,
+    /// Workloads whose definition or instances changed since the last publication. Every
+    /// change of an instance record is written to the store, so the writes mark them.
+    touched: HashSet<WorkloadId>,
 }
 
 impl Outbox {
-    fn put(&mut self, instance: &WorkloadInstance) {
+    /// The record is shared, not copied: the next change copies it if the persister (or a
+    /// view) still holds it.
+    fn put(&mut self, instance: &Arc<WorkloadInstance>) {
+        self.touched.insert(instance.workload_id.clone());
         self.effects
-            .push(Effect::Persist(PersistMsg::Put(Box::new(instance.clone()))));
+            .push(Effect::Persist(PersistMsg::Put(instance.clone())));
     }
 
-    fn delete(&mut self, instance: &WorkloadInstance) {
+    fn delete(&mut self, instance: &Arc<WorkloadInstance>) {
+        self.touched.insert(instance.workload_id.clone());
         self.effects
-            .push(Effect::Persist(PersistMsg::Delete(Box::new(
-                instance.clone(),
-            ))));
+            .push(Effect::Persist(PersistMsg::Delete(instance.clone())));
+    }
+
+    fn touch(&mut self, workload: &WorkloadId) {
+        self.touched.insert(workload.clone());
     }
 
     fn event(&mut self, event: Event) {
@@ -173,6 +181,8 @@ pub(crate) struct Model {
     seq: u64,
     /// Something a view shows changed since the last [`Model::publish`].
     changed: bool,
+    /// The workloads' parts of the last published view, rebuilt when touched.
+    slices: HashMap<WorkloadId, Arc<WorkloadSlice>>,
 }
 
 impl Model {
@@ -199,6 +209,7 @@ impl Model {
             draining_nodes: HashSet::new(),
             seq: 1,
             changed: true,
+            slices: HashMap::new(),
         }
     }
 
@@ -221,6 +232,7 @@ impl Model {
 
     /// Takes a workload read at start-up: no event, nothing planned yet.
     pub(crate) fn load_workload(&mut self, def: WorkloadDefinition, revision: Revision) {
+        self.out.touch(&def.id);
         self.names.insert(def.name.clone(), def.id.clone());
         self.workloads
             .insert(def.id.clone(), (Arc::new(def), revision));
@@ -245,6 +257,7 @@ impl Model {
                 .event(new_event(EventKind::Updated, &def, None, message));
         }
         let id = def.id.clone();
+        self.out.touch(&id);
         self.names.insert(def.name.clone(), id.clone());
         self.workloads.insert(id.clone(), (Arc::new(def), revision));
         self.changed = true;
@@ -268,6 +281,7 @@ impl Model {
             None,
             "deleted".to_owned(),
         ));
+        self.out.touch(&id);
         self.workloads.remove(&id);
         self.names.remove(name);
         self.deleted.insert(id.clone(), revision);
@@ -342,7 +356,7 @@ impl Model {
     /// Takes an instance record read from the store at start-up.
     pub(crate) fn adopt_record(&mut self, instance: WorkloadInstance) {
         if instance.status.is_terminal() {
-            self.out.delete(&instance);
+            self.out.delete(&Arc::new(instance));
             return;
         }
         let allocation = match (&instance.node_id, instance.status) {
@@ -369,6 +383,7 @@ impl Model {
     }
 
     fn insert_entry(&mut self, entry: Entry) {
+        self.out.touch(&entry.instance.workload_id);
         self.by_workload
             .entry(entry.instance.workload_id.clone())
             .or_default()
@@ -537,45 +552,33 @@ impl Model {
         summary
     }
 
-    /// An immutable snapshot for readers. Costs one pass over the instances and the nodes and
-    /// a copy of the scheduler's state; instance records and definitions are shared, not
-    /// copied (the driver decides how often to pay this, see `crate::driver`).
+    /// An immutable snapshot for readers. Only the workloads touched since the last
+    /// publication are rebuilt; the rest, the instance records and the nodes' entries in the
+    /// cluster state are shared with the previous view, so a publication costs about the
+    /// changes plus a pointer per workload and per node.
     pub(crate) fn publish(&mut self) -> ClusterView {
         self.changed = false;
-        let mut slices: HashMap<WorkloadId, WorkloadSlice> = HashMap::new();
-        let mut per_node: HashMap<&NodeId, usize> = HashMap::new();
-        let mut instances = HashMap::with_capacity(self.instances.len());
-        for e in self.instances.values() {
-            let i = &e.instance;
-            instances.insert(i.id.clone(), i.clone());
-            let slice = slices.entry(i.workload_id.clone()).or_default();
-            slice.counts.count(i.status);
-            slice.instances.push(i.id.clone());
-            if let Some((node, _)) = &e.allocation {
-                *per_node.entry(node).or_default() += 1;
+        for id in std::mem::take(&mut self.out.touched) {
+            let def = self.workloads.get(&id).map(|(d, _)| d.clone());
+            let instances: Vec<Arc<WorkloadInstance>> = self
+                .by_workload
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| self.instances.get(i))
+                .map(|e| e.instance.clone())
+                .collect();
+            if def.is_none() && instances.is_empty() {
+                self.slices.remove(&id);
+            } else {
+                self.slices
+                    .insert(id, Arc::new(WorkloadSlice::new(def, instances)));
             }
         }
-        for (id, (def, _)) in &self.workloads {
-            let slice = slices.entry(id.clone()).or_default();
-            slice.counts.desired = def.replicas;
-            slice.def = Some(def.clone());
-        }
-        let mut nodes: Vec<NodeView> = self
-            .state
-            .nodes()
-            .map(|n| NodeView {
-                node: n.clone(),
-                allocated: self.state.allocated(&n.id),
-                instances: per_node.get(&n.id).copied().unwrap_or(0),
-            })
-            .collect();
-        nodes.sort_by(|a, b| a.node.id.cmp(&b.node.id));
         ClusterView::new(
             self.scheduler.clone(),
-            self.summary(),
-            slices,
-            instances,
-            nodes,
+            self.queue.in_flight(),
+            self.slices.clone(),
             self.state.clone(),
         )
     }

@@ -92,10 +92,11 @@ impl Model {
                     self.out
                         .event(new_event(kind, def, Some(&instance), message));
                     let specs = container_specs(def, &instance);
+                    let instance = Arc::new(instance);
                     self.out.put(&instance);
                     let previous = self.instances.remove(&instance.id);
                     self.insert_entry(Entry {
-                        instance: Arc::new(instance),
+                        instance,
                         allocation: Some((node.clone(), allocation)),
                         containers: HashMap::new(),
                         not_before: None,
@@ -120,9 +121,10 @@ impl Model {
                     }
                 }
                 Step::Pending { instance } => {
+                    let instance = Arc::new(instance);
                     self.out.put(&instance);
                     self.insert_entry(Entry {
-                        instance: Arc::new(instance),
+                        instance,
                         allocation: None,
                         containers: HashMap::new(),
                         not_before: None,

@@ -457,3 +457,365 @@ fn one_per_node_property() {
         }
     }
 }
+
+// ---- plans: computed against a shared state, committed separately -------------------------
+
+fn alloc_of(r: &PlacementRequest) -> Allocation {
+    r.allocation()
+}
+
+#[test]
+fn a_plan_sees_its_own_replicas_and_changes_nothing_until_committed() {
+    let mut state = cluster([node("a", 1000, 1024), node("b", 1000, 1024)]);
+    fill(&mut state, "b", 600, 0);
+    let s = BinPackScheduler::new();
+    let r = request("w", 400, 256);
+    let before = state.observable();
+    let plan = s.plan(&state, &r, 4).unwrap();
+    // b is the tighter node: it takes one; a takes two; the fourth sees three placed and fits
+    // nowhere, exactly as placing would say.
+    assert_eq!(
+        plan.placed().map(NodeId::as_str).collect::<Vec<_>>(),
+        ["b", "a", "a"]
+    );
+    assert_eq!(
+        plan.unschedulable.as_ref().unwrap().to_string(),
+        "0/2 nodes fit: 2 insufficient cpu"
+    );
+    assert!(plan.placements.iter().all(|p| p.allocation == alloc_of(&r)));
+    assert!(plan.released.is_empty());
+    assert_eq!(state.observable(), before, "planning changed the state");
+
+    let mut placed = state.clone();
+    let outcome = s.place(&mut placed, &r, 4).unwrap();
+    assert_eq!(state.commit(&plan), 3);
+    assert_eq!(plan.into_outcome(), outcome);
+    assert_eq!(state.observable(), placed.observable());
+}
+
+#[test]
+fn a_plan_with_released_replicas_reuses_their_room_and_commit_releases_them() {
+    let mut state = cluster([node("a", 1000, 1024)]);
+    let s = BinPackScheduler::new();
+    let mut r = with_strategy(request("w", 500, 512), PlacementStrategy::OnePerNode);
+    r.host_ports = vec![(Protocol::Tcp, 80)];
+    let a = NodeId::from("a");
+    let old = alloc_of(&r);
+    assert!(state.allocate(&a, &old));
+    fill(&mut state, "a", 500, 0);
+    let before = state.observable();
+
+    // Without releasing, every filter from one-per-node on says no.
+    let plan = s.plan(&state, &r, 1).unwrap();
+    assert!(plan.placements.is_empty());
+    assert_eq!(
+        plan.unschedulable.unwrap().to_string(),
+        "0/1 nodes fit: 1 one replica per node"
+    );
+    // Released, its replica count, host port and resources are free again for the plan.
+    let released = vec![(a.clone(), old.clone()), ("gone".into(), old.clone())];
+    let plan = s.plan_with(&state, &r, 2, &released).unwrap();
+    assert_eq!(plan.placed().map(NodeId::as_str).collect::<Vec<_>>(), ["a"]);
+    assert_eq!(plan.unschedulable.as_ref().unwrap().unplaced, 1);
+    assert_eq!(plan.released, released);
+    assert_eq!(state.observable(), before, "planning changed the state");
+
+    assert_eq!(state.commit(&plan), 1);
+    assert_eq!(state.allocated(&a), Resources::new(1000, 512, 0));
+    assert_eq!(state.replicas_on(&r.workload_id, &a), 1);
+    assert!(state.host_port_claimed(&a, (Protocol::Tcp, 80)));
+}
+
+#[test]
+fn commit_skips_placements_on_nodes_removed_since_the_plan() {
+    let mut state = cluster([node("a", 1000, 1024), node("b", 1000, 1024)]);
+    let plan = BinPackScheduler::new()
+        .plan(
+            &state,
+            &with_strategy(request("w", 100, 100), PlacementStrategy::Spread),
+            2,
+        )
+        .unwrap();
+    assert_eq!(plan.placements.len(), 2);
+    state.remove_node(&"b".into());
+    assert_eq!(state.commit(&plan), 1);
+    assert_eq!(state.allocated(&"a".into()), Resources::new(100, 100, 0));
+}
+
+/// A random cluster for the plan properties: sizes that fragment (or, when `uniform`, identical
+/// nodes, where ties and the roomiest-node hint decide), some nodes down or cordoned, a common
+/// label (matched by many nodes, so selectors use the free index) and a rare one (so they walk
+/// the label index).
+fn random_cluster(rng: &mut fastrand::Rng, n: usize, uniform: bool) -> ClusterState {
+    let mut state = ClusterState::new();
+    for i in 0..n {
+        state.upsert_node(random_node(rng, i, uniform));
+    }
+    state
+}
+
+fn random_node(rng: &mut fastrand::Rng, i: usize, uniform: bool) -> Node {
+    let mut nd = if uniform {
+        node(&format!("n{i}"), 4000, 8192)
+    } else {
+        node(&format!("n{i}"), rng.u64(1..9) * 500, rng.u64(1..17) * 512)
+    };
+    nd.allocatable.disk_mb = if uniform {
+        10_000
+    } else {
+        rng.u64(0..4) * 1000
+    };
+    match rng.u8(0..12) {
+        0 => nd.status = NodeStatus::NotReady,
+        1 => nd.unschedulable = true,
+        _ => {}
+    }
+    if rng.u8(0..4) != 0 {
+        nd = nd.with_label("zone", ["a", "b", "c"][rng.usize(0..3)]);
+    }
+    if rng.u8(0..10) == 0 {
+        nd = nd.with_label("gpu", "yes");
+    }
+    nd
+}
+
+fn random_request(rng: &mut fastrand::Rng) -> PlacementRequest {
+    let mut r = request(
+        &format!("w{}", rng.u8(0..6)),
+        rng.u64(0..5) * 250,
+        rng.u64(1..9) * 256,
+    );
+    r.resources.disk_mb = rng.u64(0..3) * 500;
+    r.strategy = [
+        PlacementStrategy::BinPack,
+        PlacementStrategy::BinPack,
+        PlacementStrategy::Spread,
+        PlacementStrategy::OnePerNode,
+    ][rng.usize(0..4)];
+    if rng.u8(0..4) == 0 {
+        r.host_ports = vec![([Protocol::Tcp, Protocol::Udp][rng.usize(0..2)], 80)];
+    }
+    match rng.u8(0..6) {
+        0 => {
+            r.node_selector
+                .insert("zone".into(), ["a", "b", "z"][rng.usize(0..3)].into());
+        }
+        1 => {
+            r.node_selector.insert("gpu".into(), "yes".into());
+        }
+        _ => {}
+    }
+    r
+}
+
+/// Schedulers for the properties: the default limit, and small fixed ones so that which
+/// candidates are offered, and in what order, decides the result.
+fn schedulers() -> [BinPackScheduler; 3] {
+    [
+        BinPackScheduler::new(),
+        BinPackScheduler::with_candidate_limit(1),
+        BinPackScheduler::with_candidate_limit(3),
+    ]
+}
+
+#[test]
+fn property_plan_then_commit_is_place() {
+    let mut rng = fastrand::Rng::with_seed(0x91a7);
+    for round in 0..60 {
+        let n = rng.usize(1..80);
+        let uniform = round % 2 == 1;
+        let mut placed = random_cluster(&mut rng, n, uniform);
+        let mut planned = placed.clone();
+        let s = &schedulers()[round % 3];
+        let mut live: Vec<(NodeId, Allocation)> = Vec::new();
+        for call in 0..50 {
+            let r = random_request(&mut rng);
+            // Some counts larger than the cluster, so plans touch many nodes.
+            let count = if rng.u8(0..5) == 0 {
+                rng.usize(0..3 * n + 2)
+            } else {
+                rng.usize(0..12)
+            };
+            let outcome = s.place(&mut placed, &r, count).unwrap();
+            let before = planned.observable();
+            let plan = s.plan(&planned, &r, count).unwrap();
+            let ctx = format!("round {round} call {call}: {r:?} x{count}");
+            // `plan` takes `&ClusterState`; this guards against interior caches slipping in.
+            assert_eq!(
+                planned.observable(),
+                before,
+                "plan changed the state: {ctx}"
+            );
+            assert_eq!(planned.commit(&plan), plan.placements.len(), "{ctx}");
+            assert!(
+                plan.placements.iter().all(|p| p.allocation == alloc_of(&r)),
+                "{ctx}"
+            );
+            assert_eq!(plan.into_outcome(), outcome, "{ctx}");
+            assert_eq!(planned.observable(), placed.observable(), "{ctx}");
+            live.extend(outcome.placed.iter().map(|id| (id.clone(), alloc_of(&r))));
+
+            // Move the indexes both ways between calls: releases, and node changes.
+            for _ in 0..rng.usize(0..4) {
+                if !live.is_empty() {
+                    let (id, a) = live.swap_remove(rng.usize(0..live.len()));
+                    placed.release(&id, &a);
+                    planned.release(&id, &a);
+                }
+            }
+            if rng.u8(0..8) == 0 {
+                let i = rng.usize(0..n + 3);
+                let changed = random_node(&mut rng, i, uniform);
+                placed.upsert_node(changed.clone());
+                planned.upsert_node(changed);
+            }
+            if rng.u8(0..16) == 0 {
+                let gone = NodeId::from(format!("n{}", rng.usize(0..n)));
+                placed.remove_node(&gone);
+                planned.remove_node(&gone);
+                live.retain(|(id, _)| *id != gone);
+            }
+        }
+    }
+}
+
+#[test]
+fn property_plan_with_released_is_release_then_place() {
+    let mut rng = fastrand::Rng::with_seed(0xde1e7e);
+    for round in 0..60 {
+        let n = rng.usize(1..60);
+        let mut state = random_cluster(&mut rng, n, round % 2 == 1);
+        let s = &schedulers()[round % 3];
+        let mut live: Vec<(NodeId, Allocation)> = Vec::new();
+        // Fill the cluster part way with several workloads.
+        for _ in 0..rng.usize(1..30) {
+            let r = random_request(&mut rng);
+            let out = s.place(&mut state, &r, rng.usize(1..10)).unwrap();
+            live.extend(out.placed.iter().map(|id| (id.clone(), alloc_of(&r))));
+        }
+        for call in 0..20 {
+            let r = random_request(&mut rng);
+            let count = rng.usize(0..2 * n + 2);
+            // Mostly the request's own replicas (an update's preview), some of other workloads,
+            // now and then an unknown node or the same allocation twice.
+            let mut released: Vec<(NodeId, Allocation)> = live
+                .iter()
+                .filter(|(_, a)| {
+                    (a.workload_id == r.workload_id || rng.u8(0..8) == 0) && rng.u8(0..4) != 0
+                })
+                .cloned()
+                .collect();
+            if rng.u8(0..6) == 0 {
+                released.push(("unknown".into(), alloc_of(&r)));
+            }
+            if !released.is_empty() && rng.u8(0..6) == 0 {
+                released.push(released[0].clone());
+            }
+            let ctx = format!("round {round} call {call}: {r:?} x{count}, {released:?}");
+
+            let mut expected = state.clone();
+            for (id, a) in &released {
+                expected.release(id, a);
+            }
+            let outcome = s.place(&mut expected, &r, count).unwrap();
+
+            let before = state.observable();
+            let plan = s.plan_with(&state, &r, count, &released).unwrap();
+            assert_eq!(state.observable(), before, "plan changed the state: {ctx}");
+            assert_eq!(plan.released, released, "{ctx}");
+            let mut committed = state.clone();
+            committed.commit(&plan);
+            assert_eq!(plan.into_outcome(), outcome, "{ctx}");
+            assert_eq!(committed.observable(), expected.observable(), "{ctx}");
+
+            // Keep the state moving: sometimes adopt the committed result.
+            if rng.bool() {
+                state = committed;
+                live.retain(|l| !released.contains(l));
+                live.extend(outcome.placed.iter().map(|id| (id.clone(), alloc_of(&r))));
+            }
+        }
+    }
+}
+
+/// A scheduler that only plans: [`Scheduler::place`] is the trait's provided plan + commit.
+struct PlanOnly(BinPackScheduler);
+
+impl Scheduler for PlanOnly {
+    fn name(&self) -> &'static str {
+        "plan-only"
+    }
+
+    fn plan_with(
+        &self,
+        state: &ClusterState,
+        request: &PlacementRequest,
+        count: usize,
+        released: &[(NodeId, Allocation)],
+    ) -> Result<PlacementPlan, SchedulerError> {
+        self.0.plan_with(state, request, count, released)
+    }
+
+    fn explain(&self, state: &ClusterState, request: &PlacementRequest) -> Unschedulable {
+        self.0.explain(state, request)
+    }
+}
+
+#[test]
+fn the_provided_place_is_plan_then_commit() {
+    let mut rng = fastrand::Rng::with_seed(3);
+    let mut direct = random_cluster(&mut rng, 40, false);
+    let mut provided = direct.clone();
+    let s = BinPackScheduler::new();
+    // Through a trait object, as the core holds its scheduler: the trait stays object-safe.
+    let p: Box<dyn Scheduler> = Box::new(PlanOnly(BinPackScheduler::new()));
+    for _ in 0..100 {
+        let r = random_request(&mut rng);
+        let count = rng.usize(0..20);
+        assert_eq!(
+            p.place(&mut provided, &r, count),
+            s.place(&mut direct, &r, count)
+        );
+        assert_eq!(provided.observable(), direct.observable());
+    }
+    assert!(matches!(
+        p.place(&mut provided, &request("w", 0, 0), 1),
+        Err(SchedulerError::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn a_mock_scheduler_can_be_told_what_to_plan() {
+    let mut mock = crate::MockScheduler::new();
+    mock.expect_plan_with().returning(|_, _, count, released| {
+        Ok(PlacementPlan {
+            released: released.to_vec(),
+            placements: Vec::new(),
+            unschedulable: Some(Unschedulable {
+                unplaced: count,
+                ..Unschedulable::default()
+            }),
+        })
+    });
+    let mut state = cluster([node("a", 1000, 1024)]);
+    let plan = mock.plan_with(&state, &request("w", 1, 1), 2, &[]).unwrap();
+    assert_eq!(plan.unschedulable.unwrap().unplaced, 2);
+    // The provided `place` is mocked too (callers force its errors in their tests).
+    mock.expect_place()
+        .returning(|_, _, _| Err(SchedulerError::InvalidRequest("boom".into())));
+    assert!(mock.place(&mut state, &request("w", 1, 1), 1).is_err());
+}
+
+#[test]
+fn a_plan_offers_the_roomiest_node_under_its_own_placements() {
+    // One candidate per replica: after "n3" is full of the plan's own replicas, the roomiest
+    // node is "n2" (the state's index still says "n3").
+    let state = cluster((0..4).map(|i| node(&format!("n{i}"), 4000, 8192)));
+    let s = BinPackScheduler::with_candidate_limit(1);
+    let r = request("w", 1000, 1024);
+    let plan = s.plan(&state, &r, 5).unwrap();
+    let mut placed = state.clone();
+    let outcome = s.place(&mut placed, &r, 5).unwrap();
+    assert_eq!(ids(&outcome.placed), ["n3", "n3", "n3", "n3", "n2"]);
+    assert_eq!(plan.into_outcome(), outcome);
+}
