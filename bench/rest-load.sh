@@ -2,7 +2,7 @@
 # REST load on loopback against a fresh orchestratord (redb store in a temp dir, simulated runtime).
 #
 # Two tools:
-#   * the open-loop generator `orchestrator_api/benches/rest_load.rs` at a fixed rate (the target
+#   * the open-loop generator `orchestrator_api/daemon/benches/rest_load.rs` at a fixed rate (the target
 #     is stated at a rate: p99 <= 10 ms at >= 5,000 req/s with 200 connections);
 #   * wrk (closed loop, Debian package) for the saturation throughput of the same mix.
 # Usage: [RATE=5000] [CONNECTIONS=200] [DURATION=20] [MIX=1,8,1] [SEEDS=100] bench/rest-load.sh
@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 rate="${RATE:-5000}"; conns="${CONNECTIONS:-200}"; duration="${DURATION:-20}"
 mix="${MIX:-1,8,1}"; seeds="${SEEDS:-100}"
 command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
-cargo build --release --locked -q -p orchestrator_api --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
-cargo bench --locked -q -p orchestrator_api --bench rest_load --no-run 2>/dev/null
+cargo build --release --locked -q -p orchestratord --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
+cargo bench --locked -q -p orchestratord --bench rest_load --no-run 2>/dev/null
 bin="${CARGO_TARGET_DIR:-target}/release"
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
@@ -28,7 +28,7 @@ done | sed '$d' > "$dir/seeds.yaml"
 $cli workload create -f "$dir/seeds.yaml" --wait >/dev/null
 echo "server pid $pid on 127.0.0.1:$port; $seeds seed workloads; $(nproc) cores shared by server and load generator"
 
-cargo bench --locked -q -p orchestrator_api --bench rest_load -- --server "127.0.0.1:$port" \
+cargo bench --locked -q -p orchestratord --bench rest_load -- --server "127.0.0.1:$port" \
   --rate "$rate" --connections "$conns" --duration "$duration" --mix "$mix" --seeds "$seeds"
 
 echo "wrk -t2 -c$conns -d${duration}s (closed loop, saturation), same mix:"

@@ -3,7 +3,7 @@
 # Usage: bench/rss.sh   (builds release binaries; prints RSS and peak RSS in MB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p orchestrator_api --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
+cargo build --release --locked -q -p orchestratord --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
 bin="${CARGO_TARGET_DIR:-target}/release"
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT

@@ -78,7 +78,7 @@ say "setting up youki, the local registry and the example image"
 . "${ORCHESTRATOR_OCI_DIR:-/var/lib/orchestrator-oci}/env"
 
 say "building orchestratord and orchestrator-cli (release)"
-cargo build --release --locked -p orchestrator_api --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
+cargo build --release --locked -p orchestratord --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
 target="${CARGO_TARGET_DIR:-target}/release"
 cli="$target/orchestrator-cli"
 

@@ -8,31 +8,17 @@
 //! it. Without `python3` (or without network for pip) the tests are skipped with a message,
 //! except with `CI=true`, where a missing prerequisite fails them.
 //!
-//! `orchestratord` is a binary of the `orchestrator_api` package: `cargo test --workspace`
-//! builds it beside this package's binary; run alone (`cargo test -p mcp_server`), the test
-//! builds it.
+//! The daemon comes from `orchestrator_testkit` (which finds `orchestratord`, or builds it when
+//! this package's tests run alone).
 
-use std::io::{BufRead, BufReader};
+use orchestrator_testkit::{prerequisite_missing, Daemon};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The SDK version the scenarios were written against.
 const MCP_SDK: &str = "mcp==2.3.0";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Fails under CI, else says why the test is skipped. Returns `None` for `?`-style use.
-fn unavailable<T>(why: String) -> Option<T> {
-    if in_ci() {
-        panic!("prerequisite missing (CI=true, so this fails instead of skipping): {why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
 
 fn run(cmd: &mut Command) -> Result<Output, String> {
     let out = cmd
@@ -55,7 +41,7 @@ fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match PYTHON.get_or_init(make_venv) {
         Ok(p) => Some(p.clone()),
-        Err(why) => unavailable(why.clone()),
+        Err(why) => prerequisite_missing(why),
     }
 }
 
@@ -102,83 +88,9 @@ fn mcp_exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_orchestrator-mcp"))
 }
 
-fn daemon_exe() -> PathBuf {
-    let exe = mcp_exe().with_file_name("orchestratord");
-    if !exe.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "orchestrator_api", "--bin", "orchestratord"])
-            .status()
-            .expect("running cargo build for orchestratord");
-        assert!(status.success(), "building orchestratord failed");
-    }
-    assert!(exe.exists(), "orchestratord not found at {}", exe.display());
-    exe
-}
-
-/// A running orchestratord on a free port; killed when dropped.
-struct Daemon {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Daemon {
-    fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(daemon_exe())
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--runtime", "simulated", "--node-name", "node-1"])
-            .args(["--cpu-millicores", "16000", "--memory-mb", "32768"])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting orchestratord");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Read the log until the daemon says where it listens; keep draining it afterwards so
-        // the daemon never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if !sent {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                        if v["fields"]["message"] == "orchestratord ready" {
-                            let addr = v["fields"]["listen"].as_str().unwrap_or_default();
-                            let _ = tx.send(addr.to_owned());
-                            sent = true;
-                        }
-                    }
-                }
-                if std::env::var_os("E2E_DAEMON_LOG").is_some() {
-                    eprintln!("[orchestratord] {line}");
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("orchestratord did not report ready within 30 s");
-        Daemon {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn api(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A daemon on the simulated runtime with `extra` flags.
+fn start_daemon(extra: &[&str]) -> Daemon {
+    Daemon::builder().simulated().args(extra).start()
 }
 
 /// Runs one scenario of `drive_mcp.py`; panics with its output if it fails.
@@ -223,35 +135,35 @@ fn scenario(python: &Path, args: &[&str]) {
 #[test]
 fn stdio_tools_against_a_real_daemon() {
     let Some(python) = python() else { return };
-    let d = Daemon::start(&[]);
-    scenario(&python, &["stdio", mcp_exe().to_str().unwrap(), &d.api()]);
+    let d = start_daemon(&[]);
+    scenario(&python, &["stdio", mcp_exe().to_str().unwrap(), &d.url()]);
 }
 
 #[test]
 fn read_only_lists_and_runs_no_mutating_tool() {
     let Some(python) = python() else { return };
-    let d = Daemon::start(&[]);
+    let d = start_daemon(&[]);
     scenario(
         &python,
-        &["read_only", mcp_exe().to_str().unwrap(), &d.api()],
+        &["read_only", mcp_exe().to_str().unwrap(), &d.url()],
     );
 }
 
 #[test]
 fn results_stay_under_the_byte_cap_and_pages_still_walk_everything() {
     let Some(python) = python() else { return };
-    let d = Daemon::start(&[]);
+    let d = start_daemon(&[]);
     scenario(
         &python,
-        &["size_cap", mcp_exe().to_str().unwrap(), &d.api()],
+        &["size_cap", mcp_exe().to_str().unwrap(), &d.url()],
     );
 }
 
 #[test]
 fn streamable_http_on_the_daemon() {
     let Some(python) = python() else { return };
-    let d = Daemon::start(&["--mcp"]);
-    scenario(&python, &["http", &format!("http://{}/mcp", d.addr)]);
+    let d = start_daemon(&["--mcp"]);
+    scenario(&python, &["http", &format!("{}/mcp", d.url())]);
 }
 
 /// Stdout is the protocol channel: a client that sends nothing gets nothing on stdout, even

@@ -65,12 +65,13 @@ pub enum ApiError {
     /// Well-formed but unusable (reserved by the contract).
     #[error("{0}")]
     Unprocessable(String),
-    /// The store cannot be reached; retrying later may work.
+    /// The store cannot be reached; retrying later may work. (Boxed, as the other boxed
+    /// sources: a core error is large, and every handler returns this type.)
     #[error("the state store is unavailable; retry later")]
-    StoreUnavailable(#[source] CoreError),
+    StoreUnavailable(#[source] Box<CoreError>),
     /// The orchestrator is not running (starting, shutting down) or did not answer in time.
     #[error("the orchestrator is not available; retry later")]
-    Unavailable(#[source] Option<CoreError>),
+    Unavailable(#[source] Option<Box<CoreError>>),
     /// A bug.
     #[error("internal error")]
     Internal(#[source] Box<dyn StdError + Send + Sync>),
@@ -199,9 +200,9 @@ impl From<CoreError> for ApiError {
             CoreError::StaleRevision { name, expected } => {
                 ApiError::StaleRevision { name, expected }
             }
-            CoreError::Stopped => ApiError::Unavailable(Some(e)),
-            CoreError::Store { .. } if e.is_transient() => ApiError::StoreUnavailable(e),
-            e if e.is_transient() => ApiError::Unavailable(Some(e)),
+            CoreError::Stopped => ApiError::Unavailable(Some(Box::new(e))),
+            CoreError::Store { .. } if e.is_transient() => ApiError::StoreUnavailable(Box::new(e)),
+            e if e.is_transient() => ApiError::Unavailable(Some(Box::new(e))),
             e => ApiError::Internal(Box::new(e)),
         }
     }

@@ -24,12 +24,17 @@
 //! * [`state`] — [`ApiState`] (handle, core metrics, static server facts) and [`ServerInfo`].
 //! * [`error`] — [`ApiError`], the one `IntoResponse` mapping errors to status codes and codes.
 //! * `extract` — body and query extractors: JSON or YAML manifests, field paths in errors.
-//! * `middleware` — the JSON error safety net and the HTTP request counters.
+//! * `middleware` — the JSON error safety net and the HTTP request metrics (by route template
+//!   and status class).
 //! * `page` — paging of the list endpoints: `limit`, `continue` and its opaque token.
 //! * `routes` — one file per resource: `workloads`, `nodes`, `instances`, `logs` (of an
 //!   instance, plain text, optionally followed), `events`, `cluster`, `health`, `metrics`,
 //!   `openapi`.
 //! * [`router`] builds the axum router with its layers; [`serve`] runs it until shutdown.
+//!
+//! Nested packages beside this library: `daemon/` (`orchestratord`, which wires the store, the
+//! runtime and the MCP endpoint around this API) and `testkit/` (`orchestrator_testkit`, which
+//! starts that daemon for black-box tests).
 
 pub mod error;
 mod extract;
@@ -100,6 +105,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::render))
+        // Runs for matched routes only, after matching: tells the counters the route template.
+        .route_layer(axum::middleware::from_fn(middleware::note_route))
         .fallback(routes::unknown_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .with_state(state);

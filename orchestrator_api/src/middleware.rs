@@ -1,47 +1,75 @@
-//! Two middlewares around every route.
+//! The middlewares around every route.
 //!
 //! * [`json_errors`]: the safety net that gives every error response the JSON shape of
 //!   `docs/api.md`, even those produced outside the handlers (tower-http's 413 for a declared
 //!   `Content-Length` over the limit, the timeout's 503, any axum rejection not mapped by the
 //!   extractors).
-//! * [`count_requests`]: counters and a latency histogram for `/metrics`, in [`HttpMetrics`].
+//! * [`count_requests`] (outermost but for the trace, so it sees the final status) and
+//!   [`note_route`] (a route layer, so it runs once the router has matched a route): request
+//!   counters and a latency histogram by route template and status class, in [`HttpMetrics`].
 
 use crate::ApiError;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Upper bounds of the latency histogram's buckets, in seconds.
-pub(crate) const LATENCY_BUCKETS: [f64; 8] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+/// Upper bounds of the latency histogram's buckets, in seconds: most answers take well under a
+/// millisecond; a hung store takes up to the request timeout (30 s, past the last bucket).
+pub(crate) const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
+];
 
-/// HTTP request counters.
-#[derive(Debug, Default)]
-pub(crate) struct HttpMetrics {
-    /// Requests per (method, status). A mutex over a small map: touched once per request and
-    /// never held across an `.await`.
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    /// Requests per latency bucket (not cumulative; the exposition sums them); the last slot is
-    /// `+Inf`.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// The `route` label of a request no route matched (404s of unknown paths): one value for all
+/// of them, so that scanning made-up paths cannot grow the label set.
+pub(crate) const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Labels of `orchestrator_http_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    status: u16,
 }
 
-/// A copy of [`HttpMetrics`] at one moment.
-#[derive(Debug, Default)]
-pub(crate) struct HttpSnapshot {
-    pub requests: BTreeMap<(&'static str, u16), u64>,
-    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`], then `+Inf`.
-    pub cumulative: Vec<u64>,
-    pub count: u64,
-    pub sum: Duration,
+/// Labels of `orchestrator_http_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    /// The route template (`/api/v1/workloads/{name}`), not the path: bounded.
+    route: String,
+    /// `1xx` to `5xx`.
+    status: &'static str,
+}
+
+/// A histogram with [`LATENCY_BUCKETS`] (a `fn`, as [`Family`] wants a constructor).
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// HTTP request metrics (prometheus-client families: a read lock on the hot path, a write lock
+/// only for a label set's first request; never held across an `.await`).
+#[derive(Debug)]
+pub(crate) struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 /// Known methods keep their name; anything else is `OTHER`, so that a client sending made-up
@@ -59,61 +87,79 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-impl HttpMetrics {
-    /// Records one request.
-    pub(crate) fn record(&self, method: &Method, status: StatusCode, took: Duration) {
-        {
-            let mut requests = self.requests.lock().unwrap_or_else(PoisonError::into_inner);
-            *requests
-                .entry((method_label(method), status.as_u16()))
-                .or_default() += 1;
-        }
-        let secs = took.as_secs_f64();
-        let slot = LATENCY_BUCKETS
-            .iter()
-            .position(|bound| secs <= *bound)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        self.buckets[slot].fetch_add(1, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-        self.sum_nanos
-            .fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed);
-    }
-
-    /// The counters now.
-    pub(crate) fn snapshot(&self) -> HttpSnapshot {
-        let requests = self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let mut running = 0;
-        let cumulative = self
-            .buckets
-            .iter()
-            .map(|b| {
-                running += b.load(Relaxed);
-                running
-            })
-            .collect();
-        HttpSnapshot {
-            requests,
-            cumulative,
-            count: self.count.load(Relaxed),
-            sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
-        }
+/// `2xx` for 200 to 299, and so on.
+fn status_class(status: StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
     }
 }
 
-/// Counts every request by method and final status, and its latency.
+impl HttpMetrics {
+    /// Records one request answered with `status` after `took`, for `route` (a template).
+    pub(crate) fn record(&self, method: &Method, route: &str, status: StatusCode, took: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method_label(method),
+                status: status.as_u16(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&DurationLabels {
+                route: route.to_owned(),
+                status: status_class(status),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Registers the metrics (shared, live) in `registry`.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "orchestrator_http_requests",
+            "HTTP requests answered, by method and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "orchestrator_http_request_duration_seconds",
+            "Time to answer HTTP requests, by route template and status class",
+            self.durations.clone(),
+        );
+    }
+}
+
+/// The route the router matched, passed from [`note_route`] (inside the router) back out to
+/// [`count_requests`] (outside it), which cannot see the router's `MatchedPath` itself.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RouteSlot(Arc<OnceLock<String>>);
+
+/// Notes the matched route template in the request's [`RouteSlot`]. A route layer: it runs only
+/// for requests a route matched, after matching.
+pub(crate) async fn note_route(req: Request, next: Next) -> Response {
+    if let (Some(slot), Some(path)) = (
+        req.extensions().get::<RouteSlot>(),
+        req.extensions().get::<MatchedPath>(),
+    ) {
+        let _ = slot.0.set(path.as_str().to_owned());
+    }
+    next.run(req).await
+}
+
+/// Counts every request by method and final status, and times it by route and status class.
 pub(crate) async fn count_requests(
     State(metrics): State<Arc<HttpMetrics>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let method = req.method().clone();
+    let slot = RouteSlot::default();
+    req.extensions_mut().insert(slot.clone());
     let start = Instant::now();
     let response = next.run(req).await;
-    metrics.record(&method, response.status(), start.elapsed());
+    let route = slot.0.get().map_or(UNMATCHED_ROUTE, String::as_str);
+    metrics.record(&method, route, response.status(), start.elapsed());
     response
 }
 
@@ -261,22 +307,71 @@ mod tests {
         assert!(ct.starts_with("text/plain"), "successes are left alone");
     }
 
+    /// The exposition of `m` alone.
+    fn exposition(m: &HttpMetrics) -> String {
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
     #[test]
     fn histogram_is_cumulative_and_methods_are_bounded() {
         let m = HttpMetrics::default();
-        m.record(&Method::GET, StatusCode::OK, Duration::from_micros(500));
-        m.record(&Method::GET, StatusCode::OK, Duration::from_millis(20));
+        m.record(
+            &Method::GET,
+            "/api/v1/workloads",
+            StatusCode::OK,
+            Duration::from_micros(200),
+        );
+        m.record(
+            &Method::GET,
+            "/api/v1/workloads",
+            StatusCode::OK,
+            Duration::from_millis(20),
+        );
+        m.record(
+            &Method::GET,
+            "/api/v1/workloads",
+            StatusCode::OK,
+            Duration::from_secs(60),
+        );
         m.record(
             &Method::from_bytes(b"BREW").unwrap(),
+            UNMATCHED_ROUTE,
             StatusCode::NOT_FOUND,
             Duration::from_secs(60),
         );
-        let s = m.snapshot();
-        assert_eq!(s.requests[&("GET", 200)], 2);
-        assert_eq!(s.requests[&("OTHER", 404)], 1);
-        assert_eq!(s.count, 3);
-        assert_eq!(s.cumulative[0], 1, "0.5 ms is under the first bound");
-        assert_eq!(s.cumulative[LATENCY_BUCKETS.len() - 1], 2);
-        assert_eq!(*s.cumulative.last().unwrap(), 3, "+Inf counts everything");
+        let text = exposition(&m);
+        let series = "orchestrator_http_request_duration_seconds";
+        let ok = "route=\"/api/v1/workloads\",status=\"2xx\"";
+        for line in [
+            "orchestrator_http_requests_total{method=\"GET\",status=\"200\"} 3".to_owned(),
+            "orchestrator_http_requests_total{method=\"OTHER\",status=\"404\"} 1".to_owned(),
+            format!("# TYPE {series} histogram"),
+            // 0.2 ms is under the first bound.
+            format!("{series}_bucket{{{ok},le=\"0.00025\"}} 1"),
+            format!("{series}_bucket{{{ok},le=\"0.025\"}} 2"),
+            format!("{series}_bucket{{{ok},le=\"10\"}} 2"),
+            // +Inf counts everything, 60 s too.
+            format!("{series}_bucket{{{ok},le=\"+Inf\"}} 3"),
+            format!("{series}_count{{{ok}}} 3"),
+            format!("{series}_count{{route=\"unmatched\",status=\"4xx\"}} 1"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(StatusCode::CONTINUE), "1xx");
+        assert_eq!(status_class(StatusCode::NO_CONTENT), "2xx");
+        assert_eq!(status_class(StatusCode::NOT_MODIFIED), "3xx");
+        assert_eq!(status_class(StatusCode::IM_A_TEAPOT), "4xx");
+        assert_eq!(status_class(StatusCode::GATEWAY_TIMEOUT), "5xx");
     }
 }

@@ -11,6 +11,8 @@
 //! exists throughout the walk is returned exactly once.
 
 use crate::ApiError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use orchestrator_shared_types::api::ListResponse;
 use serde::Deserialize;
 use state_store_interface::{StateStore, StoreExt, StoredObject, Versioned};
@@ -154,42 +156,20 @@ pub(crate) async fn store_page<T: StoredObject>(
     Ok(page.finish(resource, items, |v| v.value.key()))
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// Base64url without padding (RFC 4648 §5): safe in a query string as is. Written out rather
-/// than pulled in as a dependency for a dozen lines.
+/// Base64url without padding (RFC 4648 §5): safe in a query string as is.
 fn base64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        // 1, 2 or 3 bytes make 2, 3 or 4 characters.
-        for i in 0..=chunk.len() {
-            out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The inverse of [`base64url_encode`]; `None` for anything it cannot have produced.
+/// The inverse of [`base64url_encode`]; `None` for anything it cannot have produced: characters
+/// outside the URL-safe alphabet, padding, a length no encoding has, and non-canonical
+/// encodings (unused low bits of the last character set, so that two spellings decode to the
+/// same bytes). One token, one spelling: a client cannot build variants of a token by hand.
 fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
-    for chunk in text.as_bytes().chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let digit = ALPHABET.iter().position(|a| a == c)?;
-            n |= (digit as u32) << (18 - 6 * i);
-        }
-        for i in 0..chunk.len() - 1 {
-            out.push((n >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
+    let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+    // The engine already refuses trailing bits and padding; re-encoding makes "canonical" a
+    // property checked here, whatever the engine's settings.
+    (base64url_encode(&bytes) == text).then_some(bytes)
 }
 
 #[cfg(test)]
@@ -223,6 +203,35 @@ mod tests {
         for bad in ["a", "abcde", "ab+c", "ab/c", "ab=c", "é"] {
             assert_eq!(base64url_decode(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_decodes() {
+        // "f" is `Zg`; `Zh`..`Zv` differ only in the unused low bits of the last character.
+        assert_eq!(base64url_decode("Zg").unwrap(), b"f");
+        assert_eq!(base64url_decode("Zm8").unwrap(), b"fo");
+        for bad in [
+            "Zh", "Zv",  // "f" with unused bits set
+            "Zm9", // "fo" with unused bits set
+            "Zg==", "Zm8=", "Zg=", // padded
+            " Zg", "Zg\n",  // whitespace
+            "Zm9v+", // the standard alphabet
+        ] {
+            assert_eq!(base64url_decode(bad), None, "{bad:?}");
+        }
+        // A token re-spelled with different trailing bits is refused like any bad token.
+        let token = Resource::Nodes.token("n"); // "nodes:n": 7 bytes, 4 unused bits at the end
+        assert_eq!(token, "bm9kZXM6bg");
+        let last = token.chars().last().unwrap();
+        let respelled = format!(
+            "{}{}",
+            &token[..token.len() - 1],
+            char::from(u8::try_from(last).unwrap() + 1)
+        );
+        assert_eq!(Resource::Nodes.key_of_token(&token).unwrap(), "n");
+        let err = Resource::Nodes.key_of_token(&respelled).unwrap_err();
+        assert_eq!(err.code(), "bad_request");
+        assert_eq!(err.body().error.details[0].field, "continue");
     }
 
     #[test]

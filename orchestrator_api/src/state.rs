@@ -2,6 +2,7 @@
 
 use crate::middleware::HttpMetrics;
 use orchestrator_core::{CoreMetrics, OrchestratorHandle};
+use prometheus_client::registry::Registry;
 use state_store_interface::StateStore;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -35,6 +36,8 @@ pub struct ApiState {
     metrics: Arc<CoreMetrics>,
     info: Arc<ServerInfo>,
     http: Arc<HttpMetrics>,
+    /// The core's and the HTTP metrics, registered once (the registry reads their live values).
+    registry: Arc<Registry>,
     /// Set once streaming responses must end (see [`ApiState::end_streams`]).
     streams_end: Arc<watch::Sender<bool>>,
 }
@@ -43,11 +46,16 @@ impl ApiState {
     /// State for an API in front of the orchestrator behind `handle`, whose loop keeps `metrics`
     /// (`Orchestrator::metrics()`).
     pub fn new(handle: OrchestratorHandle, metrics: Arc<CoreMetrics>, info: ServerInfo) -> Self {
+        let http = Arc::new(HttpMetrics::default());
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        http.register(&mut registry);
         Self {
             handle,
             metrics,
             info: Arc::new(info),
-            http: Arc::new(HttpMetrics::default()),
+            http,
+            registry: Arc::new(registry),
             streams_end: Arc::new(watch::Sender::new(false)),
         }
     }
@@ -87,5 +95,10 @@ impl ApiState {
 
     pub(crate) fn http_metrics(&self) -> &Arc<HttpMetrics> {
         &self.http
+    }
+
+    /// The registry of the long-lived metrics (the core's and the HTTP ones).
+    pub(crate) fn metrics_registry(&self) -> &Registry {
+        &self.registry
     }
 }

@@ -493,7 +493,10 @@ async fn metrics_expose_the_series() {
     assert_eq!(value("orchestrator_instances{status=\"Running\"}"), 2.0);
     assert!(value("orchestrator_reconciles_total") >= 1.0);
     assert!(value("orchestrator_reconcile_seconds_total") > 0.0);
-    assert!(value("orchestrator_reconcile_seconds_average") > 0.0);
+    // The histogram that replaced the average gauge: plans observed, their time summed (not
+    // compared with the counter: a scrape racing a plan may see one ahead of the other).
+    assert!(value("orchestrator_reconcile_duration_seconds_count") >= 1.0);
+    assert!(value("orchestrator_reconcile_duration_seconds_sum") > 0.0);
     assert!(value("orchestrator_placements_total") >= 2.0);
     value("orchestrator_unschedulable_plans_total");
     value("orchestrator_restarts_total");
@@ -505,9 +508,40 @@ async fn metrics_expose_the_series() {
         value("orchestrator_http_requests_total{method=\"GET\",status=\"404\"}"),
         1.0
     );
-    assert!(value("orchestrator_http_request_duration_seconds_bucket{le=\"+Inf\"}") >= 3.0);
-    assert!(value("orchestrator_http_request_duration_seconds_count") >= 3.0);
-    value("orchestrator_http_request_duration_seconds_sum");
+    // The latency histogram is per route template and status class: summed over them, it
+    // counted every request so far (the POST, the 404, the polls).
+    let total = |prefix: &str| -> f64 {
+        let values: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(!values.is_empty(), "no {prefix} in\n{text}");
+        values.iter().sum()
+    };
+    assert!(total("orchestrator_http_request_duration_seconds_count{") >= 3.0);
+    let inf: f64 = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("orchestrator_http_request_duration_seconds_bucket{")
+                && l.contains("le=\"+Inf\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(inf >= 3.0, "{text}");
+    assert_eq!(
+        value("orchestrator_http_request_duration_seconds_count{route=\"/api/v1/workloads\",status=\"2xx\"}"),
+        1.0,
+        "the POST"
+    );
+    assert_eq!(
+        value(
+            "orchestrator_http_request_duration_seconds_count{route=\"unmatched\",status=\"4xx\"}"
+        ),
+        1.0,
+        "the 404 of an unknown path"
+    );
+    total("orchestrator_http_request_duration_seconds_sum{");
 }
 
 #[tokio::test]

@@ -2,11 +2,11 @@
 //! in a temp data dir, API on a free port, simulated runtime), including kill -9 in the middle of
 //! reconciling and a restart on the same data dir.
 //!
-//! The daemon harness is in `common/` (shared with the logs and real-container tests).
+//! The daemon comes from `orchestrator_testkit`; running the CLI against it is in `common/`.
 
 mod common;
 
-use common::{write, Daemon};
+use common::{start_simulated, write, CliExt};
 use orchestrator_shared_types::api::WorkloadDetail;
 use orchestrator_shared_types::InstanceStatus;
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ fn manifest(name: &str, replicas: u32) -> String {
 fn workload_lifecycle_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let d = Daemon::start(&data);
+    let mut d = start_simulated(&data);
     let file = write(
         dir.path(),
         "apps.yaml",
@@ -99,7 +99,8 @@ fn workload_lifecycle_through_the_cli() {
     }
     // The cordon is kept in the store: a restarted daemon still places nothing on the node.
     d.terminate();
-    let d = Daemon::start(&data);
+    d.restart();
+    assert_eq!(d.data_dir(), data, "the same data dir");
     let nodes = d.ok(&["node", "list"]);
     assert!(nodes.contains("SchedulingDisabled"), "{nodes}");
     d.ok(&["workload", "scale", "web", "--replicas", "6"]);
@@ -140,7 +141,7 @@ fn workload_lifecycle_through_the_cli() {
 #[test]
 fn bad_manifests_fail_clearly_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&dir.path().join("data"));
+    let d = start_simulated(&dir.path().join("data"));
     let good = write(dir.path(), "good.yaml", &manifest("keep", 1));
     d.ok(&[
         "workload",
@@ -188,7 +189,7 @@ fn kill_9_mid_reconcile_then_restart_converges_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let wanted: BTreeMap<String, u32> = (0..6).map(|i| (format!("app-{i}"), 10 + i)).collect();
-    let d = Daemon::start(&data);
+    let mut d = start_simulated(&data);
     for (name, replicas) in &wanted {
         let file = write(
             dir.path(),
@@ -200,7 +201,7 @@ fn kill_9_mid_reconcile_then_restart_converges_without_duplicates() {
     // Every create was acknowledged; kill the daemon while it is still placing and starting.
     d.kill9();
 
-    let d = Daemon::start(&data);
+    d.restart();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let views = d.workloads();
@@ -230,7 +231,7 @@ fn kill_9_mid_reconcile_then_restart_converges_without_duplicates() {
     }
     // A second restart, clean this time, changes nothing.
     d.terminate();
-    let d = Daemon::start(&data);
+    d.restart();
     std::thread::sleep(Duration::from_secs(1));
     for (name, replicas) in &wanted {
         assert_eq!(d.instances(name).len(), *replicas as usize);
@@ -241,7 +242,7 @@ fn kill_9_mid_reconcile_then_restart_converges_without_duplicates() {
 fn without_an_oci_runtime_the_daemon_exits_at_once_saying_how_to_install_one() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let out = std::process::Command::new(common::daemon_exe())
+    let out = std::process::Command::new(orchestrator_testkit::bins::daemon_exe())
         .args(["--listen", "127.0.0.1:0", "--runtime", "youki"])
         .args(["--runtime-binary", "/nonexistent/youki"])
         .arg("--data-dir")

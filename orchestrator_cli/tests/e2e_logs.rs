@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{write, Daemon};
+use common::{start_simulated, write, CliExt, Daemon};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,7 +13,7 @@ const START_LINE: &str = "started: image demo/app:1, command sleep 3600\n";
 
 /// A daemon running one replica of `web`; returns it and the instance id.
 fn daemon_with_an_instance(dir: &std::path::Path) -> (Daemon, String) {
-    let d = Daemon::start(&dir.join("data"));
+    let d = start_simulated(&dir.join("data"));
     let file = write(
         dir,
         "web.yaml",
@@ -76,7 +76,7 @@ fn follow_prints_new_output_until_the_instance_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let (d, id) = daemon_with_an_instance(dir.path());
     let mut child = Command::new(common::cli_exe())
-        .args(["--server", &d.server, "instance", "logs", &id, "--follow"])
+        .args(["--server", &d.url(), "instance", "logs", &id, "--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -4,15 +4,16 @@
 //!
 //! Without youki or the registry these tests print why and pass, except with `CI=true`, where
 //! that is a failure. They run one at a time (dynamic host ports are per daemon, and every daemon
-//! here is a node of its own on the same machine).
+//! here is a node of its own on the same machine). The nodes, and every look at youki's own
+//! state, come from `orchestrator_testkit` (feature `youki`), which calls youki only through the
+//! runtime's CLI wrapper.
 
 mod common;
 
-use common::{write, Daemon};
+use common::{write, CliExt};
 use orchestrator_shared_types::api::WorkloadDetail;
 use orchestrator_shared_types::{InstanceStatus, WorkloadInstance};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use orchestrator_testkit::{YoukiNode as Node, YoukiSetup};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -20,185 +21,8 @@ use std::time::Duration;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// youki and the test image, or `None` (outside CI) when the machine lacks them.
-struct Setup {
-    youki: PathBuf,
-    image: String,
-}
-
-fn setup() -> Option<Setup> {
-    let missing = |what: String| {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true and {what}: run ./scripts/setup-oci.sh");
-        }
-        eprintln!("skipping real-container tests: {what} (run ./scripts/setup-oci.sh)");
-        None
-    };
-    let env = std::fs::read_to_string("/var/lib/orchestrator-oci/env").unwrap_or_default();
-    let var = |name: &str| {
-        std::env::var(name).ok().or_else(|| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(str::to_owned)
-        })
-    };
-    let Some(youki) = var("ORCHESTRATOR_YOUKI").map(PathBuf::from) else {
-        return missing("ORCHESTRATOR_YOUKI is not set".into());
-    };
-    if !youki.is_file() {
-        return missing(format!("{} does not exist", youki.display()));
-    }
-    let Some(image) = var("ORCHESTRATOR_TEST_IMAGE") else {
-        return missing("ORCHESTRATOR_TEST_IMAGE is not set".into());
-    };
-    let registry = image.split('/').next().unwrap_or_default().to_owned();
-    if std::net::TcpStream::connect(&registry).is_err() {
-        return missing(format!("the registry {registry} does not answer"));
-    }
-    Some(Setup { youki, image })
-}
-
-/// A youki daemon of its own: data dir, node name, cgroup parent and dynamic ports (a range of
-/// its own, away from the default one a quick-start cluster on this machine may be using).
-struct Node {
-    dir: tempfile::TempDir,
-    name: String,
-    cgroup_parent: String,
-    dynamic_ports: String,
-    youki: PathBuf,
-}
-
-impl Node {
-    fn new(setup: &Setup, name: &str) -> Node {
-        static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-        let first = 41000 + 100 * NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Node {
-            dir: tempfile::tempdir().unwrap(),
-            name: name.to_owned(),
-            cgroup_parent: format!("orch-e2e-{}-{name}", std::process::id()),
-            dynamic_ports: format!("{first}-{}", first + 99),
-            youki: setup.youki.clone(),
-        }
-    }
-
-    fn start(&self) -> Daemon {
-        let youki = self.youki.to_str().unwrap();
-        Daemon::start_with(
-            &self.data_dir(),
-            [
-                "--runtime",
-                "youki",
-                "--runtime-binary",
-                youki,
-                "--node-name",
-                &self.name,
-                "--cgroup-parent",
-                &self.cgroup_parent,
-                "--dynamic-ports",
-                &self.dynamic_ports,
-                "--cpu-millicores",
-                "16000",
-                "--memory-mb",
-                "32768",
-            ],
-        )
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// The ids youki's own `list` reports.
-    fn youki_list(&self) -> Vec<String> {
-        self.try_youki_list()
-            .unwrap_or_else(|e| panic!("youki list: {e}"))
-    }
-
-    /// [`Self::youki_list`] without panicking (for `Drop`, which may run during a panic).
-    fn try_youki_list(&self) -> Result<Vec<String>, String> {
-        let out = Command::new(&self.youki)
-            .arg("--root")
-            .arg(self.data_dir().join("oci/state"))
-            .arg("list")
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err(format!("{out:?}"));
-        }
-        // A table (youki 0.7 ignores `-q`): the first column after the header.
-        let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_owned)
-            .collect();
-        ids.sort();
-        Ok(ids)
-    }
-
-    /// The init pid youki reports for container `id`.
-    fn pid(&self, id: &str) -> i32 {
-        let out = Command::new(&self.youki)
-            .arg("--root")
-            .arg(self.data_dir().join("oci/state"))
-            .args(["state", id])
-            .output()
-            .unwrap();
-        let state: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("youki state {id}: {e}: {out:?}"));
-        state["pid"].as_i64().expect("a pid") as i32
-    }
-
-    /// Entries left in the bundles directory (one per container: config, rootfs copy).
-    fn bundles(&self) -> Vec<String> {
-        entries(&self.data_dir().join("oci/bundles"))
-    }
-
-    /// Container cgroup directories left under the parent, in every hierarchy.
-    fn cgroups(&self) -> Vec<String> {
-        let mut left = Vec::new();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let parent = h.path().join(&self.cgroup_parent);
-            left.extend(
-                entries(&parent)
-                    .into_iter()
-                    .filter(|e| parent.join(e).is_dir())
-                    .map(|e| format!("{}/{e}", h.path().display())),
-            );
-        }
-        left
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Leave nothing behind even when a test failed half-way.
-        for id in self.try_youki_list().unwrap_or_default() {
-            let _ = Command::new(&self.youki)
-                .arg("--root")
-                .arg(self.data_dir().join("oci/state"))
-                .args(["delete", "--force", &id])
-                .output();
-        }
-        for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten() {
-            let Ok(h) = h else { continue };
-            let parent = h.path().join(&self.cgroup_parent);
-            for e in entries(&parent) {
-                let _ = std::fs::remove_dir(parent.join(e));
-            }
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+fn setup() -> Option<YoukiSetup> {
+    YoukiSetup::detect()
 }
 
 fn running(instances: &[WorkloadInstance], n: usize) -> bool {
@@ -248,9 +72,9 @@ fn web_replicas_serve_log_restart_scale_and_leave_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(setup) = setup() else { return };
     let node = Node::new(&setup, "web-node");
-    let d = node.start();
+    let mut d = node.start();
     let file = write(
-        node.dir.path(),
+        node.dir(),
         "web.yaml",
         &web_manifest(&setup.image, "web", 3),
     );
@@ -338,12 +162,12 @@ fn on_failure_restarts_with_growing_delays() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(setup) = setup() else { return };
     let node = Node::new(&setup, "crash-node");
-    let d = node.start();
+    let mut d = node.start();
     let manifest = format!(
         "name: crasher\nreplicas: 1\nrestart_policy: OnFailure\ncontainers:\n  - name: main\n    image: {}\n    command: [\"sh\", \"-c\", \"echo about to fail; exit 1\"]\n    resources: {{cpu_millicores: 100, memory_mb: 32}}\n",
         setup.image
     );
-    let file = write(node.dir.path(), "crasher.yaml", &manifest);
+    let file = write(node.dir(), "crasher.yaml", &manifest);
     d.ok(&["workload", "create", "-f", &file]);
     let instances = d.wait_instances("crasher", Duration::from_secs(90), "restarted twice", |i| {
         i.len() == 1 && i[0].restart_count >= 2
@@ -386,9 +210,9 @@ fn a_restarted_daemon_adopts_running_containers() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(setup) = setup() else { return };
     let node = Node::new(&setup, "adopt-node");
-    let d = node.start();
+    let mut d = node.start();
     let file = write(
-        node.dir.path(),
+        node.dir(),
         "web.yaml",
         &web_manifest(&setup.image, "sticky", 2),
     );
@@ -399,7 +223,7 @@ fn a_restarted_daemon_adopts_running_containers() {
     let pids: Vec<i32> = before.iter().map(|i| node.pid(&container_id(i))).collect();
     d.kill9();
 
-    let d = node.start();
+    d.restart();
     // Same instances, same processes, no duplicates.
     let after = d.wait_instances("sticky", Duration::from_secs(30), "2 running", |i| {
         running(i, 2)
@@ -437,8 +261,8 @@ fn bad_images_and_commands_fail_the_instance_with_the_runtime_message() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(setup) = setup() else { return };
     let node = Node::new(&setup, "bad-node");
-    let d = node.start();
-    let registry = setup.image.split('/').next().unwrap().to_owned();
+    let mut d = node.start();
+    let registry = setup.registry().to_owned();
     let one = |name: &str, image: &str, extra: &str| {
         format!(
             "name: {name}\nreplicas: 1\nrestart_policy: Never\ncontainers:\n  - name: main\n    image: {image}\n{extra}    resources: {{cpu_millicores: 100, memory_mb: 32}}\n"
@@ -489,7 +313,7 @@ fn bad_images_and_commands_fail_the_instance_with_the_runtime_message() {
         all.push_str("---\n");
         all.push_str(m);
     }
-    let file = write(node.dir.path(), "bad.yaml", &all);
+    let file = write(node.dir(), "bad.yaml", &all);
     d.ok(&["workload", "create", "-f", &file]);
     for (_, name, needle) in &cases {
         let failed = d.wait_instances(name, Duration::from_secs(60), "failed", |i| {

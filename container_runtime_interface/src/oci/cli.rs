@@ -1,5 +1,9 @@
 //! Calls of the OCI runtime's command line (`youki`, `runc`: same CLI).
 //!
+//! [`Cli`] is public so that tests and tools that look at the runtime's containers from outside
+//! (`list`, `state`, `delete --force`) go through the same wrapper as
+//! [`OciRuntime`](super::OciRuntime), and so run the runtime the same way (below).
+//!
 //! # A sealed copy of the runtime binary
 //! Against CVE-2019-5736 (a container overwriting the host's runtime binary through
 //! `/proc/<pid>/exe` of a runtime process that joined it), youki 0.7.0 starts every run by
@@ -63,7 +67,7 @@ const SEAL_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// The subset of `youki state ID` the runtime uses.
 #[derive(Debug, Deserialize)]
-pub(super) struct RuntimeState {
+pub struct RuntimeState {
     /// `creating`, `created`, `running`, `stopped`, `paused`.
     pub status: String,
     /// Pid of the container's init process (0 or absent once stopped).
@@ -73,16 +77,26 @@ pub(super) struct RuntimeState {
 
 /// The runtime binary and its state directory.
 #[derive(Debug)]
-pub(super) struct Cli {
+pub struct Cli {
+    /// The runtime binary (`youki` or `runc`).
     pub binary: PathBuf,
+    /// Its state directory (`--root`).
     pub root: PathBuf,
 }
 
 impl Cli {
+    /// The runtime `binary` with its state in `root`.
+    pub fn new(binary: impl Into<PathBuf>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            binary: binary.into(),
+            root: root.into(),
+        }
+    }
+
     /// `BINARY --root ROOT [--log LOG --log-format json]`, stdin from /dev/null; the binary runs
     /// from its sealed copy when there is one (see the module docs), named by its path in
     /// `argv[0]`.
-    pub fn command(&self, log: Option<&Path>) -> Command {
+    pub(crate) fn command(&self, log: Option<&Path>) -> Command {
         let mut cmd = match sealed_copy(&self.binary) {
             Some(copy) => {
                 let mut cmd = Command::new(copy);
@@ -103,7 +117,7 @@ impl Cli {
     }
 
     /// The error for a runtime binary that could not be run.
-    pub fn spawn_error(&self, operation: &'static str, e: io::Error) -> RuntimeError {
+    pub(crate) fn spawn_error(&self, operation: &'static str, e: io::Error) -> RuntimeError {
         RuntimeError::Spawn {
             operation,
             binary: self.binary.clone(),
@@ -178,6 +192,44 @@ impl Cli {
             .success())
     }
 
+    /// `--version`: the first line the runtime prints (e.g. `youki version: 0.7.0`). A binary
+    /// that cannot run, or fails, is an error with its stderr.
+    pub async fn version(&self) -> Result<String, RuntimeError> {
+        let out = self.output("version", &["--version"]).await?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                operation: "version",
+                message: format!(
+                    "{} --version failed ({}): {}",
+                    self.binary.display(),
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                transient: false,
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned())
+    }
+
+    /// `list`: the ids of every container the runtime has state for, sorted. A failed run is
+    /// an error with the runtime's stderr.
+    pub async fn list(&self) -> Result<Vec<String>, RuntimeError> {
+        let out = self.output("list", &["list"]).await?;
+        if !out.status.success() {
+            return Err(RuntimeError::Failed {
+                operation: "list",
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+                transient: true,
+            });
+        }
+        Ok(list_ids(&String::from_utf8_lossy(&out.stdout)))
+    }
+
     /// `delete --force ID`; succeeds when the runtime no longer knows the container.
     pub async fn delete_force(&self, id: &str) -> Result<(), RuntimeError> {
         if !self.knows(id) {
@@ -197,6 +249,19 @@ impl Cli {
         }
         Ok(())
     }
+}
+
+/// The ids of `list`'s table: the first column after the header (youki 0.7 ignores `-q`, and
+/// its `--format` knows no JSON; runc prints the same table).
+fn list_ids(table: &str) -> Vec<String> {
+    let mut ids: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// What a binary file was when it was copied: if any of it changes, it is copied again.
@@ -360,6 +425,16 @@ mod tests {
 {"level":"error","msg":"runc says no"}"#;
         assert_eq!(runtime_messages(log), "runc says no");
         assert_eq!(runtime_messages("plain\ntext"), "plain\ntext");
+    }
+
+    #[test]
+    fn list_reads_the_first_column_after_the_header() {
+        let table = "ID      PID    STATUS   BUNDLE  CREATED  CREATOR\n\
+                     b-2     4242   running  /b/b-2  now      root\n\
+                     a-1     0      stopped  /b/a-1  now      root\n";
+        assert_eq!(list_ids(table), ["a-1", "b-2"]);
+        assert!(list_ids("ID  PID  STATUS  BUNDLE  CREATED  CREATOR").is_empty());
+        assert!(list_ids("").is_empty());
     }
 
     fn run(program: &Path, arg0: &str, args: &[&str]) -> std::process::Output {

@@ -39,7 +39,7 @@
 //! * No `/etc/hosts` or `/etc/resolv.conf` is written into the rootfs; no port mapping (host
 //!   network).
 
-mod cli;
+pub mod cli;
 mod exit;
 mod logs;
 mod spec;

@@ -38,17 +38,17 @@ pub(crate) async fn readyz(State(state): State<ApiState>) -> Result<&'static str
     tokio::time::timeout(READY_TIMEOUT, state.handle().summary())
         .await
         .map_err(|_| not_in_time())?
-        .map_err(|e| ApiError::Unavailable(Some(e)))?;
+        .map_err(|e| ApiError::Unavailable(Some(Box::new(e))))?;
     tokio::time::timeout(READY_TIMEOUT, state.store().revision())
         .await
         .map_err(|_| not_in_time())?
         // Any store failure makes the server unready, transient or not: it is not a bug in
         // the request, so never a 500 here.
         .map_err(|source| {
-            ApiError::StoreUnavailable(CoreError::Store {
+            ApiError::StoreUnavailable(Box::new(CoreError::Store {
                 operation: "readiness check",
                 source,
-            })
+            }))
         })?;
     Ok("ready")
 }

@@ -6,7 +6,7 @@
 //! has a scheduled send time and its latency is measured from that time. A slow answer therefore
 //! counts against every request that had to wait for it (no coordinated omission).
 //!
-//! `cargo bench -p orchestrator_api --bench rest_load -- --server 127.0.0.1:8080 --rate 5000
+//! `cargo bench -p orchestratord --bench rest_load -- --server 127.0.0.1:8080 --rate 5000
 //! --connections 200 --duration 20 --mix 1,8,1 --seeds 100`
 
 mod common;

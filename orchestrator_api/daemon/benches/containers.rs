@@ -10,15 +10,17 @@
 //!
 //! Needs root, youki and the local registry with the test image (`./scripts/setup-oci.sh`).
 //!
-//! `cargo bench -p orchestrator_api --bench containers -- --count 100 --runs 3 --single 30`
+//! `cargo bench -p orchestratord --bench containers -- --count 100 --runs 3 --single 30`
 
 mod common;
 
 use common::arg;
+use container_runtime_interface::oci::cli::Cli;
+use orchestrator_testkit::Daemon;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Resources of every container, in both runs. The CPU quota matters: youki's container init
@@ -106,11 +108,16 @@ fn raw_loop(env: &Env, dir: &Path, count: usize) -> Duration {
     let started = Instant::now();
     run(Command::new("bash").arg("-c").arg(&script));
     let took = started.elapsed();
+    // Untimed cleanup through the runtime's CLI wrapper, which retries youki's occasional
+    // seal failure (the timed loop above is raw youki on purpose: it is the baseline).
+    let cli = Cli::new(&env.youki, &root);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
     for id in &ids {
-        run(Command::new(&env.youki)
-            .arg("--root")
-            .arg(&root)
-            .args(["delete", "--force", id]));
+        rt.block_on(cli.delete_force(id))
+            .unwrap_or_else(|e| panic!("youki delete --force {id}: {e}"));
     }
     std::fs::remove_dir_all(&bundles).unwrap();
     let _ = std::fs::remove_dir_all(&root);
@@ -193,45 +200,20 @@ fn through_orchestrator(server: &str, image: &str, name: &str, replicas: usize) 
     took
 }
 
-struct Daemon {
-    child: Child,
-    server: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The daemon under test (release build of this package), through the test kit: a free port,
+/// readiness, and a kill when the bench ends or panics. Logs at `warn` (as a production node
+/// would run), but for the one line that says where it listens.
 fn start_daemon(env: &Env, dir: &Path) -> Daemon {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join("orchestratord.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_orchestratord"))
-        .args(["--listen", &server, "--node-name", "bench"])
+    Daemon::builder()
+        .exe(env!("CARGO_BIN_EXE_orchestratord"))
+        .args(["--node-name", "bench"])
         .arg("--runtime-binary")
         .arg(&env.youki)
         .args(["--cgroup-parent", "bench-orchestrator"])
         .args(["--cpu-millicores", "100000", "--memory-mb", "100000"])
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starting orchestratord");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(&server).is_err() {
-        assert!(Instant::now() < deadline, "orchestratord did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Daemon { child, server }
+        .data_dir(dir.join("data"))
+        .env("RUST_LOG", "warn,orchestratord=info")
+        .start()
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -250,14 +232,15 @@ fn main() {
     let env = Env::load();
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_daemon(&env, dir.path());
+    let server = daemon.addr().to_string();
 
     // Warm-up: pulls the image onto the node.
-    through_orchestrator(&daemon.server, &env.image, "warm-up", 1);
+    through_orchestrator(&server, &env.image, "warm-up", 1);
 
     let (mut raw, mut orch) = (Vec::new(), Vec::new());
     for i in 0..runs {
         let r = raw_loop(&env, dir.path(), count);
-        let o = through_orchestrator(&daemon.server, &env.image, "many", count);
+        let o = through_orchestrator(&server, &env.image, "many", count);
         println!(
             "run {}: raw youki loop {} · orchestrator {} · ratio {:.2}",
             i + 1,
@@ -277,7 +260,7 @@ fn main() {
     );
 
     let mut one: Vec<Duration> = (0..single)
-        .map(|_| through_orchestrator(&daemon.server, &env.image, "one", 1))
+        .map(|_| through_orchestrator(&server, &env.image, "one", 1))
         .collect();
     one.sort();
     let pct = |p: f64| one[((one.len() as f64 * p) as usize).min(one.len() - 1)];

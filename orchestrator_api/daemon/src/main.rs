@@ -4,6 +4,20 @@
 //! Shutdown: the first SIGINT/SIGTERM stops accepting requests and drains the loop (operations in
 //! flight finish, everything is persisted); a second one exits at once. Containers keep running
 //! across a restart and are adopted by the next daemon.
+//!
+//! This package holds the wiring only: the API is the `orchestrator_api` library, the store,
+//! runtime and membership implementations live in their interface crates behind features.
+//!
+//! # Layout
+//! * `main.rs` — start-up (logging, store, node, runtime, loop, listener), the optional MCP
+//!   endpoint, signal handling and the graceful drain.
+//! * `config` — flags, environment variables and the TOML/YAML config file, merged.
+//! * `node` — this machine as the cluster's node: name and resources read from the OS.
+//! * `runtime` — the container runtime: youki (or runc) through `OciRuntime`, or the simulated
+//!   one.
+//! * `benches/` — `rest_load` (open-loop REST load against a running daemon, driven by
+//!   `bench/rest-load.sh`) and `containers` (real containers against a raw youki loop).
+//! * `tests/` — black-box tests of the binary through `orchestrator_testkit`.
 
 mod config;
 mod node;
@@ -50,7 +64,7 @@ async fn run(config: Config) -> Result<()> {
     );
     let this_node = node::this_machine(&config)?;
     tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is the cluster's node");
-    let runtime = runtime::build(&config, &this_node.id)?;
+    let runtime = runtime::build(&config, &this_node.id).await?;
     let cluster = Arc::new(StaticClusterManager::new());
     cluster.upsert_node(this_node);
 

@@ -7,6 +7,7 @@
 
 use crate::config::{Config, RuntimeKind};
 use anyhow::{bail, Context, Result};
+use container_runtime_interface::oci::cli::Cli;
 use container_runtime_interface::oci::{
     OciConfig, OciRuntime, RegistryConfig, RegistryImages, INSTALL_HINT,
 };
@@ -19,7 +20,7 @@ use std::sync::Arc;
 const CANDIDATES: [&str; 2] = ["youki", "runc"];
 
 /// The runtime `config` asks for, driving containers of `node`.
-pub fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRuntime>> {
+pub async fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRuntime>> {
     match config.runtime {
         RuntimeKind::Simulated => {
             tracing::warn!("using the SIMULATED runtime: no real containers will run");
@@ -29,8 +30,8 @@ pub fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRuntime>
         }
         RuntimeKind::Youki => {
             let binary = runtime_binary(config.runtime_binary.as_deref())?;
-            let version = check_binary(&binary)?;
             let dir = config.data_dir.join("oci");
+            let version = check_binary(&binary, &dir.join("state")).await?;
             let images = RegistryImages::new(RegistryConfig {
                 insecure_registries: config.insecure_registries.clone(),
                 ..RegistryConfig::new(dir.join("images"))
@@ -87,38 +88,14 @@ fn runtime_binary(configured: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
-/// Runs `BINARY --version`: a binary that cannot run stops the daemon now, not at the first
-/// container. Returns the first line it printed. Three tries: youki re-executes itself from a
-/// sealed copy, and sealing now and then fails with EBUSY while another youki does the same.
-fn check_binary(binary: &Path) -> Result<String> {
-    let mut tries = 0;
-    let out = loop {
-        tries += 1;
-        let out = std::process::Command::new(binary)
-            .arg("--version")
-            .stdin(std::process::Stdio::null())
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .with_context(|| format!("running {} --version", binary.display()))?;
-        if out.status.success() {
-            break out;
-        }
-        if tries == 3 {
-            bail!(
-                "{} --version failed ({}): {}",
-                binary.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_owned())
+/// Runs `BINARY --version` through the runtime's CLI wrapper (which repeats a run that hit
+/// youki's occasional seal failure): a binary that cannot run stops the daemon now, not at the
+/// first container. Returns the first line it printed.
+async fn check_binary(binary: &Path, root: &Path) -> Result<String> {
+    Cli::new(binary, root)
+        .version()
+        .await
+        .with_context(|| format!("checking the OCI runtime {}", binary.display()))
 }
 
 #[cfg(test)]
@@ -133,9 +110,10 @@ mod tests {
         assert!(msg.contains("cargo install youki"), "{msg}");
     }
 
-    #[test]
-    fn a_binary_that_fails_is_refused() {
-        assert!(check_binary(Path::new("/bin/false")).is_err());
-        assert!(check_binary(Path::new("/bin/true")).is_ok());
+    #[tokio::test]
+    async fn a_binary_that_fails_is_refused() {
+        let root = Path::new("/nonexistent/state");
+        assert!(check_binary(Path::new("/bin/false"), root).await.is_err());
+        assert!(check_binary(Path::new("/bin/true"), root).await.is_ok());
     }
 }

@@ -1,0 +1,226 @@
+//! Real containers: youki and the test image that `scripts/setup-oci.sh` set up, and a daemon
+//! node of its own on them.
+//!
+//! Every youki call goes through `container_runtime_interface`'s CLI wrapper
+//! ([`Cli`]), never `Command::new(youki)`: the wrapper repeats a run that failed with youki's
+//! occasional `failed to seal /proc/self/exe: Device or resource busy`, which otherwise fails a
+//! test by chance.
+
+use crate::{prerequisite_missing, Daemon, DaemonBuilder};
+use container_runtime_interface::oci::cli::Cli;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
+
+/// Where `scripts/setup-oci.sh` writes what it set up (`export NAME=value` lines).
+pub const OCI_ENV_FILE: &str = "/var/lib/orchestrator-oci/env";
+
+/// Where cgroup hierarchies are mounted.
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+
+/// youki and the test image, as `scripts/setup-oci.sh` set them up.
+#[derive(Clone, Debug)]
+pub struct YoukiSetup {
+    /// The youki binary (`ORCHESTRATOR_YOUKI`).
+    pub youki: PathBuf,
+    /// The test image in the local registry (`ORCHESTRATOR_TEST_IMAGE`), e.g.
+    /// `127.0.0.1:5000/demo/busybox:1`.
+    pub image: String,
+}
+
+impl YoukiSetup {
+    /// youki and the test image from the environment or [`OCI_ENV_FILE`], with the registry
+    /// answering; else `None` with the reason printed (a panic under `CI=true`).
+    pub fn detect() -> Option<YoukiSetup> {
+        let missing =
+            |what: String| prerequisite_missing(format!("{what} (run ./scripts/setup-oci.sh)"));
+        let env = std::fs::read_to_string(OCI_ENV_FILE).unwrap_or_default();
+        let var = |name: &str| {
+            std::env::var(name).ok().or_else(|| {
+                env.lines()
+                    .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                    .map(str::to_owned)
+            })
+        };
+        let Some(youki) = var("ORCHESTRATOR_YOUKI").map(PathBuf::from) else {
+            return missing("ORCHESTRATOR_YOUKI is not set".into());
+        };
+        if !youki.is_file() {
+            return missing(format!("{} does not exist", youki.display()));
+        }
+        let Some(image) = var("ORCHESTRATOR_TEST_IMAGE") else {
+            return missing("ORCHESTRATOR_TEST_IMAGE is not set".into());
+        };
+        let registry = image.split('/').next().unwrap_or_default().to_owned();
+        if std::net::TcpStream::connect(&registry).is_err() {
+            return missing(format!("the registry {registry} does not answer"));
+        }
+        Some(YoukiSetup { youki, image })
+    }
+
+    /// The registry part of the test image (`127.0.0.1:5000`).
+    pub fn registry(&self) -> &str {
+        self.image.split('/').next().unwrap_or_default()
+    }
+}
+
+/// A youki daemon of its own: data dir, node name, cgroup parent and dynamic ports (a range of
+/// its own, away from the default one a quick-start cluster on this machine may be using).
+/// Dropping it deletes every container youki still has in its state dir and the cgroups under
+/// its parent, even when the test failed half-way.
+pub struct YoukiNode {
+    dir: tempfile::TempDir,
+    name: String,
+    cgroup_parent: String,
+    dynamic_ports: String,
+    cli: Cli,
+    /// Runs the wrapper's async calls: the tests that use this are synchronous.
+    rt: tokio::runtime::Runtime,
+}
+
+impl YoukiNode {
+    /// A node called `name` (its daemon is not started yet: [`YoukiNode::start`]).
+    pub fn new(setup: &YoukiSetup, name: &str) -> YoukiNode {
+        static NEXT: AtomicU16 = AtomicU16::new(0);
+        let first = 41000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let cli = Cli::new(&setup.youki, dir.path().join("data/oci/state"));
+        YoukiNode {
+            dir,
+            name: name.to_owned(),
+            cgroup_parent: format!("orch-e2e-{}-{name}", std::process::id()),
+            dynamic_ports: format!("{first}-{}", first + 99),
+            cli,
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime for the youki wrapper"),
+        }
+    }
+
+    /// The daemon of this node (youki runtime, 16 CPUs, 32 GB), not started.
+    pub fn builder(&self) -> DaemonBuilder {
+        Daemon::builder()
+            .args(["--runtime", "youki", "--runtime-binary"])
+            .arg(&self.cli.binary)
+            .args(["--node-name", &self.name])
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--dynamic-ports", &self.dynamic_ports])
+            .args(["--cpu-millicores", "16000", "--memory-mb", "32768"])
+            .data_dir(self.data_dir())
+    }
+
+    /// Starts the daemon of this node and waits until it is ready.
+    pub fn start(&self) -> Daemon {
+        self.builder().start()
+    }
+
+    /// The temporary directory of this node (its data dir is `data/` inside).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The daemon's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The ids youki's own `list` reports, sorted; panics if youki fails.
+    pub fn youki_list(&self) -> Vec<String> {
+        self.try_youki_list()
+            .unwrap_or_else(|e| panic!("youki list: {e}"))
+    }
+
+    /// [`YoukiNode::youki_list`] without panicking.
+    pub fn try_youki_list(&self) -> Result<Vec<String>, String> {
+        if !self.cli.root.exists() {
+            // youki makes its root on the first create; before, it has nothing to list.
+            return Ok(Vec::new());
+        }
+        self.rt
+            .block_on(self.cli.list())
+            .map_err(|e| error_chain(&e))
+    }
+
+    /// The init pid youki reports for container `id`; panics unless it runs.
+    pub fn pid(&self, id: &str) -> i32 {
+        let state = self
+            .rt
+            .block_on(self.cli.state(id))
+            .unwrap_or_else(|e| panic!("youki state {id}: {}", error_chain(&e)))
+            .unwrap_or_else(|| panic!("youki does not know {id}"));
+        state
+            .pid
+            .filter(|p| *p > 0)
+            .unwrap_or_else(|| panic!("{id} has no pid: {state:?}"))
+    }
+
+    /// Entries left in the bundles directory (one per container: config, rootfs copy).
+    pub fn bundles(&self) -> Vec<String> {
+        entries(&self.data_dir().join("oci/bundles"))
+    }
+
+    /// Container cgroup directories left under the parent, in every hierarchy.
+    pub fn cgroups(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for h in std::fs::read_dir(CGROUP_MOUNT)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let parent = h.path().join(&self.cgroup_parent);
+            left.extend(
+                entries(&parent)
+                    .into_iter()
+                    .filter(|e| parent.join(e).is_dir())
+                    .map(|e| format!("{}/{e}", h.path().display())),
+            );
+        }
+        left
+    }
+}
+
+impl Drop for YoukiNode {
+    fn drop(&mut self) {
+        // Leave nothing behind even when a test failed half-way; nothing here may panic.
+        for id in self.try_youki_list().unwrap_or_default() {
+            let _ = self.rt.block_on(self.cli.delete_force(&id));
+        }
+        for h in std::fs::read_dir(CGROUP_MOUNT).into_iter().flatten() {
+            let Ok(h) = h else { continue };
+            let parent = h.path().join(&self.cgroup_parent);
+            for e in entries(&parent) {
+                let _ = std::fs::remove_dir(parent.join(e));
+            }
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+/// The names in `dir`, sorted; none if it cannot be read.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An error and its sources, one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
