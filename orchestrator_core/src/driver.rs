@@ -28,7 +28,7 @@
 //! and waits until every task has ended.
 
 use crate::backoff::Backoff;
-use crate::execute::{Done, Executor};
+use crate::execute::{spawn_tracked, Done, Executor};
 use crate::metrics::CoreMetrics;
 use crate::model::{Effect, Listed, Model};
 use crate::orchestrator::{OrchestratorConfig, ShutdownMode};
@@ -439,14 +439,7 @@ impl Driver {
 
     /// Runs `work` in a tracked task that a forced stop abandons.
     fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => {}
-                () = work => {}
-            }
-        });
+        spawn_tracked(&self.tasks, &self.cancel, work);
     }
 
     // ----- the store's watch ----------------------------------------------------------------

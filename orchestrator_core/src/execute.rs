@@ -64,14 +64,7 @@ impl Executor {
 
     /// Runs `work` in a task that is tracked and abandoned on a forced stop.
     fn spawn_tracked(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
-        let cancel = self.cancel.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => {}
-                () = work => {}
-            }
-        });
+        spawn_tracked(&self.tasks, &self.cancel, work);
     }
 
     pub(crate) fn spawn(
@@ -148,4 +141,21 @@ impl Executor {
             }
         });
     }
+}
+
+/// Runs `work` in a task on `tasks` (so shutdown waits for it) that ends early when `cancel`
+/// fires (a forced stop). Every task of the loop is started this way.
+pub(crate) fn spawn_tracked(
+    tasks: &TaskTracker,
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let cancel = cancel.clone();
+    tasks.spawn(async move {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {}
+            () = work => {}
+        }
+    });
 }

@@ -8,6 +8,7 @@
 //! permanent ones are logged and counted, and the next resync repairs the difference.
 
 use crate::backoff::{Backoff, BackoffPolicy};
+use crate::execute::spawn_tracked;
 use crate::metrics::CoreMetrics;
 use orchestrator_shared_types::{Event, WorkloadInstance};
 use state_store_interface::typed::{delete_op, put_op};
@@ -51,13 +52,7 @@ impl Persister {
         cancel: CancellationToken,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tasks.spawn(async move {
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => {}
-                () = run(store, rx, metrics) => {}
-            }
-        });
+        spawn_tracked(tasks, &cancel, run(store, rx, metrics));
         Self { tx }
     }
 
