@@ -53,6 +53,16 @@ use tokio::process::Command;
 /// (no sealed copy could be made, see the module docs).
 pub(super) const SEAL_FLAKE: &str = "failed to seal";
 
+/// youki (libcontainer 0.7 `State::save`) rewrites a container's `state.json` in place
+/// (truncate, then write), so another youki process loading it at that moment reads an empty
+/// or partial file and fails with this before doing anything ("failed to parse container state
+/// file ... EOF while parsing"). Such a run can be repeated, whatever its command.
+pub(super) const TORN_STATE: &str = "failed to parse container state file";
+
+/// How long to wait before repeating a run that hit a [`TORN_STATE`] read: the writer's
+/// truncate-and-write takes microseconds.
+const TORN_STATE_PAUSE: Duration = Duration::from_millis(5);
+
 /// The seals youki (pentacle 1.1) requires of `/proc/self/exe` to run from it as it is.
 const REQUIRED_SEALS: SealFlags = SealFlags::SEAL
     .union(SealFlags::SHRINK)
@@ -127,7 +137,8 @@ impl Cli {
     }
 
     /// Runs `args` and captures its output (a non-zero exit is returned, not an error). A run
-    /// that hit [`SEAL_FLAKE`] did nothing and is retried (three tries in all).
+    /// that hit [`SEAL_FLAKE`] or [`TORN_STATE`] did nothing and is retried (three tries in
+    /// all).
     pub async fn output(
         &self,
         operation: &'static str,
@@ -144,11 +155,12 @@ impl Cli {
                 .output()
                 .await
                 .map_err(|e| self.spawn_error(operation, e))?;
-            if out.status.success()
-                || tries == 3
-                || !String::from_utf8_lossy(&out.stderr).contains(SEAL_FLAKE)
-            {
+            if out.status.success() || tries == 3 {
                 return Ok(out);
+            }
+            match retry_after(&String::from_utf8_lossy(&out.stderr)) {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Ok(out),
             }
         }
     }
@@ -414,6 +426,18 @@ pub(super) fn runtime_messages(log: &str) -> String {
     }
 }
 
+/// Whether a failed run may be repeated, given its stderr, and after how long: the failures
+/// that happen before the runtime does anything ([`SEAL_FLAKE`], [`TORN_STATE`]).
+fn retry_after(stderr: &str) -> Option<Duration> {
+    if stderr.contains(TORN_STATE) {
+        Some(TORN_STATE_PAUSE)
+    } else if stderr.contains(SEAL_FLAKE) {
+        Some(Duration::ZERO)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +449,18 @@ mod tests {
 {"level":"error","msg":"runc says no"}"#;
         assert_eq!(runtime_messages(log), "runc says no");
         assert_eq!(runtime_messages("plain\ntext"), "plain\ntext");
+    }
+
+    #[test]
+    fn only_failures_before_the_runtime_acts_are_repeated() {
+        let torn = "ERROR libcontainer::container::state: failed to parse container state file \
+            state_file_path=\"/run/youki/c/state.json\" err=EOF while parsing a value at line 1 \
+            column 0\nError: could not load state for container c";
+        assert_eq!(retry_after(torn), Some(TORN_STATE_PAUSE));
+        let seal = "Error: failed to seal /proc/self/exe: Device or resource busy (os error 16)";
+        assert_eq!(retry_after(seal), Some(Duration::ZERO));
+        assert_eq!(retry_after("container c does not exist"), None);
+        assert_eq!(retry_after(""), None);
     }
 
     #[test]
