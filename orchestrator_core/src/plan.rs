@@ -13,7 +13,7 @@ use orchestrator_shared_types::{
     DYNAMIC_PORT_RANGE,
 };
 use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use tokio::time::Instant;
 
 /// What the planner knows about one existing instance.
@@ -51,7 +51,7 @@ pub enum Step {
     Place {
         /// The instance as it should be recorded.
         instance: WorkloadInstance,
-        /// What was allocated for it (already recorded in the cluster state).
+        /// What it holds on its node: committing the step allocates it in the cluster state.
         allocation: Allocation,
         /// The lost instance it replaces, if any.
         replaces: Option<(InstanceId, NodeId)>,
@@ -180,21 +180,23 @@ pub fn port_env(
 
 /// Gives a replica placed on `node` its host ports: the static ones of `def` and, for each
 /// dynamic mapping (`host_port: 0`), a port of the node's dynamic range that nothing on the node
-/// claims. The scheduler allocated `base` (static ports only); when there are dynamic ones it is
-/// replaced by an allocation that claims them too, so they are freed with the instance. `None`,
-/// with `base` released, when the range is exhausted on the node.
+/// claims, in the cluster or among the ports this plan already `picked` there (the state is not
+/// changed while planning). The allocation returned claims the static ports the scheduler
+/// checked (`base`) and the dynamic ones, so they are freed with the instance. `None` when the
+/// range is exhausted on the node.
 fn assign_ports(
     def: &WorkloadDefinition,
     node: &NodeId,
     base: &Allocation,
-    cluster: &mut ClusterState,
+    cluster: &ClusterState,
+    picked: &mut HashMap<(NodeId, Protocol), Vec<u16>>,
 ) -> Option<(Vec<AssignedPort>, Allocation)> {
     let mappings = || {
         def.containers
             .iter()
             .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
     };
-    let mut picked = Vec::new();
+    let mut fresh = Vec::new();
     for protocol in [Protocol::Tcp, Protocol::Udp] {
         let count = mappings()
             .filter(|(_, p)| p.is_dynamic() && p.protocol == protocol)
@@ -205,27 +207,35 @@ fn assign_ports(
         let range = cluster
             .node(node)
             .map_or(DYNAMIC_PORT_RANGE, |n| n.dynamic_ports.range());
-        let Some(ports) = cluster.free_host_ports(node, protocol, count, range) else {
-            cluster.release(node, base);
+        // The free ports come lowest first from an unchanged state, so the ones this plan took
+        // on the node are among the first: ask for that many more and skip them.
+        let taken = picked.get(&(node.clone(), protocol));
+        let already = taken.map_or(0, Vec::len);
+        let free = cluster.free_host_ports(node, protocol, count + already, range)?;
+        let ports: Vec<u16> = free
+            .into_iter()
+            .filter(|p| taken.is_none_or(|t| !t.contains(p)))
+            .take(count)
+            .collect();
+        if ports.len() < count {
             return None;
-        };
-        picked.push((protocol, ports.into_iter()));
+        }
+        fresh.push((protocol, ports));
     }
     let mut allocation = base.clone();
     let mut ports = Vec::new();
+    let mut next: Vec<(Protocol, std::vec::IntoIter<u16>)> = fresh
+        .iter()
+        .map(|(proto, ports)| (*proto, ports.clone().into_iter()))
+        .collect();
     for (c, p) in mappings() {
         let host_port = match p.host_port {
             None => continue,
-            Some(0) => picked
+            Some(0) => next
                 .iter_mut()
                 .find(|(proto, _)| *proto == p.protocol)
-                .and_then(|(_, free)| free.next()),
-            Some(port) => Some(port),
-        };
-        let Some(host_port) = host_port else {
-            // Not reached: as many ports were picked per protocol as there are such mappings.
-            cluster.release(node, base);
-            return None;
+                .and_then(|(_, free)| free.next())?,
+            Some(port) => port,
         };
         if p.is_dynamic() {
             allocation.host_ports.push((p.protocol, host_port));
@@ -237,9 +247,11 @@ fn assign_ports(
             protocol: p.protocol,
         });
     }
-    if !picked.is_empty() {
-        cluster.release(node, base);
-        cluster.allocate(node, &allocation);
+    for (protocol, taken) in fresh {
+        picked
+            .entry((node.clone(), protocol))
+            .or_default()
+            .extend(taken);
     }
     Some((ports, allocation))
 }
@@ -248,11 +260,13 @@ fn assign_ports(
 ///
 /// * `desired`: the workload, or `None` when it was deleted (every instance is stopped).
 /// * `instances`: its instances as currently known.
-/// * `cluster`: nodes and allocations; placements made here are allocated in it.
+/// * `cluster`: nodes and allocations. It is not changed: the plan is computed against it, and
+///   committing a [`Step::Place`] (allocating its `allocation` on its node) is the caller's
+///   separate step (Nomad: compute, then submit).
 pub fn plan(
     desired: Option<&WorkloadDefinition>,
     instances: &[InstanceView<'_>],
-    cluster: &mut ClusterState,
+    cluster: &ClusterState,
     scheduler: &dyn Scheduler,
     now: Instant,
 ) -> Plan {
@@ -369,15 +383,15 @@ pub fn plan(
         return plan;
     }
     let request = PlacementRequest::for_workload(def);
-    let allocation = request.allocation();
-    let outcome = match scheduler.place(cluster, &request, wanted) {
-        Ok(outcome) => outcome,
+    let placements = match scheduler.plan(cluster, &request, wanted) {
+        Ok(placements) => placements,
         Err(e) => {
             tracing::warn!(workload = %def.name, error = %e, "scheduler refused the request");
             Default::default()
         }
     };
-    let mut nodes = outcome.placed.into_iter();
+    let mut nodes = placements.placements.into_iter();
+    let mut picked = HashMap::new();
     // Pending instances first, then new ones (which are recorded even when they fit nowhere).
     let new = (0..missing).map(|_| {
         let mut instance = WorkloadInstance::new(InstanceId::generate(&def.name), def.id.clone());
@@ -388,8 +402,9 @@ pub fn plan(
     let mut out_of_ports: Vec<NodeId> = Vec::new();
     let mut unplaced_for_ports = 0;
     for (mut instance, is_new) in candidates {
-        let assigned = nodes.next().and_then(|node| {
-            let ports = assign_ports(def, &node, &allocation, cluster);
+        let assigned = nodes.next().and_then(|placement| {
+            let node = placement.node;
+            let ports = assign_ports(def, &node, &placement.allocation, cluster, &mut picked);
             if ports.is_none() {
                 unplaced_for_ports += 1;
                 if !out_of_ports.contains(&node) {
@@ -415,7 +430,7 @@ pub fn plan(
             None => {}
         }
     }
-    plan.unschedulable = outcome.unschedulable;
+    plan.unschedulable = placements.unschedulable;
     if unplaced_for_ports > 0 {
         let why = plan.unschedulable.get_or_insert_with(|| Unschedulable {
             nodes_total: cluster.len(),
@@ -432,6 +447,31 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plans, then commits every placement into `cluster` as the loop does, so that the tests
+    /// see the state after the plan.
+    fn plan(
+        desired: Option<&WorkloadDefinition>,
+        instances: &[InstanceView<'_>],
+        cluster: &mut ClusterState,
+        scheduler: &dyn Scheduler,
+        now: Instant,
+    ) -> Plan {
+        let before = format!("{cluster:?}");
+        let p = super::plan(desired, instances, cluster, scheduler, now);
+        assert_eq!(before, format!("{cluster:?}"), "planning changes nothing");
+        for step in &p.steps {
+            if let Step::Place {
+                instance,
+                allocation,
+                ..
+            } = step
+            {
+                cluster.allocate(instance.node_id.as_ref().unwrap(), allocation);
+            }
+        }
+        p
+    }
     use orchestrator_shared_types::{Node, Resources, RestartPolicy};
     use scheduler_interface::BinPackScheduler;
     use std::time::Duration;
@@ -871,7 +911,7 @@ mod tests {
         let d = def(1);
         let mut state = cluster(&["n1"]);
         let mut scheduler = scheduler_interface::MockScheduler::new();
-        scheduler.expect_place().returning(|_, _, _| {
+        scheduler.expect_plan().returning(|_, _, _| {
             Err(scheduler_interface::SchedulerError::InvalidRequest(
                 "boom".into(),
             ))

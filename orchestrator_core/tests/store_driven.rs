@@ -111,6 +111,20 @@ struct StallingScheduler {
     release: Mutex<mpsc::Receiver<()>>,
 }
 
+impl StallingScheduler {
+    /// Blocks the calling thread while planning the stalled workload, until released.
+    fn stall_for(&self, request: &PlacementRequest) {
+        if request.workload_id == self.stall {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
 impl Scheduler for StallingScheduler {
     fn name(&self) -> &'static str {
         "stalling"
@@ -122,14 +136,7 @@ impl Scheduler for StallingScheduler {
         request: &PlacementRequest,
         count: usize,
     ) -> Result<PlacementOutcome, SchedulerError> {
-        if request.workload_id == self.stall {
-            let _ = self.entered.lock().unwrap().send(());
-            let _ = self
-                .release
-                .lock()
-                .unwrap()
-                .recv_timeout(Duration::from_secs(30));
-        }
+        self.stall_for(request);
         self.inner.place(state, request, count)
     }
 
@@ -140,6 +147,7 @@ impl Scheduler for StallingScheduler {
         count: usize,
         released: &[(NodeId, Allocation)],
     ) -> Result<PlacementPlan, SchedulerError> {
+        self.stall_for(request);
         self.inner.plan_with(state, request, count, released)
     }
 

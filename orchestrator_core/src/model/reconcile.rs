@@ -1,6 +1,7 @@
-//! Planning: dirty workloads are planned ([`crate::plan`], pure) and each plan is committed to
-//! the model's records and cluster state as a separate step, which turns its steps into
-//! effects (store writes, runtime operations).
+//! Planning: dirty workloads are planned ([`crate::plan`], pure: computed against the cluster
+//! state without changing it) and each plan is committed to the model's records and cluster
+//! state as a separate step, which turns its steps into effects (store writes, runtime
+//! operations).
 
 use super::wording::{self, new_event};
 use super::{Effect, Entry, Model};
@@ -50,7 +51,7 @@ impl Model {
             plan::plan(
                 def.as_deref(),
                 &views,
-                &mut self.state,
+                &self.state,
                 self.scheduler.as_ref(),
                 now,
             )
@@ -91,6 +92,9 @@ impl Model {
                     };
                     self.out
                         .event(new_event(kind, def, Some(&instance), message));
+                    // The commit of the plan's placement (the planner computed it against
+                    // an unchanged state).
+                    self.state.allocate(&node, &allocation);
                     let specs = container_specs(def, &instance);
                     let instance = Arc::new(instance);
                     self.out.put(&instance);
