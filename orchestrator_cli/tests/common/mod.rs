@@ -6,7 +6,7 @@
 #![allow(dead_code)] // Each test binary uses a different part.
 
 use orchestrator_shared_types::api::{ListResponse, WorkloadView};
-use orchestrator_shared_types::WorkloadInstance;
+use orchestrator_shared_types::{InstanceStatus, WorkloadInstance};
 pub use orchestrator_testkit::Daemon;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -78,7 +78,26 @@ pub trait CliExt {
                 return instances;
             }
             if Instant::now() > deadline {
-                panic!("{workload}: not {what} within {timeout:?}: {instances:#?}");
+                // What the containers that are not running said last: the reason is usually
+                // there (a failed bind, a missing file), and the data dir is gone after the test.
+                let logs: Vec<String> = instances
+                    .iter()
+                    .filter(|i| i.status != InstanceStatus::Running)
+                    .map(|i| {
+                        let out = self.cli(&["instance", "logs", i.id.as_str(), "--tail", "20"]);
+                        format!(
+                            "--- logs of {} ({}):\n{}{}",
+                            i.id,
+                            i.status,
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "{workload}: not {what} within {timeout:?}: {instances:#?}\n{}",
+                    logs.join("\n")
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
