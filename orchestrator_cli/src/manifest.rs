@@ -58,12 +58,6 @@ containers: [{name: api, image: api:2}]
 ";
 
     #[test]
-    fn flow_yaml_on_stdin_is_not_mistaken_for_json() {
-        let docs = parse(STDIN, "{name: web, replicas: 1}").unwrap();
-        assert_eq!(docs[0].name(), Some("web"));
-    }
-
-    #[test]
     fn syntax_errors_name_file_and_document() {
         let err = parse("app.yaml", "name: a\n---\nname: [unclosed\n").unwrap_err();
         let ClientError::ManifestYaml { document, .. } = &err else {

@@ -375,12 +375,12 @@ impl OrchestratorHandle {
     }
 
     /// An instance record read from the store. Its key needs the workload's id, found through
-    /// the workload's name, which the instance id starts with ([`InstanceId::generate`]).
+    /// the workload's name, which the instance id starts with ([`InstanceId::workload_name`]).
     async fn stored_instance(&self, id: &str) -> Result<Option<WorkloadInstance>, CoreError> {
-        let Some((name, _)) = id.rsplit_once('-') else {
+        let Some(name) = InstanceId::from(id).workload_name().map(str::to_owned) else {
             return Ok(None);
         };
-        let Some(def) = self.get(name).await? else {
+        let Some(def) = self.get(&name).await? else {
             return Ok(None);
         };
         let key = format!("{}/{id}", def.value.id);

@@ -184,9 +184,8 @@ impl ClusterView {
         ) -> Option<&'a Arc<WorkloadInstance>> {
             slice.instances.iter().find(|i| i.id == *id)
         }
-        id.as_str()
-            .rsplit_once('-')
-            .and_then(|(name, _)| self.names.get(name))
+        id.workload_name()
+            .and_then(|name| self.names.get(name))
             .and_then(|w| self.workloads.get(w))
             .and_then(|slice| find(slice, id))
             .or_else(|| self.workloads.values().find_map(|slice| find(slice, id)))

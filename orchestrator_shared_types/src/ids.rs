@@ -74,4 +74,24 @@ impl InstanceId {
         let hex = uuid::Uuid::new_v4().simple().to_string();
         Self(format!("{workload_name}-{}", &hex[..12]))
     }
+
+    /// The workload name a [`generate`](Self::generate)d id starts with (`None` for an id of
+    /// another shape); it finds an instance's workload without a lookup table.
+    pub fn workload_name(&self) -> Option<&str> {
+        self.0.rsplit_once('-').map(|(name, _)| name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_instance_id_names_its_workload() {
+        assert_eq!(
+            InstanceId::generate("web-api").workload_name(),
+            Some("web-api")
+        );
+        assert_eq!(InstanceId::from("plain").workload_name(), None);
+    }
 }

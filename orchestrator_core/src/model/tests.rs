@@ -83,8 +83,16 @@ fn start_all(m: &mut Model, effects: &[Effect], now: Instant) {
     }
 }
 
-fn status_counts(m: &Model) -> Summary {
-    m.summary()
+/// A model with node `n1` running every replica of `def`, and the effects that started them.
+fn running(def: WorkloadDefinition, now: Instant) -> (Model, Vec<Effect>) {
+    let mut m = model();
+    m.add_node(node("n1"));
+    m.on_workload_put(def, 1);
+    m.reconcile_dirty(now);
+    let effects = m.take_effects();
+    start_all(&mut m, &effects, now);
+    m.take_effects();
+    (m, effects)
 }
 
 #[test]
@@ -106,10 +114,10 @@ fn a_new_workload_is_placed_started_and_reported_running() {
             .count(),
         2
     );
-    assert_eq!(status_counts(&m).count(InstanceStatus::Scheduled), 2);
+    assert_eq!(m.summary().count(InstanceStatus::Scheduled), 2);
 
     start_all(&mut m, &effects, now);
-    assert_eq!(status_counts(&m).count(InstanceStatus::Running), 2);
+    assert_eq!(m.summary().count(InstanceStatus::Running), 2);
     let effects = m.take_effects();
     assert_eq!(
         events(&effects)
@@ -134,13 +142,7 @@ fn a_new_workload_is_placed_started_and_reported_running() {
 #[test]
 fn a_crash_restarts_only_after_the_backoff() {
     let now = Instant::now();
-    let mut m = model();
-    m.add_node(node("n1"));
-    m.on_workload_put(workload("web", 1), 1);
-    m.reconcile_dirty(now);
-    let effects = m.take_effects();
-    start_all(&mut m, &effects, now);
-    m.take_effects();
+    let (mut m, effects) = running(workload("web", 1), now);
     let Some(Effect::Run {
         instance,
         node,
@@ -166,7 +168,7 @@ fn a_crash_restarts_only_after_the_backoff() {
             .any(|e| e.starts_with("exited with code 3; restarting in")),
         "{effects:?}"
     );
-    assert_eq!(status_counts(&m).count(InstanceStatus::Failed), 1);
+    assert_eq!(m.summary().count(InstanceStatus::Failed), 1);
     m.reconcile_dirty(now);
     assert!(runs(&m.take_effects()).is_empty(), "not before the backoff");
     let due = m.next_deadline().expect("a restart timer");
@@ -181,14 +183,8 @@ fn a_crash_restarts_only_after_the_backoff() {
 #[test]
 fn a_deleted_workload_is_stopped_then_forgotten() {
     let now = Instant::now();
-    let mut m = model();
-    m.add_node(node("n1"));
     let def = workload("web", 1);
-    m.on_workload_put(def.clone(), 1);
-    m.reconcile_dirty(now);
-    let effects = m.take_effects();
-    start_all(&mut m, &effects, now);
-    m.take_effects();
+    let (mut m, _) = running(def.clone(), now);
 
     m.on_workload_deleted("web", 2);
     m.reconcile_dirty(now);
@@ -257,13 +253,7 @@ fn a_relist_finds_workloads_created_and_deleted_behind_its_back() {
 #[test]
 fn a_drained_node_s_instances_move_elsewhere() {
     let now = Instant::now();
-    let mut m = model();
-    m.add_node(node("n1"));
-    m.on_workload_put(workload("web", 1), 1);
-    m.reconcile_dirty(now);
-    let effects = m.take_effects();
-    start_all(&mut m, &effects, now);
-    m.take_effects();
+    let (mut m, _) = running(workload("web", 1), now);
     let mut n2 = node("n2");
     n2.labels.insert("zone".into(), "b".into());
     m.on_cluster_event(ClusterEvent::NodeAdded(n2));
