@@ -542,7 +542,7 @@ impl Driver {
                 }
             }
             // Not watched (see WATCHED).
-            Kind::Instance => {}
+            Kind::Instance | Kind::Assignment | Kind::ContainerStatus | Kind::Cluster => {}
         }
     }
 }

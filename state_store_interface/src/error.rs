@@ -53,6 +53,20 @@ pub enum StoreError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The lease has ended (expired or revoked): the keys written under it are gone.
+    #[error("lease {lease} has expired")]
+    LeaseExpired {
+        /// The lease.
+        lease: i64,
+    },
+    /// The store is not the one this client was using: it was reset or replaced (etcd: its
+    /// cluster id changed, or its revision went backwards). Continuing would re-run the cluster
+    /// from nothing, so the caller must stop and an operator decide.
+    #[error("the store was reset or replaced: {reason}")]
+    Reset {
+        /// What showed it.
+        reason: String,
+    },
     /// The store was closed.
     #[error("store closed")]
     Closed,

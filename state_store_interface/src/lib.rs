@@ -12,6 +12,7 @@
 //! # Layout
 //! * [`store`] — the [`StateStore`] trait and its data types (`Kind`, `Entry`, `Op`, `Watch`, ...).
 //! * [`error`] — [`StoreError`] with `is_transient()`.
+//! * [`coordination`] — [`Coordination`]: leases, and the [`Fence`] of a leadership.
 //! * [`typed`] — [`StoredObject`] and the [`StoreExt`] helpers that (de)serialize JSON values.
 //! * [`rules`] — the rules every store applies the same way: batch and precondition checks, the
 //!   plan of a commit, numbering, retention and filtering of the event log.
@@ -22,6 +23,7 @@
 //! * `redb_store` — `RedbStore`, the embedded persistent store in a data directory (feature
 //!   `redb`), the daemon's default.
 
+pub mod coordination;
 pub mod error;
 pub mod memory;
 pub mod rules;
@@ -35,6 +37,7 @@ pub mod conformance;
 #[cfg(feature = "redb")]
 pub mod redb_store;
 
+pub use coordination::{Coordination, Fence, LeaseId, DEFAULT_LEASE_TTL};
 pub use error::StoreError;
 pub use memory::InMemoryStore;
 #[cfg(feature = "redb")]

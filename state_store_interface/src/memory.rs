@@ -86,7 +86,7 @@ impl ToEvent for Change {
 
 struct Inner {
     /// One table per kind, so lookups borrow the `&str` key instead of building a `(Kind, String)`.
-    tables: [BTreeMap<String, Stored>; 3],
+    tables: [BTreeMap<String, Stored>; Kind::ALL.len()],
     history: VecDeque<Change>,
     /// Highest revision of a change dropped from the history (0: none dropped).
     compacted: Revision,
@@ -102,6 +102,9 @@ fn slot(kind: Kind) -> usize {
         Kind::Workload => 0,
         Kind::Instance => 1,
         Kind::Node => 2,
+        Kind::Assignment => 3,
+        Kind::ContainerStatus => 4,
+        Kind::Cluster => 5,
     }
 }
 

@@ -113,6 +113,9 @@ const FORMAT: u64 = 2;
 const WORKLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("workloads");
 const INSTANCES: TableDefinition<&str, &[u8]> = TableDefinition::new("instances");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+const ASSIGNMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("assignments");
+const CONTAINER_STATUSES: TableDefinition<&str, &[u8]> = TableDefinition::new("container_statuses");
+const CLUSTER: TableDefinition<&str, &[u8]> = TableDefinition::new("cluster");
 const HISTORY: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("history");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const EVENTS_BY_WORKLOAD: TableDefinition<(&str, u64), ()> =
@@ -271,6 +274,9 @@ fn kind_tag(kind: Kind) -> u8 {
         Kind::Workload => 0,
         Kind::Instance => 1,
         Kind::Node => 2,
+        Kind::Assignment => 3,
+        Kind::ContainerStatus => 4,
+        Kind::Cluster => 5,
     }
 }
 
@@ -283,6 +289,9 @@ fn entries_table(kind: Kind) -> TableDefinition<'static, &'static str, &'static 
         Kind::Workload => WORKLOADS,
         Kind::Instance => INSTANCES,
         Kind::Node => NODES,
+        Kind::Assignment => ASSIGNMENTS,
+        Kind::ContainerStatus => CONTAINER_STATUSES,
+        Kind::Cluster => CLUSTER,
     }
 }
 
@@ -367,7 +376,7 @@ impl Counters {
 /// Every table, opened in one write transaction.
 struct WriteTables<'t> {
     /// Indexed by `kind_tag`.
-    entries: [Table<'t, &'static str, &'static [u8]>; 3],
+    entries: [Table<'t, &'static str, &'static [u8]>; Kind::ALL.len()],
     history: Table<'t, (u64, u32), &'static [u8]>,
     events: Table<'t, u64, &'static [u8]>,
     events_by_workload: Table<'t, (&'static str, u64), ()>,
@@ -381,6 +390,9 @@ impl<'t> WriteTables<'t> {
                 txn.open_table(entries_table(Kind::Workload))?,
                 txn.open_table(entries_table(Kind::Instance))?,
                 txn.open_table(entries_table(Kind::Node))?,
+                txn.open_table(entries_table(Kind::Assignment))?,
+                txn.open_table(entries_table(Kind::ContainerStatus))?,
+                txn.open_table(entries_table(Kind::Cluster))?,
             ],
             history: txn.open_table(HISTORY)?,
             events: txn.open_table(EVENTS)?,

@@ -45,7 +45,7 @@ pub fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
     if ops.len() < 2 {
         return Ok(());
     }
-    let mut targets: Vec<(Kind, &str)> = ops.iter().map(Op::target).collect();
+    let mut targets: Vec<(Kind, &str)> = ops.iter().filter(|op| op.writes()).map(Op::target).collect();
     targets.sort_unstable();
     match targets.windows(2).find(|w| w[0] == w[1]) {
         Some(w) => Err(StoreError::Backend {
@@ -185,7 +185,7 @@ pub fn plan_commit<E>(
                 },
                 create_revision: revision,
             }),
-            Op::Delete { .. } => {}
+            Op::Delete { .. } | Op::Check { .. } => {}
         }
     }
     Ok(Ok(Plan {

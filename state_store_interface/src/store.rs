@@ -20,11 +20,28 @@ pub enum Kind {
     /// Nodes, keyed by node id; node cordons, keyed by `cordons/{node_id}` (see
     /// [`crate::typed::NodeCordon`]).
     Node,
+    /// Containers the leader assigned to a node, keyed by `{node_id}/{container_id}`; written by
+    /// the leader only (a cluster's node agents realize them).
+    Assignment,
+    /// What a node's agent observes of its containers, keyed by `{node_id}/{container_id}`;
+    /// written by that node's agent only.
+    ContainerStatus,
+    /// Cluster-wide records: the cluster's identity (`id`), the leadership key (`leader`) and the
+    /// members' liveness keys (`members/{node_id}`), the last two bound to leases (see
+    /// [`crate::Coordination`]).
+    Cluster,
 }
 
 impl Kind {
     /// Every kind, in a fixed order.
-    pub const ALL: [Kind; 3] = [Kind::Workload, Kind::Instance, Kind::Node];
+    pub const ALL: [Kind; 6] = [
+        Kind::Workload,
+        Kind::Instance,
+        Kind::Node,
+        Kind::Assignment,
+        Kind::ContainerStatus,
+        Kind::Cluster,
+    ];
 }
 
 /// A set of [`Kind`]s: which collections a watch follows (see [`StateStore::watch_kinds`]).
@@ -33,7 +50,7 @@ pub struct KindSet(u8);
 
 impl KindSet {
     /// Every collection.
-    pub const ALL: KindSet = KindSet(0b111);
+    pub const ALL: KindSet = KindSet(0b11_1111);
 
     /// The collections in `kinds`.
     pub const fn of(kinds: &[Kind]) -> Self {
@@ -56,6 +73,9 @@ impl KindSet {
             Kind::Workload => 1,
             Kind::Instance => 2,
             Kind::Node => 4,
+            Kind::Assignment => 8,
+            Kind::ContainerStatus => 16,
+            Kind::Cluster => 32,
         }
     }
 }
@@ -88,7 +108,7 @@ pub enum Precondition {
     ModRevision(Revision),
 }
 
-/// One write of a batch.
+/// One operation of a batch: a write, or a check that writes nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
     /// Create or replace `key`.
@@ -111,21 +131,41 @@ pub enum Op {
         /// Condition.
         precondition: Precondition,
     },
+    /// Writes nothing: the batch commits only if `precondition` holds for `key` (an etcd
+    /// compare without an operation). A leader fences its writes so: every batch checks the
+    /// leadership key it holds, so a deposed leader's late writes fail.
+    Check {
+        /// Collection.
+        kind: Kind,
+        /// Key.
+        key: String,
+        /// Condition.
+        precondition: Precondition,
+    },
 }
 
 impl Op {
-    /// The collection and key the op writes.
+    /// The collection and key the op writes (or checks).
     pub fn target(&self) -> (Kind, &str) {
         match self {
-            Op::Put { kind, key, .. } | Op::Delete { kind, key, .. } => (*kind, key),
+            Op::Put { kind, key, .. } | Op::Delete { kind, key, .. } | Op::Check { kind, key, .. } => {
+                (*kind, key)
+            }
         }
     }
 
     /// The condition the op needs to hold.
     pub fn precondition(&self) -> Precondition {
         match self {
-            Op::Put { precondition, .. } | Op::Delete { precondition, .. } => *precondition,
+            Op::Put { precondition, .. }
+            | Op::Delete { precondition, .. }
+            | Op::Check { precondition, .. } => *precondition,
         }
+    }
+
+    /// Whether the op writes (a [`Op::Check`] does not).
+    pub fn writes(&self) -> bool {
+        !matches!(self, Op::Check { .. })
     }
 }
 
