@@ -31,6 +31,8 @@
 //! * [`view`] — [`ClusterView`], the immutable snapshot every read is answered from.
 //! * [`handle`] — [`OrchestratorHandle`]: create / apply / update / scale / delete (store
 //!   writes), reads from the view, and an instance's logs from the runtime.
+//! * [`cluster`] — a cluster of daemons on one store: node agents, the leader's election, the
+//!   store-fed view of followers.
 //! * [`plan`] — the pure planner.
 //! * `execute`: runtime operations with bounded concurrency.
 //! * `persist`: the batching writer of instance records and events.
@@ -39,6 +41,7 @@
 //! * [`error`] — [`CoreError`].
 
 pub mod backoff;
+pub mod cluster;
 mod driver;
 pub mod error;
 mod execute;

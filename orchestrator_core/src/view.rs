@@ -68,6 +68,9 @@ pub struct ClusterView {
     workloads: HashMap<WorkloadId, Arc<WorkloadSlice>>,
     names: HashMap<String, WorkloadId>,
     state: ClusterState,
+    /// Why the view may be behind the store (a daemon that lost its store keeps answering from
+    /// the last view it built); `None` while it follows the store.
+    stale: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ClusterView {
@@ -108,6 +111,21 @@ impl ClusterView {
             workloads,
             names,
             state,
+            stale: None,
+        }
+    }
+
+    /// Why this view may be out of date (e.g. "the store is unreachable since 12:00:03"), or
+    /// `None` when it follows the store. Readers say so to their clients.
+    pub fn stale(&self) -> Option<&str> {
+        self.stale.as_deref()
+    }
+
+    /// This view, marked as possibly out of date for `reason`.
+    pub fn marked_stale(&self, reason: impl Into<Arc<str>>) -> Self {
+        Self {
+            stale: Some(reason.into()),
+            ..self.clone()
         }
     }
 

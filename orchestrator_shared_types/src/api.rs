@@ -208,6 +208,72 @@ pub struct ClusterInfo {
     pub store: String,
     /// The runtime in use (e.g. `youki`, `simulated`).
     pub runtime: String,
+    /// Who is in the cluster and who leads it (absent from servers before clusters existed).
+    #[serde(default)]
+    pub membership: Membership,
+}
+
+/// The members of a cluster, its leader and the health of its store, as the answering daemon
+/// sees them (part of [`ClusterInfo`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Membership {
+    /// `single-node` (embedded store, one daemon) or `etcd` (a cluster sharing an etcd store).
+    pub mode: String,
+    /// The cluster's identity, made when its first daemon created it (none in single-node mode).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// The node of the daemon that answered.
+    pub this_node: NodeId,
+    /// The daemon running the reconcile loop, if one is elected.
+    #[serde(default)]
+    pub leader: Option<LeaderInfo>,
+    /// Every registered node with its liveness.
+    #[serde(default)]
+    pub members: Vec<MemberInfo>,
+    /// Whether the answering daemon reaches the store.
+    #[serde(default)]
+    pub store_health: StoreHealth,
+}
+
+/// The elected leader (see [`Membership`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LeaderInfo {
+    /// Its node.
+    pub node: NodeId,
+    /// Where its daemon's API is reached.
+    pub address: String,
+    /// The store revision at which it was elected (its fence).
+    pub since_revision: u64,
+}
+
+/// One member of a cluster (see [`Membership`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberInfo {
+    /// Its node.
+    pub node: NodeId,
+    /// Where its daemon's API is reached.
+    pub address: String,
+    /// `Ready` while its liveness lease is held, `Down` once it expired.
+    pub status: crate::NodeStatus,
+    /// Whether it is the leader.
+    pub leader: bool,
+}
+
+/// Whether a daemon reaches its store (see [`Membership`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StoreHealth {
+    /// The last call to the store succeeded.
+    pub reachable: bool,
+    /// The store's revision when last read.
+    #[serde(default)]
+    pub revision: Option<u64>,
+    /// What failed, when it is not reachable; or why reads may be stale.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// Parses the `since` of logs (`GET .../logs?since=`, the CLI's `--since`, MCP `get_logs`): a

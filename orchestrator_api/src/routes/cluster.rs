@@ -26,5 +26,6 @@ pub(crate) async fn info(State(state): State<ApiState>) -> Result<Json<ClusterIn
         instances: summary.instances,
         store: info.store.clone(),
         runtime: info.runtime.clone(),
+        membership: Default::default(),
     }))
 }

@@ -67,6 +67,7 @@ mod tests {
                 .collect(),
             store: "redb:/var/lib/orchestrator".into(),
             runtime: "youki".into(),
+            membership: Default::default(),
         };
         let text = info_text("http://127.0.0.1:8080", &info);
         assert!(
