@@ -14,7 +14,7 @@ pub fn container_id_for(instance: &InstanceId, container_name: &str) -> Containe
 }
 
 /// Everything a runtime needs to create one container.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
     /// The id to create it under (see [`container_id_for`]).
     pub id: ContainerId,

@@ -93,6 +93,12 @@ pub enum CoreError {
     /// The orchestrator is shutting down or has stopped.
     #[error("the orchestrator is not running")]
     Stopped,
+    /// This daemon cannot join the cluster in the store: the reason says why and what to do.
+    #[error("cannot join the cluster: {reason}")]
+    Join {
+        /// Why, and what to do.
+        reason: String,
+    },
 }
 
 impl CoreError {

@@ -97,6 +97,26 @@ fn conflict_or<'a>(
 }
 
 impl OrchestratorHandle {
+    /// A handle of a daemon that does not run the loop itself (a cluster member that is not
+    /// the leader, or any member: see [`crate::cluster`]): writes go to `store`, reads come
+    /// from `views` (a [`crate::cluster::mirror::Mirror`]'s), logs from `runtime`. Shutting it
+    /// down does nothing: the loop it would stop runs elsewhere.
+    pub fn from_views(
+        store: Arc<dyn StateStore>,
+        cluster: Arc<dyn ClusterManager>,
+        runtime: Arc<dyn ContainerRuntime>,
+        views: watch::Receiver<Arc<ClusterView>>,
+    ) -> Self {
+        Self {
+            store,
+            cluster,
+            runtime,
+            view: views,
+            resync: Arc::new(Notify::new()),
+            shutdown: Arc::new(watch::Sender::new(ShutdownMode::Running)),
+        }
+    }
+
     /// The store the orchestrator uses (for reads by the API).
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.store

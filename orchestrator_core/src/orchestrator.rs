@@ -86,6 +86,7 @@ pub struct OrchestratorBuilder {
     runtime: Option<Arc<dyn ContainerRuntime>>,
     cluster: Option<Arc<dyn ClusterManager>>,
     scheduler: Option<Arc<dyn Scheduler>>,
+    metrics: Option<Arc<CoreMetrics>>,
     config: OrchestratorConfig,
 }
 
@@ -103,6 +104,7 @@ impl OrchestratorBuilder {
             runtime: None,
             cluster: None,
             scheduler: None,
+            metrics: None,
             config: OrchestratorConfig::default(),
         }
     }
@@ -131,6 +133,13 @@ impl OrchestratorBuilder {
         self
     }
 
+    /// The counters to keep (default: new ones). A daemon that runs a loop for each term of
+    /// its leadership keeps one set across them.
+    pub fn metrics(mut self, metrics: Arc<CoreMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Loop settings.
     pub fn config(mut self, config: OrchestratorConfig) -> Self {
         self.config = config;
@@ -153,7 +162,7 @@ impl OrchestratorBuilder {
         let scheduler = self
             .scheduler
             .unwrap_or_else(|| Arc::new(scheduler_interface::BinPackScheduler::new()));
-        let metrics = Arc::new(CoreMetrics::default());
+        let metrics = self.metrics.unwrap_or_default();
 
         // Subscribe before reading, so nothing that happens in between is missed.
         let node_events = cluster.subscribe();
@@ -216,6 +225,13 @@ impl Orchestrator {
     /// Drains and stops the loop, and waits until everything is persisted.
     pub async fn shutdown(self) {
         self.handle.shutdown();
+        let _ = self.task.await;
+    }
+
+    /// Stops the loop now: nothing more is started or written (a leader that lost its lease);
+    /// operations in flight are abandoned.
+    pub async fn abort(self) {
+        self.handle.shutdown.send_replace(ShutdownMode::Force);
         let _ = self.task.await;
     }
 

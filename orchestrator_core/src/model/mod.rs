@@ -443,7 +443,19 @@ impl Model {
                 // A node coming back may still run containers we replaced meanwhile.
                 self.relist(id);
             }
-            ClusterEvent::NodeUpdated(node) => self.upsert_node(node),
+            ClusterEvent::NodeUpdated(node) => {
+                let was_down = self
+                    .state
+                    .node(&node.id)
+                    .is_some_and(|n| n.status == NodeStatus::Down);
+                let back = was_down && node.status != NodeStatus::Down;
+                let id = node.id.clone();
+                self.upsert_node(node);
+                // Back from the dead: it may still run containers replaced meanwhile.
+                if back {
+                    self.relist(id);
+                }
+            }
             ClusterEvent::NodeRemoved(id) => {
                 self.state.remove_node(&id);
                 self.touch_node(&id);

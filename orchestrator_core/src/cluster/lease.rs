@@ -1,0 +1,104 @@
+//! [`LeaseKeeper`]: this daemon's one lease, kept alive for as long as the store answers. The
+//! node agent binds its member record to it and the candidate its leadership, so a daemon that
+//! dies or loses the store loses both within one TTL.
+//!
+//! The keeper counts the lease lost as soon as it could not refresh it for a whole TTL, even if
+//! the store would still hold it a little longer: a leader stops acting early rather than late.
+//! It then grants a new lease and publishes it, so the agent registers again and the candidate
+//! campaigns again.
+
+use super::RECONNECT;
+use crate::backoff::Backoff;
+use state_store_interface::{Coordination, LeaseId, StoreError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Keeps one lease alive; see the module docs.
+pub struct LeaseKeeper {
+    current: watch::Receiver<Option<LeaseId>>,
+    ttl: Duration,
+    _stop: DropGuard,
+}
+
+impl LeaseKeeper {
+    /// Starts keeping a lease of `ttl` on `store`; the first is granted in the background.
+    pub fn start(store: Arc<dyn Coordination>, ttl: Duration) -> Self {
+        let (tx, current) = watch::channel(None);
+        let cancel = CancellationToken::new();
+        tokio::spawn(keep(store, ttl, tx, cancel.clone()));
+        Self {
+            current,
+            ttl,
+            _stop: cancel.drop_guard(),
+        }
+    }
+
+    /// The lease held now (`None` while there is none), and its changes.
+    pub fn subscribe(&self) -> watch::Receiver<Option<LeaseId>> {
+        self.current.clone()
+    }
+
+    /// The lease's time-to-live.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+async fn keep(
+    store: Arc<dyn Coordination>,
+    ttl: Duration,
+    current: watch::Sender<Option<LeaseId>>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(RECONNECT);
+    let refresh_every = ttl / 3;
+    loop {
+        let lease = tokio::select! {
+            () = cancel.cancelled() => return,
+            lease = store.grant_lease(ttl) => lease,
+        };
+        let lease = match lease {
+            Ok(lease) => lease,
+            Err(e) => {
+                let delay = backoff.fail(Duration::ZERO);
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "granting this daemon's lease failed");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        let granted = Instant::now();
+        tracing::info!(lease, ttl_ms = ttl.as_millis() as u64, "lease granted");
+        current.send_replace(Some(lease));
+        let mut refreshed = Instant::now();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    current.send_replace(None);
+                    return;
+                }
+                () = tokio::time::sleep(refresh_every) => {}
+            }
+            // A refresh that hangs must not outlive the lease.
+            let deadline = (refreshed + ttl).saturating_duration_since(Instant::now());
+            match tokio::time::timeout(deadline, store.keep_alive(lease)).await {
+                Ok(Ok(())) => refreshed = Instant::now(),
+                Ok(Err(StoreError::LeaseExpired { .. })) => {
+                    tracing::warn!(lease, "the lease expired (the store did not hear from this daemon in time)");
+                    break;
+                }
+                Ok(Err(e)) => tracing::warn!(lease, error = %e, "refreshing the lease failed"),
+                Err(_) => {}
+            }
+            if refreshed.elapsed() >= ttl {
+                tracing::warn!(lease, "the lease could not be refreshed for a whole TTL: counted lost");
+                break;
+            }
+        }
+        current.send_replace(None);
+        backoff.fail(granted.elapsed());
+    }
+}

@@ -1,0 +1,238 @@
+//! The nodes of a cluster as its store holds them, and [`StoreClusterManager`], the
+//! [`ClusterManager`] the leader's core uses in a cluster.
+//!
+//! A node is its registration (`Node/{id}`, written by its agent) plus its liveness (the
+//! member record `Cluster/members/{id}`, bound to the agent's lease): `Ready` while the member
+//! record exists, `Down` once it is gone. The etcd lease is the authoritative liveness: a node
+//! is never declared down while its lease is held.
+
+use super::records::{MemberRecord, MEMBERS_PREFIX};
+use super::RECONNECT;
+use crate::backoff::Backoff;
+use async_trait::async_trait;
+use cluster_manager_interface::{ClusterError, ClusterManager, NodeHub, NodeSubscription};
+use orchestrator_shared_types::{Node, NodeId, NodeStatus};
+use state_store_interface::{
+    decode_event, Kind, KindSet, StateStore, StoreError, StoreExt, WatchEvent, CORDON_PREFIX,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Registrations, live members and cordons, folded into nodes (pure; fed by listings and watch
+/// events).
+#[derive(Clone, Debug, Default)]
+pub struct NodeTable {
+    records: BTreeMap<NodeId, Node>,
+    members: BTreeMap<NodeId, MemberRecord>,
+    cordoned: BTreeSet<NodeId>,
+}
+
+/// The collections a [`NodeTable`] follows.
+pub const NODE_KINDS: KindSet = KindSet::of(&[Kind::Node, Kind::Cluster]);
+
+impl NodeTable {
+    /// Reads every registration, member and cordon.
+    pub async fn load(store: &dyn StateStore) -> Result<Self, StoreError> {
+        let mut table = Self::default();
+        for n in store.list_obj::<Node>("").await? {
+            table.records.insert(n.value.id.clone(), n.value);
+        }
+        for e in store.list(Kind::Node, CORDON_PREFIX).await? {
+            table.cordoned.insert(NodeId::from(&e.key[CORDON_PREFIX.len()..]));
+        }
+        for m in store.list_obj::<MemberRecord>(MEMBERS_PREFIX).await? {
+            table.members.insert(m.value.node.clone(), m.value);
+        }
+        Ok(table)
+    }
+
+    /// Applies a watch event of [`NODE_KINDS`]; returns the node it changed, if any.
+    pub fn apply(&mut self, event: &WatchEvent) -> Option<NodeId> {
+        match event.kind {
+            Kind::Node => {
+                if let Some(id) = event.key.strip_prefix(CORDON_PREFIX) {
+                    let id = NodeId::from(id);
+                    if event.value.is_some() {
+                        self.cordoned.insert(id.clone());
+                    } else {
+                        self.cordoned.remove(&id);
+                    }
+                    return Some(id);
+                }
+                let id = NodeId::from(event.key.as_str());
+                match decode_event::<Node>(event) {
+                    Ok(Some(node)) => {
+                        self.records.insert(id.clone(), node);
+                    }
+                    Ok(None) => {
+                        self.records.remove(&id);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a node record does not decode");
+                        return None;
+                    }
+                }
+                Some(id)
+            }
+            Kind::Cluster => {
+                let id = NodeId::from(event.key.strip_prefix(MEMBERS_PREFIX)?);
+                match decode_event::<MemberRecord>(event) {
+                    Ok(Some(m)) => {
+                        self.members.insert(id.clone(), m);
+                    }
+                    Ok(None) => {
+                        self.members.remove(&id);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a member record does not decode");
+                        return None;
+                    }
+                }
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
+    /// Node `id` as the cluster sees it: `Down` without a live member record, unschedulable
+    /// when cordoned.
+    pub fn node(&self, id: &NodeId) -> Option<Node> {
+        let mut node = self.records.get(id)?.clone();
+        if let Some(m) = self.members.get(id) {
+            node.address.clone_from(&m.address);
+        } else {
+            node.status = NodeStatus::Down;
+        }
+        node.unschedulable |= self.cordoned.contains(id);
+        Some(node)
+    }
+
+    /// Every registered node, sorted by id.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.records.keys().filter_map(|id| self.node(id)).collect()
+    }
+
+    /// The live members, sorted by node id.
+    pub fn members(&self) -> impl Iterator<Item = &MemberRecord> {
+        self.members.values()
+    }
+}
+
+/// The leader's [`ClusterManager`] in a cluster: nodes from the store (see the module docs),
+/// followed through its watch. Cordons are left out here: the core reads them from the store
+/// itself.
+pub struct StoreClusterManager {
+    hub: Arc<NodeHub>,
+    _stop: DropGuard,
+}
+
+impl StoreClusterManager {
+    /// Loads the nodes and follows their changes until dropped.
+    pub async fn start(store: Arc<dyn StateStore>) -> Result<Self, StoreError> {
+        let hub = Arc::new(NodeHub::new(4096));
+        let revision = store.revision().await?;
+        let mut table = NodeTable::load(store.as_ref()).await?;
+        table.cordoned.clear();
+        for node in table.nodes() {
+            hub.upsert(node);
+        }
+        let cancel = CancellationToken::new();
+        tokio::spawn(follow(store, hub.clone(), table, revision, cancel.clone()));
+        Ok(Self {
+            hub,
+            _stop: cancel.drop_guard(),
+        })
+    }
+}
+
+async fn follow(
+    store: Arc<dyn StateStore>,
+    hub: Arc<NodeHub>,
+    mut table: NodeTable,
+    mut revision: u64,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(RECONNECT);
+    loop {
+        let opened = std::time::Instant::now();
+        if let Ok(mut watch) = store.watch_kinds(revision, NODE_KINDS).await {
+            loop {
+                let next = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    next = watch.next() => next,
+                };
+                let Some(Ok(event)) = next else { break };
+                if event.key.starts_with(CORDON_PREFIX) {
+                    continue;
+                }
+                if let Some(id) = table.apply(&event) {
+                    match table.node(&id) {
+                        Some(node) => hub.upsert(node),
+                        None => {
+                            hub.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+        // Re-list, then watch again from the listing.
+        let mut healthy_for = opened.elapsed();
+        loop {
+            let delay = backoff.fail(healthy_for);
+            healthy_for = Duration::ZERO;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(delay) => {}
+            }
+            let listed = async {
+                let revision = store.revision().await?;
+                Ok::<_, StoreError>((revision, NodeTable::load(store.as_ref()).await?))
+            };
+            match listed.await {
+                Ok((r, mut t)) => {
+                    t.cordoned.clear();
+                    let now: BTreeSet<NodeId> = t.records.keys().cloned().collect();
+                    for gone in table.records.keys().filter(|id| !now.contains(*id)) {
+                        hub.remove(gone);
+                    }
+                    for node in t.nodes() {
+                        hub.upsert(node);
+                    }
+                    (revision, table) = (r, t);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "re-listing nodes failed"),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterManager for StoreClusterManager {
+    async fn nodes(&self) -> Result<Vec<Node>, ClusterError> {
+        Ok(self.hub.nodes())
+    }
+
+    async fn node(&self, id: &NodeId) -> Result<Option<Node>, ClusterError> {
+        Ok(self.hub.node(id))
+    }
+
+    /// The cordon itself is the store's record (the caller writes it); this only checks that
+    /// the node exists.
+    async fn set_unschedulable(
+        &self,
+        id: &NodeId,
+        _unschedulable: bool,
+    ) -> Result<(), ClusterError> {
+        match self.hub.node(id) {
+            Some(_) => Ok(()),
+            None => Err(ClusterError::NodeNotFound(id.clone())),
+        }
+    }
+
+    fn subscribe(&self) -> NodeSubscription {
+        self.hub.subscribe()
+    }
+}
