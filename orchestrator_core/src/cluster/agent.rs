@@ -18,8 +18,8 @@ use crate::backoff::Backoff;
 use container_runtime_interface::{ContainerRuntime, ContainerState, RuntimeError};
 use orchestrator_shared_types::{ContainerId, Node, NodeId};
 use state_store_interface::{
-    decode_event, Coordination, Kind, KindSet, LeaseId, Op, Precondition, StateStore, StoreError,
-    StoreExt, StoredObject,
+    decode_event, typed::put_op, Coordination, Kind, KindSet, LeaseId, Op, Precondition,
+    StateStore, StoreError, StoreExt, StoredObject,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -235,43 +235,94 @@ async fn follow_assignments(s: Arc<Shared>, mut revision: u64) {
     }
 }
 
-/// Turns the local runtime's container events into reports.
+/// Most reports written in one batch (etcd refuses transactions of more than 128 operations by
+/// default).
+const REPORT_BATCH: usize = 100;
+
+/// Turns the local runtime's container events into reports. Events are the one source of a
+/// started container's state, taken in the runtime's order, so a report never goes back to an
+/// older state; whatever has queued up is written in batches (one store round trip for many
+/// containers when hundreds start at once).
 async fn follow_runtime(
     s: Arc<Shared>,
     mut events: broadcast::Receiver<container_runtime_interface::ContainerEvent>,
 ) {
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             () = s.cancel.cancelled() => return,
             e = events.recv() => e,
         };
-        match event {
-            Ok(event) if event.node_id == s.node => {
-                let started = s.started_assignment(&event.container_id);
-                if let Some(a) = started {
-                    s.report(&a, event.state).await;
+        let mut batch = Vec::new();
+        let mut next = first;
+        loop {
+            match next {
+                Ok(event) if event.node_id == s.node => batch.push(event),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    tracing::warn!("missed container events; re-reading every container");
+                    s.report_all().await;
                 }
+                Err(broadcast::error::RecvError::Closed) => return,
             }
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                tracing::warn!("missed container events; re-reading every container");
-                let ids: Vec<ContainerId> = {
-                    let slots = s.slots.lock().expect("slots lock");
-                    slots.keys().cloned().collect()
-                };
-                for id in ids {
-                    let Some(a) = s.started_assignment(&id) else { continue };
-                    if let Ok(info) = s.runtime.status(&s.node, &id).await {
-                        s.report(&a, info.state).await;
-                    }
+            if batch.len() >= REPORT_BATCH {
+                break;
+            }
+            next = match events.try_recv() {
+                Ok(e) => Ok(e),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    Err(broadcast::error::RecvError::Lagged(n))
                 }
+                Err(_) => break,
+            };
+        }
+        // The last event of a container in the batch is its state.
+        let mut reports: HashMap<ContainerId, ContainerReport> = HashMap::new();
+        for event in batch {
+            if let Some(a) = s.started_assignment(&event.container_id) {
+                reports.insert(event.container_id, report_of(&s.node, &a, event.state));
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        if reports.is_empty() {
+            continue;
+        }
+        let ops = reports
+            .values()
+            .map(|r| put_op(r, Precondition::None))
+            .collect();
+        if let Err(e) = s.store.commit(ops).await {
+            tracing::warn!(error = %e, "writing container reports failed; re-reading every container");
+            s.report_all().await;
         }
     }
 }
 
+fn report_of(node: &NodeId, a: &Assignment, state: ContainerState) -> ContainerReport {
+    ContainerReport {
+        node: node.clone(),
+        id: a.spec.id.clone(),
+        instance_id: a.spec.instance_id.clone(),
+        workload_id: a.spec.workload_id.clone(),
+        state,
+        assignment_uid: a.uid.clone(),
+    }
+}
+
 impl Shared {
+    /// Reports the state of every started container, read from the runtime (after missed
+    /// events or a failed write).
+    async fn report_all(&self) {
+        let ids: Vec<ContainerId> = {
+            let slots = self.slots.lock().expect("slots lock");
+            slots.keys().cloned().collect()
+        };
+        for id in ids {
+            let Some(a) = self.started_assignment(&id) else { continue };
+            if let Ok(info) = self.runtime.status(&self.node, &id).await {
+                self.report(&a, info.state).await;
+            }
+        }
+    }
+
     /// The assignment of `id` whose container was started (or adopted), if it is still wanted.
     fn started_assignment(&self, id: &ContainerId) -> Option<Assignment> {
         let slots = self.slots.lock().expect("slots lock");
@@ -425,39 +476,49 @@ impl Shared {
             }
             return (None, false);
         };
-        let mut started = started;
         if started.as_deref() != Some(a.uid.as_str()) {
             if a.stop_grace_ms.is_some() {
                 // Stopped before it ever started.
                 self.report(a, ContainerState::Exited { code: 0 }).await;
                 return (Some(a.uid.clone()), true);
             }
-            let state = match self.runtime.create_and_start(node, &a.spec).await {
-                Ok(()) | Err(RuntimeError::AlreadyExists { .. }) => self
-                    .runtime
-                    .status(node, id)
-                    .await
-                    .map_or(ContainerState::Running, |info| info.state),
-                Err(e) => ContainerState::Failed {
-                    message: e.to_string(),
-                },
-            };
-            self.report(a, state).await;
-            started = Some(a.uid.clone());
+            // Marked started first: the runtime's events about it (Running, an early exit)
+            // are reported by `follow_runtime` from now on.
+            self.mark_started(id, &a.uid);
+            match self.runtime.create_and_start(node, &a.spec).await {
+                Ok(()) => {}
+                // Adopted (e.g. the agent restarted mid-start): no event will say its state.
+                Err(RuntimeError::AlreadyExists { .. }) => {
+                    if let Ok(info) = self.runtime.status(node, id).await {
+                        self.report(a, info.state).await;
+                    }
+                }
+                Err(e) => {
+                    let state = ContainerState::Failed {
+                        message: e.to_string(),
+                    };
+                    self.report(a, state).await;
+                }
+            }
+            return (Some(a.uid.clone()), false);
         }
         if let Some(grace_ms) = a.stop_grace_ms {
             if !stopped {
+                // The runtime's exit event reports it.
                 self.stop(id, Duration::from_millis(grace_ms)).await;
-                let state = self
-                    .runtime
-                    .status(node, id)
-                    .await
-                    .map_or(ContainerState::Exited { code: 0 }, |info| info.state);
-                self.report(a, state).await;
                 return (started, true);
             }
         }
         (started, stopped)
+    }
+
+    /// Records that `uid`'s container is being started.
+    fn mark_started(&self, id: &ContainerId, uid: &str) {
+        let mut slots = self.slots.lock().expect("slots lock");
+        if let Some(slot) = slots.get_mut(id) {
+            slot.started = Some(uid.to_owned());
+            slot.stopped = false;
+        }
     }
 
     async fn stop(&self, id: &ContainerId, grace: Duration) {
@@ -469,14 +530,7 @@ impl Shared {
 
     /// Writes the report of assignment `a`'s container.
     async fn report(&self, a: &Assignment, state: ContainerState) {
-        let report = ContainerReport {
-            node: self.node.clone(),
-            id: a.spec.id.clone(),
-            instance_id: a.spec.instance_id.clone(),
-            workload_id: a.spec.workload_id.clone(),
-            state,
-            assignment_uid: a.uid.clone(),
-        };
+        let report = report_of(&self.node, a, state);
         if let Err(e) = self.store.put_obj(&report, Precondition::None).await {
             tracing::warn!(container = %report.id, error = %e, "writing a container's report failed");
         }

@@ -27,6 +27,10 @@ use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+/// How long an agent gives a container whose assignment was removed while it ran (see
+/// [`super::agent::AgentConfig::remove_grace`]); a removal waits for that plus the slack.
+const REMOVE_GRACE: Duration = Duration::from_secs(10);
+
 /// Fetches a container's output from the agent of the node that runs it (its agent API).
 #[async_trait]
 pub trait RemoteLogs: Send + Sync {
@@ -64,6 +68,8 @@ enum Want {
     Started,
     /// An exit.
     Exited,
+    /// The report's deletion: the agent removed the container.
+    Gone,
 }
 
 struct Waiter {
@@ -172,6 +178,7 @@ impl Shared {
                         report.state.has_exited()
                             || matches!(report.state, ContainerState::Failed { .. })
                     }
+                    Want::Gone => false,
                 };
             if satisfied {
                 let _ = w.tx.send(Ok(report.state.clone()));
@@ -182,6 +189,24 @@ impl Shared {
         *list = kept;
         if list.is_empty() {
             waiters.remove(&report.id);
+        }
+    }
+
+    /// Answers the waiters for the removal of `id` on `node`.
+    fn gone(&self, node: &NodeId, id: &ContainerId) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        let Some(list) = waiters.get_mut(id) else {
+            return;
+        };
+        let (done, kept): (Vec<_>, Vec<_>) = list
+            .drain(..)
+            .partition(|w| w.want == Want::Gone && &w.node == node);
+        *list = kept;
+        if list.is_empty() {
+            waiters.remove(id);
+        }
+        for w in done {
+            let _ = w.tx.send(Ok(ContainerState::Exited { code: 0 }));
         }
     }
 
@@ -340,17 +365,42 @@ impl ContainerRuntime for ClusterRuntime {
             .map(drop)
     }
 
+    /// Deletes the assignment and waits (boundedly) until the agent removed the container, so
+    /// that a `status` right after finds nothing.
     async fn remove(&self, node: &NodeId, id: &ContainerId) -> Result<(), RuntimeError> {
-        self.shared
+        let s = &self.shared;
+        let key = container_key(node, id);
+        let rx = s.wait(id, node, "", Want::Gone);
+        let reported = s
+            .store
+            .get(Kind::ContainerStatus, &key)
+            .await
+            .map_err(store_failed("remove"))?
+            .is_some();
+        let deleted = s
             .store
             .commit(vec![state_store_interface::Op::Delete {
                 kind: Kind::Assignment,
-                key: container_key(node, id),
+                key,
                 precondition: Precondition::None,
             }])
-            .await
-            .map(drop)
-            .map_err(store_failed("remove"))
+            .await;
+        if let Err(e) = deleted {
+            s.forget_waiters(id);
+            return Err(store_failed("remove")(e));
+        }
+        if !reported {
+            s.forget_waiters(id);
+            return Ok(());
+        }
+        let timeout = s.config.stop_slack + REMOVE_GRACE;
+        match answer_of(rx, timeout, node, "remove").await {
+            Ok(_) | Err(RuntimeError::NodeUnreachable { .. }) => Ok(()),
+            Err(e) => {
+                tracing::warn!(%node, container = %id, error = %e, "the node has not removed the container yet");
+                Ok(())
+            }
+        }
     }
 
     async fn status(&self, node: &NodeId, id: &ContainerId) -> Result<ContainerInfo, RuntimeError> {
@@ -514,7 +564,9 @@ impl ReportFollower {
             Kind::ContainerStatus => match decode_event::<ContainerReport>(event) {
                 Ok(Some(report)) => self.on_report(&report),
                 Ok(None) => {
-                    self.reports.remove(&event.key);
+                    if let Some(r) = self.reports.remove(&event.key) {
+                        self.shared.gone(&r.node, &r.id);
+                    }
                 }
                 Err(e) => tracing::error!(error = %e, "a container report does not decode"),
             },
