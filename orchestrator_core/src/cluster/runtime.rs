@@ -432,14 +432,35 @@ impl ContainerRuntime for ClusterRuntime {
         }
     }
 
+    /// The node's reported containers, and those assigned but not reported yet (`Created`),
+    /// so a new leader finds an assignment its predecessor wrote just before it died.
     async fn list(&self, node: &NodeId) -> Result<Vec<ContainerInfo>, RuntimeError> {
-        let reports = self
-            .shared
-            .store
-            .list_obj::<ContainerReport>(&node_prefix(node))
+        let store = &self.shared.store;
+        let prefix = node_prefix(node);
+        let reports = store
+            .list_obj::<ContainerReport>(&prefix)
             .await
             .map_err(store_failed("list"))?;
-        Ok(reports.iter().map(|r| info_of(&r.value)).collect())
+        let assignments = store
+            .list_obj::<Assignment>(&prefix)
+            .await
+            .map_err(store_failed("list"))?;
+        let mut infos: Vec<ContainerInfo> = reports.iter().map(|r| info_of(&r.value)).collect();
+        let reported: std::collections::HashSet<&ContainerId> =
+            reports.iter().map(|r| &r.value.id).collect();
+        let unreported: Vec<ContainerInfo> = assignments
+            .iter()
+            .filter(|a| !reported.contains(&a.value.spec.id))
+            .map(|a| ContainerInfo {
+                id: a.value.spec.id.clone(),
+                node_id: node.clone(),
+                instance_id: a.value.spec.instance_id.clone(),
+                workload_id: a.value.spec.workload_id.clone(),
+                state: ContainerState::Created,
+            })
+            .collect();
+        infos.extend(unreported);
+        Ok(infos)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<ContainerEvent> {
