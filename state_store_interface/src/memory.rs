@@ -550,7 +550,6 @@ mod tests {
     crate::state_store_conformance!(|| async { InMemoryStore::new() });
 
     mod coordination {
-        #[allow(unused_imports)] // the macro names the store by the path given here
         use crate::InMemoryStore;
 
         crate::coordination_conformance!(|| async { InMemoryStore::new() });
