@@ -77,6 +77,9 @@ say "setting up youki, the local registry and the example image"
 # shellcheck disable=SC1091
 . "${ORCHESTRATOR_OCI_DIR:-/var/lib/orchestrator-oci}/env"
 
+say "setting up etcd and protoc (the cluster store)"
+./scripts/setup-cluster.sh
+
 say "building orchestratord and orchestrator-cli (release)"
 cargo build --release --locked -p orchestratord --bin orchestratord -p orchestrator_cli --bin orchestrator-cli
 target="${CARGO_TARGET_DIR:-target}/release"

@@ -52,6 +52,11 @@ fi
 . "$oci_state/env"
 export YOUKI="$ORCHESTRATOR_YOUKI"
 
+# The cluster store: etcd for the EtcdStore tests, protoc for the etcd-client build (the
+# `etcd` feature, which --all-features builds). Idempotent; installs only what is missing.
+say "setting up etcd and protoc"
+./scripts/setup-cluster.sh
+
 # --- checks -------------------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -19,8 +19,8 @@
 
 use crate::typed::{delete_op, instance_prefix, put_op};
 use crate::{
-    Entry, EventFilter, Kind, KindSet, LimitFrom, Op, Precondition, Revision, StateStore,
-    StoreError, StoreExt, StoredObject, Watch, WatchEvent,
+    Coordination, Entry, EventFilter, Kind, KindSet, LimitFrom, Op, Precondition, Revision,
+    StateStore, StoreError, StoreExt, StoredObject, Watch, WatchEvent,
 };
 use orchestrator_shared_types::{
     ContainerConfig, Event, EventKind, InstanceId, InstanceStatus, Node, NodeStatus, Resources,
@@ -52,10 +52,20 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// state_store_interface::state_store_conformance!(|| async { InMemoryStore::new() });
 /// ```
+///
+/// With `optional` first, the factory returns an `Option` of a store, and each test returns
+/// at once (passing) on `None`: for a store whose server may be missing on a developer's
+/// machine (the factory says so, and fails instead under `CI=true`).
 #[macro_export]
 macro_rules! state_store_conformance {
     ($factory:expr) => {
-        $crate::state_store_conformance!(@tests $factory;
+        $crate::state_store_conformance!(@suite [Some] $factory);
+    };
+    (optional $factory:expr) => {
+        $crate::state_store_conformance!(@suite [] $factory);
+    };
+    (@suite $wrap:tt $factory:expr) => {
+        $crate::state_store_conformance!(@tests $wrap $factory;
             put_get_and_list_sorted,
             list_by_prefix,
             list_page_covers_everything_once_in_order,
@@ -84,22 +94,58 @@ macro_rules! state_store_conformance {
             typed_round_trip,
             typed_list_page,
             typed_codec_error,
+            check_ops_are_preconditions_only,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_cas_increments() {
-            let store = ($factory)().await;
+            let Some(store) = $crate::state_store_conformance!(@store $wrap $factory) else { return };
             $crate::conformance::concurrent_cas_increments(::std::sync::Arc::new(store)).await;
         }
     };
-    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+    (@tests $wrap:tt $factory:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $name() {
-                let store = ($factory)().await;
+                let Some(store) = $crate::state_store_conformance!(@store $wrap $factory) else { return };
                 $crate::conformance::$name(&store).await;
             }
         )*
+    };
+    (@store [Some] $factory:expr) => {
+        Some(($factory)().await)
+    };
+    (@store [] $factory:expr) => {
+        ($factory)().await
+    };
+}
+
+/// Expands into one `#[tokio::test]` per check of the coordination part of
+/// [`crate::conformance`] (leases, fences), each with a fresh store implementing
+/// [`crate::Coordination`]; the factory is as for
+/// [`state_store_conformance!`](crate::state_store_conformance), `optional` included. The
+/// checks wait for real lease expiry (TTL 1 s), so they take a few seconds each.
+#[macro_export]
+macro_rules! coordination_conformance {
+    ($factory:expr) => {
+        $crate::state_store_conformance!(@tests [Some] $factory;
+            leased_key_disappears_after_ttl,
+            keep_alive_keeps_a_lease,
+            revoke_deletes_at_once,
+            keep_alive_after_expiry_fails,
+            put_leased_honours_preconditions,
+            fence_holds_while_the_lease_does,
+        );
+    };
+    (optional $factory:expr) => {
+        $crate::state_store_conformance!(@tests [] $factory;
+            leased_key_disappears_after_ttl,
+            keep_alive_keeps_a_lease,
+            revoke_deletes_at_once,
+            keep_alive_after_expiry_fails,
+            put_leased_honours_preconditions,
+            fence_holds_while_the_lease_does,
+        );
     };
 }
 
@@ -876,6 +922,66 @@ pub async fn duplicate_key_in_batch_is_refused(store: &dyn StateStore) {
     assert_eq!(store.list(Kind::Instance, "").await.unwrap(), vec![]);
 }
 
+/// An [`Op::Check`] writes nothing: a batch commits only if its precondition holds (and then
+/// the check adds no change and no watch event), and fails naming the checked key otherwise.
+pub async fn check_ops_are_preconditions_only(store: &dyn StateStore) {
+    let held = commit_ok(
+        store,
+        vec![put(Kind::Cluster, "leader", "me", Precondition::None)],
+    )
+    .await;
+    let check = |precondition| Op::Check {
+        kind: Kind::Cluster,
+        key: "leader".into(),
+        precondition,
+    };
+    let mut watch = store.watch(held).await.unwrap();
+    let written = commit_ok(
+        store,
+        vec![
+            check(Precondition::ModRevision(held)),
+            put(Kind::Workload, "w", "v", Precondition::None),
+        ],
+    )
+    .await;
+    assert!(written > held);
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(written, Kind::Workload, "w", Some("v")),
+        "the check itself is no change"
+    );
+    let only_checks = commit_ok(store, vec![check(Precondition::Exists)]).await;
+    assert_eq!(only_checks, written, "a batch of checks changes nothing");
+    for failing in [Precondition::ModRevision(held + 100), Precondition::Absent] {
+        assert_conflict(
+            store
+                .commit(vec![
+                    put(Kind::Workload, "w", "v2", Precondition::None),
+                    check(failing),
+                ])
+                .await,
+            Kind::Cluster,
+            "leader",
+        );
+    }
+    assert_conflict(
+        store
+            .commit(vec![Op::Check {
+                kind: Kind::Cluster,
+                key: "missing".into(),
+                precondition: Precondition::Exists,
+            }])
+            .await,
+        Kind::Cluster,
+        "missing",
+    );
+    assert_eq!(
+        get_value(store, Kind::Workload, "w").await.as_deref(),
+        Some("v")
+    );
+    assert_eq!(store.revision().await.unwrap(), written);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Watches
 
@@ -1518,4 +1624,236 @@ pub async fn typed_codec_error(store: &dyn StateStore) {
         store.list_obj::<Node>("").await,
         Err(StoreError::Codec { .. })
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Coordination
+
+/// TTL of the leases the coordination checks grant.
+const LEASE_TTL: Duration = Duration::from_secs(1);
+
+/// Waits until `key` is gone (within 10 s): a lease has ended.
+async fn wait_gone(store: &dyn Coordination, kind: Kind, key: &str) {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    while store.get(kind, key).await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{kind:?} {key:?} outlived its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A key written under a lease that nobody refreshes is deleted after the TTL, and watchers
+/// see the delete as an ordinary change.
+pub async fn leased_key_disappears_after_ttl(store: &dyn Coordination) {
+    let lease = store.grant_lease(LEASE_TTL).await.unwrap();
+    let written = store
+        .put_leased(
+            Kind::Cluster,
+            "members/n1",
+            b"alive".to_vec(),
+            lease,
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    let mut watch = store.watch(written).await.unwrap();
+    assert_eq!(
+        get_value(store, Kind::Cluster, "members/n1")
+            .await
+            .as_deref(),
+        Some("alive")
+    );
+    let gone = next_event(&mut watch).await;
+    assert_eq!(
+        (gone.kind, gone.key.as_str(), gone.value),
+        (Kind::Cluster, "members/n1", None)
+    );
+    assert!(gone.revision > written);
+    assert_eq!(store.get(Kind::Cluster, "members/n1").await.unwrap(), None);
+}
+
+/// Refreshing a lease more often than its TTL keeps its key.
+pub async fn keep_alive_keeps_a_lease(store: &dyn Coordination) {
+    let lease = store.grant_lease(LEASE_TTL).await.unwrap();
+    store
+        .put_leased(
+            Kind::Cluster,
+            "leader",
+            b"me".to_vec(),
+            lease,
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        store.keep_alive(lease).await.unwrap();
+    }
+    assert_eq!(
+        get_value(store, Kind::Cluster, "leader").await.as_deref(),
+        Some("me"),
+        "kept for 2.4 s with a TTL of 1 s"
+    );
+    store.revoke_lease(lease).await.unwrap();
+}
+
+/// Revoking a lease deletes its keys at once; revoking it again is no error; a key written
+/// again without the lease is no longer bound to it.
+pub async fn revoke_deletes_at_once(store: &dyn Coordination) {
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    for key in ["members/a", "members/b"] {
+        store
+            .put_leased(Kind::Cluster, key, b"x".to_vec(), lease, Precondition::None)
+            .await
+            .unwrap();
+    }
+    commit_ok(
+        store,
+        vec![put(
+            Kind::Cluster,
+            "members/b",
+            "unbound",
+            Precondition::Exists,
+        )],
+    )
+    .await;
+    store.revoke_lease(lease).await.unwrap();
+    assert_eq!(store.get(Kind::Cluster, "members/a").await.unwrap(), None);
+    assert_eq!(
+        get_value(store, Kind::Cluster, "members/b")
+            .await
+            .as_deref(),
+        Some("unbound"),
+        "a write without the lease rebinds the key"
+    );
+    store.revoke_lease(lease).await.unwrap();
+    assert!(matches!(
+        store
+            .put_leased(
+                Kind::Cluster,
+                "members/c",
+                b"x".to_vec(),
+                lease,
+                Precondition::None
+            )
+            .await,
+        Err(StoreError::LeaseExpired { .. })
+    ));
+}
+
+/// `keep_alive` of a lease that has expired fails with `LeaseExpired`.
+pub async fn keep_alive_after_expiry_fails(store: &dyn Coordination) {
+    let lease = store.grant_lease(LEASE_TTL).await.unwrap();
+    store
+        .put_leased(
+            Kind::Cluster,
+            "leader",
+            b"me".to_vec(),
+            lease,
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    wait_gone(store, Kind::Cluster, "leader").await;
+    match store.keep_alive(lease).await {
+        Err(e @ StoreError::LeaseExpired { .. }) => assert!(!e.is_transient()),
+        other => panic!("expected LeaseExpired, got {other:?}"),
+    }
+}
+
+/// `put_leased` honours its precondition like a commit: `Absent` on an existing key conflicts.
+pub async fn put_leased_honours_preconditions(store: &dyn Coordination) {
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let first = store
+        .put_leased(
+            Kind::Cluster,
+            "leader",
+            b"a".to_vec(),
+            lease,
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .put_leased(
+                Kind::Cluster,
+                "leader",
+                b"b".to_vec(),
+                lease,
+                Precondition::Absent,
+            )
+            .await,
+        Kind::Cluster,
+        "leader",
+    );
+    let again = store
+        .put_leased(
+            Kind::Cluster,
+            "leader",
+            b"c".to_vec(),
+            lease,
+            Precondition::ModRevision(first),
+        )
+        .await
+        .unwrap();
+    assert!(again > first);
+    assert_eq!(
+        get_value(store, Kind::Cluster, "leader").await.as_deref(),
+        Some("c")
+    );
+    store.revoke_lease(lease).await.unwrap();
+}
+
+/// A leader's fence: batches carrying `fence.check()` commit while its leased key is held,
+/// and fail with a conflict the fence recognises once the lease is revoked; a conflict on
+/// one of the batch's own keys is not the fence's.
+pub async fn fence_holds_while_the_lease_does(store: &dyn Coordination) {
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    let revision = store
+        .put_leased(
+            Kind::Cluster,
+            "leader",
+            b"me".to_vec(),
+            lease,
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    let fence = crate::Fence {
+        kind: Kind::Cluster,
+        key: "leader".into(),
+        revision,
+    };
+    commit_ok(
+        store,
+        vec![
+            fence.check(),
+            put(Kind::Assignment, "n1/c1", "run", Precondition::Absent),
+        ],
+    )
+    .await;
+    let own = store
+        .commit(vec![
+            fence.check(),
+            put(Kind::Assignment, "n1/c1", "again", Precondition::Absent),
+        ])
+        .await
+        .unwrap_err();
+    assert!(
+        !fence.is_violated_by(&own),
+        "a conflict on the batch's own key"
+    );
+    store.revoke_lease(lease).await.unwrap();
+    let deposed = store
+        .commit(vec![
+            fence.check(),
+            put(Kind::Assignment, "n1/c2", "late", Precondition::None),
+        ])
+        .await
+        .unwrap_err();
+    assert!(fence.is_violated_by(&deposed), "{deposed:?}");
+    assert_eq!(store.get(Kind::Assignment, "n1/c2").await.unwrap(), None);
 }

@@ -22,6 +22,8 @@
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 //! * `redb_store` — `RedbStore`, the embedded persistent store in a data directory (feature
 //!   `redb`), the daemon's default.
+//! * `etcd_store` — `EtcdStore`, the cluster's store on etcd v3, with leases (feature `etcd`).
+//! * `etcd_server` — `EtcdServer`, a real etcd in a temp dir for tests (feature `etcd`).
 
 pub mod coordination;
 pub mod error;
@@ -34,11 +36,17 @@ pub mod watch_hub;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+#[cfg(feature = "etcd")]
+pub mod etcd_server;
+#[cfg(feature = "etcd")]
+pub mod etcd_store;
 #[cfg(feature = "redb")]
 pub mod redb_store;
 
 pub use coordination::{Coordination, Fence, LeaseId, DEFAULT_LEASE_TTL};
 pub use error::StoreError;
+#[cfg(feature = "etcd")]
+pub use etcd_store::{EtcdOptions, EtcdStore};
 pub use memory::InMemoryStore;
 #[cfg(feature = "redb")]
 pub use redb_store::RedbStore;

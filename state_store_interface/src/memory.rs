@@ -30,10 +30,13 @@ use crate::watch_hub::{check_kept, ToEvent, WatchHub};
 use crate::*;
 use async_trait::async_trait;
 use orchestrator_shared_types::Event;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Changes of watch history kept by [`InMemoryStore::new`].
 pub const DEFAULT_HISTORY: usize = 100_000;
@@ -44,10 +47,22 @@ pub const DEFAULT_WATCH_BUFFER: usize = 10_000;
 
 /// The in-memory twin of the store, for tests, scenarios and benchmarks.
 pub struct InMemoryStore {
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     history_limit: usize,
     event_limit: usize,
     watch_buffer: usize,
+    /// Expires leases on time (see [`Coordination`]); started by the first lease, aborted
+    /// when the store is dropped.
+    lease_timer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Wakes the timer when a lease is granted (it may end before the ones it waits for).
+    lease_granted: Arc<Notify>,
+}
+
+/// A lease of the twin: its TTL, when it ends, and the keys bound to it.
+struct Lease {
+    ttl: Duration,
+    deadline: Instant,
+    keys: BTreeSet<(Kind, String)>,
 }
 
 /// A stored value with its revisions.
@@ -95,6 +110,10 @@ struct Inner {
     hub: WatchHub,
     events: VecDeque<Event>,
     last_seq: u64,
+    leases: HashMap<LeaseId, Lease>,
+    /// The lease each leased key is bound to.
+    bound: HashMap<(Kind, String), LeaseId>,
+    last_lease: LeaseId,
 }
 
 fn slot(kind: Kind) -> usize {
@@ -149,17 +168,22 @@ impl InMemoryStore {
     /// the `events` most recent events.
     pub fn with_limits(history: usize, events: usize) -> Self {
         Self {
-            inner: Mutex::new(Inner {
+            inner: Arc::new(Mutex::new(Inner {
                 tables: Default::default(),
                 history: VecDeque::new(),
                 compacted: 0,
                 hub: WatchHub::new(0),
                 events: VecDeque::new(),
                 last_seq: 0,
-            }),
+                leases: HashMap::new(),
+                bound: HashMap::new(),
+                last_lease: 0,
+            })),
             history_limit: history,
             event_limit: events,
             watch_buffer: DEFAULT_WATCH_BUFFER,
+            lease_timer: Mutex::new(None),
+            lease_granted: Arc::new(Notify::new()),
         }
     }
 
@@ -170,12 +194,101 @@ impl InMemoryStore {
         self
     }
 
+    /// The data, with the leases that have ended expired first (lazily, so a reader never
+    /// sees a key whose lease is over, even if the timer has not run yet).
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Critical sections check everything before they mutate and do not panic midway (short
-        // of an allocation failure, which aborts), so a poisoned lock still guards consistent
-        // data.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut inner = lock(&self.inner);
+        expire_leases(&mut inner, self.history_limit);
+        inner
     }
+
+    /// Starts the lease timer if it does not run: a task that expires leases when they end
+    /// (so watchers see their keys' deletes without anyone calling the store). It holds the
+    /// data only weakly and is aborted when the store is dropped.
+    fn start_lease_timer(&self) {
+        let mut timer = self
+            .lease_timer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if timer.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let data = Arc::downgrade(&self.inner);
+        let granted = self.lease_granted.clone();
+        let history_limit = self.history_limit;
+        *timer = Some(tokio::spawn(async move {
+            loop {
+                let next = {
+                    let Some(data) = data.upgrade() else { return };
+                    let mut inner = lock(&data);
+                    expire_leases(&mut inner, history_limit);
+                    inner.leases.values().map(|l| l.deadline).min()
+                };
+                match next {
+                    Some(deadline) => tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => {}
+                        _ = granted.notified() => {}
+                    },
+                    None => granted.notified().await,
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for InMemoryStore {
+    fn drop(&mut self) {
+        let timer = self
+            .lease_timer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(timer) = timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // Critical sections check everything before they mutate and do not panic midway (short
+    // of an allocation failure, which aborts), so a poisoned lock still guards consistent
+    // data.
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Ends the leases whose time is up: each one's keys are deleted in one commit, which
+/// watchers see.
+fn expire_leases(inner: &mut Inner, history_limit: usize) {
+    if inner.leases.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    let ended: Vec<LeaseId> = inner
+        .leases
+        .iter()
+        .filter(|(_, l)| l.deadline <= now)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ended {
+        end_lease(inner, id, history_limit);
+    }
+}
+
+/// Removes lease `id` and deletes its keys in one commit.
+fn end_lease(inner: &mut Inner, id: LeaseId, history_limit: usize) {
+    let Some(lease) = inner.leases.remove(&id) else {
+        return;
+    };
+    let ops = lease
+        .keys
+        .into_iter()
+        .map(|(kind, key)| Op::Delete {
+            kind,
+            key,
+            precondition: Precondition::None,
+        })
+        .collect();
+    // Unconditional deletes of distinct keys cannot fail.
+    let _ = commit_locked(inner, ops, history_limit);
 }
 
 impl Default for InMemoryStore {
@@ -239,61 +352,7 @@ impl StateStore for InMemoryStore {
 
     async fn commit(&self, ops: Vec<Op>) -> Result<Revision, StoreError> {
         let mut inner = self.lock();
-        let current = inner.hub.published();
-        let Ok(plan) = rules::plan_commit(ops, current, |kind, key| {
-            Ok::<_, std::convert::Infallible>(found(inner.table(kind).get(key)))
-        });
-        let Plan { revision, writes } = plan?;
-        if writes.is_empty() {
-            return Ok(revision);
-        }
-
-        let mut changes = Vec::with_capacity(writes.len());
-        for write in writes {
-            let WatchEvent {
-                kind, key, value, ..
-            } = write.change;
-            let table = inner.table_mut(kind);
-            let value: Option<Arc<[u8]>> = match value {
-                Some(value) => {
-                    let value: Arc<[u8]> = value.into();
-                    let stored = Stored {
-                        value: value.clone(),
-                        create_revision: write.create_revision,
-                        mod_revision: revision,
-                    };
-                    // Replace in place when the key exists, so only new keys are copied.
-                    match table.get_mut(&key) {
-                        Some(old) => *old = stored,
-                        None => {
-                            table.insert(key.clone(), stored);
-                        }
-                    }
-                    Some(value)
-                }
-                None => {
-                    table.remove(&key);
-                    None
-                }
-            };
-            changes.push(Change {
-                revision,
-                kind,
-                key,
-                value,
-            });
-        }
-
-        let limit = self.history_limit;
-        let inner = &mut *inner;
-        inner.hub.publish(&changes, revision);
-        inner.history.extend(changes);
-        while inner.history.len() > limit {
-            if let Some(dropped) = inner.history.pop_front() {
-                inner.compacted = dropped.revision;
-            }
-        }
-        Ok(revision)
+        commit_locked(&mut inner, ops, self.history_limit)
     }
 
     async fn revision(&self) -> Result<Revision, StoreError> {
@@ -340,13 +399,161 @@ impl StateStore for InMemoryStore {
     }
 }
 
+/// Commits `ops` under the lock: the body of [`StateStore::commit`], shared with the ends of
+/// leases. Every key written loses its lease binding (a later write rebinds it).
+fn commit_locked(
+    inner: &mut Inner,
+    ops: Vec<Op>,
+    history_limit: usize,
+) -> Result<Revision, StoreError> {
+    let current = inner.hub.published();
+    let Ok(plan) = rules::plan_commit(ops, current, |kind, key| {
+        Ok::<_, std::convert::Infallible>(found(inner.table(kind).get(key)))
+    });
+    let Plan { revision, writes } = plan?;
+    if writes.is_empty() {
+        return Ok(revision);
+    }
+
+    let mut changes = Vec::with_capacity(writes.len());
+    for write in writes {
+        let WatchEvent {
+            kind, key, value, ..
+        } = write.change;
+        if !inner.bound.is_empty() {
+            unbind(inner, kind, &key);
+        }
+        let table = inner.table_mut(kind);
+        let value: Option<Arc<[u8]>> = match value {
+            Some(value) => {
+                let value: Arc<[u8]> = value.into();
+                let stored = Stored {
+                    value: value.clone(),
+                    create_revision: write.create_revision,
+                    mod_revision: revision,
+                };
+                // Replace in place when the key exists, so only new keys are copied.
+                match table.get_mut(&key) {
+                    Some(old) => *old = stored,
+                    None => {
+                        table.insert(key.clone(), stored);
+                    }
+                }
+                Some(value)
+            }
+            None => {
+                table.remove(&key);
+                None
+            }
+        };
+        changes.push(Change {
+            revision,
+            kind,
+            key,
+            value,
+        });
+    }
+
+    let limit = history_limit;
+    inner.hub.publish(&changes, revision);
+    inner.history.extend(changes);
+    while inner.history.len() > limit {
+        if let Some(dropped) = inner.history.pop_front() {
+            inner.compacted = dropped.revision;
+        }
+    }
+    Ok(revision)
+}
+
+/// Forgets the lease binding of `key`, if any.
+fn unbind(inner: &mut Inner, kind: Kind, key: &str) {
+    if let Some(id) = inner.bound.remove(&(kind, key.to_owned())) {
+        if let Some(lease) = inner.leases.get_mut(&id) {
+            lease.keys.remove(&(kind, key.to_owned()));
+        }
+    }
+}
+
+/// The twin of etcd's leases: TTLs on tokio's clock (so paused-time tests can advance them),
+/// ids counting up from 1, expiry checked on every call and by a timer task.
+#[async_trait]
+impl Coordination for InMemoryStore {
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, StoreError> {
+        let id = {
+            let mut inner = self.lock();
+            inner.last_lease += 1;
+            let id = inner.last_lease;
+            inner.leases.insert(
+                id,
+                Lease {
+                    ttl,
+                    deadline: Instant::now() + ttl,
+                    keys: BTreeSet::new(),
+                },
+            );
+            id
+        };
+        self.start_lease_timer();
+        self.lease_granted.notify_one();
+        Ok(id)
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match inner.leases.get_mut(&lease) {
+            Some(l) => {
+                l.deadline = Instant::now() + l.ttl;
+                Ok(())
+            }
+            None => Err(StoreError::LeaseExpired { lease }),
+        }
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        end_lease(&mut inner, lease, self.history_limit);
+        Ok(())
+    }
+
+    async fn put_leased(
+        &self,
+        kind: Kind,
+        key: &str,
+        value: Vec<u8>,
+        lease: LeaseId,
+        precondition: Precondition,
+    ) -> Result<Revision, StoreError> {
+        let mut inner = self.lock();
+        if !inner.leases.contains_key(&lease) {
+            return Err(StoreError::LeaseExpired { lease });
+        }
+        let op = Op::Put {
+            kind,
+            key: key.to_owned(),
+            value,
+            precondition,
+        };
+        let revision = commit_locked(&mut inner, vec![op], self.history_limit)?;
+        inner.bound.insert((kind, key.to_owned()), lease);
+        if let Some(l) = inner.leases.get_mut(&lease) {
+            l.keys.insert((kind, key.to_owned()));
+        }
+        Ok(revision)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use orchestrator_shared_types::EventKind;
-    use std::time::Duration;
 
     crate::state_store_conformance!(|| async { InMemoryStore::new() });
+
+    mod coordination {
+        use crate::InMemoryStore;
+
+        crate::coordination_conformance!(|| async { InMemoryStore::new() });
+    }
 
     fn put(key: &str, value: &str) -> Op {
         Op::Put {

@@ -45,7 +45,11 @@ pub fn check_batch(ops: &[Op]) -> Result<(), StoreError> {
     if ops.len() < 2 {
         return Ok(());
     }
-    let mut targets: Vec<(Kind, &str)> = ops.iter().filter(|op| op.writes()).map(Op::target).collect();
+    let mut targets: Vec<(Kind, &str)> = ops
+        .iter()
+        .filter(|op| op.writes())
+        .map(Op::target)
+        .collect();
     targets.sort_unstable();
     match targets.windows(2).find(|w| w[0] == w[1]) {
         Some(w) => Err(StoreError::Backend {

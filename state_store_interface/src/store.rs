@@ -148,9 +148,9 @@ impl Op {
     /// The collection and key the op writes (or checks).
     pub fn target(&self) -> (Kind, &str) {
         match self {
-            Op::Put { kind, key, .. } | Op::Delete { kind, key, .. } | Op::Check { kind, key, .. } => {
-                (*kind, key)
-            }
+            Op::Put { kind, key, .. }
+            | Op::Delete { kind, key, .. }
+            | Op::Check { kind, key, .. } => (*kind, key),
         }
     }
 
