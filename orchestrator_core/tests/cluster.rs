@@ -80,7 +80,11 @@ fn config(id: &str, runtime: Arc<SimulatedRuntime>, token: Option<&str>) -> Memb
     }
 }
 
-async fn join(store: &Arc<InMemoryStore>, id: &str, runtime: Arc<SimulatedRuntime>) -> ClusterMember {
+async fn join(
+    store: &Arc<InMemoryStore>,
+    id: &str,
+    runtime: Arc<SimulatedRuntime>,
+) -> ClusterMember {
     ClusterMember::join(store.clone(), runtime.clone(), config(id, runtime, None))
         .await
         .unwrap()
@@ -106,13 +110,19 @@ fn running(handle: &OrchestratorHandle, name: &str) -> usize {
 }
 
 /// Running containers of every machine, by container id; panics on a container running on two.
-async fn running_containers(machines: &[(&str, &Arc<SimulatedRuntime>)]) -> Vec<(String, ContainerId)> {
+async fn running_containers(
+    machines: &[(&str, &Arc<SimulatedRuntime>)],
+) -> Vec<(String, ContainerId)> {
     let mut all = Vec::new();
     let mut seen = HashSet::new();
     for (node, rt) in machines {
         for c in rt.list(&NodeId::from(*node)).await.unwrap() {
             if c.state == ContainerState::Running {
-                assert!(seen.insert(c.instance_id.clone()), "instance {} runs twice", c.instance_id);
+                assert!(
+                    seen.insert(c.instance_id.clone()),
+                    "instance {} runs twice",
+                    c.instance_id
+                );
                 all.push(((*node).to_owned(), c.id));
             }
         }
@@ -133,15 +143,20 @@ async fn members_elect_one_leader_spread_work_and_any_member_answers() {
     let a = join(&store, "n1", m1.clone()).await;
     let b = join(&store, "n2", m2.clone()).await;
     let c = join(&store, "n3", m3.clone()).await;
-    eventually("one leader", Duration::from_secs(5), || leaders(&[&a, &b, &c]) == 1).await;
+    eventually("one leader", Duration::from_secs(5), || {
+        leaders(&[&a, &b, &c]) == 1
+    })
+    .await;
 
     // Written through one member, reconciled by the leader, seen by every member.
     b.handle().create(spread("web", 6, 2000)).await.unwrap();
     for m in [&a, &b, &c] {
         let h = m.handle();
-        eventually("6 running in every member's view", Duration::from_secs(10), || {
-            running(&h, "web") == 6
-        })
+        eventually(
+            "6 running in every member's view",
+            Duration::from_secs(10),
+            || running(&h, "web") == 6,
+        )
         .await;
     }
     let machines = [("n1", &m1), ("n2", &m2), ("n3", &m3)];
@@ -178,23 +193,33 @@ async fn a_leader_leaving_hands_over_and_a_returning_node_loses_its_stale_contai
     let c = join(&store, "n3", m3.clone()).await;
     b.handle().create(spread("web", 3, 1000)).await.unwrap();
     let h = c.handle();
-    eventually("3 running", Duration::from_secs(10), || running(&h, "web") == 3).await;
+    eventually("3 running", Duration::from_secs(10), || {
+        running(&h, "web") == 3
+    })
+    .await;
     assert_eq!(m1.list(&NodeId::from("n1")).await.unwrap().len(), 1);
 
     // The leader (n1) leaves: another takes over; n1's lease ends, so n1 is Down and its
     // replica runs elsewhere. Its container is still there (a machine cut off).
     a.shutdown().await;
-    eventually("a new leader", Duration::from_secs(5), || leaders(&[&b, &c]) == 1).await;
-    eventually("the replica of n1 replaced", Duration::from_secs(10), || {
-        let view = h.view().unwrap();
-        let on_live = view
-            .nodes()
-            .iter()
-            .filter(|n| n.node.id.as_str() != "n1")
-            .map(|n| n.instances)
-            .sum::<usize>();
-        running(&h, "web") == 3 && on_live == 3
+    eventually("a new leader", Duration::from_secs(5), || {
+        leaders(&[&b, &c]) == 1
     })
+    .await;
+    eventually(
+        "the replica of n1 replaced",
+        Duration::from_secs(10),
+        || {
+            let view = h.view().unwrap();
+            let on_live = view
+                .nodes()
+                .iter()
+                .filter(|n| n.node.id.as_str() != "n1")
+                .map(|n| n.instances)
+                .sum::<usize>();
+            running(&h, "web") == 3 && on_live == 3
+        },
+    )
     .await;
 
     // n1 comes back with its old container still running: it is removed, nothing runs twice.
@@ -202,7 +227,10 @@ async fn a_leader_leaving_hands_over_and_a_returning_node_loses_its_stale_contai
     let n1 = NodeId::from("n1");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !m1.list(&n1).await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "n1's stale container was not removed");
+        assert!(
+            Instant::now() < deadline,
+            "n1's stale container was not removed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let containers = running_containers(&[("n1", &m1), ("n2", &m2), ("n3", &m3)]).await;
@@ -218,7 +246,13 @@ async fn a_deposed_leaders_writes_fail_and_say_so() {
     let store = Arc::new(InMemoryStore::new());
     let lease = store.grant_lease(TTL).await.unwrap();
     let revision = store
-        .put_leased(Kind::Cluster, "leader", b"{}".to_vec(), lease, Precondition::Absent)
+        .put_leased(
+            Kind::Cluster,
+            "leader",
+            b"{}".to_vec(),
+            lease,
+            Precondition::Absent,
+        )
         .await
         .unwrap();
     let deposed = CancellationToken::new();
@@ -243,27 +277,47 @@ async fn a_deposed_leaders_writes_fail_and_say_so() {
     // The lease ends (the leader was cut off): its next write is refused.
     store.revoke_lease(lease).await.unwrap();
     let err = fenced.commit(vec![put("2")]).await.unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { ref key, .. } if key == "leader"), "{err}");
+    assert!(
+        matches!(err, StoreError::Conflict { ref key, .. } if key == "leader"),
+        "{err}"
+    );
     assert!(deposed.is_cancelled());
-    assert_eq!(store.get(Kind::Workload, "w").await.unwrap().unwrap().value, b"1");
+    assert_eq!(
+        store.get(Kind::Workload, "w").await.unwrap().unwrap().value,
+        b"1"
+    );
 }
 
 #[tokio::test]
 async fn a_daemon_with_another_token_or_cluster_is_refused() {
     let store = Arc::new(InMemoryStore::new());
     let rt = machine();
-    let first = ClusterMember::join(store.clone(), rt.clone(), config("n1", rt.clone(), Some("s3cret")))
-        .await
-        .unwrap();
+    let first = ClusterMember::join(
+        store.clone(),
+        rt.clone(),
+        config("n1", rt.clone(), Some("s3cret")),
+    )
+    .await
+    .unwrap();
     let refused = |r: Result<ClusterMember, CoreError>| match r {
         Err(CoreError::Join { reason }) => reason,
         Err(e) => panic!("expected a join refusal, got {e}"),
         Ok(_) => panic!("expected a join refusal"),
     };
     let other = machine();
-    let wrong = ClusterMember::join(store.clone(), other.clone(), config("n2", other.clone(), Some("nope"))).await;
+    let wrong = ClusterMember::join(
+        store.clone(),
+        other.clone(),
+        config("n2", other.clone(), Some("nope")),
+    )
+    .await;
     assert!(refused(wrong).contains("wrong --cluster-token"));
-    let none = ClusterMember::join(store.clone(), other.clone(), config("n2", other.clone(), None)).await;
+    let none = ClusterMember::join(
+        store.clone(),
+        other.clone(),
+        config("n2", other.clone(), None),
+    )
+    .await;
     assert!(refused(none).contains("requires a cluster token"));
 
     // A daemon that remembers a cluster refuses a store that lost it (etcd emptied).
@@ -274,7 +328,10 @@ async fn a_daemon_with_another_token_or_cluster_is_refused() {
     let empty = Arc::new(InMemoryStore::new());
     let lost = ClusterMember::join(empty.clone(), other.clone(), remembered).await;
     assert!(refused(lost).contains("holds no cluster"));
-    assert!(empty.list(Kind::Cluster, "").await.unwrap().is_empty(), "nothing was created");
+    assert!(
+        empty.list(Kind::Cluster, "").await.unwrap().is_empty(),
+        "nothing was created"
+    );
     first.shutdown().await;
 }
 
@@ -302,9 +359,14 @@ async fn an_assignment_stopped_before_it_started_never_runs() {
         )
         .await
         .unwrap();
-    let agent = NodeAgent::start(AgentConfig::new(node), store.clone(), rt.clone(), watch::channel(None).1)
-        .await
-        .unwrap();
+    let agent = NodeAgent::start(
+        AgentConfig::new(node),
+        store.clone(),
+        rt.clone(),
+        watch::channel(None).1,
+    )
+    .await
+    .unwrap();
     let report_key = "n1/i1-main";
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -362,7 +424,10 @@ mod through_the_store {
         .with_exit(ContainerConfig::new("job", "exits-3"), 3)
         .with_output(
             talker,
-            &["started: image talks, command echo hello", "exited with code 0"],
+            &[
+                "started: image talks, command echo hello",
+                "exited with code 0",
+            ],
         )
     }
 

@@ -85,6 +85,7 @@ macro_rules! state_store_conformance {
             watch_from_current_sees_only_new,
             watch_from_a_past_revision,
             watch_of_some_kinds_sees_only_those,
+            watch_of_a_prefix_sees_only_its_keys,
             watchers_are_independent,
             watch_compaction_is_reported,
             events_get_increasing_seq,
@@ -1100,6 +1101,58 @@ pub async fn watch_from_a_past_revision(store: &dyn StateStore) {
     assert_eq!(
         next_event(&mut watch).await,
         change(live, Kind::Node, "n", Some("live"))
+    );
+}
+
+/// A watch of a key prefix of one collection sees the changes to those keys, in order, and
+/// nothing of the other keys or collections (a node agent's watch of its assignments).
+pub async fn watch_of_a_prefix_sees_only_its_keys(store: &dyn StateStore) {
+    let before = store.revision().await.unwrap();
+    let r1 = commit_ok(
+        store,
+        vec![
+            put(Kind::Assignment, "n1/a", "1", Precondition::None),
+            put(Kind::Assignment, "n2/a", "1", Precondition::None),
+            put(Kind::ContainerStatus, "n1/a", "1", Precondition::None),
+        ],
+    )
+    .await;
+    let mut watch = store
+        .watch_prefix(before, Kind::Assignment, "n1/")
+        .await
+        .unwrap();
+    commit_ok(
+        store,
+        vec![put(Kind::Assignment, "n2/b", "2", Precondition::None)],
+    )
+    .await;
+    commit_ok(
+        store,
+        vec![put(Kind::ContainerStatus, "n1/b", "2", Precondition::None)],
+    )
+    .await;
+    let r2 = commit_ok(
+        store,
+        vec![delete(Kind::Assignment, "n1/a", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r1, Kind::Assignment, "n1/a", Some("1"))
+    );
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r2, Kind::Assignment, "n1/a", None)
+    );
+    // Nothing else came in between: the next event is the next change under the prefix.
+    let r3 = commit_ok(
+        store,
+        vec![put(Kind::Assignment, "n1/z", "3", Precondition::None)],
+    )
+    .await;
+    assert_eq!(
+        next_event(&mut watch).await,
+        change(r3, Kind::Assignment, "n1/z", Some("3"))
     );
 }
 

@@ -591,6 +591,27 @@ impl StateStore for EtcdStore {
         Ok(Watch::new(rx))
     }
 
+    /// A watch on the key prefix itself: etcd sends only those keys.
+    async fn watch_prefix(
+        &self,
+        after: Revision,
+        kind: Kind,
+        prefix: &str,
+    ) -> Result<Watch, StoreError> {
+        let key = format!("{}{prefix}", self.kind_prefix(kind)).into_bytes();
+        self.check_kept(after, &key).await?;
+        let (tx, rx) = mpsc::channel(self.shared.options.watch_buffer.max(1));
+        let task = WatchTask {
+            store: self.clone(),
+            key,
+            kinds: KindSet::of(&[kind]),
+            last: after,
+            tx,
+        };
+        tokio::spawn(task.run());
+        Ok(Watch::new(rx))
+    }
+
     async fn append_events(&self, mut events: Vec<Event>) -> Result<(), StoreError> {
         let chunk = self.shared.options.max_txn_ops.saturating_sub(2).max(1);
         while !events.is_empty() {

@@ -307,6 +307,34 @@ pub trait StateStore: Send + Sync {
     /// workloads does not pay for a flood of instance writes (etcd: a watch on a key prefix).
     async fn watch_kinds(&self, after: Revision, kinds: KindSet) -> Result<Watch, StoreError>;
 
+    /// [`StateStore::watch_kinds`] of the keys of `kind` that start with `prefix` only, with
+    /// the same guarantees for those keys: a node's agent follows its own node's assignments
+    /// without receiving every other node's (etcd: a watch on that key prefix, so thousands of
+    /// agents on one etcd each get only their own changes).
+    ///
+    /// This default filters a watch of the whole collection in a forwarding task; stores that
+    /// can filter at the source override it.
+    async fn watch_prefix(
+        &self,
+        after: Revision,
+        kind: Kind,
+        prefix: &str,
+    ) -> Result<Watch, StoreError> {
+        let mut whole = self.watch_kinds(after, KindSet::of(&[kind])).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let prefix = prefix.to_owned();
+        // Ends when the source ends (after forwarding its error) or the watcher is dropped.
+        tokio::spawn(async move {
+            while let Some(item) = whole.next().await {
+                let wanted = item.as_ref().map_or(true, |e| e.key.starts_with(&prefix));
+                if wanted && tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Watch::new(rx))
+    }
+
     /// Appends events to the log, assigning each the next `seq`. The log keeps a bounded
     /// number of the most recent events.
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError>;

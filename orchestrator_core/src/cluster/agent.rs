@@ -141,13 +141,8 @@ async fn register(
         if let Some(id) = current {
             let mut backoff = Backoff::new(RECONNECT);
             loop {
-                let put = store.put_leased(
-                    Kind::Cluster,
-                    &key,
-                    value.clone(),
-                    id,
-                    Precondition::None,
-                );
+                let put =
+                    store.put_leased(Kind::Cluster, &key, value.clone(), id, Precondition::None);
                 match put.await {
                     Ok(_) => {
                         tracing::info!(node = %s.node, lease = id, "registered as a live member");
@@ -172,8 +167,6 @@ async fn register(
     }
 }
 
-const ASSIGNMENTS: KindSet = KindSet::of(&[Kind::Assignment]);
-
 /// Follows the node's assignments through the store's watch; re-lists after a gap and every
 /// `resync_interval`.
 async fn follow_assignments(s: Arc<Shared>, mut revision: u64) {
@@ -181,7 +174,11 @@ async fn follow_assignments(s: Arc<Shared>, mut revision: u64) {
     let mut backoff = Backoff::new(RECONNECT);
     loop {
         let opened = std::time::Instant::now();
-        match s.store.watch_kinds(revision, ASSIGNMENTS).await {
+        match s
+            .store
+            .watch_prefix(revision, Kind::Assignment, &prefix)
+            .await
+        {
             Ok(mut watch) => {
                 let resync = tokio::time::sleep(s.config.resync_interval);
                 tokio::pin!(resync);
@@ -201,7 +198,9 @@ async fn follow_assignments(s: Arc<Shared>, mut revision: u64) {
                                     let id = ContainerId::from(&event.key[prefix.len()..]);
                                     s.want(id, wanted);
                                 }
-                                Err(e) => tracing::error!(error = %e, "an assignment does not decode"),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "an assignment does not decode")
+                                }
                             }
                         }
                         Some(Err(e)) => {
@@ -316,7 +315,9 @@ impl Shared {
             slots.keys().cloned().collect()
         };
         for id in ids {
-            let Some(a) = self.started_assignment(&id) else { continue };
+            let Some(a) = self.started_assignment(&id) else {
+                continue;
+            };
             if let Ok(info) = self.runtime.status(&self.node, &id).await {
                 self.report(&a, info.state).await;
             }
@@ -348,8 +349,10 @@ impl Shared {
         };
         let running: HashMap<ContainerId, ContainerState> =
             local.into_iter().map(|c| (c.id, c.state)).collect();
-        let assigned: HashSet<ContainerId> =
-            assignments.iter().map(|a| a.value.spec.id.clone()).collect();
+        let assigned: HashSet<ContainerId> = assignments
+            .iter()
+            .map(|a| a.value.spec.id.clone())
+            .collect();
         if adopt {
             let reports: HashMap<ContainerId, ContainerReport> = self
                 .store
@@ -438,7 +441,9 @@ impl Shared {
             };
             let (started, stopped) = self.act(&id, wanted.as_ref(), started, stopped).await;
             let mut slots = self.slots.lock().expect("slots lock");
-            let Some(slot) = slots.get_mut(&id) else { return };
+            let Some(slot) = slots.get_mut(&id) else {
+                return;
+            };
             slot.started = started;
             slot.stopped = stopped;
             if slot.generation == generation {

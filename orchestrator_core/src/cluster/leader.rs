@@ -148,7 +148,13 @@ pub async fn campaign(
             }
         };
         let taken = store
-            .put_leased(Kind::Cluster, LEADER_KEY, value.clone(), id, Precondition::Absent)
+            .put_leased(
+                Kind::Cluster,
+                LEADER_KEY,
+                value.clone(),
+                id,
+                Precondition::Absent,
+            )
             .await;
         match taken {
             Ok(revision) => {
@@ -229,8 +235,11 @@ async fn lead(
 ) {
     let deposed = CancellationToken::new();
     let plain: Arc<dyn StateStore> = store.clone();
-    let fenced: Arc<dyn StateStore> =
-        Arc::new(FencedStore::new(plain.clone(), fence.clone(), deposed.clone()));
+    let fenced: Arc<dyn StateStore> = Arc::new(FencedStore::new(
+        plain.clone(),
+        fence.clone(),
+        deposed.clone(),
+    ));
     let started = async {
         let runtime = ClusterRuntime::start(
             fenced.clone(),

@@ -87,14 +87,20 @@ async fn keep(
             match tokio::time::timeout(deadline, store.keep_alive(lease)).await {
                 Ok(Ok(())) => refreshed = Instant::now(),
                 Ok(Err(StoreError::LeaseExpired { .. })) => {
-                    tracing::warn!(lease, "the lease expired (the store did not hear from this daemon in time)");
+                    tracing::warn!(
+                        lease,
+                        "the lease expired (the store did not hear from this daemon in time)"
+                    );
                     break;
                 }
                 Ok(Err(e)) => tracing::warn!(lease, error = %e, "refreshing the lease failed"),
                 Err(_) => {}
             }
             if refreshed.elapsed() >= ttl {
-                tracing::warn!(lease, "the lease could not be refreshed for a whole TTL: counted lost");
+                tracing::warn!(
+                    lease,
+                    "the lease could not be refreshed for a whole TTL: counted lost"
+                );
                 break;
             }
         }

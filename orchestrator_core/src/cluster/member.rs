@@ -234,12 +234,16 @@ async fn check_cluster(store: &dyn StateStore, config: &MemberConfig) -> Result<
                     record
                 }
                 // Another daemon created it first: join that one.
-                Err(StoreError::Conflict { .. }) => store
-                    .get_obj::<ClusterRecord>(super::records::CLUSTER_ID_KEY)
-                    .await
-                    .map_err(CoreError::store("read the cluster's identity"))?
-                    .ok_or_else(|| refuse("the cluster's identity vanished while joining".into()))?
-                    .value,
+                Err(StoreError::Conflict { .. }) => {
+                    store
+                        .get_obj::<ClusterRecord>(super::records::CLUSTER_ID_KEY)
+                        .await
+                        .map_err(CoreError::store("read the cluster's identity"))?
+                        .ok_or_else(|| {
+                            refuse("the cluster's identity vanished while joining".into())
+                        })?
+                        .value
+                }
                 Err(e) => return Err(CoreError::store("create the cluster")(e)),
             }
         }

@@ -227,8 +227,11 @@ impl Follower {
         );
         let stale = self.tx.borrow().marked_stale(reason.as_str());
         self.tx.send_replace(Arc::new(stale));
-        self.records
-            .update_status(&self.status, self.revision, Some((error.to_string(), since)));
+        self.records.update_status(
+            &self.status,
+            self.revision,
+            Some((error.to_string(), since)),
+        );
     }
 
     async fn run(mut self, cancel: CancellationToken) {
@@ -244,7 +247,9 @@ impl Follower {
                     loop {
                         let publish_at = next_publish
                             .map(tokio::time::Instant::from_std)
-                            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+                            .unwrap_or_else(|| {
+                                tokio::time::Instant::now() + Duration::from_secs(3600)
+                            });
                         tokio::select! {
                             () = cancel.cancelled() => return,
                             () = tokio::time::sleep_until(publish_at), if next_publish.is_some() => {

@@ -40,7 +40,9 @@ impl NodeTable {
             table.records.insert(n.value.id.clone(), n.value);
         }
         for e in store.list(Kind::Node, CORDON_PREFIX).await? {
-            table.cordoned.insert(NodeId::from(&e.key[CORDON_PREFIX.len()..]));
+            table
+                .cordoned
+                .insert(NodeId::from(&e.key[CORDON_PREFIX.len()..]));
         }
         for m in store.list_obj::<MemberRecord>(MEMBERS_PREFIX).await? {
             table.members.insert(m.value.node.clone(), m.value);

@@ -262,10 +262,7 @@ async fn answer_of(
         Err(_) => Err(RuntimeError::Failed {
             operation,
             transient: true,
-            message: format!(
-                "node {node} did not report within {} s",
-                timeout.as_secs()
-            ),
+            message: format!("node {node} did not report within {} s", timeout.as_secs()),
         }),
     }
 }
@@ -488,9 +485,7 @@ impl ContainerRuntime for ClusterRuntime {
                 node: node.clone(),
                 operation: "logs",
             })?;
-        s.remote_logs
-            .logs(&member.value.address, id, request)
-            .await
+        s.remote_logs.logs(&member.value.address, id, request).await
     }
 }
 
