@@ -20,8 +20,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Most operations per commit.
+/// Most messages taken into one batch.
 const MAX_BATCH: usize = 4096;
+
+/// Most operations per commit: etcd refuses bigger transactions than it is configured for
+/// (`--max-txn-ops`, 128 by default), and a leader adds its fence to each. A batch needs no atomicity (each key appears once), so it is cut.
+const MAX_COMMIT_OPS: usize = 100;
 
 /// A change for the store.
 #[derive(Debug)]
@@ -118,10 +122,9 @@ async fn run(
                 }
             }
         }
-        if !ops.is_empty() {
-            let n = ops.len();
-            retrying("commit", &metrics, || store.commit(ops.clone())).await;
-            metrics.add_persisted(n as u64);
+        for chunk in ops.chunks(MAX_COMMIT_OPS) {
+            retrying("commit", &metrics, || store.commit(chunk.to_vec())).await;
+            metrics.add_persisted(chunk.len() as u64);
         }
         if !events.is_empty() {
             retrying("append_events", &metrics, || {

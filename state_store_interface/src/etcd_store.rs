@@ -11,10 +11,10 @@
 //! etcd refuses a transaction of more than `--max-txn-ops` operations (default 128). A batch is
 //! atomic by contract, so it cannot be split: the store refuses a batch larger than
 //! [`EtcdOptions::max_txn_ops`] with a non-transient error naming the flag. The default,
-//! [`DEFAULT_MAX_TXN_OPS`] = 1024, needs etcd started with `--max-txn-ops 1024` (or more): the
-//! core commits a workload's instances in one batch, and a few hundred replicas must fit; etcd's
-//! 1.5 MiB request limit bounds a batch anyway. Set the option to 128 to run on an etcd with the
-//! default flag, accepting smaller batches.
+//! [`DEFAULT_MAX_TXN_OPS`] = 128, is etcd's own, so any etcd works: the core's writers cut what
+//! needs no atomicity (the persister's batches of instance records, an agent's reports) into
+//! commits of at most 100 operations plus a leader's fence. Raise both together if larger
+//! atomic batches are ever needed.
 //!
 //! # Watches
 //! etcd-client does not reconnect a watch: the store's watch task does. When the stream fails
@@ -50,7 +50,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// The `--max-txn-ops` the store needs of etcd by default (see the module docs).
-pub const DEFAULT_MAX_TXN_OPS: usize = 1024;
+pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// Events of the event log kept by default (as the other stores).
 pub const DEFAULT_EVENTS: usize = 10_000;
 
