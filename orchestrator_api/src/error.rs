@@ -31,6 +31,9 @@ pub enum ApiError {
     /// No such workload, node or route.
     #[error("{0}")]
     NotFound(String),
+    /// The request lacks the credentials the route wants (the agent routes' cluster token).
+    #[error("{0}")]
+    Unauthorized(String),
     /// The instance has no container to read yet (Pending, or being created).
     #[error("{0}")]
     NoContainer(String),
@@ -66,8 +69,12 @@ pub enum ApiError {
     #[error("{0}")]
     Unprocessable(String),
     /// The store cannot be reached; retrying later may work. (Boxed, as the other boxed
-    /// sources: a core error is large, and every handler returns this type.)
-    #[error("the state store is unavailable; retry later")]
+    /// sources: a core error is large, and every handler returns this type.) The message names
+    /// the operation that failed, never the store's own words (addresses, paths).
+    #[error(
+        "the state store is unreachable: {} failed; retry later",
+        store_operation(.0)
+    )]
     StoreUnavailable(#[source] Box<CoreError>),
     /// The orchestrator is not running (starting, shutting down) or did not answer in time.
     #[error("the orchestrator is not available; retry later")]
@@ -103,6 +110,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::AlreadyExists { .. }
             | ApiError::StaleRevision { .. }
             | ApiError::NoContainer(_) => StatusCode::CONFLICT,
@@ -123,6 +131,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "bad_request",
             ApiError::Validation(_) => "validation_failed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::AlreadyExists { .. } => "already_exists",
             ApiError::NoContainer(_) => "no_container",
             ApiError::StaleRevision { .. } => "stale_revision",
@@ -155,6 +164,14 @@ impl ApiError {
     /// An internal error from anything, for the rare reads that can fail in unexpected ways.
     pub fn internal(source: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
         ApiError::Internal(source.into())
+    }
+}
+
+/// What was being done when the store failed, as the core names it (`create workload`, `read`).
+fn store_operation(e: &CoreError) -> &'static str {
+    match e {
+        CoreError::Store { operation, .. } => operation,
+        _ => "a store call",
     }
 }
 
@@ -302,6 +319,10 @@ mod tests {
         });
         let body = serde_json::to_string(&api.body()).unwrap();
         assert!(!body.contains("10.0.0.7"), "{body}");
+        assert_eq!(
+            api.body().error.message,
+            "the state store is unreachable: get failed; retry later"
+        );
         assert!(chain(&api).contains("10.0.0.7"), "the log keeps the cause");
     }
 }

@@ -21,15 +21,20 @@
 //! ```
 //!
 //! # Layout
-//! * [`state`] — [`ApiState`] (handle, core metrics, static server facts) and [`ServerInfo`].
+//! * [`state`] — [`ApiState`] (handle, core metrics, static server facts, and for a cluster
+//!   daemon its membership source and [`AgentApi`]) and [`ServerInfo`].
 //! * [`error`] — [`ApiError`], the one `IntoResponse` mapping errors to status codes and codes.
 //! * `extract` — body and query extractors: JSON or YAML manifests, field paths in errors.
-//! * `middleware` — the JSON error safety net and the HTTP request metrics (by route template
-//!   and status class).
+//! * `middleware` — the JSON error safety net, the stale-read mark and the HTTP request metrics
+//!   (by route template and status class).
 //! * `page` — paging of the list endpoints: `limit`, `continue` and its opaque token.
 //! * `routes` — one file per resource: `workloads`, `nodes`, `instances`, `logs` (of an
-//!   instance, plain text, optionally followed), `events`, `cluster`, `health`, `metrics`,
-//!   `openapi`.
+//!   instance, plain text, optionally followed), `events`, `cluster` (counts and membership),
+//!   `agent` (a cluster daemon's node agent: container logs for the other daemons, behind the
+//!   cluster token), `health`, `metrics`, `openapi`.
+//!
+//! Reads answered while the loop's view may be behind the store (a cluster daemon cut off
+//! from etcd) carry the header [`STALE_HEADER`] with the reason.
 //! * [`router`] builds the axum router with its layers; [`serve`] runs it until shutdown.
 //!
 //! Nested packages beside this library: `daemon/` (`orchestratord`, which wires the store, the
@@ -44,8 +49,10 @@ mod routes;
 pub mod state;
 
 pub use error::ApiError;
+pub use middleware::STALE_HEADER;
+pub use routes::agent::LOG_NEXT_HEADER;
 pub use routes::openapi::ApiDoc;
-pub use state::{ApiState, ServerInfo};
+pub use state::{AgentApi, ApiState, ServerInfo};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -101,10 +108,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/instances/{id}/logs", get(routes::logs::logs))
         .route("/api/v1/events", get(routes::events::list))
         .route("/api/v1/cluster", get(routes::cluster::info))
+        .route(
+            "/api/v1/agent/containers/{container_id}/logs",
+            get(routes::agent::container_logs),
+        )
         .route("/api/v1/openapi.json", get(routes::openapi::document))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::metrics::render))
+        // Runs for matched routes only, after the handler: marks reads of a stale view.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::mark_stale,
+        ))
         // Runs for matched routes only, after matching: tells the counters the route template.
         .route_layer(axum::middleware::from_fn(middleware::note_route))
         .fallback(routes::unknown_route)
@@ -135,17 +151,22 @@ pub fn router(state: ApiState) -> Router {
 
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting connections,
 /// ends streaming responses ([`ApiState::end_streams`]) and waits for the requests in flight
-/// (graceful shutdown).
+/// (graceful shutdown). Handlers see the peer's address (`ConnectInfo<SocketAddr>`, which the
+/// agent routes log), and the state learns the listener's address unless it was given one.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: ApiState,
+    mut state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
+        if state.listen_address().is_none() {
+            state = state.with_listen_address(addr.to_string());
+        }
     }
     let streams = state.clone();
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             streams.end_streams();

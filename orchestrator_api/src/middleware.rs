@@ -4,17 +4,20 @@
 //!   `docs/api.md`, even those produced outside the handlers (tower-http's 413 for a declared
 //!   `Content-Length` over the limit, the timeout's 503, any axum rejection not mapped by the
 //!   extractors).
+//! * [`mark_stale`]: the `x-orchestrator-stale` header on the reads answered while the view
+//!   says it may be behind the store.
 //! * [`count_requests`] (outermost but for the trace, so it sees the final status) and
 //!   [`note_route`] (a route layer, so it runs once the router has matched a route): request
 //!   counters and a latency histogram by route template and status class, in [`HttpMetrics`].
 
-use crate::ApiError;
+use crate::{ApiError, ApiState};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use orchestrator_core::ClusterView;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -163,6 +166,57 @@ pub(crate) async fn count_requests(
     response
 }
 
+/// The header that says a read may be out of date, and why (see [`mark_stale`]).
+pub const STALE_HEADER: &str = "x-orchestrator-stale";
+
+/// Marks the answers to `GET` requests with [`STALE_HEADER`] when the view the API reads says
+/// it may be behind the store (a daemon cut off from its store keeps answering from the last
+/// view it built). Checked after the handler ran, so the mark covers what it answered from. The
+/// agent routes read the local runtime, not the view, and are left alone.
+pub(crate) async fn mark_stale(
+    State(state): State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let marks = req.method() == Method::GET && !req.uri().path().starts_with(AGENT_PREFIX);
+    let mut response = next.run(req).await;
+    if marks {
+        // No view (the loop stopped): nothing says the answer is stale, and a read that needed
+        // the view already failed with 503.
+        if let Ok(view) = state.handle().view() {
+            mark(&mut response, &view);
+        }
+    }
+    response
+}
+
+/// Adds [`STALE_HEADER`] to `response` if `view` may be out of date.
+fn mark(response: &mut Response, view: &ClusterView) {
+    if let Some(reason) = view.stale() {
+        response
+            .headers_mut()
+            .insert(STALE_HEADER, header_text(reason));
+    }
+}
+
+/// The agent routes' common prefix.
+pub(crate) const AGENT_PREFIX: &str = "/api/v1/agent/";
+
+/// `text` as a header value: characters a header cannot carry (controls, non-ASCII) become `?`.
+fn header_text(text: &str) -> HeaderValue {
+    let visible: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&visible).unwrap_or_else(|_| HeaderValue::from_static("stale"))
+}
+
 /// Most of a plain-text error body kept as the JSON message (axum's and tower-http's are short
 /// sentences).
 const MAX_PLAIN_MESSAGE: usize = 1024;
@@ -211,6 +265,7 @@ fn error_for(status: StatusCode, text: Option<String>) -> ApiError {
     });
     match status {
         StatusCode::NOT_FOUND => ApiError::NotFound(message),
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized(message),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType {
@@ -364,6 +419,32 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn stale_views_mark_the_answer() {
+        let view = ClusterView::empty(Arc::new(scheduler_interface::BinPackScheduler::new()));
+        let mut fresh = "ok".into_response();
+        mark(&mut fresh, &view);
+        assert!(fresh.headers().get(STALE_HEADER).is_none());
+        let mut stale = "ok".into_response();
+        mark(
+            &mut stale,
+            &view.marked_stale("the store is unreachable since 12:00:03"),
+        );
+        assert_eq!(
+            stale.headers()[STALE_HEADER],
+            "the store is unreachable since 12:00:03"
+        );
+    }
+
+    #[test]
+    fn stale_reasons_become_header_values() {
+        assert_eq!(
+            header_text("the store is unreachable since 12:00:03"),
+            "the store is unreachable since 12:00:03"
+        );
+        assert_eq!(header_text("line\nbreak é"), "line?break ?");
     }
 
     #[test]

@@ -1,7 +1,11 @@
-//! [`ApiState`]: what every handler needs, cheap to clone (axum clones it per request).
+//! [`ApiState`]: what every handler needs, cheap to clone (axum clones it per request), and
+//! [`AgentApi`], what a cluster daemon's node agent serves to the other daemons.
 
 use crate::middleware::HttpMetrics;
+use container_runtime_interface::ContainerRuntime;
+use orchestrator_core::cluster::MembershipSource;
 use orchestrator_core::{CoreMetrics, OrchestratorHandle};
+use orchestrator_shared_types::NodeId;
 use prometheus_client::registry::Registry;
 use state_store_interface::StateStore;
 use std::sync::Arc;
@@ -29,8 +33,36 @@ impl ServerInfo {
     }
 }
 
+/// What a daemon that is its node's agent serves to the other daemons of its cluster
+/// (`/api/v1/agent/...`): the output of the containers its local runtime runs, so that any
+/// daemon can answer `logs` for an instance on any node. Set with [`ApiState::with_agent`].
+#[derive(Clone)]
+pub struct AgentApi {
+    /// This daemon's node: the one whose containers `runtime` reads.
+    pub node: NodeId,
+    /// The local runtime (youki), not the cluster-wide one the leader drives.
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The secret the daemons of the cluster share: when set, agent requests must carry
+    /// `Authorization: Bearer <token>`. `None` (or empty) accepts any request, for a cluster
+    /// on a trusted network.
+    pub cluster_token: Option<String>,
+}
+
+impl std::fmt::Debug for AgentApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself: states end up in logs.
+        f.debug_struct("AgentApi")
+            .field("node", &self.node)
+            .field(
+                "cluster_token",
+                &self.cluster_token.as_ref().map(|_| "<set>"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 /// The state shared by the API's handlers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApiState {
     handle: OrchestratorHandle,
     metrics: Arc<CoreMetrics>,
@@ -40,6 +72,23 @@ pub struct ApiState {
     registry: Arc<Registry>,
     /// Set once streaming responses must end (see [`ApiState::end_streams`]).
     streams_end: Arc<watch::Sender<bool>>,
+    /// Who is in the cluster (a cluster daemon); `None` in single-node mode.
+    membership: Option<Arc<dyn MembershipSource>>,
+    /// The agent routes' runtime and token (a cluster daemon); `None` answers them 404.
+    agent: Option<Arc<AgentApi>>,
+    /// Where this server listens, when known (the leader's address in single-node mode).
+    listen_address: Option<String>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("info", &self.info)
+            .field("membership", &self.membership.is_some())
+            .field("agent", &self.agent)
+            .field("listen_address", &self.listen_address)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ApiState {
@@ -57,7 +106,47 @@ impl ApiState {
             http,
             registry: Arc::new(registry),
             streams_end: Arc::new(watch::Sender::new(false)),
+            membership: None,
+            agent: None,
+            listen_address: None,
         }
+    }
+
+    /// This state, answering `GET /api/v1/cluster` with the membership `source` reports (a
+    /// cluster daemon). Without one, the membership shown is that of a single node.
+    pub fn with_membership(mut self, source: Arc<dyn MembershipSource>) -> Self {
+        self.membership = Some(source);
+        self
+    }
+
+    /// This state, serving the agent routes (`/api/v1/agent/...`) from `agent`'s local
+    /// runtime. Without it they answer 404 "this daemon is not a cluster agent".
+    pub fn with_agent(mut self, agent: AgentApi) -> Self {
+        self.agent = Some(Arc::new(agent));
+        self
+    }
+
+    /// This state, knowing that the server listens at `address` (e.g. `10.0.0.5:8080`): the
+    /// leader's address shown by `GET /api/v1/cluster` in single-node mode. [`crate::serve`]
+    /// sets it from its listener when it was not set.
+    pub fn with_listen_address(mut self, address: impl Into<String>) -> Self {
+        self.listen_address = Some(address.into());
+        self
+    }
+
+    /// The membership source, if this is a cluster daemon.
+    pub fn membership(&self) -> Option<&Arc<dyn MembershipSource>> {
+        self.membership.as_ref()
+    }
+
+    /// The agent API, if this daemon serves it.
+    pub fn agent(&self) -> Option<&AgentApi> {
+        self.agent.as_deref()
+    }
+
+    /// Where this server listens, when known.
+    pub fn listen_address(&self) -> Option<&str> {
+        self.listen_address.as_deref()
     }
 
     /// Ends the responses that stream (followed logs) and makes new ones end at once, so that a

@@ -568,6 +568,7 @@ async fn openapi_document_lists_every_path() {
         ("/api/v1/instances", "get"),
         ("/api/v1/events", "get"),
         ("/api/v1/cluster", "get"),
+        ("/api/v1/agent/containers/{container_id}/logs", "get"),
         ("/api/v1/openapi.json", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),
@@ -597,6 +598,10 @@ async fn openapi_document_lists_every_path() {
         "ErrorBody",
         "Unschedulable",
         "ClusterInfo",
+        "Membership",
+        "LeaderInfo",
+        "MemberInfo",
+        "StoreHealth",
     ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }

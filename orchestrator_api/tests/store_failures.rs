@@ -1,6 +1,7 @@
 //! A store that stops answering: reads and writes get 503 `store_unavailable` (or 500 for a
 //! permanent failure), the store's own words never reach the client, readiness turns 503, and
-//! everything recovers when the store does.
+//! everything recovers when the store does. Writes refused by an unreachable store say so
+//! plainly, and reads keep answering.
 
 mod common;
 
@@ -22,6 +23,8 @@ use std::sync::Arc;
 const HEALTHY: u8 = 0;
 const UNREACHABLE: u8 = 1;
 const BROKEN: u8 = 2;
+/// Reads answer; every commit fails as unreachable (a daemon whose etcd refuses writes).
+const COMMITS_UNREACHABLE: u8 = 3;
 
 /// An in-memory store that can be made to fail every call.
 struct FlakyStore {
@@ -40,6 +43,9 @@ impl FlakyStore {
                 operation,
                 source: SECRET.into(),
             }),
+            COMMITS_UNREACHABLE if operation == "commit" => {
+                Err(StoreError::unavailable(operation, SECRET))
+            }
             _ => Ok(()),
         }
     }
@@ -81,8 +87,12 @@ impl StateStore for FlakyStore {
     }
 }
 
-#[tokio::test]
-async fn store_failures_are_503_or_500_and_never_leak() {
+/// An API over a [`FlakyStore`], healthy at first.
+async fn flaky_api() -> (
+    common::TestApi,
+    Arc<FlakyStore>,
+    orchestrator_core::Orchestrator,
+) {
     let store = Arc::new(FlakyStore {
         inner: InMemoryStore::new(),
         mode: AtomicU8::new(HEALTHY),
@@ -103,7 +113,12 @@ async fn store_failures_are_503_or_500_and_never_leak() {
         orchestrator.metrics(),
         ServerInfo::new("flaky", "simulated"),
     );
-    let api = common::TestApi::with_state(state);
+    (common::TestApi::with_state(state), store, orchestrator)
+}
+
+#[tokio::test]
+async fn store_failures_are_503_or_500_and_never_leak() {
+    let (api, store, orchestrator) = flaky_api().await;
 
     api.send_json(
         Method::POST,
@@ -173,5 +188,80 @@ async fn store_failures_are_503_or_500_and_never_leak() {
         web["workload"]["replicas"], 1,
         "no failed write changed anything"
     );
+    orchestrator.shutdown().await;
+}
+
+#[tokio::test]
+async fn writes_to_an_unreachable_store_are_503_with_a_clear_message() {
+    let (api, store, orchestrator) = flaky_api().await;
+    api.send_json(
+        Method::POST,
+        "/api/v1/workloads",
+        &workload_json("web", 1, 100),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+
+    store.mode.store(COMMITS_UNREACHABLE, Ordering::SeqCst);
+    for (method, uri, body) in [
+        (
+            Method::POST,
+            "/api/v1/workloads",
+            workload_json("api", 1, 100),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/workloads/web",
+            workload_json("web", 2, 100),
+        ),
+        (
+            Method::POST,
+            "/api/v1/workloads/web/scale",
+            serde_json::json!({"replicas": 3}),
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/workloads/web",
+            serde_json::Value::Null,
+        ),
+    ] {
+        let reply = api.send_json(method.clone(), uri, &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {}",
+            reply.text()
+        );
+        assert_eq!(reply.code(), "store_unavailable", "{method} {uri}");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.starts_with("the state store is unreachable: ")
+                && message.ends_with("; retry later"),
+            "{method} {uri}: {message}"
+        );
+        assert!(!reply.text().contains("10.9.8.7"), "{method} {uri} leaks");
+    }
+    // Reads still answer.
+    let web = api
+        .get("/api/v1/workloads/web")
+        .await
+        .expect(StatusCode::OK)
+        .json();
+    assert_eq!(
+        web["workload"]["replicas"], 1,
+        "no failed write changed anything"
+    );
+
+    store.mode.store(HEALTHY, Ordering::SeqCst);
+    api.send_json(
+        Method::POST,
+        "/api/v1/workloads/web/scale",
+        &serde_json::json!({"replicas": 2}),
+    )
+    .await
+    .expect(StatusCode::OK);
     orchestrator.shutdown().await;
 }

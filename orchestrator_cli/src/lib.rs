@@ -5,7 +5,8 @@
 //! tokio runtime), with the request and response types of `orchestrator_shared_types::api`,
 //! and prints tables for people or the
 //! server's objects as JSON/YAML for scripts. Every failure exits non-zero with `error: ...` and
-//! the server's per-field details.
+//! the server's per-field details. An answer the server marks as possibly out of date adds a
+//! `warning: ...` line on stderr ([`stale_warning`]).
 //!
 //! ```text
 //! orchestrator-cli [--server URL] [-o table|wide|json|yaml]
@@ -42,6 +43,12 @@ use cli::Command;
 use cmd::Ctx;
 use error::CliError;
 use std::io::{Read, Write};
+
+/// The line printed on stderr when the server says its answer may be out of date (the daemon
+/// that answered lost its store and answers from the last state it saw).
+pub fn stale_warning(reason: &str) -> String {
+    format!("warning: the answering daemon may be out of date: {reason}")
+}
 
 /// Runs one command other than `completion` (which needs no server) against `ctx`'s server,
 /// printing results to `out`; `stdin` serves `-f -`. Needs a tokio runtime with time and I/O.

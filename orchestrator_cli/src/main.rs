@@ -9,6 +9,7 @@ use orchestrator_cli::error::{is_broken_pipe, render_chain};
 use orchestrator_client::Client;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,6 +24,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The stale hook of the client: warns on stderr, once per run (a command may make several
+/// requests, all answered by the same daemon).
+fn warn_stale() -> impl Fn(&str) + Send + Sync + 'static {
+    let warned = AtomicBool::new(false);
+    move |reason| {
+        if !warned.swap(true, Ordering::Relaxed) {
+            eprintln!("{}", orchestrator_cli::stale_warning(reason));
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -31,7 +43,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cmd::completion::run(args, &mut out)?;
         return out.flush().context("writing the completion script");
     }
-    let client = Client::new(&cli.server, None).context("--server (or ORCHESTRATOR_SERVER)")?;
+    let client = Client::new(&cli.server, None)
+        .context("--server (or ORCHESTRATOR_SERVER)")?
+        .on_stale(warn_stale());
     let ctx = Ctx {
         client,
         format: cli.output,

@@ -76,11 +76,17 @@ fn answer(stream: TcpStream, routes: Routes, seen: &Mutex<Vec<String>>) -> std::
     reader.read_exact(&mut body)?;
     seen.lock().unwrap().push(format!("{method} {target}"));
     let (status, json) = routes(&method, &target, &String::from_utf8_lossy(&body));
+    // The nodes are answered by a daemon that lost its store: marked as maybe out of date.
+    let stale = if target.starts_with("/api/v1/nodes") {
+        format!("{STALE}\r\n")
+    } else {
+        String::new()
+    };
     let mut stream = stream;
     write!(
         stream,
         "HTTP/1.1 {status} Canned\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{json}",
+         {stale}Connection: close\r\n\r\n{json}",
         json.len()
     )?;
     stream.flush()
@@ -150,6 +156,21 @@ fn web_view() -> WorkloadView {
     }
 }
 
+/// The stale mark the stub puts on node answers.
+const STALE: &str = "x-orchestrator-stale: the store is unreachable since 12:00:03";
+
+/// A node of 4 cores and 8 GB with `cpu` millicores allocated.
+fn node_view(id: &str, cpu: u64) -> orchestrator_shared_types::api::NodeView {
+    orchestrator_shared_types::api::NodeView {
+        node: orchestrator_shared_types::Node::new(
+            id,
+            orchestrator_shared_types::Resources::new(4000, 8192, 0),
+        ),
+        allocated: orchestrator_shared_types::Resources::new(cpu, 512, 0),
+        instances: usize::from(cpu > 0),
+    }
+}
+
 fn json<T: serde::Serialize>(status: u16, value: &T) -> (u16, String) {
     (status, serde_json::to_string(value).unwrap())
 }
@@ -161,6 +182,17 @@ fn routes(method: &str, target: &str, _body: &str) -> (u16, String) {
         ("GET", "/api/v1/instances") => json(200, &ListResponse::new(web_detail().instances)),
         ("GET", "/api/v1/workloads/web") => json(200, &web_detail()),
         ("POST", "/api/v1/workloads/web/scale") => json(200, &web_view()),
+        // Two pages: `node list` shows every node.
+        ("GET", "/api/v1/nodes") => json(
+            200,
+            &ListResponse {
+                items: vec![node_view("node-a", 1200)],
+                next: Some("t1".into()),
+            },
+        ),
+        ("GET", "/api/v1/nodes?continue=t1") => {
+            json(200, &ListResponse::new(vec![node_view("node-b", 0)]))
+        }
         ("POST", "/api/v1/workloads") => error(
             400,
             "validation_failed",
@@ -367,4 +399,29 @@ fn server_flag_overrides_the_environment() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let detail: WorkloadDetail = serde_norway::from_slice(&out.stdout).unwrap();
     assert_eq!(detail, web_detail());
+}
+
+#[test]
+fn node_list_shows_every_node_and_warns_once_of_a_stale_answer() {
+    let stub = ProtocolStub::start(routes);
+    let out = cli(&stub.url, &["node", "list"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "NAME     STATUS   CPU           MEMORY         INSTANCES\n\
+         node-a   Ready    1200m/4000m   512MB/8192MB   1\n\
+         node-b   Ready    0m/4000m      512MB/8192MB   0\n"
+    );
+    assert_eq!(
+        text(&out.stderr),
+        "warning: the answering daemon may be out of date: the store is unreachable since 12:00:03\n",
+        "one warning for the two pages"
+    );
+    assert_eq!(
+        stub.requests(),
+        ["GET /api/v1/nodes", "GET /api/v1/nodes?continue=t1"]
+    );
+    // Answers that are not marked warn of nothing.
+    let out = cli(&stub.url, &["workload", "list"], "");
+    assert_eq!(text(&out.stderr), "");
 }

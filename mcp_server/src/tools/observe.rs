@@ -8,7 +8,7 @@ use crate::output::{
 use crate::tools::workloads::status_line;
 use crate::OrchestratorMcp;
 use orchestrator_client::{Events, Instances, LogsQuery, Nodes, PageRequest, Workloads};
-use orchestrator_shared_types::api::parse_log_since;
+use orchestrator_shared_types::api::{parse_log_since, Membership};
 use orchestrator_shared_types::{Event, WorkloadInstance};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
@@ -136,9 +136,82 @@ pub struct ClusterStatus {
     pub memory_mb: Usage,
     /// Workloads whose replicas are not all running (get_workload and explain_pending say why).
     pub attention: Vec<Attention>,
+    /// Who is in the cluster, who leads it, and whether the store answers (absent from servers
+    /// that predate clusters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipSummary>,
     /// What the figures cover, when not everything was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// The members of the cluster, its leader and its store's health, as the answering daemon sees
+/// them.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MembershipSummary {
+    /// "single-node" (one daemon, embedded store) or "etcd" (daemons sharing an etcd store).
+    pub mode: String,
+    /// The node of the daemon that answered.
+    pub this_node: String,
+    /// The node of the daemon running the reconcile loop; absent while none is elected (then
+    /// changes are stored but not carried out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Where the leader's API is reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_address: Option<String>,
+    /// Every member: node, address, status (Ready while its liveness lease is held, Down once
+    /// it expired), whether it leads.
+    pub members: Vec<MemberSummary>,
+    /// Whether the answering daemon reaches the store.
+    pub store_reachable: bool,
+    /// What failed when the store is unreachable, or why reads may be out of date.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_message: Option<String>,
+}
+
+/// One member of the cluster.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct MemberSummary {
+    /// Its node.
+    pub node: String,
+    /// Where its daemon's API is reached.
+    pub address: String,
+    /// Ready, NotReady or Down.
+    pub status: String,
+    /// Whether it is the leader.
+    pub leader: bool,
+}
+
+impl MembershipSummary {
+    /// The summary of `m`; `None` for a server that sent no membership.
+    fn of(m: &Membership) -> Option<Self> {
+        if m.mode.is_empty() {
+            return None;
+        }
+        Some(Self {
+            mode: m.mode.clone(),
+            this_node: m.this_node.to_string(),
+            leader: m.leader.as_ref().map(|l| l.node.to_string()),
+            leader_address: m
+                .leader
+                .as_ref()
+                .map(|l| l.address.clone())
+                .filter(|a| !a.is_empty()),
+            members: m
+                .members
+                .iter()
+                .map(|member| MemberSummary {
+                    node: member.node.to_string(),
+                    address: member.address.clone(),
+                    status: format!("{:?}", member.status),
+                    leader: member.leader,
+                })
+                .collect(),
+            store_reachable: m.store_health.reachable,
+            store_message: m.store_health.message.clone(),
+        })
+    }
 }
 
 /// A page of events.
@@ -317,6 +390,20 @@ pub(crate) async fn cluster_status(mcp: &OrchestratorMcp) -> Result<ClusterStatu
         memory.allocated,
         memory.allocatable,
     );
+    let membership = MembershipSummary::of(&info.membership);
+    if let Some(m) = &membership {
+        match &m.leader {
+            Some(leader) => summary.push_str(&format!(" Leader: {leader}.")),
+            None => summary.push_str(
+                " No leader is elected: changes are stored but not carried out until one is.",
+            ),
+        }
+        if !m.store_reachable {
+            summary.push_str(
+                " The answering daemon cannot reach the store: what it shows may be out of date.",
+            );
+        }
+    }
     if troubled_total == 0 {
         summary.push_str(" Every workload runs all its replicas.");
     } else {
@@ -335,6 +422,7 @@ pub(crate) async fn cluster_status(mcp: &OrchestratorMcp) -> Result<ClusterStatu
         cpu_millicores: cpu,
         memory_mb: memory,
         attention,
+        membership,
         note: join_notes(notes),
     })
 }
@@ -456,4 +544,53 @@ pub(crate) async fn get_logs(mcp: &OrchestratorMcp, args: LogsArgs) -> Result<Lo
         lines,
         note,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_shared_types::api::{LeaderInfo, MemberInfo, StoreHealth};
+    use orchestrator_shared_types::NodeStatus;
+
+    #[test]
+    fn membership_is_summarized_for_models() {
+        assert!(
+            MembershipSummary::of(&Membership::default()).is_none(),
+            "a server from before clusters"
+        );
+        let m = Membership {
+            mode: "etcd".into(),
+            cluster_id: Some("c-1".into()),
+            this_node: "node-b".into(),
+            leader: Some(LeaderInfo {
+                node: "node-a".into(),
+                address: "10.0.0.1:8080".into(),
+                since_revision: 42,
+            }),
+            members: vec![MemberInfo {
+                node: "node-b".into(),
+                address: "10.0.0.2:8080".into(),
+                status: NodeStatus::Down,
+                leader: false,
+            }],
+            store_health: StoreHealth {
+                reachable: false,
+                revision: None,
+                message: Some("store unavailable during revision".into()),
+            },
+        };
+        let s = serde_json::to_value(MembershipSummary::of(&m).unwrap()).unwrap();
+        assert_eq!(
+            s,
+            serde_json::json!({
+                "mode": "etcd",
+                "this_node": "node-b",
+                "leader": "node-a",
+                "leader_address": "10.0.0.1:8080",
+                "members": [{"node": "node-b", "address": "10.0.0.2:8080", "status": "Down", "leader": false}],
+                "store_reachable": false,
+                "store_message": "store unavailable during revision",
+            })
+        );
+    }
 }

@@ -11,7 +11,15 @@ use orchestrator_shared_types::Unschedulable;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The header a server puts on reads answered from a view that may be behind its store (a
+/// cluster daemon cut off from etcd), with the reason; see [`Client::on_stale`].
+pub const STALE_HEADER: &str = "x-orchestrator-stale";
+
+/// What [`Client::on_stale`] calls.
+type StaleHook = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// How long to wait for a TCP connection: a local daemon answers at once, so a slow connect
 /// means a wrong address, and the user should hear about it quickly.
@@ -53,11 +61,22 @@ impl LogsQuery {
 }
 
 /// An async client of one orchestrator server. Cheap to clone (the connection pool is shared).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     base: Url,
     http: reqwest::Client,
     token: Option<String>,
+    /// Told when an answer says it may be out of date.
+    on_stale: Option<StaleHook>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -86,7 +105,29 @@ impl Client {
             base,
             http,
             token: token.filter(|t| !t.is_empty()),
+            on_stale: None,
         })
+    }
+
+    /// This client, calling `hook` with the reason whenever the server says that what it
+    /// answered may be out of date (header [`STALE_HEADER`]: the answering daemon lost its
+    /// store and answers from the last state it saw). The answer itself is returned as usual.
+    pub fn on_stale(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_stale = Some(Arc::new(hook));
+        self
+    }
+
+    /// Calls the stale hook if `response` is marked.
+    fn note_stale(&self, response: &reqwest::Response) {
+        if let (Some(hook), Some(reason)) = (
+            &self.on_stale,
+            response
+                .headers()
+                .get(STALE_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            hook(reason);
+        }
     }
 
     /// The server's base URL as given, without a trailing slash.
@@ -223,6 +264,7 @@ impl Client {
             request = request.timeout(REQUEST_TIMEOUT);
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        self.note_stale(&response);
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.map_err(|e| self.unreachable(&e))?;
@@ -281,6 +323,7 @@ impl Client {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        self.note_stale(&response);
         let status = response.status();
         let text = response.text().await.map_err(|e| self.unreachable(&e))?;
         if !status.is_success() {
@@ -353,7 +396,7 @@ impl LogStream {
 
 /// The server's error, or one made from a body that is not the API's error shape (a proxy's
 /// page, a plain-text 404 from something that is not orchestratord).
-fn error_body(status: StatusCode, text: &str) -> ErrorBody {
+pub(crate) fn error_body(status: StatusCode, text: &str) -> ErrorBody {
     ErrorBody::from_response(
         status.as_u16(),
         status.canonical_reason().unwrap_or("error"),
@@ -362,7 +405,7 @@ fn error_body(status: StatusCode, text: &str) -> ErrorBody {
 }
 
 /// The last error of a source chain: the one a person (or a model) can act on.
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last: &dyn std::error::Error = e;
     while let Some(next) = last.source() {
         last = next;

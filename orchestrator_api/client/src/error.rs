@@ -35,6 +35,14 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
+    /// The server answered 2xx without a header the answer needs (another version?).
+    #[error("the server's answer to {request} has no valid `{header}` header")]
+    MissingHeader {
+        /// The request, e.g. `GET /api/v1/agent/containers/c/logs`.
+        request: String,
+        /// The header.
+        header: &'static str,
+    },
     /// The server URL is not a usable `http://` URL.
     #[error("`{url}` is not a valid server URL: {reason}")]
     BadServerUrl {

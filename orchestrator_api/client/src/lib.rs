@@ -10,6 +10,10 @@
 //! * Lists are paged as the API pages them: [`Client::list`] reads one page of a [`Listing`]
 //!   ([`Workloads`], [`Nodes`], [`Instances`], [`Events`]) and [`Client::list_all`] follows the
 //!   `continue` tokens to the end.
+//! * An answer read from a daemon that may be out of date carries a reason, which
+//!   [`Client::on_stale`] passes to a hook (the CLI warns on stderr).
+//! * [`AgentClient`] is a daemon's client of another daemon's node agent: the output of the
+//!   containers on that node, behind the cluster token.
 //! * [`manifest::parse`] splits a manifest (multi-document YAML, or JSON) into workloads.
 //!
 //! ```no_run
@@ -24,16 +28,19 @@
 //!
 //! # Layout
 //! * [`client`] — [`Client`]: one method per endpoint; logs as a [`LogStream`].
+//! * [`agent`] — [`AgentClient`]: container logs from another daemon's agent.
 //! * [`paging`] — [`Listing`] (which list, which filters) and [`PageRequest`] (which page).
 //! * [`manifest`] — splitting and parsing manifests into [`Manifest`]s.
 //! * [`error`] — [`ClientError`].
 
+pub mod agent;
 pub mod client;
 pub mod error;
 pub mod manifest;
 pub mod paging;
 
-pub use client::{Client, LogStream, LogsQuery, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+pub use agent::{AgentClient, LOG_NEXT_HEADER};
+pub use client::{Client, LogStream, LogsQuery, CONNECT_TIMEOUT, REQUEST_TIMEOUT, STALE_HEADER};
 pub use error::ClientError;
 pub use manifest::Manifest;
 pub use paging::{Events, Instances, Listing, Nodes, PageRequest, Workloads};

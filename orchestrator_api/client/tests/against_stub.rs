@@ -127,6 +127,20 @@ fn routes(method: &str, target: &str) -> (u16, &'static str, String) {
             (502, "text/html", "<html>bad gateway</html>".into())
         }
         ("GET", "/api/v1/cluster") => (200, JSON, r#"{"nodes": "many"}"#.into()),
+        // The stub writes the content type raw: a second header rides along after it.
+        ("GET", "/api/v1/nodes/stale") => (
+            200,
+            "application/json\r\nx-orchestrator-stale: the store is unreachable since 12:00:03",
+            serde_json::to_string(&orchestrator_shared_types::api::NodeView {
+                node: orchestrator_shared_types::Node::new(
+                    "stale",
+                    orchestrator_shared_types::Resources::new(1000, 1024, 0),
+                ),
+                allocated: Default::default(),
+                instances: 0,
+            })
+            .unwrap(),
+        ),
         ("GET", "/api/v1/instances/web-1/logs?tail=2") => {
             (200, "text/plain; charset=utf-8", "a\nb\n".into())
         }
@@ -257,4 +271,27 @@ fn instance_filters_are_query_parameters() {
         node: None,
     };
     assert_eq!(i.filters(), [("workload", "web".to_owned())]);
+}
+
+#[tokio::test]
+async fn answers_marked_stale_reach_the_hook() {
+    let stub = Stub::start(routes);
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = Arc::clone(&seen);
+    let client = Client::new(&stub.url, None)
+        .unwrap()
+        .on_stale(move |reason| log.lock().unwrap().push(reason.to_owned()));
+    let node = client.get_node("stale").await.unwrap();
+    assert_eq!(
+        node.node.id.as_str(),
+        "stale",
+        "the answer is returned as usual"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["the store is unreachable since 12:00:03"]
+    );
+    // Unmarked answers (here an error) do not call it.
+    let _ = client.get_node("fresh").await.unwrap_err();
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }

@@ -1,6 +1,7 @@
 //! The handlers, one file per resource (in the manner of mini-redis' `cmd/`), plus the lookups
 //! several of them share.
 
+pub(crate) mod agent;
 pub(crate) mod cluster;
 pub(crate) mod events;
 pub(crate) mod health;

@@ -7,7 +7,7 @@ use crate::output::{print_structured, table, Fields};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use orchestrator_client::{Instances, Nodes, PageRequest};
-use orchestrator_shared_types::api::NodeView;
+use orchestrator_shared_types::api::{ListResponse, NodeView};
 use orchestrator_shared_types::{Node, NodeStatus, Resources, WorkloadInstance};
 use std::io::Write;
 
@@ -38,7 +38,8 @@ pub enum NodeCommand {
 pub async fn run(ctx: &Ctx, command: NodeCommand, out: &mut dyn Write) -> Result<(), CliError> {
     match command {
         NodeCommand::List => {
-            let list = ctx.client.list(&Nodes, &PageRequest::default()).await?;
+            // Every node, whatever the server's page size: follows `continue` to the end.
+            let list = ListResponse::new(ctx.client.list_all(&Nodes, None).await?);
             if ctx.format.is_structured() {
                 return print_structured(out, ctx.format, &list);
             }
@@ -93,13 +94,18 @@ async fn cordon(ctx: &Ctx, name: &str, drain: bool, out: &mut dyn Write) -> Resu
     Ok(())
 }
 
-/// `Ready`, `NotReady`, `Down`, with `,SchedulingDisabled` when cordoned (as kubectl shows it).
-pub fn status(node: &Node) -> String {
-    let status = match node.status {
+/// `Ready`, `NotReady` or `Down`.
+pub fn status_name(status: NodeStatus) -> &'static str {
+    match status {
         NodeStatus::Ready => "Ready",
         NodeStatus::NotReady => "NotReady",
         NodeStatus::Down => "Down",
-    };
+    }
+}
+
+/// `Ready`, `NotReady`, `Down`, with `,SchedulingDisabled` when cordoned (as kubectl shows it).
+pub fn status(node: &Node) -> String {
+    let status = status_name(node.status);
     if node.unschedulable {
         format!("{status},SchedulingDisabled")
     } else {
