@@ -92,6 +92,21 @@ pub struct Cli {
     /// Serve MCP at /mcp with only the tools that read, none that change the cluster (implies --mcp)
     #[arg(long, env = "ORCHESTRATORD_MCP_READ_ONLY")]
     mcp_read_only: bool,
+    /// Join a cluster whose state is in etcd: its client URLs, comma-separated (without it: single node, embedded store)
+    #[arg(long, env = "ORCHESTRATORD_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix of the cluster's state in etcd [default: orchestrator]
+    #[arg(long, env = "ORCHESTRATORD_ETCD_PREFIX")]
+    etcd_prefix: Option<String>,
+    /// Address (host:port) other daemons reach this one's API at [default: the listen address]
+    #[arg(long, env = "ORCHESTRATORD_ADVERTISE")]
+    advertise: Option<String>,
+    /// Secret the cluster's daemons share: they call each other's agent API with it, and a daemon with another one cannot join
+    #[arg(long, env = "ORCHESTRATORD_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
+    /// Seconds a daemon's lease lives without a refresh: a dead daemon is noticed, and a dead leader replaced, within it [default: 5]
+    #[arg(long, env = "ORCHESTRATORD_LEASE_TTL")]
+    lease_ttl: Option<u64>,
 }
 
 /// The config file: the same settings as the flags.
@@ -112,6 +127,11 @@ struct FileConfig {
     memory_mb: Option<u64>,
     mcp: Option<bool>,
     mcp_read_only: Option<bool>,
+    etcd: Option<Vec<String>>,
+    etcd_prefix: Option<String>,
+    advertise: Option<String>,
+    cluster_token: Option<String>,
+    lease_ttl: Option<u64>,
 }
 
 /// The settings in force.
@@ -143,6 +163,23 @@ pub struct Config {
     pub mcp: bool,
     /// Only the read-only MCP tools.
     pub mcp_read_only: bool,
+    /// The cluster to join; `None`: single node with the embedded store.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this daemon joins a cluster (`--etcd` and the flags that go with it).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// etcd client URLs.
+    pub etcd: Vec<String>,
+    /// Key prefix in etcd.
+    pub prefix: String,
+    /// Where other daemons reach this one; `None`: the listen address once bound.
+    pub advertise: Option<String>,
+    /// The shared secret.
+    pub token: Option<String>,
+    /// Lease time-to-live.
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Config {
@@ -187,6 +224,27 @@ impl Config {
                 || file.mcp.unwrap_or(false)
                 || file.mcp_read_only.unwrap_or(false),
             mcp_read_only: cli.mcp_read_only || file.mcp_read_only.unwrap_or(false),
+            cluster: {
+                let etcd = if cli.etcd.is_empty() {
+                    file.etcd.unwrap_or_default()
+                } else {
+                    cli.etcd
+                };
+                let lease_ttl = cli.lease_ttl.or(file.lease_ttl).unwrap_or(5);
+                if lease_ttl == 0 {
+                    bail!("--lease-ttl must be at least 1 (seconds)");
+                }
+                (!etcd.is_empty()).then(|| ClusterConfig {
+                    etcd,
+                    prefix: cli
+                        .etcd_prefix
+                        .or(file.etcd_prefix)
+                        .unwrap_or_else(|| "orchestrator".to_owned()),
+                    advertise: cli.advertise.or(file.advertise),
+                    token: cli.cluster_token.or(file.cluster_token),
+                    lease_ttl: std::time::Duration::from_secs(lease_ttl),
+                })
+            },
         })
     }
 }
@@ -250,6 +308,52 @@ mod tests {
         assert_eq!(c.runtime, RuntimeKind::Simulated);
         assert_eq!(c.node_name.as_deref(), Some("from-flag"));
         assert_eq!(c.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn cluster_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("od.toml");
+        std::fs::write(
+            &path,
+            "etcd = [\"http://10.0.0.1:2379\"]\ncluster_token = \"from-file\"\nlease_ttl = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(Cli::parse_from([
+            "orchestratord",
+            "--config",
+            path.to_str().unwrap(),
+            "--data-dir",
+            "/tmp/x",
+            "--etcd",
+            "http://127.0.0.1:2379,http://127.0.0.1:2479",
+            "--advertise",
+            "10.0.0.5:8080",
+        ]))
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(
+            cluster.etcd,
+            ["http://127.0.0.1:2379", "http://127.0.0.1:2479"]
+        );
+        assert_eq!(cluster.prefix, "orchestrator");
+        assert_eq!(cluster.advertise.as_deref(), Some("10.0.0.5:8080"));
+        assert_eq!(cluster.token.as_deref(), Some("from-file"));
+        assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(3));
+        // No --etcd anywhere: single node.
+        let single =
+            Config::load(Cli::parse_from(["orchestratord", "--data-dir", "/tmp/x"])).unwrap();
+        assert!(single.cluster.is_none());
+        let zero = Config::load(Cli::parse_from([
+            "orchestratord",
+            "--data-dir",
+            "/tmp/x",
+            "--etcd",
+            "http://127.0.0.1:2379",
+            "--lease-ttl",
+            "0",
+        ]));
+        assert!(zero.unwrap_err().to_string().contains("--lease-ttl"));
     }
 
     #[test]

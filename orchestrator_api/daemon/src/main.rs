@@ -1,5 +1,7 @@
-//! `orchestratord`: the orchestrator daemon. One process with the embedded store (redb, in the
-//! data directory), this machine as the cluster's one node, the reconcile loop and the REST API.
+//! `orchestratord`: the orchestrator daemon. By default one process with the embedded store
+//! (redb, in the data directory), this machine as the cluster's one node, the reconcile loop and
+//! the REST API. With `--etcd`, a member of a cluster whose state is in etcd: this machine's node
+//! agent, a candidate for the leadership (the leader runs the loop), and an API server.
 //!
 //! Shutdown: the first SIGINT/SIGTERM stops accepting requests and drains the loop (operations in
 //! flight finish, everything is persisted); a second one exits at once. Containers keep running
@@ -11,6 +13,7 @@
 //! # Layout
 //! * `main.rs` — start-up (logging, store, node, runtime, loop, listener), the optional MCP
 //!   endpoint, signal handling and the graceful drain.
+//! * `cluster` — cluster mode (`--etcd`): joining the cluster in etcd as a member.
 //! * `config` — flags, environment variables and the TOML/YAML config file, merged.
 //! * `node` — this machine as the cluster's node: name and resources read from the OS.
 //! * `runtime` — the container runtime: youki (or runc) through `OciRuntime`, or the simulated
@@ -19,6 +22,7 @@
 //!   `bench/rest-load.sh`) and `containers` (real containers against a raw youki loop).
 //! * `tests/` — black-box tests of the binary through `orchestrator_testkit`.
 
+mod cluster;
 mod config;
 mod node;
 mod runtime;
@@ -28,7 +32,7 @@ use clap::Parser;
 use cluster_manager_interface::StaticClusterManager;
 use config::{Config, LogFormat};
 use orchestrator_api::{ApiState, ServerInfo};
-use orchestrator_core::OrchestratorBuilder;
+use orchestrator_core::{CoreMetrics, OrchestratorBuilder};
 use state_store_interface::RedbStore;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
@@ -58,31 +62,60 @@ fn init_logging(format: LogFormat) {
 async fn run(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store = Arc::new(
-        RedbStore::open(&config.data_dir)
-            .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-    );
     let this_node = node::this_machine(&config)?;
-    tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is the cluster's node");
+    tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is a node");
     let runtime = runtime::build(&config, &this_node.id).await?;
-    let cluster = Arc::new(StaticClusterManager::new());
-    cluster.upsert_node(this_node);
-
-    let orchestrator = OrchestratorBuilder::new()
-        .store(store.clone())
-        .runtime(runtime)
-        .cluster_manager(cluster)
-        .spawn()
-        .await
-        .context("starting the reconcile loop")?;
-    let state = ApiState::new(
-        orchestrator.handle(),
-        orchestrator.metrics(),
-        ServerInfo::new(store.describe(), config.runtime.to_string()),
-    );
     let listener =
         listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
+    let (state, running) = match &config.cluster {
+        None => {
+            let store =
+                Arc::new(RedbStore::open(&config.data_dir).with_context(|| {
+                    format!("opening the store in {}", config.data_dir.display())
+                })?);
+            let cluster = Arc::new(StaticClusterManager::new());
+            cluster.upsert_node(this_node);
+            let orchestrator = OrchestratorBuilder::new()
+                .store(store.clone())
+                .runtime(runtime)
+                .cluster_manager(cluster)
+                .spawn()
+                .await
+                .context("starting the reconcile loop")?;
+            let state = ApiState::new(
+                orchestrator.handle(),
+                orchestrator.metrics(),
+                ServerInfo::new(store.describe(), config.runtime.to_string()),
+            );
+            (state, Running::Single(orchestrator))
+        }
+        Some(cluster_config) => {
+            let metrics = Arc::new(CoreMetrics::default());
+            let node_id = this_node.id.clone();
+            let joined = cluster::join(
+                &config,
+                cluster_config,
+                this_node,
+                local,
+                runtime.clone(),
+                metrics.clone(),
+            )
+            .await?;
+            let state = ApiState::new(
+                joined.member.handle(),
+                metrics,
+                ServerInfo::new(joined.store_name, config.runtime.to_string()),
+            )
+            .with_membership(joined.member.membership())
+            .with_agent(orchestrator_api::AgentApi {
+                node: node_id,
+                runtime,
+                cluster_token: cluster_config.token.clone(),
+            });
+            (state, Running::Cluster(joined.member))
+        }
+    };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(watch_signals(stop_tx));
@@ -94,17 +127,20 @@ async fn run(config: Config) -> Result<()> {
         let streams = state.clone();
         let app = orchestrator_api::router(state).nest_service("/mcp", mcp);
         tracing::info!(listen = %local, data_dir = %config.data_dir.display(), mcp = "/mcp", mcp_read_only = config.mcp_read_only, "orchestratord ready");
-        axum::serve(listener, app)
-            .with_graceful_shutdown({
-                let signal = first_signal(stop_rx.clone());
-                // Followed logs would hold the graceful shutdown up forever.
-                async move {
-                    signal.await;
-                    streams.end_streams();
-                }
-            })
-            .await
-            .context("serving the API")?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown({
+            let signal = first_signal(stop_rx.clone());
+            // Followed logs would hold the graceful shutdown up forever.
+            async move {
+                signal.await;
+                streams.end_streams();
+            }
+        })
+        .await
+        .context("serving the API")?;
     } else {
         tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "orchestratord ready");
         orchestrator_api::serve(listener, state, first_signal(stop_rx.clone()))
@@ -112,9 +148,20 @@ async fn run(config: Config) -> Result<()> {
             .context("serving the API")?;
     }
     tracing::info!("API stopped; draining the reconcile loop");
-    orchestrator.shutdown().await;
+    match running {
+        Running::Single(orchestrator) => orchestrator.shutdown().await,
+        Running::Cluster(member) => member.shutdown().await,
+    }
     tracing::info!("bye");
     Ok(())
+}
+
+/// What runs behind the API.
+enum Running {
+    /// The loop of a single-node daemon.
+    Single(orchestrator_core::Orchestrator),
+    /// A cluster member (agent, candidate, mirror).
+    Cluster(orchestrator_core::cluster::member::ClusterMember),
 }
 
 /// The MCP endpoint (`--mcp`): the tools of `orchestrator-mcp` over streamable HTTP, calling

@@ -18,8 +18,8 @@ use crate::backoff::Backoff;
 use container_runtime_interface::{ContainerRuntime, ContainerState, RuntimeError};
 use orchestrator_shared_types::{ContainerId, Node, NodeId};
 use state_store_interface::{
-    decode_event, typed::put_op, Coordination, Kind, KindSet, LeaseId, Op, Precondition,
-    StateStore, StoreError, StoreExt, StoredObject,
+    decode_event, typed::put_op, Coordination, Kind, LeaseId, Op, Precondition, StateStore,
+    StoreError, StoreExt, StoredObject,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,112 @@
+//! Cluster mode (`--etcd`): the store is etcd, and this daemon joins the cluster in it as a
+//! member (node agent, candidate for the leadership, API server); see
+//! `orchestrator_core::cluster`.
+
+use crate::config::{ClusterConfig, Config};
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use container_runtime_interface::{ContainerRuntime, LogChunk, LogRequest, RuntimeError};
+use orchestrator_core::cluster::agent::AgentConfig;
+use orchestrator_core::cluster::leader::CandidateConfig;
+use orchestrator_core::cluster::member::{ClusterMember, MemberConfig};
+use orchestrator_core::cluster::records::LeaderRecord;
+use orchestrator_core::cluster::runtime::{ClusterRuntimeConfig, RemoteLogs};
+use orchestrator_core::{CoreMetrics, OrchestratorConfig};
+use orchestrator_shared_types::{ContainerId, Node};
+use state_store_interface::EtcdStore;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Reads logs of containers on other nodes from their agents' API, with the cluster token.
+struct AgentLogs {
+    token: Option<String>,
+}
+
+#[async_trait]
+impl RemoteLogs for AgentLogs {
+    async fn logs(
+        &self,
+        address: &str,
+        id: &ContainerId,
+        request: LogRequest,
+    ) -> Result<LogChunk, RuntimeError> {
+        let client =
+            orchestrator_client::AgentClient::new(&format!("http://{address}"), self.token.clone())
+                .map_err(|e| remote_failed(address, &e))?;
+        client
+            .container_logs(id, &request)
+            .await
+            .map_err(|e| remote_failed(address, &e))
+    }
+}
+
+fn remote_failed(address: &str, e: &dyn std::fmt::Display) -> RuntimeError {
+    RuntimeError::Failed {
+        operation: "logs",
+        message: format!("reading the logs from the agent at {address}: {e}"),
+        transient: true,
+    }
+}
+
+/// What a joined daemon runs.
+pub struct Joined {
+    /// The member.
+    pub member: ClusterMember,
+    /// Its store, for `cluster info`'s description.
+    pub store_name: String,
+}
+
+/// Connects to etcd and joins the cluster there as `node`, reachable at `local` (or the
+/// advertised address).
+pub async fn join(
+    config: &Config,
+    cluster: &ClusterConfig,
+    mut node: Node,
+    local: SocketAddr,
+    runtime: Arc<dyn ContainerRuntime>,
+    metrics: Arc<CoreMetrics>,
+) -> Result<Joined> {
+    let store = EtcdStore::connect(&cluster.etcd, &cluster.prefix)
+        .await
+        .with_context(|| format!("connecting to etcd at {}", cluster.etcd.join(",")))?;
+    let store_name = store.describe();
+    node.address = match &cluster.advertise {
+        Some(a) => a.clone(),
+        None if local.ip().is_unspecified() => anyhow::bail!(
+            "listening on {local} (every interface): pass --advertise HOST:PORT, the address \
+             other daemons reach this one at"
+        ),
+        None => local.to_string(),
+    };
+    let remote_logs: Arc<dyn RemoteLogs> = Arc::new(AgentLogs {
+        token: cluster.token.clone(),
+    });
+    let member_config = MemberConfig {
+        agent: AgentConfig::new(node.clone()),
+        candidate: CandidateConfig {
+            leader: LeaderRecord {
+                node: node.id.clone(),
+                address: node.address.clone(),
+            },
+            local_runtime: runtime.clone(),
+            remote_logs,
+            scheduler: Arc::new(scheduler_interface::BinPackScheduler::new()),
+            // Starts wait for the node's report (a store round trip or two and the agent's
+            // start): more of them in flight than on one node.
+            orchestrator: OrchestratorConfig {
+                max_concurrent_operations: 256,
+                ..OrchestratorConfig::default()
+            },
+            runtime: ClusterRuntimeConfig::default(),
+            metrics,
+        },
+        lease_ttl: cluster.lease_ttl,
+        cluster_token: cluster.token.clone(),
+        data_dir: Some(config.data_dir.clone()),
+        store_name: store_name.clone(),
+    };
+    let member = ClusterMember::join(Arc::new(store), runtime, member_config)
+        .await
+        .context("joining the cluster")?;
+    Ok(Joined { member, store_name })
+}
