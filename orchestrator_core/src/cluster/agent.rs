@@ -466,7 +466,7 @@ impl Shared {
     ) -> (Option<String>, bool) {
         let node = &self.node;
         let Some(a) = wanted else {
-            self.stop(id, self.config.remove_grace).await;
+            let _ = self.stop(id, self.config.remove_grace).await;
             if let Err(e) = self.runtime.remove(node, id).await {
                 tracing::warn!(container = %id, error = %e, "removing a container failed");
             }
@@ -509,8 +509,14 @@ impl Shared {
         }
         if let Some(grace_ms) = a.stop_grace_ms {
             if !stopped {
-                // The runtime's exit event reports it.
-                self.stop(id, Duration::from_millis(grace_ms)).await;
+                // The runtime's exit event reports it; a container the runtime lost has none.
+                if !self.stop(id, Duration::from_millis(grace_ms)).await {
+                    let state = ContainerState::Killed {
+                        code: 137,
+                        reason: "the container was gone when it was stopped".into(),
+                    };
+                    self.report(a, state).await;
+                }
                 return (started, true);
             }
         }
@@ -526,10 +532,15 @@ impl Shared {
         }
     }
 
-    async fn stop(&self, id: &ContainerId, grace: Duration) {
+    /// Stops container `id`; returns `false` if the runtime does not know it.
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> bool {
         match self.runtime.stop(&self.node, id, grace).await {
-            Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
-            Err(e) => tracing::warn!(container = %id, error = %e, "stopping a container failed"),
+            Ok(()) => true,
+            Err(RuntimeError::NotFound { .. }) => false,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "stopping a container failed");
+                true
+            }
         }
     }
 
