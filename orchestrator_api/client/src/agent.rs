@@ -1,7 +1,7 @@
 //! [`AgentClient`]: a daemon's client of another daemon's node agent (`/api/v1/agent/...`), to
 //! read the output of containers on that node.
 
-use crate::client::{error_body, innermost, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::client::{error_body, innermost, parse_server, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use crate::ClientError;
 use container_runtime_interface::{LogChunk, LogRequest};
 use orchestrator_shared_types::ContainerId;
@@ -35,17 +35,11 @@ impl AgentClient {
     /// sending `token` (the cluster's token) as `Authorization: Bearer` when given and not
     /// empty.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = parse_server(server)?;
         let bad = |reason: String| ClientError::BadServerUrl {
             url: server.to_owned(),
             reason,
         };
-        let base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
-        if base.scheme() != "http" {
-            return Err(bad("only http:// is supported".to_owned()));
-        }
-        if base.cannot_be_a_base() || base.host().is_none() {
-            return Err(bad("no host".to_owned()));
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)

@@ -79,22 +79,32 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// The base URL of the server at `server`: an `http://` URL with a host.
+pub(crate) fn parse_server(server: &str) -> Result<Url, ClientError> {
+    let bad = |reason: String| ClientError::BadServerUrl {
+        url: server.to_owned(),
+        reason,
+    };
+    let base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
+    if base.scheme() != "http" {
+        // reqwest is built without TLS in this workspace: say so now, not on the first call.
+        return Err(bad("only http:// is supported".to_owned()));
+    }
+    if base.cannot_be_a_base() || base.host().is_none() {
+        return Err(bad("no host".to_owned()));
+    }
+    Ok(base)
+}
+
 impl Client {
     /// A client of the server at `server` (e.g. `http://127.0.0.1:8080`), sending `token` as
     /// `Authorization: Bearer` when given and not empty.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let base = parse_server(server)?;
         let bad = |reason: String| ClientError::BadServerUrl {
             url: server.to_owned(),
             reason,
         };
-        let base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
-        if base.scheme() != "http" {
-            // reqwest is built without TLS in this workspace: say so now, not on the first call.
-            return Err(bad("only http:// is supported".to_owned()));
-        }
-        if base.cannot_be_a_base() || base.host().is_none() {
-            return Err(bad("no host".to_owned()));
-        }
         // No overall timeout on the client: each request sets its own, except a followed log,
         // which may rightly stay open for hours.
         let http = reqwest::Client::builder()

@@ -14,12 +14,29 @@ use orchestrator_core::cluster::runtime::{ClusterRuntimeConfig, RemoteLogs};
 use orchestrator_core::{CoreMetrics, OrchestratorConfig};
 use orchestrator_shared_types::{ContainerId, Node};
 use state_store_interface::EtcdStore;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-/// Reads logs of containers on other nodes from their agents' API, with the cluster token.
+/// Reads logs of containers on other nodes from their agents' API, with the cluster token; one
+/// client (and connection pool) per agent address.
 struct AgentLogs {
     token: Option<String>,
+    clients: Mutex<HashMap<String, orchestrator_client::AgentClient>>,
+}
+
+impl AgentLogs {
+    fn client(&self, address: &str) -> Result<orchestrator_client::AgentClient, RuntimeError> {
+        let mut clients = self.clients.lock().expect("agent clients lock");
+        if let Some(c) = clients.get(address) {
+            return Ok(c.clone());
+        }
+        let client =
+            orchestrator_client::AgentClient::new(&format!("http://{address}"), self.token.clone())
+                .map_err(|e| remote_failed(address, &e))?;
+        clients.insert(address.to_owned(), client.clone());
+        Ok(client)
+    }
 }
 
 #[async_trait]
@@ -30,10 +47,7 @@ impl RemoteLogs for AgentLogs {
         id: &ContainerId,
         request: LogRequest,
     ) -> Result<LogChunk, RuntimeError> {
-        let client =
-            orchestrator_client::AgentClient::new(&format!("http://{address}"), self.token.clone())
-                .map_err(|e| remote_failed(address, &e))?;
-        client
+        self.client(address)?
             .container_logs(id, &request)
             .await
             .map_err(|e| remote_failed(address, &e))
@@ -80,6 +94,7 @@ pub async fn join(
     };
     let remote_logs: Arc<dyn RemoteLogs> = Arc::new(AgentLogs {
         token: cluster.token.clone(),
+        clients: Mutex::new(HashMap::new()),
     });
     let member_config = MemberConfig {
         agent: AgentConfig::new(node.clone()),
