@@ -13,7 +13,9 @@
 //!   be a lie), and nothing is left of deleted workloads;
 //! * every daemon answers the same.
 //!
-//! `CLUSTER_HISTORY_ROUNDS` sets the number of nemesis rounds (default 20).
+//! `CLUSTER_HISTORY_ROUNDS` sets the number of nemesis rounds (default 20);
+//! `CLUSTER_HISTORY_SEED` the random seed (printed; random by default) of the clients and the
+//! nemesis.
 
 use orchestrator_testkit::cluster::TestCluster;
 use orchestrator_testkit::daemon::http;
@@ -220,8 +222,9 @@ fn client(
     live: Arc<Mutex<Vec<Option<SocketAddr>>>>,
     stop: Arc<AtomicBool>,
     start: Instant,
+    seed: u64,
 ) -> Vec<Op> {
-    let mut rng = fastrand::Rng::with_seed(0x5eed + id as u64);
+    let mut rng = fastrand::Rng::with_seed(seed.wrapping_add(1 + id as u64));
     let mut history = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let targets: Vec<SocketAddr> = live.lock().unwrap().iter().flatten().copied().collect();
@@ -309,7 +312,10 @@ fn final_state(c: &TestCluster, via: usize, history: &[Op]) -> Result<(), String
             return Err(format!("instance {id} of a workload that is gone: {i}"));
         };
         if i["status"] != "Running" {
-            return Err(format!("{name}: instance {id} is {}", i["status"]));
+            return Err(format!(
+                "{name}: instance {id} is {} ({})",
+                i["status"], i["last_error"]
+            ));
         }
         let node = i["node_id"].as_str().unwrap_or_default();
         if !live.contains(node) {
@@ -334,6 +340,11 @@ fn acknowledged_writes_survive_kills_of_members_and_leaders() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(20);
+    let seed: u64 = std::env::var("CLUSTER_HISTORY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("CLUSTER_HISTORY_SEED={seed}");
     let Some(mut c) = TestCluster::start(3) else {
         return;
     };
@@ -347,13 +358,13 @@ fn acknowledged_writes_survive_kills_of_members_and_leaders() {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             let (live, stop) = (live.clone(), stop.clone());
-            std::thread::spawn(move || client(id, live, stop, start))
+            std::thread::spawn(move || client(id, live, stop, start, seed))
         })
         .collect();
 
     // The nemesis: kill -9 a random daemon (every third round the leader, if one is agreed
     // on), leave it down 0.5–3 s, restart it.
-    let mut rng = fastrand::Rng::with_seed(0xdead);
+    let mut rng = fastrand::Rng::with_seed(seed);
     let mut leaders_seen = BTreeSet::new();
     let mut leader_kills = 0;
     for round in 0..rounds {
