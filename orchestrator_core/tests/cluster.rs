@@ -382,6 +382,45 @@ async fn an_assignment_stopped_before_it_started_never_runs() {
     agent.shutdown().await;
 }
 
+/// A report whose assignment was removed while the node's agent was down is deleted when the
+/// agent starts: the leader's removal waits for that, and nothing else would delete it.
+#[tokio::test]
+async fn a_report_left_by_an_assignment_removed_while_the_agent_was_down_is_deleted() {
+    let store = Arc::new(InMemoryStore::new());
+    let node = Node::new("n1", Resources::new(1000, 1024, 0));
+    let report = orchestrator_core::cluster::records::ContainerReport {
+        node: node.id.clone(),
+        id: ContainerId::from("i1-main"),
+        instance_id: "w/i1".into(),
+        workload_id: "w".into(),
+        state: ContainerState::Running,
+        assignment_uid: "u1".into(),
+    };
+    store.put_obj(&report, Precondition::None).await.unwrap();
+    let agent = NodeAgent::start(
+        AgentConfig::new(node),
+        store.clone(),
+        machine(),
+        watch::channel(None).1,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store
+        .get(Kind::ContainerStatus, "n1/i1-main")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned report is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    agent.shutdown().await;
+}
+
 /// The runtime conformance suite through the cluster path: the leader's `ClusterRuntime`
 /// writing assignments, a node agent realizing them with a simulated runtime, reports back.
 mod through_the_store {

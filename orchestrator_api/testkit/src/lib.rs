@@ -23,8 +23,9 @@
 //!   answers 200, kill -9, SIGTERM, restart on the same data dir; a `Drop` that never panics.
 //! * [`cluster`] — [`cluster::TestCluster`]: etcd on loopback and several daemons sharing it.
 //! * `youki` (feature `youki`) — `YoukiSetup` (youki and the test image of
-//!   `scripts/setup-oci.sh`) and `YoukiNode` (a daemon of its own on real containers, and what
-//!   youki, the bundles and the cgroups say about it).
+//!   `scripts/setup-oci.sh`) and `YoukiNode` (a daemon of its own on real containers, alone or
+//!   as a member of a [`cluster::TestCluster`], and what youki, the bundles and the cgroups say
+//!   about it).
 //! * [`prerequisite_missing`] — skip outside CI, fail under `CI=true`.
 
 pub mod bins;

@@ -6,6 +6,7 @@
 //! occasional `failed to seal /proc/self/exe: Device or resource busy`, which otherwise fails a
 //! test by chance.
 
+use crate::cluster::TestCluster;
 use crate::{prerequisite_missing, Daemon, DaemonBuilder};
 use container_runtime_interface::oci::cli::Cli;
 use std::path::{Path, PathBuf};
@@ -99,10 +100,21 @@ impl YoukiNode {
 
     /// The daemon of this node (youki runtime, 16 CPUs, 32 GB), not started.
     pub fn builder(&self) -> DaemonBuilder {
+        self.runtime_builder().args(["--node-name", &self.name])
+    }
+
+    /// The daemon of this node as a member of `cluster` (its etcd, prefix, token and lease
+    /// TTL; see [`TestCluster::member_args`]), on youki like [`YoukiNode::builder`], not
+    /// started. Add it to the cluster with [`TestCluster::add`] once started.
+    pub fn member_of(&self, cluster: &TestCluster) -> DaemonBuilder {
+        self.runtime_builder().args(cluster.member_args(&self.name))
+    }
+
+    /// Everything of [`YoukiNode::builder`] but the node name.
+    fn runtime_builder(&self) -> DaemonBuilder {
         Daemon::builder()
             .args(["--runtime", "youki", "--runtime-binary"])
             .arg(&self.cli.binary)
-            .args(["--node-name", &self.name])
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--dynamic-ports", &self.dynamic_ports])
             .args(["--cpu-millicores", "16000", "--memory-mb", "32768"])

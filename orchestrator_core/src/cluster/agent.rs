@@ -339,6 +339,17 @@ impl Shared {
     async fn resync(self: &Arc<Self>, adopt: bool) -> Result<u64, StoreError> {
         let revision = self.store.revision().await?;
         let prefix = node_prefix(&self.node);
+        // Listed before the assignments: a report listed here whose assignment is not listed
+        // next was left by an assignment removed while this agent did not follow (it was down,
+        // or between two watches). Nothing else deletes it, and the leader waits for its
+        // deletion before it forgets the container.
+        let reported: Vec<ContainerId> = self
+            .store
+            .list_obj::<ContainerReport>(&prefix)
+            .await?
+            .into_iter()
+            .map(|r| r.value.id)
+            .collect();
         let assignments = self.store.list_obj::<Assignment>(&prefix).await?;
         let local = match self.runtime.list(&self.node).await {
             Ok(list) => list,
@@ -393,7 +404,7 @@ impl Shared {
             let slots = self.slots.lock().expect("slots lock");
             slots.keys().cloned().collect()
         };
-        for id in known.into_iter().chain(running.into_keys()) {
+        for id in known.into_iter().chain(running.into_keys()).chain(reported) {
             if !assigned.contains(&id) {
                 self.want(id, None);
             }
@@ -467,8 +478,13 @@ impl Shared {
         let node = &self.node;
         let Some(a) = wanted else {
             let _ = self.stop(id, self.config.remove_grace).await;
-            if let Err(e) = self.runtime.remove(node, id).await {
-                tracing::warn!(container = %id, error = %e, "removing a container failed");
+            match self.runtime.remove(node, id).await {
+                // Gone already (e.g. with the previous run of this daemon): only its report
+                // is left.
+                Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "removing a container failed")
+                }
             }
             let key = super::records::container_key(node, id);
             let delete = Op::Delete {
