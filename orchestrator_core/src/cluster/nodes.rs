@@ -321,3 +321,57 @@ impl ClusterManager for StoreClusterManager {
         self.hub.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_shared_types::Resources;
+    use state_store_interface::{InMemoryStore, Precondition};
+
+    async fn status(manager: &StoreClusterManager, id: &str) -> NodeStatus {
+        manager
+            .node(&NodeId::from(id))
+            .await
+            .unwrap()
+            .expect("the node is known")
+            .status
+    }
+
+    /// A registered node without a member record (its lease ended in an outage) is `NotReady`
+    /// during the grace and `Down` after it; one that registers again in time stays `Ready`.
+    /// Without a grace it is `Down` at once.
+    #[tokio::test]
+    async fn missing_members_are_not_ready_during_the_grace_then_down() {
+        let store = Arc::new(InMemoryStore::new());
+        for id in ["n1", "n2"] {
+            let node = Node::new(id, Resources::new(1000, 1024, 1000));
+            store.put_obj(&node, Precondition::None).await.unwrap();
+        }
+        let grace = Duration::from_millis(400);
+        let manager = StoreClusterManager::start(store.clone(), grace)
+            .await
+            .unwrap();
+        let at_once = StoreClusterManager::start(store.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(status(&manager, "n1").await, NodeStatus::NotReady);
+        assert_eq!(status(&at_once, "n1").await, NodeStatus::Down);
+
+        // n2 registers again within the grace.
+        let member = MemberRecord {
+            node: NodeId::from("n2"),
+            address: "n2:1".into(),
+        };
+        store.put_obj(&member, Precondition::None).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while status(&manager, "n2").await != NodeStatus::Ready {
+            assert!(Instant::now() < deadline, "n2 never became Ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status(&manager, "n1").await, NodeStatus::NotReady);
+
+        tokio::time::sleep(grace + Duration::from_millis(200)).await;
+        assert_eq!(status(&manager, "n1").await, NodeStatus::Down);
+        assert_eq!(status(&manager, "n2").await, NodeStatus::Ready);
+    }
+}
