@@ -77,6 +77,8 @@ fn config(id: &str, runtime: Arc<SimulatedRuntime>, token: Option<&str>) -> Memb
         cluster_token: token.map(str::to_owned),
         data_dir: None,
         store_name: "memory".into(),
+        other_clusters: Vec::new(),
+        new_cluster: false,
     }
 }
 

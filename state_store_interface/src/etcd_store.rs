@@ -200,6 +200,31 @@ impl EtcdStore {
         &self.shared.prefix
     }
 
+    /// The prefixes under which this etcd holds a cluster (a `{prefix}/cluster/id` key),
+    /// sorted; this store's own prefix among them if it holds one. Reads the keys (not the
+    /// values) of the whole keyspace: meant for start-up, to tell an operator who picked a
+    /// prefix without a cluster where the clusters are.
+    pub async fn cluster_prefixes(&self) -> Result<Vec<String>, StoreError> {
+        let answer = self
+            .get_range(
+                "cluster_prefixes",
+                vec![0],
+                GetOptions::new().with_range(vec![0]).with_keys_only(),
+            )
+            .await?;
+        let suffix = format!("/{}/id", kind_name(Kind::Cluster));
+        let mut prefixes: Vec<String> = answer
+            .kvs()
+            .iter()
+            .filter_map(|kv| std::str::from_utf8(kv.key()).ok())
+            .filter_map(|key| key.strip_suffix(suffix.as_str()))
+            .map(str::to_owned)
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        Ok(prefixes)
+    }
+
     /// `etcd:{first endpoint}/{prefix}`, for logs.
     pub fn describe(&self) -> String {
         format!(

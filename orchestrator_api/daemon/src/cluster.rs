@@ -84,6 +84,15 @@ pub async fn join(
         .await
         .with_context(|| format!("connecting to etcd at {}", cluster.etcd.join(",")))?;
     let store_name = store.describe();
+    // Where else this etcd holds clusters: a daemon that finds none under its own prefix
+    // refuses to create one while there are others (unless --new-cluster).
+    let other_clusters: Vec<String> = store
+        .cluster_prefixes()
+        .await
+        .context("listing the clusters in etcd")?
+        .into_iter()
+        .filter(|p| p != store.prefix())
+        .collect();
     node.address = match &cluster.advertise {
         Some(a) => a.clone(),
         None if local.ip().is_unspecified() => anyhow::bail!(
@@ -119,6 +128,8 @@ pub async fn join(
         cluster_token: cluster.token.clone(),
         data_dir: Some(config.data_dir.clone()),
         store_name: store_name.clone(),
+        other_clusters,
+        new_cluster: cluster.new_cluster,
     };
     let member = ClusterMember::join(Arc::new(store), runtime, member_config)
         .await

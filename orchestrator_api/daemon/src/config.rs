@@ -107,6 +107,9 @@ pub struct Cli {
     /// Seconds a daemon's lease lives without a refresh: a dead daemon is noticed, and a dead leader replaced, within it [default: 5]
     #[arg(long, env = "ORCHESTRATORD_LEASE_TTL")]
     lease_ttl: Option<u64>,
+    /// Create a new cluster under --etcd-prefix even though the same etcd holds clusters under other prefixes (without it such a daemon refuses, naming them: a mistyped prefix must not split a cluster)
+    #[arg(long, env = "ORCHESTRATORD_NEW_CLUSTER")]
+    new_cluster: bool,
 }
 
 /// The config file: the same settings as the flags.
@@ -132,6 +135,7 @@ struct FileConfig {
     advertise: Option<String>,
     cluster_token: Option<String>,
     lease_ttl: Option<u64>,
+    new_cluster: Option<bool>,
 }
 
 /// The settings in force.
@@ -180,6 +184,8 @@ pub struct ClusterConfig {
     pub token: Option<String>,
     /// Lease time-to-live.
     pub lease_ttl: std::time::Duration,
+    /// Create a new cluster even though clusters exist under other prefixes (`--new-cluster`).
+    pub new_cluster: bool,
 }
 
 impl Config {
@@ -243,6 +249,7 @@ impl Config {
                     advertise: cli.advertise.or(file.advertise),
                     token: cli.cluster_token.or(file.cluster_token),
                     lease_ttl: std::time::Duration::from_secs(lease_ttl),
+                    new_cluster: cli.new_cluster || file.new_cluster.unwrap_or(false),
                 })
             },
         })
@@ -316,7 +323,7 @@ mod tests {
         let path = dir.path().join("od.toml");
         std::fs::write(
             &path,
-            "etcd = [\"http://10.0.0.1:2379\"]\ncluster_token = \"from-file\"\nlease_ttl = 3\n",
+            "etcd = [\"http://10.0.0.1:2379\"]\ncluster_token = \"from-file\"\nlease_ttl = 3\nnew_cluster = true\n",
         )
         .unwrap();
         let c = Config::load(Cli::parse_from([
@@ -340,6 +347,7 @@ mod tests {
         assert_eq!(cluster.advertise.as_deref(), Some("10.0.0.5:8080"));
         assert_eq!(cluster.token.as_deref(), Some("from-file"));
         assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(3));
+        assert!(cluster.new_cluster);
         // No --etcd anywhere: single node.
         let single =
             Config::load(Cli::parse_from(["orchestratord", "--data-dir", "/tmp/x"])).unwrap();

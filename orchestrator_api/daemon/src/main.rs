@@ -118,6 +118,18 @@ async fn run(config: Config) -> Result<()> {
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Running::Cluster(member) = &running {
+        // The store was reset or replaced: stop serving and exit non-zero (below), leaving the
+        // containers alone.
+        let failure = member.failure();
+        let stop = stop_tx.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = failure.failed() => { let _ = stop.send(true); }
+                () = stop.closed() => {}
+            }
+        });
+    }
     tokio::spawn(watch_signals(stop_tx));
     let first_signal = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stop| *stop).await;
@@ -147,6 +159,18 @@ async fn run(config: Config) -> Result<()> {
             .await
             .context("serving the API")?;
     }
+    if let Running::Cluster(member) = &running {
+        if let Some(reason) = member.failure().reason() {
+            // Nothing is drained or resigned: every store call would fail, and the containers
+            // are left as they run for whoever restores the store.
+            tracing::error!(
+                %reason,
+                "the store was reset or replaced ({reason}): this daemon stops: restore etcd \
+                 from a backup, or start a new cluster with an empty data dir"
+            );
+            std::process::exit(EXIT_STORE_RESET);
+        }
+    }
     tracing::info!("API stopped; draining the reconcile loop");
     match running {
         Running::Single(orchestrator) => orchestrator.shutdown().await,
@@ -155,6 +179,9 @@ async fn run(config: Config) -> Result<()> {
     tracing::info!("bye");
     Ok(())
 }
+
+/// Exit status of a cluster daemon whose store was reset or replaced.
+const EXIT_STORE_RESET: i32 = 3;
 
 /// What runs behind the API.
 enum Running {

@@ -203,6 +203,12 @@ impl Daemon {
         http(self.addr(), "GET", path, None)
     }
 
+    /// `GET path` over a fresh connection: status, headers (names lower-cased, in order) and
+    /// body.
+    pub fn get_with_headers(&self, path: &str) -> std::io::Result<HttpAnswer> {
+        http_with_headers(self.addr(), "GET", path, None)
+    }
+
     /// `METHOD path` with a JSON body (if any) over a fresh connection: status and body.
     pub fn send_json(
         &self,
@@ -227,6 +233,25 @@ impl Daemon {
             child.wait().expect("waiting for the killed daemon");
         }
         self.join_reader();
+    }
+
+    /// Waits (at most `timeout`) for the process to exit by itself; its exit status, or
+    /// `None` if it still runs (or was not running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().expect("waiting for the daemon") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.child = None;
+        self.join_reader();
+        Some(status)
     }
 
     /// SIGTERM, then waits (at most a minute) for the graceful exit; panics with the log
@@ -406,6 +431,38 @@ pub fn http(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> std::io::Result<(u16, String)> {
+    http_with_headers(addr, method, path, body).map(|a| (a.status, a.body))
+}
+
+/// An HTTP answer with its headers.
+#[derive(Clone, Debug)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The headers, names lower-cased, in the order sent.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first value of header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// [`http`], keeping the headers.
+pub fn http_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> std::io::Result<HttpAnswer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n").into_bytes();
@@ -430,11 +487,20 @@ pub fn http(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {answer:?}")))?;
-    let body = answer
+    let (head, body) = answer
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+        .unwrap_or((answer.as_str(), ""));
+    let headers = head
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub mod daemon;
 #[cfg(feature = "youki")]
 pub mod youki;
 
-pub use daemon::{Daemon, DaemonBuilder};
+pub use daemon::{Daemon, DaemonBuilder, HttpAnswer};
 #[cfg(feature = "youki")]
 pub use youki::{YoukiNode, YoukiSetup};
 

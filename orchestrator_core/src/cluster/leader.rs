@@ -126,11 +126,14 @@ pub struct CandidateConfig {
 }
 
 /// Campaigns for the leadership until `cancel`, leading whenever elected. `leading` says
-/// whether this daemon leads now (for `cluster info` and tests).
+/// whether this daemon leads now (for `cluster info` and tests). `down_grace` is how long a
+/// new term takes missing members for `NotReady` rather than `Down` (see
+/// [`super::nodes`]).
 pub async fn campaign(
     store: Arc<dyn Coordination>,
     mut lease: watch::Receiver<Option<LeaseId>>,
     config: CandidateConfig,
+    down_grace: Duration,
     leading: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
@@ -166,7 +169,7 @@ pub async fn campaign(
                 };
                 tracing::info!(node = %config.leader.node, revision, "elected leader");
                 leading.send_replace(true);
-                lead(&store, &mut lease, id, fence, &config, &cancel).await;
+                lead(&store, &mut lease, id, fence, &config, down_grace, &cancel).await;
                 leading.send_replace(false);
             }
             Err(StoreError::Conflict { .. }) => {
@@ -231,6 +234,7 @@ async fn lead(
     lease_id: LeaseId,
     fence: Fence,
     config: &CandidateConfig,
+    down_grace: Duration,
     cancel: &CancellationToken,
 ) {
     let deposed = CancellationToken::new();
@@ -249,7 +253,7 @@ async fn lead(
         )
         .await
         .map_err(|e| e.to_string())?;
-        let cluster = StoreClusterManager::start(plain.clone())
+        let cluster = StoreClusterManager::start(plain.clone(), down_grace)
             .await
             .map_err(|e| e.to_string())?;
         OrchestratorBuilder::new()

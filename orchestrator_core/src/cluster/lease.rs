@@ -6,14 +6,27 @@
 //! the store would still hold it a little longer: a leader stops acting early rather than late.
 //! It then grants a new lease and publishes it, so the agent registers again and the candidate
 //! campaigns again.
+//!
+//! Granting is retried quickly ([`GRANT_RETRY`], capped at one second): when the store comes
+//! back after an outage longer than the TTL, every member's lease is gone at once, and the
+//! members must be registered again well within the leader's grace for missing members (see
+//! [`super::nodes`]) so that none is taken for dead.
 
-use super::RECONNECT;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, BackoffPolicy};
 use state_store_interface::{Coordination, LeaseId, StoreError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// Backoff of granting a lease while the store fails: a failed grant is cheap, and a member
+/// without a lease looks dead to the leader, so it retries often.
+pub const GRANT_RETRY: BackoffPolicy = BackoffPolicy {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(1),
+    reset_after: Duration::from_secs(30),
+    jitter: 0.2,
+};
 
 /// Keeps one lease alive; see the module docs.
 pub struct LeaseKeeper {
@@ -52,7 +65,7 @@ async fn keep(
     current: watch::Sender<Option<LeaseId>>,
     cancel: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(RECONNECT);
+    let mut backoff = Backoff::new(GRANT_RETRY);
     let refresh_every = ttl / 3;
     loop {
         let lease = tokio::select! {

@@ -3,6 +3,7 @@
 //! leadership (running the loop while it leads), and answers the API from a [`Mirror`].
 
 use super::agent::{AgentConfig, NodeAgent};
+use super::guard::{GuardedStore, StoreFailure};
 use super::leader::{campaign, CandidateConfig};
 use super::lease::LeaseKeeper;
 use super::mirror::Mirror;
@@ -43,6 +44,12 @@ pub struct MemberConfig {
     pub data_dir: Option<PathBuf>,
     /// How the store is named in `cluster info` (e.g. its endpoints and prefix).
     pub store_name: String,
+    /// Other places of the same store that hold a cluster (etcd: the other key prefixes with a
+    /// cluster id). A daemon that finds no cluster at its own place while others exist refuses
+    /// to create one, unless `new_cluster`: a wrong prefix must not split a cluster in two.
+    pub other_clusters: Vec<String>,
+    /// Create a new cluster even though `other_clusters` is not empty.
+    pub new_cluster: bool,
 }
 
 /// One running member; see the module docs.
@@ -52,6 +59,7 @@ pub struct ClusterMember {
     agent: NodeAgent,
     campaign: JoinHandle<()>,
     cancel: CancellationToken,
+    failure: StoreFailure,
     _lease: LeaseKeeper,
 }
 
@@ -73,6 +81,9 @@ impl ClusterMember {
         local_runtime: Arc<dyn ContainerRuntime>,
         config: MemberConfig,
     ) -> Result<Self, CoreError> {
+        let guarded = GuardedStore::new(store);
+        let failure = guarded.failure();
+        let store: Arc<dyn Coordination> = guarded;
         let plain: Arc<dyn StateStore> = store.clone();
         let cluster_id = check_cluster(plain.as_ref(), &config).await?;
         let this_node = config.agent.node.id.clone();
@@ -98,11 +109,12 @@ impl ClusterMember {
         )
         .await
         .map_err(CoreError::store("follow container reports"))?;
-        let cluster = StoreClusterManager::start(plain.clone())
+        // The API's nodes: what the store holds, at once.
+        let cluster = StoreClusterManager::start(plain.clone(), Duration::ZERO)
             .await
             .map_err(CoreError::store("load the nodes"))?;
         let handle = OrchestratorHandle::from_views(
-            plain.clone(),
+            mirror.reads(plain.clone()),
             Arc::new(cluster),
             Arc::new(logs_runtime),
             mirror.views(),
@@ -113,6 +125,7 @@ impl ClusterMember {
             store,
             lease.subscribe(),
             config.candidate.clone(),
+            down_grace(config.lease_ttl),
             leading_tx,
             cancel.clone(),
         ));
@@ -128,6 +141,7 @@ impl ClusterMember {
             agent,
             campaign,
             cancel,
+            failure,
             _lease: lease,
         })
     }
@@ -140,6 +154,20 @@ impl ClusterMember {
     /// Whether this daemon leads now, and its changes.
     pub fn leading(&self) -> watch::Receiver<bool> {
         self.status.leading.clone()
+    }
+
+    /// Completes (with the reason) once any part of this member found the store reset or
+    /// replaced ([`StoreError::Reset`]: etcd restarted empty, or another etcd answers). From
+    /// then on nothing reaches the store (see [`super::guard`]); the daemon must stop without
+    /// touching its containers, and an operator decide: restore the store from a backup, or
+    /// start a new cluster. Never completes otherwise.
+    pub async fn failed(&self) -> String {
+        self.failure.failed().await
+    }
+
+    /// What [`ClusterMember::failed`] waits on, to hold without borrowing the member.
+    pub fn failure(&self) -> StoreFailure {
+        self.failure.clone()
     }
 
     /// What `cluster info` shows.
@@ -185,6 +213,14 @@ impl MembershipSource for Status {
     }
 }
 
+/// How long a new leader takes a registered node without a member record for `NotReady`
+/// rather than `Down` (see [`super::nodes`]): a lease's TTL (a member whose lease ended in an
+/// outage counts it lost within it) plus the time to get a new lease once the store answers
+/// (retried at least every second: [`super::lease::GRANT_RETRY`]) and register.
+pub fn down_grace(lease_ttl: Duration) -> Duration {
+    lease_ttl + Duration::from_secs(2)
+}
+
 fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
@@ -211,7 +247,7 @@ async fn check_cluster(store: &dyn StateStore, config: &MemberConfig) -> Result<
     let record = match stored {
         Some(r) => r.value,
         None => {
-            if let Some(id) = remembered {
+            if let Some(id) = &remembered {
                 return Err(refuse(format!(
                     "this daemon belongs to cluster {id}, but {} holds no cluster: the store was \
                      emptied or replaced, or the prefix is wrong. Restore the store, fix \
@@ -222,6 +258,20 @@ async fn check_cluster(store: &dyn StateStore, config: &MemberConfig) -> Result<
                         .as_ref()
                         .map(|d| d.join(CLUSTER_ID_FILE).display().to_string())
                         .unwrap_or_default()
+                )));
+            }
+            if !config.other_clusters.is_empty() && !config.new_cluster {
+                return Err(refuse(format!(
+                    "{} holds no cluster, but the same store holds clusters under {}: pass \
+                     --etcd-prefix with one of them to join it, or --new-cluster to really \
+                     start another cluster here",
+                    config.store_name,
+                    config
+                        .other_clusters
+                        .iter()
+                        .map(|p| format!("prefix {p:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             let record = ClusterRecord {

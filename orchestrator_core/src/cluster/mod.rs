@@ -11,11 +11,14 @@
 //!   assignments and turns reports into container events.
 //! * [`leader`] — the election and the [`leader::FencedStore`].
 //! * [`lease`] — [`lease::LeaseKeeper`]: this daemon's lease.
+//! * [`guard`] — [`guard::GuardedStore`]: the store as the parts see it, stopped for good at
+//!   the first sign that it was reset or replaced.
 //! * [`nodes`] — registrations plus liveness as nodes; [`nodes::StoreClusterManager`].
 //! * [`mirror`] — [`mirror::Mirror`]: the store-fed view the API answers from.
 //! * [`MembershipSource`] — what `cluster info` shows of the members and the leader.
 
 pub mod agent;
+pub mod guard;
 pub mod leader;
 pub mod lease;
 pub mod member;

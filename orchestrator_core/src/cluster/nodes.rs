@@ -5,6 +5,20 @@
 //! member record `Cluster/members/{id}`, bound to the agent's lease): `Ready` while the member
 //! record exists, `Down` once it is gone. The etcd lease is the authoritative liveness: a node
 //! is never declared down while its lease is held.
+//!
+//! # Missing members after the store comes back
+//! When the store was unreachable for longer than a lease's TTL, every lease may end at once
+//! (etcd expires them, or each daemon counts its own lost), and every member record vanishes
+//! together, although every daemon and its containers are fine. A leader that took that for
+//! the death of every node would replace every instance. So the leader's manager holds a
+//! *grace* (`down_grace`, one lease TTL plus the time a member needs to get a new lease and
+//! register again): for that long after it (re)loaded the nodes from the store (the start of a
+//! term, which after such an outage always comes after the store is back, or a re-listing), a
+//! registered node without a member record is reported `NotReady` (keep what runs, place
+//! nothing new) rather than `Down`; once the grace is over, the nodes still missing are
+//! reported `Down` and their instances replaced. We rely on re-registration rather than on
+//! the member records the store happens to hold right after it came back. The price: a node
+//! that really died together with the leader is replaced one grace later.
 
 use super::records::{MemberRecord, MEMBERS_PREFIX};
 use super::RECONNECT;
@@ -17,7 +31,7 @@ use state_store_interface::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Registrations, live members and cordons, folded into nodes (pure; fed by listings and watch
@@ -131,21 +145,72 @@ pub struct StoreClusterManager {
 }
 
 impl StoreClusterManager {
-    /// Loads the nodes and follows their changes until dropped.
-    pub async fn start(store: Arc<dyn StateStore>) -> Result<Self, StoreError> {
+    /// Loads the nodes and follows their changes until dropped. For `down_grace` after each
+    /// (re)load, a node without a member record is `NotReady`, not `Down` (see the module
+    /// docs); `Duration::ZERO` reports what the store holds at once.
+    pub async fn start(
+        store: Arc<dyn StateStore>,
+        down_grace: Duration,
+    ) -> Result<Self, StoreError> {
         let hub = Arc::new(NodeHub::new(4096));
         let revision = store.revision().await?;
         let mut table = NodeTable::load(store.as_ref()).await?;
         table.cordoned.clear();
+        let grace = Grace::new(down_grace);
         for node in table.nodes() {
-            hub.upsert(node);
+            hub.upsert(grace.apply(node));
         }
         let cancel = CancellationToken::new();
-        tokio::spawn(follow(store, hub.clone(), table, revision, cancel.clone()));
+        tokio::spawn(follow(
+            store,
+            hub.clone(),
+            table,
+            revision,
+            grace,
+            cancel.clone(),
+        ));
         Ok(Self {
             hub,
             _stop: cancel.drop_guard(),
         })
+    }
+}
+
+/// The window after a (re)load during which missing members are `NotReady`, not `Down`.
+struct Grace {
+    length: Duration,
+    until: Option<Instant>,
+}
+
+impl Grace {
+    /// A window of `length` starting now (none if `length` is zero).
+    fn new(length: Duration) -> Self {
+        let mut grace = Self {
+            length,
+            until: None,
+        };
+        grace.restart();
+        grace
+    }
+
+    fn restart(&mut self) {
+        self.until = (!self.length.is_zero()).then(|| Instant::now() + self.length);
+    }
+
+    /// `node` as reported now: `NotReady` instead of `Down` within the window.
+    fn apply(&self, mut node: Node) -> Node {
+        if node.status == NodeStatus::Down && self.until.is_some_and(|t| Instant::now() < t) {
+            node.status = NodeStatus::NotReady;
+        }
+        node
+    }
+
+    /// Sleeps until the window ends (forever when there is none).
+    async fn ended(&self) {
+        match self.until {
+            Some(t) => tokio::time::sleep_until(t.into()).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -154,15 +219,32 @@ async fn follow(
     hub: Arc<NodeHub>,
     mut table: NodeTable,
     mut revision: u64,
+    mut grace: Grace,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(RECONNECT);
     loop {
-        let opened = std::time::Instant::now();
+        let opened = Instant::now();
         if let Ok(mut watch) = store.watch_kinds(revision, NODE_KINDS).await {
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => return,
+                    () = grace.ended() => {
+                        grace.until = None;
+                        let missing: Vec<Node> = table
+                            .nodes()
+                            .into_iter()
+                            .filter(|n| n.status == NodeStatus::Down)
+                            .collect();
+                        if !missing.is_empty() {
+                            let ids: Vec<String> = missing.iter().map(|n| n.id.to_string()).collect();
+                            tracing::warn!(nodes = %ids.join(","), "members still missing after the grace: down");
+                        }
+                        for node in missing {
+                            hub.upsert(node);
+                        }
+                        continue;
+                    }
                     next = watch.next() => next,
                 };
                 let Some(Ok(event)) = next else { break };
@@ -171,7 +253,7 @@ async fn follow(
                 }
                 if let Some(id) = table.apply(&event) {
                     match table.node(&id) {
-                        Some(node) => hub.upsert(node),
+                        Some(node) => hub.upsert(grace.apply(node)),
                         None => {
                             hub.remove(&id);
                         }
@@ -199,8 +281,9 @@ async fn follow(
                     for gone in table.records.keys().filter(|id| !now.contains(*id)) {
                         hub.remove(gone);
                     }
+                    grace.restart();
                     for node in t.nodes() {
-                        hub.upsert(node);
+                        hub.upsert(grace.apply(node));
                     }
                     (revision, table) = (r, t);
                     break;
@@ -236,5 +319,59 @@ impl ClusterManager for StoreClusterManager {
 
     fn subscribe(&self) -> NodeSubscription {
         self.hub.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator_shared_types::Resources;
+    use state_store_interface::{InMemoryStore, Precondition};
+
+    async fn status(manager: &StoreClusterManager, id: &str) -> NodeStatus {
+        manager
+            .node(&NodeId::from(id))
+            .await
+            .unwrap()
+            .expect("the node is known")
+            .status
+    }
+
+    /// A registered node without a member record (its lease ended in an outage) is `NotReady`
+    /// during the grace and `Down` after it; one that registers again in time stays `Ready`.
+    /// Without a grace it is `Down` at once.
+    #[tokio::test]
+    async fn missing_members_are_not_ready_during_the_grace_then_down() {
+        let store = Arc::new(InMemoryStore::new());
+        for id in ["n1", "n2"] {
+            let node = Node::new(id, Resources::new(1000, 1024, 1000));
+            store.put_obj(&node, Precondition::None).await.unwrap();
+        }
+        let grace = Duration::from_millis(400);
+        let manager = StoreClusterManager::start(store.clone(), grace)
+            .await
+            .unwrap();
+        let at_once = StoreClusterManager::start(store.clone(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(status(&manager, "n1").await, NodeStatus::NotReady);
+        assert_eq!(status(&at_once, "n1").await, NodeStatus::Down);
+
+        // n2 registers again within the grace.
+        let member = MemberRecord {
+            node: NodeId::from("n2"),
+            address: "n2:1".into(),
+        };
+        store.put_obj(&member, Precondition::None).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while status(&manager, "n2").await != NodeStatus::Ready {
+            assert!(Instant::now() < deadline, "n2 never became Ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(status(&manager, "n1").await, NodeStatus::NotReady);
+
+        tokio::time::sleep(grace + Duration::from_millis(200)).await;
+        assert_eq!(status(&manager, "n1").await, NodeStatus::Down);
+        assert_eq!(status(&manager, "n2").await, NodeStatus::Ready);
     }
 }
