@@ -23,8 +23,7 @@ use orchestrator_core::cluster::records::LeaderRecord;
 use orchestrator_core::cluster::runtime::{ClusterRuntimeConfig, RemoteLogs};
 use orchestrator_core::{CoreMetrics, OrchestratorConfig};
 use orchestrator_shared_types::{
-    ContainerConfig, ContainerId, InstanceStatus, Node, NodeStatus, Resources,
-    WorkloadDefinition,
+    ContainerConfig, ContainerId, InstanceStatus, Node, NodeStatus, Resources, WorkloadDefinition,
 };
 use scheduler_interface::BinPackScheduler;
 use state_store_interface::etcd_server::EtcdServer;
