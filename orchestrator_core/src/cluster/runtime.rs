@@ -285,7 +285,10 @@ impl ContainerRuntime for ClusterRuntime {
         let rx = s.wait(&spec.id, node, &assignment.uid, Want::Started);
         match s.store.put_obj(&assignment, Precondition::Absent).await {
             Ok(_) => {}
-            Err(StoreError::Conflict { kind, .. }) if kind == Kind::Assignment => {
+            Err(StoreError::Conflict {
+                kind: Kind::Assignment,
+                ..
+            }) => {
                 s.forget_waiters(&spec.id);
                 return Err(RuntimeError::AlreadyExists {
                     node: node.clone(),
@@ -347,7 +350,10 @@ impl ContainerRuntime for ClusterRuntime {
             {
                 Ok(_) => {}
                 // Removed meanwhile: nothing runs.
-                Err(StoreError::Conflict { kind, .. }) if kind == Kind::Assignment => {
+                Err(StoreError::Conflict {
+                    kind: Kind::Assignment,
+                    ..
+                }) => {
                     s.forget_waiters(id);
                     return Ok(());
                 }
