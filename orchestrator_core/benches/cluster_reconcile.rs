@@ -143,6 +143,8 @@ async fn run(etcd: &EtcdServer, s: Settings) {
         },
         lease_ttl: Duration::from_secs(10),
         cluster_token: None,
+        other_clusters: Vec::new(),
+        new_cluster: false,
         data_dir: None,
         store_name: "bench".into(),
     };
