@@ -113,6 +113,12 @@ case "${1:-up}" in
       for _ in $(seq 1 100); do alive "$state/n$i.pid" || break; sleep 0.1; done
     done
     if alive "$state/etcd.pid"; then kill -TERM "$(cat "$state/etcd.pid")"; sleep 0.5; fi
+    # The members' parent cgroups, empty now (cgroup v1: one per hierarchy; v2: one).
+    for i in $(seq 1 "$(member_count)"); do
+      for dir in /sys/fs/cgroup/*/"orchestrator-n$i" /sys/fs/cgroup/"orchestrator-n$i"; do
+        [ -d "$dir" ] && rmdir "$dir" 2>/dev/null || true
+      done
+    done
     rm -rf "$state"
     say "cluster removed"
     ;;
