@@ -90,6 +90,15 @@ impl StateStore for FencedStore {
         self.inner.watch_kinds(after, kinds).await
     }
 
+    async fn watch_prefix(
+        &self,
+        after: Revision,
+        kind: Kind,
+        prefix: &str,
+    ) -> Result<Watch, StoreError> {
+        self.inner.watch_prefix(after, kind, prefix).await
+    }
+
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
         if self.deposed.is_cancelled() {
             return Err(StoreError::Conflict {

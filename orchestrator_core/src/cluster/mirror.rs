@@ -35,7 +35,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-const MIRRORED: KindSet = KindSet::of(&[Kind::Workload, Kind::Instance, Kind::Node, Kind::Cluster]);
+/// What the mirror follows: not the assignments and reports, the bulk of a cluster's writes.
+const MIRRORED: [(Kind, &str); 4] = [
+    (Kind::Workload, ""),
+    (Kind::Instance, ""),
+    (Kind::Node, ""),
+    (Kind::Cluster, ""),
+];
 
 /// Shortest time between two views (more while building one takes long: see `publish`).
 const MIN_PUBLISH_INTERVAL: Duration = Duration::from_millis(20);
@@ -377,7 +383,7 @@ impl Follower {
         let mut backoff = Backoff::new(RECONNECT);
         loop {
             let opened = Instant::now();
-            let watch = self.store.watch_kinds(self.revision, MIRRORED).await;
+            let watch = super::watch_scopes(self.store.as_ref(), self.revision, &MIRRORED).await;
             let ended = match watch {
                 Ok(mut watch) => {
                     let mut next_publish: Option<Instant> = None;

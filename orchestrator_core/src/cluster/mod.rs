@@ -47,3 +47,43 @@ pub const RECONNECT: BackoffPolicy = BackoffPolicy {
     reset_after: std::time::Duration::from_secs(30),
     jitter: 0.2,
 };
+
+/// One stream of the changes seen by several watches of one collection's key prefix each
+/// (`StateStore::watch_prefix`: etcd filters them at the source), for followers that need a few
+/// collections but not the same order across them. A watch of several collections at once is
+/// one etcd watch on their common prefix, filtered in the client, so it would carry every
+/// assignment and report of the cluster to each such follower.
+///
+/// Within one scope, changes keep their order; across scopes they come as they arrive. The
+/// stream ends (with an error) as soon as one of the watches ends: the follower re-lists.
+pub(crate) async fn watch_scopes(
+    store: &dyn state_store_interface::StateStore,
+    after: state_store_interface::Revision,
+    scopes: &[(state_store_interface::Kind, &str)],
+) -> Result<state_store_interface::Watch, state_store_interface::StoreError> {
+    use state_store_interface::{StoreError, Watch};
+    let mut watches = Vec::with_capacity(scopes.len());
+    for (kind, prefix) in scopes {
+        watches.push(store.watch_prefix(after, *kind, prefix).await?);
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    for mut watch in watches {
+        let tx = tx.clone();
+        // Ends when its watch ends or the merged stream is dropped.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tx.closed() => return,
+                    item = watch.next() => match item {
+                        Some(item) => if tx.send(item).await.is_err() { return },
+                        None => {
+                            let _ = tx.send(Err(StoreError::Closed)).await;
+                            return;
+                        }
+                    },
+                }
+            }
+        });
+    }
+    Ok(Watch::new(rx))
+}

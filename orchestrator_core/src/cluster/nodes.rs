@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use cluster_manager_interface::{ClusterError, ClusterManager, NodeHub, NodeSubscription};
 use orchestrator_shared_types::{Node, NodeId, NodeStatus};
 use state_store_interface::{
-    decode_event, Kind, KindSet, StateStore, StoreError, StoreExt, WatchEvent, CORDON_PREFIX,
+    decode_event, Kind, StateStore, StoreError, StoreExt, WatchEvent, CORDON_PREFIX,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -43,8 +43,8 @@ pub struct NodeTable {
     cordoned: BTreeSet<NodeId>,
 }
 
-/// The collections a [`NodeTable`] follows.
-pub const NODE_KINDS: KindSet = KindSet::of(&[Kind::Node, Kind::Cluster]);
+/// What a [`NodeTable`] follows: the registrations (and cordons), and the members.
+pub const NODE_SCOPES: [(Kind, &str); 2] = [(Kind::Node, ""), (Kind::Cluster, MEMBERS_PREFIX)];
 
 impl NodeTable {
     /// Reads every registration, member and cordon.
@@ -64,7 +64,7 @@ impl NodeTable {
         Ok(table)
     }
 
-    /// Applies a watch event of [`NODE_KINDS`]; returns the node it changed, if any.
+    /// Applies a watch event of [`NODE_SCOPES`]; returns the node it changed, if any.
     pub fn apply(&mut self, event: &WatchEvent) -> Option<NodeId> {
         match event.kind {
             Kind::Node => {
@@ -225,7 +225,7 @@ async fn follow(
     let mut backoff = Backoff::new(RECONNECT);
     loop {
         let opened = Instant::now();
-        if let Ok(mut watch) = store.watch_kinds(revision, NODE_KINDS).await {
+        if let Ok(mut watch) = super::watch_scopes(store.as_ref(), revision, &NODE_SCOPES).await {
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => return,

@@ -19,7 +19,7 @@ use container_runtime_interface::{
 };
 use orchestrator_shared_types::{ContainerId, NodeId};
 use state_store_interface::{
-    decode_event, Kind, KindSet, Precondition, StateStore, StoreError, StoreExt, StoredObject,
+    decode_event, Kind, Precondition, StateStore, StoreError, StoreExt, StoredObject,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -504,7 +504,8 @@ struct ReportFollower {
     revision: u64,
 }
 
-const FOLLOWED: KindSet = KindSet::of(&[Kind::ContainerStatus, Kind::Cluster]);
+/// The reports, and the members' liveness (a member gone fails the waits on its node).
+const FOLLOWED: [(Kind, &str); 2] = [(Kind::ContainerStatus, ""), (Kind::Cluster, MEMBERS_PREFIX)];
 
 impl ReportFollower {
     /// Reads every report; emits events for those that changed since the last read.
@@ -543,7 +544,7 @@ impl ReportFollower {
             let opened = std::time::Instant::now();
             let watch = tokio::select! {
                 () = cancel.cancelled() => return,
-                w = self.shared.store.watch_kinds(self.revision, FOLLOWED) => w,
+                w = super::watch_scopes(self.shared.store.as_ref(), self.revision, &FOLLOWED) => w,
             };
             if let Ok(mut watch) = watch {
                 loop {
