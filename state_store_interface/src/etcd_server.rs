@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 /// What etcd needs of its `--max-txn-ops` for [`crate::EtcdStore`]'s default batches.
 pub const MAX_TXN_OPS: usize = crate::etcd_store::DEFAULT_MAX_TXN_OPS;
 
+/// How long etcd may take to answer after its start (it takes about a second; much more on a
+/// loaded machine).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A running (or stopped) etcd of a test.
 #[derive(Debug)]
 pub struct EtcdServer {
@@ -37,8 +41,24 @@ fn find_binary() -> Option<PathBuf> {
     })
 }
 
+/// A port that is free now, below the kernel's ephemeral range (32768 and up by default):
+/// a port the kernel picked for `:0` would be handed out again to the next process that binds
+/// `:0` (the daemons of the same test) between this check and etcd's own bind.
 fn free_port() -> std::io::Result<u16> {
+    for _ in 0..100 {
+        let port = 15_000 + (std::process::id() as u16 ^ nanos()) % 15_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A cheap varying number (the clock's nanoseconds), to spread the ports of parallel tests.
+fn nanos() -> u16 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u16)
 }
 
 impl EtcdServer {
@@ -60,6 +80,8 @@ impl EtcdServer {
     }
 
     /// Starts the etcd `binary` with a new data dir and free ports; waits until it answers.
+    /// Another process may take a port between the check and etcd's bind: then etcd is
+    /// started again on other ports (three tries).
     pub fn start_with(binary: PathBuf) -> std::io::Result<Self> {
         let mut server = Self {
             binary,
@@ -69,8 +91,21 @@ impl EtcdServer {
             peer_port: free_port()?,
             child: None,
         };
-        server.start()?;
-        Ok(server)
+        let mut tries = 0;
+        loop {
+            match server.start() {
+                Ok(()) => return Ok(server),
+                Err(e) if tries == 2 => return Err(e),
+                Err(e) => {
+                    eprintln!("etcd did not start ({e}); trying other ports");
+                    server.stop();
+                    tries += 1;
+                    server.client_port = free_port()?;
+                    server.peer_port = free_port()?;
+                    server.generation += 1;
+                }
+            }
+        }
     }
 
     /// The URL clients connect to.
@@ -83,7 +118,7 @@ impl EtcdServer {
     }
 
     /// Starts etcd (again) on the same data dir and ports, and waits until it answers (at
-    /// most 10 s). Does nothing if it runs.
+    /// most 20 s). Does nothing if it runs.
     pub fn start(&mut self) -> std::io::Result<()> {
         if self.child.is_some() {
             return Ok(());
@@ -91,11 +126,13 @@ impl EtcdServer {
         let client = self.client_url();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log"))?;
-        // Through `sh`, which kills etcd when its stdin closes: on `stop()`, and when the test
-        // process exits without dropping the server (a `static` shared by a test binary).
+        // Through `sh`, which kills etcd when its stdin closes (on `stop()`, and when the test
+        // process exits without dropping the server: a `static` shared by a test binary), and
+        // exits when etcd does (e.g. a port taken meanwhile), which `wait_ready` then sees. A
+        // background list reads /dev/null, so the watcher of stdin reads the pipe kept on fd 3.
         let child = Command::new("sh")
             .arg("-c")
-            .arg("\"$0\" \"$@\" & pid=$!; read _ ; kill $pid; wait $pid")
+            .arg("exec 3<&0; \"$0\" \"$@\" & pid=$!; { read _ <&3; kill $pid; } & wait $pid")
             .arg(&self.binary)
             .arg("--name=n1")
             .arg(format!("--data-dir={}", self.data_dir().display()))
@@ -121,7 +158,7 @@ impl EtcdServer {
     }
 
     fn wait_ready(&mut self) -> std::io::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + START_TIMEOUT;
         let health = format!("127.0.0.1:{}", self.client_port);
         loop {
             // The client port accepts once etcd serves; a request through it follows.
@@ -138,7 +175,14 @@ impl EtcdServer {
                 }
             }
             if Instant::now() > deadline {
-                return Err(std::io::Error::other("etcd did not answer within 10 s"));
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(std::io::Error::other(format!(
+                    "etcd did not answer within {} s; the end of its log:\n{}",
+                    START_TIMEOUT.as_secs(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
