@@ -19,12 +19,13 @@ use container_runtime_interface::{
 };
 use orchestrator_shared_types::{ContainerId, NodeId};
 use state_store_interface::{
-    decode_event, Kind, Precondition, StateStore, StoreError, StoreExt, StoredObject,
+    decode_event, typed::put_op, Kind, Op, Precondition, StateStore, StoreError, StoreExt,
+    StoredObject,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How long an agent gives a container whose assignment was removed while it ran (see
@@ -82,6 +83,8 @@ struct Waiter {
 
 struct Shared {
     store: Arc<dyn StateStore>,
+    /// Assignment writes, batched by `write_batches`.
+    writes: mpsc::UnboundedSender<(Op, oneshot::Sender<Result<u64, StoreError>>)>,
     events: broadcast::Sender<ContainerEvent>,
     waiters: Mutex<HashMap<ContainerId, Vec<Waiter>>>,
     /// This daemon's own node and runtime: its logs are read directly.
@@ -106,8 +109,10 @@ impl ClusterRuntime {
         remote_logs: Arc<dyn RemoteLogs>,
         config: ClusterRuntimeConfig,
     ) -> Result<Self, StoreError> {
+        let (writes, queued) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            store,
+            store: store.clone(),
+            writes,
             events: broadcast::channel(16_384).0,
             waiters: Mutex::new(HashMap::new()),
             local,
@@ -122,6 +127,7 @@ impl ClusterRuntime {
         };
         follower.relist().await?;
         tokio::spawn(follower.run(cancel.clone()));
+        tokio::spawn(write_batches(store, queued, cancel.clone()));
         Ok(Self {
             shared,
             _stop_watching: cancel.drop_guard(),
@@ -130,6 +136,15 @@ impl ClusterRuntime {
 }
 
 impl Shared {
+    /// Commits `op` in the next batch of assignment writes.
+    async fn write(&self, op: Op) -> Result<u64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        if self.writes.send((op, tx)).is_err() {
+            return Err(StoreError::Closed);
+        }
+        rx.await.unwrap_or(Err(StoreError::Closed))
+    }
+
     fn wait(
         &self,
         id: &ContainerId,
@@ -283,7 +298,7 @@ impl ContainerRuntime for ClusterRuntime {
         };
         // Registered before the write, so the report cannot come first.
         let rx = s.wait(&spec.id, node, &assignment.uid, Want::Started);
-        match s.store.put_obj(&assignment, Precondition::Absent).await {
+        match s.write(put_op(&assignment, Precondition::Absent)).await {
             Ok(_) => {}
             Err(StoreError::Conflict {
                 kind: Kind::Assignment,
@@ -344,8 +359,10 @@ impl ContainerRuntime for ClusterRuntime {
             let mut stopping = current.value;
             stopping.stop_grace_ms = Some(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX));
             match s
-                .store
-                .put_obj(&stopping, Precondition::ModRevision(current.revision))
+                .write(put_op(
+                    &stopping,
+                    Precondition::ModRevision(current.revision),
+                ))
                 .await
             {
                 Ok(_) => {}
@@ -381,12 +398,11 @@ impl ContainerRuntime for ClusterRuntime {
             .map_err(store_failed("remove"))?
             .is_some();
         let deleted = s
-            .store
-            .commit(vec![state_store_interface::Op::Delete {
+            .write(Op::Delete {
                 kind: Kind::Assignment,
                 key,
                 precondition: Precondition::None,
-            }])
+            })
             .await;
         if let Err(e) = deleted {
             s.forget_waiters(id);
@@ -492,6 +508,65 @@ impl ContainerRuntime for ClusterRuntime {
                 operation: "logs",
             })?;
         s.remote_logs.logs(&member.value.address, id, request).await
+    }
+}
+
+/// Most assignment writes in one commit (etcd's default limit is 128 operations, and the
+/// leader's fence takes one).
+const WRITE_BATCH: usize = 100;
+
+/// Commits the assignment writes of every start, stop and removal in flight together: what
+/// queued while one commit ran goes in the next, so a thousand starts cost a few store round
+/// trips instead of a thousand. A batch is atomic, so one failing precondition (an assignment
+/// that already exists) would fail the others: then its writes are committed one by one, each
+/// answered with its own outcome. Writes of one key keep their order (a key already in the
+/// batch waits for the next one). Ends when the runtime is dropped.
+async fn write_batches(
+    store: Arc<dyn StateStore>,
+    mut queued: mpsc::UnboundedReceiver<(Op, oneshot::Sender<Result<u64, StoreError>>)>,
+    cancel: CancellationToken,
+) {
+    let mut next: Option<(Op, oneshot::Sender<Result<u64, StoreError>>)> = None;
+    loop {
+        let first = match next.take() {
+            Some(first) => first,
+            None => tokio::select! {
+                () = cancel.cancelled() => return,
+                first = queued.recv() => match first {
+                    Some(first) => first,
+                    None => return,
+                },
+            },
+        };
+        let mut keys = std::collections::HashSet::new();
+        keys.insert(first.0.target().1.to_owned());
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            let Ok(write) = queued.try_recv() else { break };
+            if !keys.insert(write.0.target().1.to_owned()) {
+                next = Some(write);
+                break;
+            }
+            batch.push(write);
+        }
+        let ops = batch.iter().map(|(op, _)| op.clone()).collect();
+        match store.commit(ops).await {
+            Ok(revision) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Ok(revision));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, reply)) = batch.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for (op, reply) in batch {
+                    let _ = reply.send(store.commit(vec![op]).await);
+                }
+            }
+        }
     }
 }
 
