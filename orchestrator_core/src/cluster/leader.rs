@@ -18,7 +18,7 @@ use crate::metrics::CoreMetrics;
 use crate::orchestrator::{OrchestratorBuilder, OrchestratorConfig};
 use async_trait::async_trait;
 use container_runtime_interface::ContainerRuntime;
-use orchestrator_shared_types::{Event, NodeId};
+use orchestrator_shared_types::Event;
 use scheduler_interface::Scheduler;
 use state_store_interface::{
     Coordination, Entry, EventFilter, Fence, Kind, KindSet, LeaseId, Op, Precondition, Revision,
@@ -326,14 +326,4 @@ async fn resign(store: &dyn StateStore, fence: &Fence) {
         Ok(_) => tracing::info!("resigned the leadership"),
         Err(e) => tracing::debug!(error = %e, "resigning found the leadership already gone"),
     }
-}
-
-/// The node that leads now, as `Cluster/leader` says.
-pub async fn current_leader(store: &dyn StateStore) -> Result<Option<NodeId>, StoreError> {
-    Ok(match store.get(Kind::Cluster, LEADER_KEY).await? {
-        Some(e) => serde_json::from_slice::<LeaderRecord>(&e.value)
-            .ok()
-            .map(|l| l.node),
-        None => None,
-    })
 }
