@@ -1,33 +1,22 @@
 //! [`AgentClient`]: a daemon's client of another daemon's node agent (`/api/v1/agent/...`), to
 //! read the output of containers on that node.
 
-use crate::client::{error_body, innermost, parse_server, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use crate::ClientError;
+use crate::client::{error_body, REQUEST_TIMEOUT};
+use crate::{Client, ClientError};
 use container_runtime_interface::{LogChunk, LogRequest};
 use orchestrator_shared_types::ContainerId;
-use reqwest::Url;
+use reqwest::{Method, Url};
 use std::time::UNIX_EPOCH;
 
 /// The header of an agent's logs answer holding the cursor after its bytes.
 pub const LOG_NEXT_HEADER: &str = "x-log-next";
 
-/// A client of one daemon's agent routes, sending the cluster token when there is one. Cheap to
+/// A client of one daemon's agent routes, sending the cluster token when there is one: the
+/// REST [`Client`] (its URL checks, token, URL building and errors) on other routes. Cheap to
 /// clone (the connection pool is shared).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AgentClient {
-    base: Url,
-    http: reqwest::Client,
-    token: Option<String>,
-}
-
-impl std::fmt::Debug for AgentClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the token: clients end up in logs.
-        f.debug_struct("AgentClient")
-            .field("base", &self.base.as_str())
-            .field("token", &self.token.as_ref().map(|_| "<set>"))
-            .finish_non_exhaustive()
-    }
+    client: Client,
 }
 
 impl AgentClient {
@@ -35,26 +24,14 @@ impl AgentClient {
     /// sending `token` (the cluster's token) as `Authorization: Bearer` when given and not
     /// empty.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let base = parse_server(server)?;
-        let bad = |reason: String| ClientError::BadServerUrl {
-            url: server.to_owned(),
-            reason,
-        };
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| bad(innermost(&e)))?;
         Ok(Self {
-            base,
-            http,
-            token: token.filter(|t| !t.is_empty()),
+            client: Client::new(server, token)?,
         })
     }
 
     /// The daemon's base URL, without a trailing slash.
     pub fn server(&self) -> &str {
-        self.base.as_str().trim_end_matches('/')
+        self.client.server()
     }
 
     /// `GET /api/v1/agent/containers/{id}/logs`: what container `id` of the agent's node wrote,
@@ -65,16 +42,14 @@ impl AgentClient {
         id: &ContainerId,
         req: &LogRequest,
     ) -> Result<LogChunk, ClientError> {
+        let c = &self.client;
         let url = self.logs_url(id, req);
         let request_name = format!("GET {}", url.path());
-        let mut request = self.http.get(url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.map_err(|e| self.unreachable(&e))?;
+        let request = c.request(Method::GET, url).timeout(REQUEST_TIMEOUT);
+        let response = request.send().await.map_err(|e| c.unreachable(&e))?;
         let status = response.status();
         if !status.is_success() {
-            let text = response.text().await.map_err(|e| self.unreachable(&e))?;
+            let text = response.text().await.map_err(|e| c.unreachable(&e))?;
             return Err(ClientError::Http {
                 status: status.as_u16(),
                 body: error_body(status, &text),
@@ -92,7 +67,7 @@ impl AgentClient {
         let data = response
             .bytes()
             .await
-            .map_err(|e| self.unreachable(&e))?
+            .map_err(|e| c.unreachable(&e))?
             .to_vec();
         Ok(LogChunk { data, next })
     }
@@ -100,11 +75,6 @@ impl AgentClient {
     /// The URL of the logs of `id` with the query of `req` (`since` in milliseconds since the
     /// Unix epoch), the id percent-encoded.
     fn logs_url(&self, id: &ContainerId, req: &LogRequest) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty()
-                .extend(["api", "v1", "agent", "containers", id.as_str(), "logs"]);
-        }
         let mut query = Vec::new();
         if let Some(from) = req.from {
             query.push(("from", from.to_string()));
@@ -123,23 +93,8 @@ impl AgentClient {
                 .as_millis();
             query.push(("since", ms.to_string()));
         }
-        if !query.is_empty() {
-            url.query_pairs_mut()
-                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
-        }
-        url
-    }
-
-    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
-        let reason = if e.is_timeout() {
-            "timed out".to_owned()
-        } else {
-            innermost(e)
-        };
-        ClientError::Unreachable {
-            url: self.server().to_owned(),
-            reason,
-        }
+        self.client
+            .url(&["agent", "containers", id.as_str(), "logs"], &query)
     }
 }
 
@@ -151,7 +106,7 @@ mod tests {
     #[test]
     fn logs_urls_carry_the_request() {
         let c = AgentClient::new("http://10.0.0.5:8080/", Some(String::new())).unwrap();
-        assert!(c.token.is_none(), "an empty token is no token");
+        assert!(!c.client.has_token(), "an empty token is no token");
         let id = ContainerId::from("web-1/main");
         assert_eq!(
             c.logs_url(&id, &LogRequest::default()).as_str(),

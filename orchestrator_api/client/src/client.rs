@@ -79,32 +79,22 @@ impl std::fmt::Debug for Client {
     }
 }
 
-/// The base URL of the server at `server`: an `http://` URL with a host.
-pub(crate) fn parse_server(server: &str) -> Result<Url, ClientError> {
-    let bad = |reason: String| ClientError::BadServerUrl {
-        url: server.to_owned(),
-        reason,
-    };
-    let base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
-    if base.scheme() != "http" {
-        // reqwest is built without TLS in this workspace: say so now, not on the first call.
-        return Err(bad("only http:// is supported".to_owned()));
-    }
-    if base.cannot_be_a_base() || base.host().is_none() {
-        return Err(bad("no host".to_owned()));
-    }
-    Ok(base)
-}
-
 impl Client {
     /// A client of the server at `server` (e.g. `http://127.0.0.1:8080`), sending `token` as
     /// `Authorization: Bearer` when given and not empty.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
-        let base = parse_server(server)?;
         let bad = |reason: String| ClientError::BadServerUrl {
             url: server.to_owned(),
             reason,
         };
+        let base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
+        if base.scheme() != "http" {
+            // reqwest is built without TLS in this workspace: say so now, not on the first call.
+            return Err(bad("only http:// is supported".to_owned()));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(bad("no host".to_owned()));
+        }
         // No overall timeout on the client: each request sets its own, except a followed log,
         // which may rightly stay open for hours.
         let http = reqwest::Client::builder()
@@ -143,6 +133,12 @@ impl Client {
     /// The server's base URL as given, without a trailing slash.
     pub fn server(&self) -> &str {
         self.base.as_str().trim_end_matches('/')
+    }
+
+    /// Whether requests carry a token (an empty one is none).
+    #[cfg(test)]
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
     }
 
     /// `POST /api/v1/workloads`: creates a workload from a definition (any serializable value:
@@ -349,7 +345,7 @@ impl Client {
         })
     }
 
-    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
         let request = self.http.request(method, url);
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -359,7 +355,7 @@ impl Client {
 
     /// The URL of `/api/v1/<segments...>?<query>`, each segment percent-encoded so that a name
     /// typed by a user (or chosen by a model) can never change the route.
-    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+    pub(crate) fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(["api", "v1"]).extend(segments);
@@ -371,7 +367,7 @@ impl Client {
         url
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> ClientError {
+    pub(crate) fn unreachable(&self, e: &reqwest::Error) -> ClientError {
         let reason = if e.is_timeout() {
             "timed out".to_owned()
         } else {
