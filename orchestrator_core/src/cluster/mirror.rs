@@ -80,7 +80,7 @@ fn cache_key(kind: Kind, key: &str) -> (u8, String) {
 pub struct Mirror {
     view: watch::Receiver<Arc<ClusterView>>,
     status: Arc<Mutex<MirrorStatus>>,
-    cache: Arc<Mutex<Arc<Cache>>>,
+    cache: Arc<Mutex<Cache>>,
     _stop: DropGuard,
 }
 
@@ -90,15 +90,15 @@ impl Mirror {
         store: Arc<dyn StateStore>,
         scheduler: Arc<dyn Scheduler>,
     ) -> Result<Self, StoreError> {
+        let cache = Arc::new(Mutex::new(Cache::new()));
         let mut records = Records::default();
-        let revision = records.load(store.as_ref()).await?;
+        let revision = records.load(store.as_ref(), &cache).await?;
         let status = Arc::new(Mutex::new(MirrorStatus::default()));
         let (tx, view) = watch::channel(Arc::new(records.view(scheduler.clone())));
         records.update_status(&status, revision, None);
         let cancel = CancellationToken::new();
         let (health_tx, health) = watch::channel(None);
         tokio::spawn(probe(store.clone(), health_tx, cancel.clone()));
-        let cache = Arc::new(Mutex::new(Arc::new(records.cache.clone())));
         let follower = Follower {
             cache: cache.clone(),
             store,
@@ -142,7 +142,6 @@ impl Mirror {
 
 #[derive(Default)]
 struct Records {
-    cache: Cache,
     defs: HashMap<String, WorkloadDefinition>,
     instances: HashMap<String, WorkloadInstance>,
     nodes: NodeTable,
@@ -150,13 +149,18 @@ struct Records {
 }
 
 impl Records {
-    /// Reads everything mirrored; returns the revision read at (before the lists, so the
-    /// watch from it replays anything they missed).
-    async fn load(&mut self, store: &dyn StateStore) -> Result<u64, StoreError> {
+    /// Reads everything mirrored (the raw workload and instance records into `cache`); returns
+    /// the revision read at (before the lists, so the watch from it replays anything they
+    /// missed).
+    async fn load(
+        &mut self,
+        store: &dyn StateStore,
+        cache: &Mutex<Cache>,
+    ) -> Result<u64, StoreError> {
         let revision = store.revision().await?;
         let workloads = store.list(Kind::Workload, "").await?;
         let instances = store.list(Kind::Instance, "").await?;
-        self.cache = workloads
+        *cache.lock().expect("mirror cache lock") = workloads
             .iter()
             .chain(&instances)
             .map(|e| (cache_key(e.kind, &e.key), e.clone()))
@@ -193,16 +197,17 @@ impl Records {
         Ok(revision)
     }
 
-    fn apply(&mut self, event: &WatchEvent) {
+    /// Applies a watch event (to `cache` too, for a workload or an instance).
+    fn apply(&mut self, event: &WatchEvent, cache: &Mutex<Cache>) {
         if CACHED.contains(event.kind) {
             let key = cache_key(event.kind, &event.key);
+            let mut cache = cache.lock().expect("mirror cache lock");
             match &event.value {
                 Some(value) => {
-                    let created = self
-                        .cache
+                    let created = cache
                         .get(&key)
                         .map_or(event.revision, |e| e.create_revision);
-                    self.cache.insert(
+                    cache.insert(
                         key,
                         Entry {
                             kind: event.kind,
@@ -214,7 +219,7 @@ impl Records {
                     );
                 }
                 None => {
-                    self.cache.remove(&key);
+                    cache.remove(&key);
                 }
             }
         }
@@ -319,7 +324,9 @@ async fn probe(
 }
 
 struct Follower {
-    cache: Arc<Mutex<Arc<Cache>>>,
+    /// Kept current event by event (the fallback reads take what they answer from it), never
+    /// copied whole.
+    cache: Arc<Mutex<Cache>>,
     store: Arc<dyn StateStore>,
     scheduler: Arc<dyn Scheduler>,
     records: Records,
@@ -335,7 +342,6 @@ struct Follower {
 impl Follower {
     fn publish(&mut self) -> Duration {
         let started = Instant::now();
-        *self.cache.lock().expect("mirror cache lock") = Arc::new(self.records.cache.clone());
         self.tx
             .send_replace(Arc::new(self.records.view(self.scheduler.clone())));
         self.records
@@ -410,7 +416,7 @@ impl Follower {
                             next = watch.next() => match next {
                                 Some(Ok(event)) => {
                                     self.revision = event.revision;
-                                    self.records.apply(&event);
+                                    self.records.apply(&event, &self.cache);
                                     next_publish.get_or_insert(last_publish + interval);
                                 }
                                 Some(Err(e)) => break e,
@@ -433,7 +439,7 @@ impl Follower {
                     () = tokio::time::sleep(delay) => {}
                 }
                 let mut records = Records::default();
-                match records.load(self.store.as_ref()).await {
+                match records.load(self.store.as_ref(), &self.cache).await {
                     Ok(revision) => {
                         self.records = records;
                         self.revision = revision;
@@ -452,26 +458,41 @@ impl Follower {
 struct FallbackReads {
     store: Arc<dyn StateStore>,
     status: Arc<Mutex<MirrorStatus>>,
-    cache: Arc<Mutex<Arc<Cache>>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl FallbackReads {
-    /// The mirror's records, if `kind` is kept and the store is known to be unreachable (or
-    /// `failed` says so).
-    fn cached(&self, kind: Kind, failed: Option<&StoreError>) -> Option<Arc<Cache>> {
-        if !CACHED.contains(kind) {
-            return None;
-        }
-        let unreachable = match failed {
-            Some(e) => e.is_transient(),
-            None => self
-                .status
-                .lock()
-                .expect("mirror status lock")
-                .error
-                .is_some(),
-        };
-        unreachable.then(|| self.cache.lock().expect("mirror cache lock").clone())
+    /// Whether reads of `kind` are answered from the mirror's records: it keeps them, and the
+    /// store is known to be unreachable (or `failed` says so).
+    fn answers_from_cache(&self, kind: Kind, failed: Option<&StoreError>) -> bool {
+        CACHED.contains(kind)
+            && match failed {
+                Some(e) => e.is_transient(),
+                None => self
+                    .status
+                    .lock()
+                    .expect("mirror status lock")
+                    .error
+                    .is_some(),
+            }
+    }
+
+    /// The entry at `key` in the mirror's records.
+    fn cached_entry(&self, kind: Kind, key: &str) -> Option<Entry> {
+        let cache = self.cache.lock().expect("mirror cache lock");
+        cache.get(&cache_key(kind, key)).cloned()
+    }
+
+    /// A page of the mirror's records (see [`StateStore::list_page`]).
+    fn cached_page(
+        &self,
+        kind: Kind,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Vec<Entry> {
+        let cache = self.cache.lock().expect("mirror cache lock");
+        Self::page(&cache, kind, prefix, start_after, limit)
     }
 
     fn page(
@@ -496,14 +517,11 @@ impl FallbackReads {
 #[async_trait]
 impl StateStore for FallbackReads {
     async fn get(&self, kind: Kind, key: &str) -> Result<Option<Entry>, StoreError> {
-        if let Some(cache) = self.cached(kind, None) {
-            return Ok(cache.get(&cache_key(kind, key)).cloned());
+        if self.answers_from_cache(kind, None) {
+            return Ok(self.cached_entry(kind, key));
         }
         match self.store.get(kind, key).await {
-            Err(e) => match self.cached(kind, Some(&e)) {
-                Some(cache) => Ok(cache.get(&cache_key(kind, key)).cloned()),
-                None => Err(e),
-            },
+            Err(e) if self.answers_from_cache(kind, Some(&e)) => Ok(self.cached_entry(kind, key)),
             found => found,
         }
     }
@@ -519,14 +537,13 @@ impl StateStore for FallbackReads {
         start_after: Option<&'a str>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        if let Some(cache) = self.cached(kind, None) {
-            return Ok(Self::page(&cache, kind, prefix, start_after, limit));
+        if self.answers_from_cache(kind, None) {
+            return Ok(self.cached_page(kind, prefix, start_after, limit));
         }
         match self.store.list_page(kind, prefix, start_after, limit).await {
-            Err(e) => match self.cached(kind, Some(&e)) {
-                Some(cache) => Ok(Self::page(&cache, kind, prefix, start_after, limit)),
-                None => Err(e),
-            },
+            Err(e) if self.answers_from_cache(kind, Some(&e)) => {
+                Ok(self.cached_page(kind, prefix, start_after, limit))
+            }
             listed => listed,
         }
     }
