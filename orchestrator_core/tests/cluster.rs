@@ -17,7 +17,7 @@ use orchestrator_core::cluster::records::{Assignment, LeaderRecord};
 use orchestrator_core::cluster::runtime::{ClusterRuntime, ClusterRuntimeConfig, RemoteLogs};
 use orchestrator_core::{CoreError, OrchestratorHandle};
 use orchestrator_shared_types::{
-    ContainerConfig, ContainerId, Node, NodeId, PlacementStrategy, Resources,
+    ContainerConfig, ContainerId, Node, NodeId, NodeStatus, PlacementStrategy, Resources,
 };
 use scheduler_interface::BinPackScheduler;
 use state_store_interface::{
@@ -193,8 +193,15 @@ async fn a_leader_leaving_hands_over_and_a_returning_node_loses_its_stale_contai
     eventually("n1 leads", Duration::from_secs(5), || *a.leading().borrow()).await;
     let b = join(&store, "n2", m2.clone()).await;
     let c = join(&store, "n3", m3.clone()).await;
-    b.handle().create(spread("web", 3, 1000)).await.unwrap();
     let h = c.handle();
+    // Every member registered and live before placing, so that the spread puts one per node.
+    eventually("three ready nodes", Duration::from_secs(5), || {
+        let view = h.view().unwrap();
+        let nodes = view.nodes();
+        nodes.len() == 3 && nodes.iter().all(|n| n.node.status == NodeStatus::Ready)
+    })
+    .await;
+    b.handle().create(spread("web", 3, 1000)).await.unwrap();
     eventually("3 running", Duration::from_secs(10), || {
         running(&h, "web") == 3
     })
