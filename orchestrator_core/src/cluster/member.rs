@@ -9,7 +9,7 @@ use super::lease::LeaseKeeper;
 use super::mirror::Mirror;
 use super::nodes::StoreClusterManager;
 use super::records::ClusterRecord;
-use super::runtime::{ClusterRuntime, ClusterRuntimeConfig};
+use super::runtime::ClusterRuntime;
 use super::MembershipSource;
 use crate::error::CoreError;
 use crate::handle::OrchestratorHandle;
@@ -101,14 +101,11 @@ impl ClusterMember {
         .await
         .map_err(CoreError::store("register this node"))?;
         // The API's runtime: logs from any node (it writes nothing).
-        let logs_runtime = ClusterRuntime::start(
+        let logs_runtime = ClusterRuntime::reader(
             plain.clone(),
             Some((this_node.clone(), local_runtime)),
             config.candidate.remote_logs.clone(),
-            ClusterRuntimeConfig::default(),
-        )
-        .await
-        .map_err(CoreError::store("follow container reports"))?;
+        );
         // The API's nodes: what the store holds, at once.
         let cluster = StoreClusterManager::start(plain.clone(), Duration::ZERO)
             .await

@@ -91,6 +91,8 @@ struct Shared {
     local: Option<(NodeId, Arc<dyn ContainerRuntime>)>,
     remote_logs: Arc<dyn RemoteLogs>,
     config: ClusterRuntimeConfig,
+    /// Made by [`ClusterRuntime::reader`]: reads only; nothing follows the reports.
+    reader: bool,
 }
 
 /// The leader's runtime in a cluster; see the module docs.
@@ -118,6 +120,7 @@ impl ClusterRuntime {
             local,
             remote_logs,
             config,
+            reader: false,
         });
         let cancel = CancellationToken::new();
         let mut follower = ReportFollower {
@@ -132,6 +135,46 @@ impl ClusterRuntime {
             shared,
             _stop_watching: cancel.drop_guard(),
         })
+    }
+}
+
+impl ClusterRuntime {
+    /// A runtime that only reads (status, listings, logs from any node), for a daemon's API: no
+    /// report follower, no writer, nothing loaded at start. Starts, stops and removals fail.
+    pub fn reader(
+        store: Arc<dyn StateStore>,
+        local: Option<(NodeId, Arc<dyn ContainerRuntime>)>,
+        remote_logs: Arc<dyn RemoteLogs>,
+    ) -> Self {
+        let (writes, _) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        Self {
+            shared: Arc::new(Shared {
+                store,
+                writes,
+                events: broadcast::channel(1).0,
+                waiters: Mutex::new(HashMap::new()),
+                local,
+                remote_logs,
+                config: ClusterRuntimeConfig::default(),
+                reader: true,
+            }),
+            _stop_watching: cancel.drop_guard(),
+        }
+    }
+
+    /// Refuses a change when this is a [`ClusterRuntime::reader`].
+    fn writable(&self, operation: &'static str) -> Result<&Shared, RuntimeError> {
+        if self.shared.reader {
+            return Err(RuntimeError::Failed {
+                operation,
+                message:
+                    "this runtime of the API only reads; the leader starts and stops containers"
+                        .into(),
+                transient: false,
+            });
+        }
+        Ok(&self.shared)
     }
 }
 
@@ -289,7 +332,7 @@ impl ContainerRuntime for ClusterRuntime {
         node: &NodeId,
         spec: &ContainerSpec,
     ) -> Result<(), RuntimeError> {
-        let s = &self.shared;
+        let s = self.writable("create_and_start")?;
         let assignment = Assignment {
             node: node.clone(),
             spec: spec.clone(),
@@ -332,7 +375,7 @@ impl ContainerRuntime for ClusterRuntime {
         id: &ContainerId,
         grace: Duration,
     ) -> Result<(), RuntimeError> {
-        let s = &self.shared;
+        let s = self.writable("stop")?;
         let key = container_key(node, id);
         let Some(current) = s
             .store
@@ -388,7 +431,7 @@ impl ContainerRuntime for ClusterRuntime {
     /// Deletes the assignment and waits (boundedly) until the agent removed the container, so
     /// that a `status` right after finds nothing.
     async fn remove(&self, node: &NodeId, id: &ContainerId) -> Result<(), RuntimeError> {
-        let s = &self.shared;
+        let s = self.writable("remove")?;
         let key = container_key(node, id);
         let rx = s.wait(id, node, "", Want::Gone);
         let reported = s
