@@ -2,40 +2,19 @@
 //! the simulated runtime: placement across the members, kill -9 of a member and of the leader,
 //! and rejoining.
 
-use orchestrator_testkit::cluster::{TestCluster, LEASE_TTL_SECS};
+use orchestrator_testkit::cluster::{spread_web, TestCluster, LEASE_TTL_SECS};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn web(replicas: u32) -> Value {
-    json!({
-        "name": "web",
-        "replicas": replicas,
-        "placement": "spread",
-        "containers": [{
-            "name": "web",
-            "image": "example/web:1",
-            "resources": {"cpu_millicores": 500, "memory_mb": 64}
-        }]
-    })
-}
-
-/// Running instances of `web` per node, as daemon `via` answers; panics if an instance id
-/// shows twice.
+/// Running instances per node, as daemon `via` answers (an instance listed twice fails).
 fn running_per_node(c: &TestCluster, via: usize) -> Option<BTreeMap<String, usize>> {
     let mut per_node = BTreeMap::new();
-    let mut ids = HashSet::new();
-    for i in c.instances(via)? {
-        assert!(
-            ids.insert(i["id"].as_str()?.to_owned()),
-            "duplicate instance {i}"
-        );
-        if i["status"] == "Running" {
-            *per_node
-                .entry(i["node_id"].as_str()?.to_owned())
-                .or_default() += 1;
+    for (node, status) in c.instance_table(via)?.into_values() {
+        if status == "Running" {
+            *per_node.entry(node).or_default() += 1;
         }
     }
     Some(per_node)
@@ -51,7 +30,7 @@ fn three_daemons_share_work_survive_kills_and_rejoin() {
     // Created through daemon 2, spread over the three nodes, seen by every daemon.
     let (status, body) = c
         .daemon(1)
-        .send_json("POST", "/api/v1/workloads", Some(&web(6)))
+        .send_json("POST", "/api/v1/workloads", Some(&spread_web(6)))
         .unwrap();
     assert_eq!(status, 201, "{body}");
     for via in 0..3 {

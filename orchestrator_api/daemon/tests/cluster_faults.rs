@@ -3,10 +3,10 @@
 //! empty, and a daemon started with a prefix that holds no cluster. See docs/cluster.md,
 //! "Faults".
 
-use orchestrator_testkit::cluster::{TestCluster, LEASE_TTL_SECS};
+use orchestrator_testkit::cluster::{spread_web, TestCluster, LEASE_TTL_SECS};
 use orchestrator_testkit::Daemon;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,37 +14,9 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(30);
 const STALE: &str = "x-orchestrator-stale";
 
-fn web(replicas: u32) -> Value {
-    json!({
-        "name": "web",
-        "replicas": replicas,
-        "placement": "spread",
-        "containers": [{
-            "name": "web",
-            "image": "example/web:1",
-            "resources": {"cpu_millicores": 500, "memory_mb": 64}
-        }]
-    })
-}
-
-/// Instance id → (node, status) of `web`, as daemon `via` answers; panics if an id shows twice.
-fn instances(c: &TestCluster, via: usize) -> Option<BTreeMap<String, (String, String)>> {
-    let mut all = BTreeMap::new();
-    for i in c.instances(via)? {
-        let id = i["id"].as_str()?.to_owned();
-        let node = i["node_id"].as_str().unwrap_or_default().to_owned();
-        let status = i["status"].as_str()?.to_owned();
-        assert!(
-            all.insert(id, (node, status)).is_none(),
-            "duplicate instance {i}"
-        );
-    }
-    Some(all)
-}
-
 /// The ids of the Running instances, when there are exactly `n`, spread over `nodes` nodes.
 fn running(c: &TestCluster, via: usize, n: usize, nodes: usize) -> Option<HashSet<String>> {
-    let all = instances(c, via)?;
+    let all = c.instance_table(via)?;
     let running: Vec<_> = all.iter().filter(|(_, (_, s))| s == "Running").collect();
     let on: HashSet<&String> = running.iter().map(|(_, (node, _))| node).collect();
     (running.len() == n && all.len() == n && on.len() == nodes)
@@ -136,7 +108,7 @@ fn an_etcd_outage_keeps_reads_refuses_writes_quickly_and_loses_nothing() {
     c.wait_for_leader(WAIT);
     let (status, body) = c
         .daemon(0)
-        .send_json("POST", "/api/v1/workloads", Some(&web(6)))
+        .send_json("POST", "/api/v1/workloads", Some(&spread_web(6)))
         .unwrap();
     assert_eq!(status, 201, "{body}");
     let mut before = HashSet::new();
@@ -146,7 +118,7 @@ fn an_etcd_outage_keeps_reads_refuses_writes_quickly_and_loses_nothing() {
             true
         })
     });
-    let placed = instances(&c, 0).unwrap();
+    let placed = c.instance_table(0).unwrap();
 
     // The outage is 30 s; 8 s is enough here: it is four times the kit's lease TTL
     // (2 s), so every lease is counted lost during it, as in a long outage. Nothing in the code
@@ -227,7 +199,7 @@ fn an_etcd_outage_keeps_reads_refuses_writes_quickly_and_loses_nothing() {
     c.wait_for("the same 6 instances running", WAIT, |c| {
         (0..3).all(|i| running(c, i, 6, 3).is_some_and(|r| r == before))
     });
-    let after = instances(&c, 1).unwrap();
+    let after = c.instance_table(1).unwrap();
     assert_eq!(placed.len(), after.len());
     for (id, (node, _)) in &placed {
         assert_eq!(after.get(id).map(|(n, _)| n), Some(node), "{id} moved");
@@ -270,7 +242,7 @@ fn a_wiped_etcd_stops_every_daemon_and_nothing_is_recreated() {
     c.wait_for_leader(WAIT);
     let (status, body) = c
         .daemon(0)
-        .send_json("POST", "/api/v1/workloads", Some(&web(4)))
+        .send_json("POST", "/api/v1/workloads", Some(&spread_web(4)))
         .unwrap();
     assert_eq!(status, 201, "{body}");
     c.wait_for("4 replicas running on 2 nodes", WAIT, |c| {

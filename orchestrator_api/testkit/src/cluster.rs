@@ -12,6 +12,7 @@
 use crate::{Daemon, DaemonBuilder};
 use serde_json::Value;
 use state_store_interface::etcd_server::EtcdServer;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The cluster token the kit's daemons share.
@@ -19,6 +20,21 @@ pub const TOKEN: &str = "test-cluster-token";
 
 /// Lease TTL of the kit's daemons, in seconds: a killed daemon is noticed within it.
 pub const LEASE_TTL_SECS: u64 = 2;
+
+/// A workload `web` of `replicas` spread over the nodes (`placement: spread`), each replica a
+/// 500m / 64 MB container: what the cluster tests place.
+pub fn spread_web(replicas: u32) -> Value {
+    serde_json::json!({
+        "name": "web",
+        "replicas": replicas,
+        "placement": "spread",
+        "containers": [{
+            "name": "web",
+            "image": "example/web:1",
+            "resources": {"cpu_millicores": 500, "memory_mb": 64}
+        }]
+    })
+}
 
 /// etcd and the daemons of a test; see the module docs. Dropping it kills them all.
 pub struct TestCluster {
@@ -190,6 +206,22 @@ impl TestCluster {
                 None => return Some(all),
             }
         }
+    }
+
+    /// Every instance as daemon `i` answers: id → (node, status). Panics if an id shows twice
+    /// (an instance listed twice is a bug of the cluster, whatever the test checks).
+    pub fn instance_table(&self, i: usize) -> Option<BTreeMap<String, (String, String)>> {
+        let mut all = BTreeMap::new();
+        for instance in self.instances(i)? {
+            let id = instance["id"].as_str()?.to_owned();
+            let node = instance["node_id"].as_str().unwrap_or_default().to_owned();
+            let status = instance["status"].as_str()?.to_owned();
+            assert!(
+                all.insert(id, (node, status)).is_none(),
+                "duplicate instance {instance}"
+            );
+        }
+        Some(all)
     }
 
     /// Polls `check` every 100 ms until it holds; panics after `timeout` with what was awaited
