@@ -10,7 +10,7 @@
 use orchestrator_testkit::cluster::TestCluster;
 use orchestrator_testkit::{YoukiNode, YoukiSetup};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 /// What each replica prints first.
@@ -48,18 +48,6 @@ fn running(c: &TestCluster, via: usize) -> Option<Vec<(String, String, String)>>
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
     Some(out)
-}
-
-/// Waits until `check` holds, at most `timeout`; panics with `what`.
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -100,7 +88,7 @@ fn two_youki_daemons_spread_read_remote_logs_and_clean_up_after_a_kill() {
     // The logs of the container on y2, through daemon 1 (and so y2's agent API).
     let path = format!("/api/v1/instances/{}/logs", on2.0);
     let mut last = String::new();
-    wait_until("the remote container's log", WAIT, || {
+    c.wait_for("the remote container's log", WAIT, |c| {
         last = match c.daemon(0).get(&path) {
             Ok((200, body)) => body,
             other => format!("{other:?}"),
@@ -115,7 +103,7 @@ fn two_youki_daemons_spread_read_remote_logs_and_clean_up_after_a_kill() {
     c.wait_for("both replicas on y1", WAIT, |c| {
         running(c, 0).is_some_and(|r| r.len() == 2 && r.iter().all(|i| i.1 == "y1"))
     });
-    wait_until("two containers in y1's youki", WAIT, || {
+    c.wait_for("two containers in y1's youki", WAIT, |_| {
         n1.youki_list().len() == 2
     });
     assert_eq!(
@@ -126,7 +114,7 @@ fn two_youki_daemons_spread_read_remote_logs_and_clean_up_after_a_kill() {
 
     // Daemon 2 restarts: its agent removes the container nothing assigns any more.
     c.daemon_mut(1).restart();
-    wait_until("y2's stale container removed", WAIT, || {
+    c.wait_for("y2's stale container removed", WAIT, |_| {
         n2.youki_list().is_empty() && n2.bundles().is_empty()
     });
     let now = running(&c, 0).expect("two running replicas");
@@ -152,7 +140,7 @@ fn two_youki_daemons_spread_read_remote_logs_and_clean_up_after_a_kill() {
         c.instances(0).is_some_and(|i| i.is_empty())
     });
     for n in [&n1, &n2] {
-        wait_until("no containers nor bundles", WAIT, || {
+        c.wait_for("no containers nor bundles", WAIT, |_| {
             n.youki_list().is_empty() && n.bundles().is_empty()
         });
         assert!(n.cgroups().is_empty(), "{:?}", n.cgroups());
