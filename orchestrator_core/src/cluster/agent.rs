@@ -150,11 +150,9 @@ async fn register(
                     }
                     Err(StoreError::LeaseExpired { .. }) => break,
                     Err(e) => {
-                        let delay = backoff.fail(Duration::ZERO);
                         tracing::warn!(error = %e, "registering the member failed; retrying");
-                        tokio::select! {
-                            () = s.cancel.cancelled() => return,
-                            () = tokio::time::sleep(delay) => {}
+                        if !super::retry_after(&mut backoff, Duration::ZERO, &s.cancel).await {
+                            return;
                         }
                     }
                 }
@@ -221,13 +219,11 @@ async fn follow_assignments(s: Arc<Shared>, mut revision: u64) {
                     break;
                 }
                 Err(e) => {
-                    let delay = backoff.fail(healthy_for);
-                    healthy_for = Duration::ZERO;
                     tracing::warn!(error = %e, "re-listing assignments failed");
-                    tokio::select! {
-                        () = s.cancel.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
+                    if !super::retry_after(&mut backoff, healthy_for, &s.cancel).await {
+                        return;
                     }
+                    healthy_for = Duration::ZERO;
                 }
             }
         }

@@ -186,11 +186,9 @@ pub async fn campaign(
             }
             Err(StoreError::LeaseExpired { .. }) => {}
             Err(e) => {
-                let delay = backoff.fail(Duration::ZERO);
                 tracing::warn!(error = %e, "campaigning failed; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                if !super::retry_after(&mut backoff, Duration::ZERO, &cancel).await {
+                    return;
                 }
             }
         }

@@ -75,12 +75,11 @@ async fn keep(
         let lease = match lease {
             Ok(lease) => lease,
             Err(e) => {
-                let delay = backoff.fail(Duration::ZERO);
-                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "granting this daemon's lease failed");
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => continue,
+                tracing::warn!(error = %e, "granting this daemon's lease failed; retrying");
+                if !super::retry_after(&mut backoff, Duration::ZERO, &cancel).await {
+                    return;
                 }
+                continue;
             }
         };
         let granted = Instant::now();

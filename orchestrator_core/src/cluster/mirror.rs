@@ -432,12 +432,10 @@ impl Follower {
             self.mark_stale(&ended.to_string(), since);
             let mut healthy_for = opened.elapsed();
             loop {
-                let delay = backoff.fail(healthy_for);
-                healthy_for = Duration::ZERO;
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                if !super::retry_after(&mut backoff, healthy_for, &cancel).await {
+                    return;
                 }
+                healthy_for = Duration::ZERO;
                 let mut records = Records::default();
                 match records.load(self.store.as_ref(), &self.cache).await {
                     Ok(revision) => {

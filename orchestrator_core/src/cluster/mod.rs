@@ -48,6 +48,21 @@ pub const RECONNECT: BackoffPolicy = BackoffPolicy {
     jitter: 0.2,
 };
 
+/// Waits out the next delay of `backoff`, after a failure that followed `healthy_for` of health
+/// (a long healthy run forgets earlier failures); `false` if `cancel` fired first. The retry of
+/// every follower of the store (re-listing after its watch ended, registering, campaigning).
+pub(crate) async fn retry_after(
+    backoff: &mut crate::backoff::Backoff,
+    healthy_for: std::time::Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let delay = backoff.fail(healthy_for);
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(delay) => true,
+    }
+}
+
 /// One stream of the changes seen by several watches of one collection's key prefix each
 /// (`StateStore::watch_prefix`: etcd filters them at the source), for followers that need a few
 /// collections but not the same order across them. A watch of several collections at once is

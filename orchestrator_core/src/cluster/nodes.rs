@@ -264,12 +264,10 @@ async fn follow(
         // Re-list, then watch again from the listing.
         let mut healthy_for = opened.elapsed();
         loop {
-            let delay = backoff.fail(healthy_for);
-            healthy_for = Duration::ZERO;
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
+            if !super::retry_after(&mut backoff, healthy_for, &cancel).await {
+                return;
             }
+            healthy_for = Duration::ZERO;
             let listed = async {
                 let revision = store.revision().await?;
                 Ok::<_, StoreError>((revision, NodeTable::load(store.as_ref()).await?))

@@ -686,12 +686,10 @@ impl ReportFollower {
             // Re-list (with backoff) until the store answers again.
             let mut healthy_for = opened.elapsed();
             loop {
-                let delay = backoff.fail(healthy_for);
-                healthy_for = std::time::Duration::ZERO;
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                if !super::retry_after(&mut backoff, healthy_for, &cancel).await {
+                    return;
                 }
+                healthy_for = std::time::Duration::ZERO;
                 match self.relist().await {
                     Ok(()) => break,
                     Err(e) => tracing::warn!(error = %e, "re-listing container reports failed"),
