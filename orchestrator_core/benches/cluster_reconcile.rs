@@ -145,6 +145,8 @@ async fn run(etcd: &EtcdServer, s: Settings) {
         cluster_token: None,
         other_clusters: Vec::new(),
         new_cluster: false,
+        gossip: None,
+        stop_on_store_loss: true,
         data_dir: None,
         store_name: "bench".into(),
     };

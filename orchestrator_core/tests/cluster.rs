@@ -79,6 +79,8 @@ fn config(id: &str, runtime: Arc<SimulatedRuntime>, token: Option<&str>) -> Memb
         store_name: "memory".into(),
         other_clusters: Vec::new(),
         new_cluster: false,
+        gossip: None,
+        stop_on_store_loss: true,
     }
 }
 

@@ -12,6 +12,7 @@
 //! names, and removes the others; an assignment whose container is gone is reported killed,
 //! so the leader applies the restart policy rather than the agent re-running it behind its back.
 
+use super::fence::StopAll;
 use super::records::{node_prefix, Assignment, ContainerReport, MemberRecord};
 use super::RECONNECT;
 use crate::backoff::Backoff;
@@ -40,6 +41,8 @@ pub struct AgentConfig {
     pub resync_interval: Duration,
     /// Grace period of a container whose assignment was removed while it ran.
     pub remove_grace: Duration,
+    /// Where this daemon gossips, if it does (written in its member record).
+    pub gossip_address: Option<String>,
 }
 
 impl AgentConfig {
@@ -50,6 +53,7 @@ impl AgentConfig {
             max_parallel: 16,
             resync_interval: Duration::from_secs(30),
             remove_grace: Duration::from_secs(10),
+            gossip_address: None,
         }
     }
 }
@@ -114,6 +118,11 @@ impl NodeAgent {
         Ok(this)
     }
 
+    /// What [`super::fence::self_fence`] acts on: this agent's containers.
+    pub fn fencing(&self) -> Arc<dyn StopAll> {
+        self.shared.clone()
+    }
+
     /// Stops following and waits for the operations in flight. Containers keep running (the
     /// next start adopts them) and the member record lives until the lease ends.
     pub async fn shutdown(self) {
@@ -133,6 +142,7 @@ async fn register(
     let member = MemberRecord {
         node: s.node.clone(),
         address: s.config.node.address.clone(),
+        gossip: s.config.gossip_address.clone(),
     };
     let value = serde_json::to_vec(&member).expect("member records serialize");
     let key = member.key();
@@ -562,5 +572,33 @@ impl Shared {
         if let Err(e) = self.store.put_obj(&report, Precondition::None).await {
             tracing::warn!(container = %report.id, error = %e, "writing a container's report failed");
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl StopAll for Shared {
+    /// Kills every running container of this node at once (no grace: the time they keep
+    /// running counts toward the bound on a replica running twice). They stay, stopped, until
+    /// the store says what to do with them: removed if their assignments are gone, reported
+    /// killed (and restarted by the leader under their policy) if not.
+    async fn stop_all(&self, reason: &str) {
+        let containers = match self.runtime.list(&self.node).await {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(error = %e, "listing local containers to stop them failed");
+                return;
+            }
+        };
+        let mut stopped = 0;
+        for c in containers.iter().filter(|c| !c.state.has_exited()) {
+            if self.stop(&c.id, Duration::ZERO).await {
+                stopped += 1;
+            }
+        }
+        tracing::warn!(stopped, %reason, "stopped this node's containers");
+    }
+
+    async fn report_all(&self) {
+        Shared::report_all(self).await;
     }
 }

@@ -9,6 +9,7 @@
 //! at once. A leader also stops at once when its lease is lost ([`super::lease::LeaseKeeper`]),
 //! even before a write fails.
 
+use super::fence::fence_down_nodes;
 use super::nodes::StoreClusterManager;
 use super::records::{LeaderRecord, LEADER_KEY};
 use super::runtime::{ClusterRuntime, ClusterRuntimeConfig, RemoteLogs};
@@ -17,6 +18,7 @@ use crate::backoff::Backoff;
 use crate::metrics::CoreMetrics;
 use crate::orchestrator::{OrchestratorBuilder, OrchestratorConfig};
 use async_trait::async_trait;
+use cluster_manager_interface::ClusterManager;
 use container_runtime_interface::ContainerRuntime;
 use orchestrator_shared_types::Event;
 use scheduler_interface::Scheduler;
@@ -137,12 +139,14 @@ pub struct CandidateConfig {
 /// Campaigns for the leadership until `cancel`, leading whenever elected. `leading` says
 /// whether this daemon leads now (for `cluster info` and tests). `down_grace` is how long a
 /// new term takes missing members for `NotReady` rather than `Down` (see
-/// [`super::nodes`]).
+/// [`super::nodes`]). With `gossip`, a node gossip sees dead is `Down` at once, and the
+/// assignments of every node going `Down` are deleted ([`super::fence::fence_down_nodes`]).
 pub async fn campaign(
     store: Arc<dyn Coordination>,
     mut lease: watch::Receiver<Option<LeaseId>>,
     config: CandidateConfig,
     down_grace: Duration,
+    gossip: Option<Arc<dyn ClusterManager>>,
     leading: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
@@ -178,7 +182,13 @@ pub async fn campaign(
                 };
                 tracing::info!(node = %config.leader.node, revision, "elected leader");
                 leading.send_replace(true);
-                lead(&store, &mut lease, id, fence, &config, down_grace, &cancel).await;
+                let term = Term {
+                    lease_id: id,
+                    fence,
+                    down_grace,
+                    gossip: gossip.clone(),
+                };
+                lead(&store, &mut lease, term, &config, &cancel).await;
                 leading.send_replace(false);
             }
             Err(StoreError::Conflict { .. }) => {
@@ -233,17 +243,30 @@ async fn wait_for_vacancy(
     }
 }
 
+/// What one term of leadership runs with.
+struct Term {
+    lease_id: LeaseId,
+    fence: Fence,
+    down_grace: Duration,
+    gossip: Option<Arc<dyn ClusterManager>>,
+}
+
 /// One term: runs the loop on the fenced store until the lease is lost, a write is fenced
-/// off, or `cancel` (then it drains and resigns).
+/// off, or `cancel` (then it drains and resigns). Alongside the loop, it fences the nodes
+/// going `Down` ([`super::fence::fence_down_nodes`]).
 async fn lead(
     store: &Arc<dyn Coordination>,
     lease: &mut watch::Receiver<Option<LeaseId>>,
-    lease_id: LeaseId,
-    fence: Fence,
+    term: Term,
     config: &CandidateConfig,
-    down_grace: Duration,
     cancel: &CancellationToken,
 ) {
+    let Term {
+        lease_id,
+        fence,
+        down_grace,
+        gossip,
+    } = term;
     let deposed = CancellationToken::new();
     let plain: Arc<dyn StateStore> = store.clone();
     let fenced: Arc<dyn StateStore> = Arc::new(FencedStore::new(
@@ -260,19 +283,22 @@ async fn lead(
         )
         .await
         .map_err(|e| e.to_string())?;
-        let cluster = StoreClusterManager::start(plain.clone(), down_grace)
-            .await
-            .map_err(|e| e.to_string())?;
-        OrchestratorBuilder::new()
+        let cluster: Arc<dyn ClusterManager> = Arc::new(
+            StoreClusterManager::start(plain.clone(), down_grace, gossip)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let orchestrator = OrchestratorBuilder::new()
             .store(fenced.clone())
             .runtime(Arc::new(runtime))
-            .cluster_manager(Arc::new(cluster))
+            .cluster_manager(cluster.clone())
             .scheduler(config.scheduler.clone())
             .metrics(config.metrics.clone())
             .config(config.orchestrator.clone())
             .spawn()
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((orchestrator, cluster))
     };
     let orchestrator = tokio::select! {
         () = deposed.cancelled() => None,
@@ -284,10 +310,17 @@ async fn lead(
             }
         },
     };
-    let Some(orchestrator) = orchestrator else {
+    let Some((orchestrator, cluster)) = orchestrator else {
         resign(plain.as_ref(), &fence).await;
         return;
     };
+    // Ends with the term (cancelled below, and awaited: no task outlives its term).
+    let fencing_stop = CancellationToken::new();
+    let fencing = tokio::spawn(fence_down_nodes(
+        fenced.clone(),
+        cluster,
+        fencing_stop.clone(),
+    ));
     let lost = async {
         while *lease.borrow_and_update() == Some(lease_id) {
             if lease.changed().await.is_err() {
@@ -295,20 +328,27 @@ async fn lead(
             }
         }
     };
-    tokio::select! {
+    let resigning = tokio::select! {
         () = lost => {
             tracing::warn!("the lease was lost: stopping the reconcile loop now");
             orchestrator.abort().await;
+            false
         }
         () = deposed.cancelled() => {
             tracing::warn!("deposed: stopping the reconcile loop now");
             orchestrator.abort().await;
+            false
         }
         () = cancel.cancelled() => {
             tracing::info!("shutting down: draining the reconcile loop, then resigning");
             orchestrator.shutdown().await;
-            resign(plain.as_ref(), &fence).await;
+            true
         }
+    };
+    fencing_stop.cancel();
+    let _ = fencing.await;
+    if resigning {
+        resign(plain.as_ref(), &fence).await;
     }
 }
 

@@ -3,6 +3,8 @@
 //! leadership (running the loop while it leads), and answers the API from a [`Mirror`].
 
 use super::agent::{AgentConfig, NodeAgent};
+use super::fence::self_fence;
+use super::gossip::{publish_store_reachability, Gossip};
 use super::guard::{GuardedStore, StoreFailure};
 use super::leader::{campaign, CandidateConfig};
 use super::lease::LeaseKeeper;
@@ -16,7 +18,7 @@ use crate::handle::OrchestratorHandle;
 use async_trait::async_trait;
 use container_runtime_interface::ContainerRuntime;
 use orchestrator_shared_types::api::{Membership, StoreHealth};
-use orchestrator_shared_types::NodeId;
+use orchestrator_shared_types::{NodeId, NodeStatus};
 use sha2::{Digest, Sha256};
 use state_store_interface::{Coordination, Precondition, StateStore, StoreError, StoreExt};
 use std::path::PathBuf;
@@ -50,6 +52,12 @@ pub struct MemberConfig {
     pub other_clusters: Vec<String>,
     /// Create a new cluster even though `other_clusters` is not empty.
     pub new_cluster: bool,
+    /// The gossip layer, if this daemon gossips: nodes it sees dead are `Down` at once (see
+    /// [`super::gossip`]).
+    pub gossip: Option<Arc<dyn Gossip>>,
+    /// Stop this node's containers once the store was unreachable for a whole lease TTL and
+    /// they may have been replaced elsewhere ([`super::fence::self_fence`]).
+    pub stop_on_store_loss: bool,
 }
 
 /// One running member; see the module docs.
@@ -58,6 +66,8 @@ pub struct ClusterMember {
     status: Arc<Status>,
     agent: NodeAgent,
     campaign: JoinHandle<()>,
+    /// The fencing and gossip tasks (see [`super::fence`]), ended by `cancel`.
+    tasks: Vec<JoinHandle<()>>,
     cancel: CancellationToken,
     failure: StoreFailure,
     _lease: LeaseKeeper,
@@ -92,8 +102,11 @@ impl ClusterMember {
             .await
             .map_err(CoreError::store("load the cluster's state"))?;
         let lease = LeaseKeeper::start(store.clone(), config.lease_ttl);
+        let mut agent_config = config.agent.clone();
+        agent_config.gossip_address = config.gossip.as_ref().map(|g| g.address());
+        let gossip_nodes = config.gossip.as_ref().map(|g| g.cluster_manager());
         let agent = NodeAgent::start(
-            config.agent.clone(),
+            agent_config,
             store.clone(),
             local_runtime.clone(),
             lease.subscribe(),
@@ -107,9 +120,10 @@ impl ClusterMember {
             config.candidate.remote_logs.clone(),
         );
         // The API's nodes: what the store holds, at once.
-        let cluster = StoreClusterManager::start(plain.clone(), Duration::ZERO)
-            .await
-            .map_err(CoreError::store("load the nodes"))?;
+        let cluster =
+            StoreClusterManager::start(plain.clone(), Duration::ZERO, gossip_nodes.clone())
+                .await
+                .map_err(CoreError::store("load the nodes"))?;
         let handle = OrchestratorHandle::from_views(
             mirror.reads(plain.clone()),
             Arc::new(cluster),
@@ -123,20 +137,53 @@ impl ClusterMember {
             lease.subscribe(),
             config.candidate.clone(),
             down_grace(config.lease_ttl),
+            gossip_nodes,
             leading_tx,
             cancel.clone(),
         ));
+        let status = Arc::new(Status {
+            mirror,
+            store: plain,
+            this_node,
+            cluster_id,
+            leading,
+        });
+        let mut tasks = Vec::new();
+        if let Some(gossip) = &config.gossip {
+            let status = status.clone();
+            let lease = lease.subscribe();
+            tasks.push(tokio::spawn(publish_store_reachability(
+                gossip.clone(),
+                move || status.mirror.status().error.is_none() && lease.borrow().is_some(),
+                cancel.clone(),
+            )));
+        }
+        if config.stop_on_store_loss {
+            let status = status.clone();
+            let members = move || {
+                status
+                    .mirror
+                    .status()
+                    .members
+                    .into_iter()
+                    .filter(|m| m.node != status.this_node && m.status != NodeStatus::Down)
+                    .map(|m| m.node)
+                    .collect()
+            };
+            tasks.push(tokio::spawn(self_fence(
+                lease.subscribe(),
+                config.gossip.clone(),
+                members,
+                agent.fencing(),
+                cancel.clone(),
+            )));
+        }
         Ok(Self {
             handle,
-            status: Arc::new(Status {
-                mirror,
-                store: plain,
-                this_node,
-                cluster_id,
-                leading,
-            }),
+            status,
             agent,
             campaign,
+            tasks,
             cancel,
             failure,
             _lease: lease,
@@ -177,6 +224,9 @@ impl ClusterMember {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.campaign.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
         self.agent.shutdown().await;
     }
 }
@@ -227,8 +277,13 @@ fn sha256_hex(text: &str) -> String {
 
 /// Makes sure `store` holds this daemon's cluster: creates it in an empty store (unless this
 /// daemon remembers another), refuses another cluster's or a mismatching token. Returns the
-/// cluster's id.
-async fn check_cluster(store: &dyn StateStore, config: &MemberConfig) -> Result<String, CoreError> {
+/// cluster's id. [`ClusterMember::join`] calls it; a daemon may call it first, for parts it
+/// starts before joining that need the id (gossip refuses peers of other clusters): it is
+/// idempotent.
+pub async fn check_cluster(
+    store: &dyn StateStore,
+    config: &MemberConfig,
+) -> Result<String, CoreError> {
     let refuse = |reason: String| CoreError::Join { reason };
     let remembered = match &config.data_dir {
         Some(dir) => std::fs::read_to_string(dir.join(CLUSTER_ID_FILE))

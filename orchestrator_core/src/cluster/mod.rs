@@ -14,10 +14,15 @@
 //! * [`guard`] — [`guard::GuardedStore`]: the store as the parts see it, stopped for good at
 //!   the first sign that it was reset or replaced.
 //! * [`nodes`] — registrations plus liveness as nodes; [`nodes::StoreClusterManager`].
+//! * [`gossip`] — [`gossip::Gossip`]: the fast layer of liveness (chitchat, in the daemon).
+//! * [`fence`] — fencing a node whose replicas are replaced: the leader deletes its
+//!   assignments, a daemon cut off from the store stops its containers.
 //! * [`mirror`] — [`mirror::Mirror`]: the store-fed view the API answers from.
 //! * [`MembershipSource`] — what `cluster info` shows of the members and the leader.
 
 pub mod agent;
+pub mod fence;
+pub mod gossip;
 pub mod guard;
 pub mod leader;
 pub mod lease;

@@ -19,12 +19,22 @@
 //! reported `Down` and their instances replaced. We rely on re-registration rather than on
 //! the member records the store happens to hold right after it came back. The price: a node
 //! that really died together with the leader is replaced one grace later.
+//!
+//! # Gossip, the fast layer
+//! With a gossip layer ([`super::gossip`]), a node that gossip sees dead is `Down` at once,
+//! whatever its member record says: gossip notices a dead daemon in about a second, its lease
+//! only after its TTL. Gossip never keeps a node alive: without a member record it is `Down`
+//! (after the grace) even while gossip still hears from it, because a daemon that lost the
+//! store stops its containers ([`super::fence`]). A node gossip does not know (it does not
+//! gossip, or has not been heard yet) follows its member record alone.
 
 use super::records::{MemberRecord, MEMBERS_PREFIX};
 use super::RECONNECT;
 use crate::backoff::Backoff;
 use async_trait::async_trait;
-use cluster_manager_interface::{ClusterError, ClusterManager, NodeHub, NodeSubscription};
+use cluster_manager_interface::{
+    ClusterError, ClusterEvent, ClusterManager, NodeHub, NodeSubscription,
+};
 use orchestrator_shared_types::{Node, NodeId, NodeStatus};
 use state_store_interface::{
     decode_event, Kind, StateStore, StoreError, StoreExt, WatchEvent, CORDON_PREFIX,
@@ -147,32 +157,156 @@ pub struct StoreClusterManager {
 impl StoreClusterManager {
     /// Loads the nodes and follows their changes until dropped. For `down_grace` after each
     /// (re)load, a node without a member record is `NotReady`, not `Down` (see the module
-    /// docs); `Duration::ZERO` reports what the store holds at once.
+    /// docs); `Duration::ZERO` reports what the store holds at once. With `gossip`, a node it
+    /// sees dead is `Down` at once.
     pub async fn start(
         store: Arc<dyn StateStore>,
         down_grace: Duration,
+        gossip: Option<Arc<dyn ClusterManager>>,
     ) -> Result<Self, StoreError> {
         let hub = Arc::new(NodeHub::new(4096));
+        let mut dead = GossipDead::default();
+        let subscription = match &gossip {
+            Some(gossip) => {
+                let subscription = gossip.subscribe();
+                if let Ok(nodes) = gossip.nodes().await {
+                    dead.apply(ClusterEvent::Resync(nodes));
+                }
+                Some(subscription)
+            }
+            None => None,
+        };
         let revision = store.revision().await?;
         let mut table = NodeTable::load(store.as_ref()).await?;
         table.cordoned.clear();
         let grace = Grace::new(down_grace);
-        for node in table.nodes() {
-            hub.upsert(grace.apply(node));
-        }
+        let mut folded = Folded::new(table, grace, dead);
+        let ids = folded.table.records.keys().cloned().collect();
+        folded.publish(&hub, ids);
         let cancel = CancellationToken::new();
         tokio::spawn(follow(
             store,
             hub.clone(),
-            table,
+            folded,
+            subscription,
             revision,
-            grace,
             cancel.clone(),
         ));
         Ok(Self {
             hub,
             _stop: cancel.drop_guard(),
         })
+    }
+}
+
+/// The nodes gossip sees dead.
+#[derive(Debug, Default)]
+struct GossipDead(BTreeSet<NodeId>);
+
+impl GossipDead {
+    /// Follows one gossip event; returns the nodes whose gossip status changed.
+    fn apply(&mut self, event: ClusterEvent) -> Vec<NodeId> {
+        let mut set = |id: NodeId, dead: bool| {
+            let changed = if dead {
+                self.0.insert(id.clone())
+            } else {
+                self.0.remove(&id)
+            };
+            changed.then_some(id)
+        };
+        match event {
+            ClusterEvent::NodeAdded(n) | ClusterEvent::NodeUpdated(n) => {
+                let dead = n.status == NodeStatus::Down;
+                set(n.id, dead).into_iter().collect()
+            }
+            ClusterEvent::NodeRemoved(id) => set(id, false).into_iter().collect(),
+            ClusterEvent::Resync(nodes) => {
+                let now: BTreeSet<NodeId> = nodes
+                    .into_iter()
+                    .filter(|n| n.status == NodeStatus::Down)
+                    .map(|n| n.id)
+                    .collect();
+                let changed = now.symmetric_difference(&self.0).cloned().collect();
+                self.0 = now;
+                changed
+            }
+        }
+    }
+
+    /// `node` with gossip's verdict: `Down` if gossip sees it dead.
+    fn apply_to(&self, mut node: Node) -> Node {
+        if self.0.contains(&node.id) {
+            node.status = NodeStatus::Down;
+        }
+        node
+    }
+}
+
+/// What the follower folds: the store's records, the grace, and gossip's dead nodes.
+struct Folded {
+    table: NodeTable,
+    grace: Grace,
+    dead: GossipDead,
+    /// Whether gossip's verdicts count now (see [`Folded::gossip_trusted`]).
+    trusted: bool,
+}
+
+impl Folded {
+    fn new(table: NodeTable, grace: Grace, dead: GossipDead) -> Self {
+        let mut folded = Self {
+            table,
+            grace,
+            dead,
+            trusted: true,
+        };
+        folded.trusted = folded.gossip_trusted();
+        folded
+    }
+
+    /// Whether gossip may take nodes down now: only while it calls at most half of the members
+    /// (daemons holding a lease) dead. When it calls most of them dead while their leases live,
+    /// it is this daemon that is cut off from their gossip (a partition that leaves it the
+    /// store), and believing it would fence every other node; the leases decide alone then.
+    fn gossip_trusted(&self) -> bool {
+        let members = &self.table.members;
+        let disputed = members
+            .keys()
+            .filter(|id| self.dead.0.contains(*id))
+            .count();
+        disputed * 2 <= members.len()
+    }
+
+    /// Node `id` as reported now, if registered.
+    fn node(&self, id: &NodeId) -> Option<Node> {
+        let node = self.grace.apply(self.table.node(id)?);
+        Some(if self.trusted {
+            self.dead.apply_to(node)
+        } else {
+            node
+        })
+    }
+
+    /// Publishes nodes `ids` as they are now (or their removal); every node when gossip's
+    /// trust changed with them.
+    fn publish(&mut self, hub: &NodeHub, ids: Vec<NodeId>) {
+        let trusted = self.gossip_trusted();
+        let ids = if trusted == self.trusted {
+            ids
+        } else {
+            self.trusted = trusted;
+            if !trusted {
+                tracing::warn!("gossip calls most members dead while their leases live: ignoring it until that changes (this daemon is likely cut off from their gossip)");
+            }
+            self.table.records.keys().cloned().chain(ids).collect()
+        };
+        for id in ids {
+            match self.node(&id) {
+                Some(node) => hub.upsert(node),
+                None => {
+                    hub.remove(&id);
+                }
+            }
+        }
     }
 }
 
@@ -217,9 +351,9 @@ impl Grace {
 async fn follow(
     store: Arc<dyn StateStore>,
     hub: Arc<NodeHub>,
-    mut table: NodeTable,
+    mut folded: Folded,
+    mut gossip: Option<NodeSubscription>,
     mut revision: u64,
-    mut grace: Grace,
     cancel: CancellationToken,
 ) {
     let mut backoff = Backoff::new(RECONNECT);
@@ -229,9 +363,10 @@ async fn follow(
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = grace.ended() => {
-                        grace.until = None;
-                        let missing: Vec<Node> = table
+                    () = folded.grace.ended() => {
+                        folded.grace.until = None;
+                        let missing: Vec<Node> = folded
+                            .table
                             .nodes()
                             .into_iter()
                             .filter(|n| n.status == NodeStatus::Down)
@@ -245,19 +380,24 @@ async fn follow(
                         }
                         continue;
                     }
+                    event = next_gossip(&mut gossip) => {
+                        match event {
+                            Some(event) => {
+                                let changed = folded.dead.apply(event);
+                                folded.publish(&hub, changed);
+                            }
+                            None => gossip = None,
+                        }
+                        continue;
+                    }
                     next = watch.next() => next,
                 };
                 let Some(Ok(event)) = next else { break };
                 if event.key.starts_with(CORDON_PREFIX) {
                     continue;
                 }
-                if let Some(id) = table.apply(&event) {
-                    match table.node(&id) {
-                        Some(node) => hub.upsert(grace.apply(node)),
-                        None => {
-                            hub.remove(&id);
-                        }
-                    }
+                if let Some(id) = folded.table.apply(&event) {
+                    folded.publish(&hub, vec![id]);
                 }
             }
         }
@@ -276,19 +416,25 @@ async fn follow(
                 Ok((r, mut t)) => {
                     t.cordoned.clear();
                     let now: BTreeSet<NodeId> = t.records.keys().cloned().collect();
-                    for gone in table.records.keys().filter(|id| !now.contains(*id)) {
+                    for gone in folded.table.records.keys().filter(|id| !now.contains(*id)) {
                         hub.remove(gone);
                     }
-                    grace.restart();
-                    for node in t.nodes() {
-                        hub.upsert(grace.apply(node));
-                    }
-                    (revision, table) = (r, t);
+                    folded.grace.restart();
+                    (revision, folded.table) = (r, t);
+                    folded.publish(&hub, now.into_iter().collect());
                     break;
                 }
                 Err(e) => tracing::warn!(error = %e, "re-listing nodes failed"),
             }
         }
+    }
+}
+
+/// The next gossip event; never, without gossip.
+async fn next_gossip(gossip: &mut Option<NodeSubscription>) -> Option<ClusterEvent> {
+    match gossip {
+        Some(subscription) => subscription.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -346,10 +492,10 @@ mod tests {
             store.put_obj(&node, Precondition::None).await.unwrap();
         }
         let grace = Duration::from_millis(400);
-        let manager = StoreClusterManager::start(store.clone(), grace)
+        let manager = StoreClusterManager::start(store.clone(), grace, None)
             .await
             .unwrap();
-        let at_once = StoreClusterManager::start(store.clone(), Duration::ZERO)
+        let at_once = StoreClusterManager::start(store.clone(), Duration::ZERO, None)
             .await
             .unwrap();
         assert_eq!(status(&manager, "n1").await, NodeStatus::NotReady);
@@ -359,6 +505,7 @@ mod tests {
         let member = MemberRecord {
             node: NodeId::from("n2"),
             address: "n2:1".into(),
+            gossip: None,
         };
         store.put_obj(&member, Precondition::None).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -371,5 +518,68 @@ mod tests {
         tokio::time::sleep(grace + Duration::from_millis(200)).await;
         assert_eq!(status(&manager, "n1").await, NodeStatus::Down);
         assert_eq!(status(&manager, "n2").await, NodeStatus::Ready);
+    }
+
+    async fn wait_status(manager: &StoreClusterManager, id: &str, want: NodeStatus) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while status(manager, id).await != want {
+            assert!(Instant::now() < deadline, "{id} never became {want:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Gossip takes a member `Down` at once and back when it hears it again, but is ignored
+    /// while it calls most members dead (this daemon is the one cut off from their gossip).
+    #[tokio::test]
+    async fn gossip_takes_a_minority_of_members_down_at_once() {
+        let store = Arc::new(InMemoryStore::new());
+        let gossip = Arc::new(cluster_manager_interface::StaticClusterManager::new());
+        for id in ["n1", "n2", "n3"] {
+            let node = Node::new(id, Resources::new(1000, 1024, 1000));
+            store.put_obj(&node, Precondition::None).await.unwrap();
+            let member = MemberRecord {
+                node: NodeId::from(id),
+                address: format!("{id}:1"),
+                gossip: Some(format!("{id}:2")),
+            };
+            store.put_obj(&member, Precondition::None).await.unwrap();
+            gossip.upsert_node(node);
+        }
+        let manager =
+            StoreClusterManager::start(store.clone(), Duration::ZERO, Some(gossip.clone()))
+                .await
+                .unwrap();
+        for id in ["n1", "n2", "n3"] {
+            assert_eq!(status(&manager, id).await, NodeStatus::Ready);
+        }
+        let with = |id: &str, status: NodeStatus| {
+            let mut node = Node::new(id, Resources::new(1000, 1024, 1000));
+            node.status = status;
+            node
+        };
+        gossip.upsert_node(with("n1", NodeStatus::Down));
+        wait_status(&manager, "n1", NodeStatus::Down).await;
+        // Two of three called dead while their leases live: gossip is ignored.
+        gossip.upsert_node(with("n2", NodeStatus::Down));
+        wait_status(&manager, "n1", NodeStatus::Ready).await;
+        assert_eq!(status(&manager, "n2").await, NodeStatus::Ready);
+        // n2's lease ends: one disputed member of two; gossip counts again.
+        let n2 = MemberRecord {
+            node: NodeId::from("n2"),
+            address: "n2:1".into(),
+            gossip: None,
+        };
+        store
+            .commit(vec![state_store_interface::typed::delete_op(
+                &n2,
+                Precondition::None,
+            )])
+            .await
+            .unwrap();
+        wait_status(&manager, "n1", NodeStatus::Down).await;
+        wait_status(&manager, "n2", NodeStatus::Down).await;
+        gossip.upsert_node(with("n1", NodeStatus::Ready));
+        wait_status(&manager, "n1", NodeStatus::Ready).await;
+        assert_eq!(status(&manager, "n3").await, NodeStatus::Ready);
     }
 }

@@ -120,6 +120,9 @@ pub struct MemberRecord {
     pub node: NodeId,
     /// Where its daemon's API (and agent API) is reached.
     pub address: String,
+    /// Where its daemon gossips (UDP), if it does: other daemons take it as a seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gossip: Option<String>,
 }
 
 impl StoredObject for MemberRecord {

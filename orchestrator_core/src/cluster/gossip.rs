@@ -1,0 +1,64 @@
+//! [`Gossip`]: the fast layer of liveness, as a member uses it. The daemon implements it over
+//! chitchat (`cluster_manager_interface`'s gossip manager); the core only needs these four
+//! things of it, so it does not depend on the gossip crate.
+//!
+//! Two layers of truth (see docs/cluster.md, "Liveness"): gossip suspicion is fast (a killed
+//! daemon is seen dead in about a second), the etcd lease is authoritative (a daemon is never
+//! *kept* on gossip's word once its lease is gone). The leader counts a node `Down` on
+//! whichever layer says so first, and fences it by deleting its assignments
+//! ([`super::fence`]); a daemon cut off from the store asks gossip whether anyone could have
+//! replaced its containers before it stops them.
+
+use async_trait::async_trait;
+use cluster_manager_interface::ClusterManager;
+use orchestrator_shared_types::NodeId;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Another daemon as gossip sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Its node.
+    pub node: NodeId,
+    /// Whether gossip hears from it now.
+    pub live: bool,
+    /// Whether it says it reaches the store now.
+    pub store_reachable: bool,
+}
+
+/// The gossip layer of one member; see the module docs.
+#[async_trait]
+pub trait Gossip: Send + Sync {
+    /// The nodes as gossip sees them: `Ready` (or `NotReady`) while live, `Down` once dead.
+    fn cluster_manager(&self) -> Arc<dyn ClusterManager>;
+
+    /// Tells the others whether this daemon reaches the store now.
+    async fn set_store_reachable(&self, reachable: bool);
+
+    /// Every other daemon gossip knows of, live or dead.
+    async fn peers(&self) -> Vec<Peer>;
+
+    /// Where this daemon gossips (its advertised address), for the member record.
+    fn address(&self) -> String;
+}
+
+/// How often a member tells gossip whether it reaches the store.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+/// Tells `gossip` every [`PUBLISH_EVERY`] whether this daemon reaches the store now
+/// (`reachable`: its last probe answered and it holds its lease), until `cancel`. A daemon cut
+/// off from the store reads it in its peers' gossip ([`super::fence::cut_off_decision`]).
+pub async fn publish_store_reachability(
+    gossip: Arc<dyn Gossip>,
+    reachable: impl Fn() -> bool + Send,
+    cancel: CancellationToken,
+) {
+    loop {
+        gossip.set_store_reachable(reachable()).await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(PUBLISH_EVERY) => {}
+        }
+    }
+}
