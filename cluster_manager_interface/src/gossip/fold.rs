@@ -99,7 +99,11 @@ impl Fold {
 }
 
 /// The member for one node id, or `None` while it should not be reported (never seen live).
-fn fold_generations(id: &NodeId, generations: &[Observation], known: Option<&Member>) -> Option<Member> {
+fn fold_generations(
+    id: &NodeId,
+    generations: &[Observation],
+    known: Option<&Member>,
+) -> Option<Member> {
     let live = generations.iter().any(|g| g.live && g.node.is_some());
     if !live && known.is_none() {
         // Never seen live: chitchat lists a joining node as dead until its second heartbeat,
@@ -162,7 +166,10 @@ mod tests {
         let mut fold = Fold::default();
         assert_eq!(fold.apply([obs("a", 1, false)]), vec![]);
         assert!(fold.members().is_empty());
-        assert_eq!(fold.apply([obs("a", 1, true)]), vec![Change::Upsert(node("a"))]);
+        assert_eq!(
+            fold.apply([obs("a", 1, true)]),
+            vec![Change::Upsert(node("a"))]
+        );
         // Unchanged: nothing to publish.
         assert_eq!(fold.apply([obs("a", 1, true)]), vec![]);
     }
@@ -230,7 +237,10 @@ mod tests {
         let mut not_ready = node("a");
         not_ready.status = NodeStatus::NotReady;
         o.node = Some(Arc::new(not_ready.clone()));
-        assert_eq!(fold.apply([o.clone()]), vec![Change::Upsert(not_ready.clone())]);
+        assert_eq!(
+            fold.apply([o.clone()]),
+            vec![Change::Upsert(not_ready.clone())]
+        );
         assert!(!fold.members()[&NodeId::from("a")].store_reachable);
         // The store flag is not part of the Node: the member changes, no node event.
         o.store_reachable = true;

@@ -356,9 +356,10 @@ impl GossipClusterManager {
     /// Gossips whether this daemon reaches the shared store (false until first called).
     pub async fn set_store_reachable(&self, reachable: bool) {
         let mut chitchat = self.inner.chitchat.lock().await;
-        chitchat
-            .self_node_state()
-            .set(STORE_REACHABLE_KEY, if reachable { "true" } else { "false" });
+        chitchat.self_node_state().set(
+            STORE_REACHABLE_KEY,
+            if reachable { "true" } else { "false" },
+        );
         self.inner.refresh_locked(&chitchat);
     }
 
@@ -564,4 +565,116 @@ impl ClusterManager for GossipClusterManager {
     fn subscribe(&self) -> NodeSubscription {
         self.inner.hub.subscribe()
     }
+}
+
+/// The crate's conformance suite against real gossip: an observer daemon is the manager under
+/// test; `add` starts (or re-publishes) a daemon for the node, `remove` shuts it down and waits
+/// until the observer has forgotten it. `set_unschedulable_cordons_and_uncordons` is left out:
+/// gossip cannot cordon another daemon's node (see `set_unschedulable`; tested in
+/// `tests/gossip.rs`).
+#[cfg(test)]
+mod conformance_tests {
+    use super::*;
+    use crate::conformance::ClusterDriver;
+    use orchestrator_shared_types::Resources;
+    use std::collections::BTreeMap;
+
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
+    struct GossipDriver {
+        observer: GossipClusterManager,
+        members: tokio::sync::Mutex<BTreeMap<NodeId, GossipClusterManager>>,
+    }
+
+    fn config(node: Node) -> GossipConfig {
+        let mut config = GossipConfig::new(node, "conformance", "127.0.0.1:0".parse().unwrap());
+        config.event_capacity = 8;
+        // Short, so a removal is published within seconds.
+        config.dead_node_grace = Duration::from_secs(2);
+        config
+    }
+
+    async fn driver() -> GossipDriver {
+        let observer = GossipClusterManager::start(config(Node::new(
+            "observer",
+            Resources::new(1000, 1000, 0),
+        )))
+        .await
+        .unwrap();
+        GossipDriver {
+            observer,
+            members: Default::default(),
+        }
+    }
+
+    impl GossipDriver {
+        async fn wait_until(&self, what: &str, done: impl Fn(Option<Node>) -> bool, id: &NodeId) {
+            let deadline = tokio::time::Instant::now() + TIMEOUT;
+            while !done(self.observer.inner.hub.node(id)) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the observer did not see {what} within {TIMEOUT:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ClusterDriver for GossipDriver {
+        fn manager(&self) -> &dyn ClusterManager {
+            &self.observer
+        }
+
+        async fn add(&self, node: Node) {
+            {
+                let mut members = self.members.lock().await;
+                match members.get(&node.id) {
+                    Some(member) => member.set_node(node.clone()).await,
+                    None => {
+                        let seeds = vec![self.observer.gossip_addr().to_string()];
+                        let member =
+                            GossipClusterManager::start(config(node.clone()).with_seeds(seeds))
+                                .await
+                                .unwrap();
+                        members.insert(node.id.clone(), member);
+                    }
+                }
+            }
+            let want = node.clone();
+            self.wait_until(
+                &format!("{want:?}"),
+                |n| n.as_ref() == Some(&want),
+                &node.id,
+            )
+            .await;
+        }
+
+        async fn remove(&self, id: &NodeId) {
+            let member = self.members.lock().await.remove(id);
+            if let Some(member) = member {
+                member.shutdown().await;
+            }
+            self.wait_until(&format!("{id} removed"), |n| n.is_none(), id)
+                .await;
+        }
+
+        fn events_to_overflow(&self) -> usize {
+            self.observer.inner.hub.capacity() * 2 + 1
+        }
+
+        fn event_timeout(&self) -> Duration {
+            TIMEOUT
+        }
+    }
+
+    crate::cluster_manager_conformance!(@tests driver;
+        nodes_sorted_and_complete,
+        add_delivers_node_added,
+        update_delivers_node_updated,
+        identical_add_is_silent,
+        remove_delivers_node_removed,
+        events_arrive_in_order_to_every_subscriber,
+        lagging_subscriber_resyncs_then_follows,
+    );
 }
