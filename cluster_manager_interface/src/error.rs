@@ -17,6 +17,23 @@ pub enum ClusterError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The cluster manager could not start: bad configuration, or its socket cannot be bound.
+    #[error("cannot start cluster membership: {what}")]
+    Start {
+        /// What failed.
+        what: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// This implementation cannot do that (e.g. gossip cordoning another daemon's node).
+    #[error("{operation} is not supported here: {reason}")]
+    Unsupported {
+        /// What was asked.
+        operation: &'static str,
+        /// Why not, and what to do instead.
+        reason: String,
+    },
 }
 
 impl ClusterError {

@@ -12,11 +12,16 @@
 //! * [`error`] — [`ClusterError`] with `is_transient()`.
 //! * [`static_manager`] — [`StaticClusterManager`], membership changed only by calls.
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
+//! * `gossip` — `GossipClusterManager`, membership and failure detection over chitchat gossip
+//!   (feature `gossip`).
 
 pub mod error;
 pub mod hub;
 pub mod manager;
 pub mod static_manager;
+
+#[cfg(feature = "gossip")]
+pub mod gossip;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -25,6 +30,9 @@ pub use error::ClusterError;
 pub use hub::NodeHub;
 pub use manager::{ClusterEvent, ClusterManager, NodeSubscription};
 pub use static_manager::StaticClusterManager;
+
+#[cfg(feature = "gossip")]
+pub use gossip::{GossipClusterManager, GossipConfig, Peer, Traffic};
 
 #[cfg(any(test, feature = "mock"))]
 pub use manager::MockClusterManager;
