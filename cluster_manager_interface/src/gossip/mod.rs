@@ -6,7 +6,7 @@
 //! chitchat node id is the [`NodeId`]; the generation id is the start time in microseconds, so a
 //! restart is a new generation.
 //!
-//! # How chitchat's quirks are handled (see [`fold`](self) for the pure logic)
+//! # How chitchat's quirks are handled (the pure logic is in the private `fold` module)
 //! * A new node shows dead until its second heartbeat: a node id is reported only once one of
 //!   its generations has been seen live, so nobody sees it `Down` before `Ready`.
 //! * A restart is a new generation while the old one lingers dead until the grace period: the
@@ -82,7 +82,7 @@ pub struct GossipConfig {
     /// Events a subscriber may lag by before it gets a resync. Default 4,096.
     pub event_capacity: usize,
     /// Compress the digest too (chitchat protocol V1; deltas are always compressed). Default
-    /// true; false speaks V0, which chitchat versions before 0.13 understand.
+    /// true; false speaks V0 (uncompressed digest), for a cluster with older chitchat peers.
     pub compress: bool,
 }
 
