@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Cluster benchmarks with real daemons on one etcd (simulated runtime), like the test kit's
 TestCluster: leader kill -> new leader and a change reconciled, node loss -> replicas Running
-elsewhere, and RSS of the daemons of a 3-node cluster idle and with 10,000 instances.
+elsewhere (with gossip, the default, or lease-only), false failure detections under CPU load,
+and RSS of the daemons of a 3-node cluster idle and with 10,000 instances.
 
 Usage (after `cargo build --release -p orchestratord`; etcd on the PATH or $ORCHESTRATOR_ETCD):
   bench/cluster.py failover --ttl 2 --runs 3
+  bench/cluster.py node-kill --runs 10 [--ttl 5] [--no-gossip]
+  bench/cluster.py false-positives --minutes 10 [--burn 2]
   bench/cluster.py rss [--instances 10000]
 The release binary is taken from $CARGO_TARGET_DIR (default target)/release/orchestratord.
 """
@@ -38,9 +41,10 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, ttl):
+    def __init__(self, ttl, gossip=True):
         self.dir = tempfile.mkdtemp(prefix="cluster-bench-")
         self.ttl = ttl
+        self.gossip = gossip
         self.procs = {}
         self.ports = {}
         cport, pport = free_port(), free_port()
@@ -70,7 +74,7 @@ class Cluster:
              "--runtime", "simulated", "--node-name", node,
              "--cpu-millicores", "100000000", "--memory-mb", "100000000",
              "--etcd", self.etcd_url, "--etcd-prefix", "bench", "--cluster-token", TOKEN,
-             "--lease-ttl", str(self.ttl)],
+             "--lease-ttl", str(self.ttl)] + ([] if self.gossip else ["--no-gossip"]),
             stdout=log, stderr=log)
         self.ports[node] = port
 
@@ -145,8 +149,8 @@ def web(replicas, cpu=500, memory=64):
                             "resources": {"cpu_millicores": cpu, "memory_mb": memory}}]}
 
 
-def three(ttl):
-    c = Cluster(ttl)
+def three(ttl, gossip=True):
+    c = Cluster(ttl, gossip)
     for n in ("n1", "n2", "n3"):
         c.start(n)
     for n in ("n1", "n2", "n3"):
@@ -188,9 +192,9 @@ def failover_once(ttl):
         c.close()
 
 
-def node_loss_once(ttl):
+def node_loss_once(ttl, gossip=True):
     """A non-leader killed while the leader lives (the leader's loop is warm)."""
-    c = three(ttl)
+    c = three(ttl, gossip)
     try:
         c.send("n1", "POST", "/api/v1/workloads", web(6))
         wait("6 Running", lambda: c.running("n1") == 6)
@@ -222,6 +226,60 @@ def failover(args):
     print(summary(f"TTL {args.ttl} s, leader kill -> new leader named", leader))
     print(summary(f"TTL {args.ttl} s, leader kill -> scale 6->9 reconciled, 9 Running on survivors", reconciled))
     print(summary(f"TTL {args.ttl} s, node kill -> 6 replicas Running on the others", node))
+
+
+def node_kill(args):
+    times = []
+    layer = "lease only" if args.no_gossip else "gossip"
+    for run in range(args.runs):
+        t = node_loss_once(args.ttl, gossip=not args.no_gossip)
+        print(f"run {run + 1} ({layer}, TTL {args.ttl} s): node kill -> 6 Running elsewhere {t:.2f} s",
+              flush=True)
+        times.append(t)
+    print(summary(f"{layer}, TTL {args.ttl} s, node kill -> its replicas Running elsewhere", times))
+
+
+def false_positives(args):
+    """A 3-node cluster with 6 replicas while `burn` processes keep every core busy: any member
+    seen not Ready, any replica moved, or any node taken Down in a log is a false detection."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burn)]
+    c = three(args.ttl)
+    try:
+        c.send("n1", "POST", "/api/v1/workloads", web(6))
+        wait("6 Running", lambda: c.running("n1") == 6)
+
+        def placement():
+            page = c.get("n1", "/api/v1/instances?limit=1000")
+            return sorted((i["id"], i["node_id"], i["status"]) for i in page["items"]) if page else None
+        before = wait("the placement", placement)
+        not_ready, polls = 0, 0
+        end = time.monotonic() + args.minutes * 60
+        while time.monotonic() < end:
+            for n in ("n1", "n2", "n3"):
+                info = c.get(n, "/api/v1/cluster", timeout=5)
+                polls += 1
+                if info is None:
+                    continue
+                bad = [m["node"] for m in info["membership"]["members"] if m["status"] != "Ready"]
+                if bad:
+                    not_ready += 1
+                    print(f"{time.strftime('%H:%M:%S')} {n} sees {bad} not Ready", flush=True)
+            time.sleep(0.2)
+        after = wait("the placement", placement)
+        logs = ""
+        for n in ("n1", "n2", "n3"):
+            with open(f"{c.dir}/{n}.log") as f:
+                logs += f.read()
+        downs = logs.count("node down: deleting its assignments")
+        moved = before != after
+        print(f"{args.minutes} min, {args.burn} busy-loop processes on {os.cpu_count()} cores: "
+              f"{polls} membership polls, {not_ready} saw a member not Ready; "
+              f"nodes fenced as Down in the logs: {downs}; replicas moved: {'yes' if moved else 'no'}")
+    finally:
+        c.close()
+        for b in burners:
+            b.kill()
+            b.wait()
 
 
 def rss(args):
@@ -257,13 +315,22 @@ def main():
     f = sub.add_parser("failover")
     f.add_argument("--ttl", type=int, default=2)
     f.add_argument("--runs", type=int, default=3)
+    k = sub.add_parser("node-kill")
+    k.add_argument("--ttl", type=int, default=5)
+    k.add_argument("--runs", type=int, default=10)
+    k.add_argument("--no-gossip", action="store_true")
+    fp = sub.add_parser("false-positives")
+    fp.add_argument("--ttl", type=int, default=5)
+    fp.add_argument("--minutes", type=float, default=10)
+    fp.add_argument("--burn", type=int, default=os.cpu_count())
     r = sub.add_parser("rss")
     r.add_argument("--ttl", type=int, default=2)
     r.add_argument("--instances", type=int, default=10_000)
     args = p.parse_args()
     if not ETCD or not os.path.exists(DAEMON):
         sys.exit(f"needs etcd ({ETCD}) and {DAEMON} (cargo build --release -p orchestratord)")
-    {"failover": failover, "rss": rss}[args.what](args)
+    {"failover": failover, "node-kill": node_kill, "false-positives": false_positives,
+     "rss": rss}[args.what.replace("_", "-")](args)
 
 
 if __name__ == "__main__":

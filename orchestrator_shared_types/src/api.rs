@@ -256,7 +256,8 @@ pub struct MemberInfo {
     pub node: NodeId,
     /// Where its daemon's API is reached.
     pub address: String,
-    /// `Ready` while its liveness lease is held, `Down` once it expired.
+    /// `Ready` while its liveness lease is held and gossip (if it gossips) hears it, `Down` once
+    /// either says it is gone.
     pub status: crate::NodeStatus,
     /// Whether it is the leader.
     pub leader: bool,

@@ -388,7 +388,7 @@ impl GossipClusterManager {
     /// Stops gossiping (no leave message: peers see this node `Down` once their failure detector
     /// says so) and waits until every task this manager spawned has ended. Subscriptions end
     /// once the manager is gone.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.cancel.cancel();
         // The refresh task owns chitchat's handle and shuts chitchat's server down on its way
         // out, so this waits for both.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use container_runtime_interface::{ContainerRuntime, LogChunk, LogRequest, RuntimeError};
 use orchestrator_core::cluster::agent::AgentConfig;
 use orchestrator_core::cluster::leader::CandidateConfig;
-use orchestrator_core::cluster::member::{ClusterMember, MemberConfig};
+use orchestrator_core::cluster::member::{check_cluster, ClusterMember, MemberConfig};
 use orchestrator_core::cluster::records::LeaderRecord;
 use orchestrator_core::cluster::runtime::{ClusterRuntimeConfig, RemoteLogs};
 use orchestrator_core::{CoreMetrics, OrchestratorConfig};
@@ -68,6 +68,18 @@ pub struct Joined {
     pub member: ClusterMember,
     /// Its store, for `cluster info`'s description.
     pub store_name: String,
+    /// Its gossip, if it gossips (stopped after the member).
+    pub gossip: Option<Arc<cluster_manager_interface::GossipClusterManager>>,
+}
+
+impl Joined {
+    /// Stops the member, then gossip (the others then see this daemon dead).
+    pub async fn shutdown(self) {
+        self.member.shutdown().await;
+        if let Some(gossip) = self.gossip {
+            gossip.shutdown().await;
+        }
+    }
 }
 
 /// Connects to etcd and joins the cluster there as `node`, reachable at `local` (or the
@@ -105,7 +117,7 @@ pub async fn join(
         token: cluster.token.clone(),
         clients: Mutex::new(HashMap::new()),
     });
-    let member_config = MemberConfig {
+    let mut member_config = MemberConfig {
         agent: AgentConfig::new(node.clone()),
         candidate: CandidateConfig {
             leader: LeaderRecord {
@@ -130,9 +142,33 @@ pub async fn join(
         store_name: store_name.clone(),
         other_clusters,
         new_cluster: cluster.new_cluster,
+        gossip: None,
+        stop_on_store_loss: cluster.stop_on_store_loss,
     };
-    let member = ClusterMember::join(Arc::new(store), runtime, member_config)
-        .await
-        .context("joining the cluster")?;
-    Ok(Joined { member, store_name })
+    let gossip = match &cluster.gossip {
+        Some(settings) => {
+            // Gossip refuses peers of other clusters: it needs the cluster's id first.
+            let cluster_id = check_cluster(&store, &member_config)
+                .await
+                .context("joining the cluster")?;
+            let gossip = crate::gossip::start(settings, &node, &cluster_id, local, &store).await?;
+            member_config.gossip = Some(Arc::new(crate::gossip::ChitchatGossip(gossip.clone())));
+            Some(gossip)
+        }
+        None => None,
+    };
+    let member = match ClusterMember::join(Arc::new(store), runtime, member_config).await {
+        Ok(member) => member,
+        Err(e) => {
+            if let Some(gossip) = gossip {
+                gossip.shutdown().await;
+            }
+            return Err(e).context("joining the cluster");
+        }
+    };
+    Ok(Joined {
+        member,
+        store_name,
+        gossip,
+    })
 }

@@ -110,6 +110,18 @@ pub struct Cli {
     /// Create a new cluster under --etcd-prefix even though the same etcd holds clusters under other prefixes (without it such a daemon refuses, naming them: a mistyped prefix must not split a cluster)
     #[arg(long, env = "ORCHESTRATORD_NEW_CLUSTER")]
     new_cluster: bool,
+    /// UDP address (host:port) this daemon gossips on, for failure detection in about a second [default: the API's host, port 0: the others learn it from this daemon's member record]
+    #[arg(long, env = "ORCHESTRATORD_GOSSIP_LISTEN")]
+    gossip_listen: Option<SocketAddr>,
+    /// Gossip addresses (host:port) of other daemons to gossip with first, comma-separated [default: those in the member records in etcd]
+    #[arg(long, env = "ORCHESTRATORD_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+    /// Do not gossip: nodes are found dead only when their lease ends (--lease-ttl)
+    #[arg(long, env = "ORCHESTRATORD_NO_GOSSIP")]
+    no_gossip: bool,
+    /// Stop this node's containers once etcd was unreachable for a whole lease TTL and they may run elsewhere (a partition): true or false [default: true]
+    #[arg(long, env = "ORCHESTRATORD_STOP_ON_STORE_LOSS")]
+    stop_on_store_loss: Option<bool>,
 }
 
 /// The config file: the same settings as the flags.
@@ -136,6 +148,10 @@ struct FileConfig {
     cluster_token: Option<String>,
     lease_ttl: Option<u64>,
     new_cluster: Option<bool>,
+    gossip_listen: Option<SocketAddr>,
+    join: Option<Vec<String>>,
+    no_gossip: Option<bool>,
+    stop_on_store_loss: Option<bool>,
 }
 
 /// The settings in force.
@@ -186,6 +202,19 @@ pub struct ClusterConfig {
     pub lease_ttl: std::time::Duration,
     /// Create a new cluster even though clusters exist under other prefixes (`--new-cluster`).
     pub new_cluster: bool,
+    /// Gossip settings; `None`: no gossip (`--no-gossip`).
+    pub gossip: Option<GossipSettings>,
+    /// Stop the containers after losing the store for a lease TTL (`--stop-on-store-loss`).
+    pub stop_on_store_loss: bool,
+}
+
+/// Where and with whom this daemon gossips.
+#[derive(Debug, Clone)]
+pub struct GossipSettings {
+    /// UDP listen address; `None`: the API's host, port 0.
+    pub listen: Option<SocketAddr>,
+    /// Addresses to gossip with first, besides those in the member records.
+    pub join: Vec<String>,
 }
 
 impl Config {
@@ -250,6 +279,20 @@ impl Config {
                     token: cli.cluster_token.or(file.cluster_token),
                     lease_ttl: std::time::Duration::from_secs(lease_ttl),
                     new_cluster: cli.new_cluster || file.new_cluster.unwrap_or(false),
+                    gossip: (!(cli.no_gossip || file.no_gossip.unwrap_or(false))).then(|| {
+                        GossipSettings {
+                            listen: cli.gossip_listen.or(file.gossip_listen),
+                            join: if cli.join.is_empty() {
+                                file.join.unwrap_or_default()
+                            } else {
+                                cli.join
+                            },
+                        }
+                    }),
+                    stop_on_store_loss: cli
+                        .stop_on_store_loss
+                        .or(file.stop_on_store_loss)
+                        .unwrap_or(true),
                 })
             },
         })
@@ -323,7 +366,7 @@ mod tests {
         let path = dir.path().join("od.toml");
         std::fs::write(
             &path,
-            "etcd = [\"http://10.0.0.1:2379\"]\ncluster_token = \"from-file\"\nlease_ttl = 3\nnew_cluster = true\n",
+            "etcd = [\"http://10.0.0.1:2379\"]\ncluster_token = \"from-file\"\nlease_ttl = 3\nnew_cluster = true\njoin = [\"10.0.0.2:7946\"]\nstop_on_store_loss = false\n",
         )
         .unwrap();
         let c = Config::load(Cli::parse_from([
@@ -336,9 +379,15 @@ mod tests {
             "http://127.0.0.1:2379,http://127.0.0.1:2479",
             "--advertise",
             "10.0.0.5:8080",
+            "--gossip-listen",
+            "10.0.0.5:7946",
         ]))
         .unwrap();
         let cluster = c.cluster.unwrap();
+        let gossip = cluster.gossip.as_ref().unwrap();
+        assert_eq!(gossip.listen, Some("10.0.0.5:7946".parse().unwrap()));
+        assert_eq!(gossip.join, ["10.0.0.2:7946"]);
+        assert!(!cluster.stop_on_store_loss);
         assert_eq!(
             cluster.etcd,
             ["http://127.0.0.1:2379", "http://127.0.0.1:2479"]
@@ -352,6 +401,16 @@ mod tests {
         let single =
             Config::load(Cli::parse_from(["orchestratord", "--data-dir", "/tmp/x"])).unwrap();
         assert!(single.cluster.is_none());
+        // Gossip and fencing are on by default; --no-gossip turns gossip off.
+        let flags = |extra: &[&str]| {
+            let mut args = vec!["orchestratord", "--etcd", "http://127.0.0.1:2379"];
+            args.extend_from_slice(extra);
+            Config::load(Cli::parse_from(args)).unwrap().cluster.unwrap()
+        };
+        let defaults = flags(&[]);
+        assert!(defaults.gossip.is_some_and(|g| g.listen.is_none() && g.join.is_empty()));
+        assert!(defaults.stop_on_store_loss);
+        assert!(flags(&["--no-gossip"]).gossip.is_none());
         let zero = Config::load(Cli::parse_from([
             "orchestratord",
             "--data-dir",

@@ -14,6 +14,7 @@
 //! * `main.rs` — start-up (logging, store, node, runtime, loop, listener), the optional MCP
 //!   endpoint, signal handling and the graceful drain.
 //! * `cluster` — cluster mode (`--etcd`): joining the cluster in etcd as a member.
+//! * `gossip` — chitchat gossip, the fast layer of a member's liveness.
 //! * `config` — flags, environment variables and the TOML/YAML config file, merged.
 //! * `node` — this machine as the cluster's node: name and resources read from the OS.
 //! * `runtime` — the container runtime: youki (or runc) through `OciRuntime`, or the simulated
@@ -24,6 +25,7 @@
 
 mod cluster;
 mod config;
+mod gossip;
 mod node;
 mod runtime;
 
@@ -105,7 +107,7 @@ async fn run(config: Config) -> Result<()> {
             let state = ApiState::new(
                 joined.member.handle(),
                 metrics,
-                ServerInfo::new(joined.store_name, config.runtime.to_string()),
+                ServerInfo::new(joined.store_name.clone(), config.runtime.to_string()),
             )
             .with_membership(joined.member.membership())
             .with_agent(orchestrator_api::AgentApi {
@@ -113,15 +115,15 @@ async fn run(config: Config) -> Result<()> {
                 runtime,
                 cluster_token: cluster_config.token.clone(),
             });
-            (state, Running::Cluster(joined.member))
+            (state, Running::Cluster(joined))
         }
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Running::Cluster(member) = &running {
+    if let Running::Cluster(joined) = &running {
         // The store was reset or replaced: stop serving and exit non-zero (below), leaving the
         // containers alone.
-        let failure = member.failure();
+        let failure = joined.member.failure();
         let stop = stop_tx.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -159,8 +161,8 @@ async fn run(config: Config) -> Result<()> {
             .await
             .context("serving the API")?;
     }
-    if let Running::Cluster(member) = &running {
-        if let Some(reason) = member.failure().reason() {
+    if let Running::Cluster(joined) = &running {
+        if let Some(reason) = joined.member.failure().reason() {
             // Nothing is drained or resigned: every store call would fail, and the containers
             // are left as they run for whoever restores the store.
             tracing::error!(
@@ -174,7 +176,7 @@ async fn run(config: Config) -> Result<()> {
     tracing::info!("API stopped; draining the reconcile loop");
     match running {
         Running::Single(orchestrator) => orchestrator.shutdown().await,
-        Running::Cluster(member) => member.shutdown().await,
+        Running::Cluster(joined) => joined.shutdown().await,
     }
     tracing::info!("bye");
     Ok(())
@@ -187,8 +189,8 @@ const EXIT_STORE_RESET: i32 = 3;
 enum Running {
     /// The loop of a single-node daemon.
     Single(orchestrator_core::Orchestrator),
-    /// A cluster member (agent, candidate, mirror).
-    Cluster(orchestrator_core::cluster::member::ClusterMember),
+    /// A cluster member (agent, candidate, mirror) and its gossip.
+    Cluster(cluster::Joined),
 }
 
 /// The MCP endpoint (`--mcp`): the tools of `orchestrator-mcp` over streamable HTTP, calling

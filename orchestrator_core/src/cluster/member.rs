@@ -16,6 +16,7 @@ use super::MembershipSource;
 use crate::error::CoreError;
 use crate::handle::OrchestratorHandle;
 use async_trait::async_trait;
+use cluster_manager_interface::ClusterManager;
 use container_runtime_interface::ContainerRuntime;
 use orchestrator_shared_types::api::{Membership, StoreHealth};
 use orchestrator_shared_types::{NodeId, NodeStatus};
@@ -75,6 +76,8 @@ pub struct ClusterMember {
 
 struct Status {
     mirror: Mirror,
+    /// The nodes as the API reports them (the lease, and gossip when it gossips).
+    nodes: Arc<dyn ClusterManager>,
     store: Arc<dyn StateStore>,
     this_node: NodeId,
     cluster_id: String,
@@ -119,14 +122,15 @@ impl ClusterMember {
             Some((this_node.clone(), local_runtime)),
             config.candidate.remote_logs.clone(),
         );
-        // The API's nodes: what the store holds, at once.
-        let cluster =
+        // The API's nodes: what the store holds, at once, and what gossip found dead.
+        let cluster: Arc<dyn ClusterManager> = Arc::new(
             StoreClusterManager::start(plain.clone(), Duration::ZERO, gossip_nodes.clone())
                 .await
-                .map_err(CoreError::store("load the nodes"))?;
+                .map_err(CoreError::store("load the nodes"))?,
+        );
         let handle = OrchestratorHandle::from_views(
             mirror.reads(plain.clone()),
-            Arc::new(cluster),
+            cluster.clone(),
             Arc::new(logs_runtime),
             mirror.views(),
         );
@@ -143,6 +147,7 @@ impl ClusterMember {
         ));
         let status = Arc::new(Status {
             mirror,
+            nodes: cluster,
             store: plain,
             this_node,
             cluster_id,
@@ -249,12 +254,20 @@ impl MembershipSource for Status {
                 message: Some(e.to_string()),
             },
         };
+        // A member gossip found dead is Down before its lease ends.
+        let nodes = self.nodes.nodes().await.unwrap_or_default();
+        let mut members = status.members;
+        for m in &mut members {
+            if nodes.iter().any(|n| n.id == m.node && n.status == NodeStatus::Down) {
+                m.status = NodeStatus::Down;
+            }
+        }
         Membership {
             mode: "etcd".into(),
             cluster_id: Some(self.cluster_id.clone()),
             this_node: self.this_node.clone(),
             leader: status.leader,
-            members: status.members,
+            members,
             store_health,
         }
     }
