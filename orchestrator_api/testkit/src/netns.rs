@@ -149,7 +149,9 @@ impl NetHosts {
         };
         // Leftovers of a killed test process that had the same tag (a reused pid).
         hosts.remove_devices();
-        hosts.set_up(n).unwrap_or_else(|e| panic!("setting up {n} netns hosts: {e}"));
+        hosts
+            .set_up(n)
+            .unwrap_or_else(|e| panic!("setting up {n} netns hosts: {e}"));
         Some(hosts)
     }
 
@@ -157,7 +159,14 @@ impl NetHosts {
         let bridge = self.bridge();
         let gateway = self.gateway().to_string();
         run(&["ip", "link", "add", &bridge, "type", "bridge"])?;
-        run(&["ip", "addr", "add", &format!("{gateway}/24"), "dev", &bridge])?;
+        run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{gateway}/24"),
+            "dev",
+            &bridge,
+        ])?;
         run(&["ip", "link", "set", &bridge, "up"])?;
         self.add_rule("FORWARD", &["-i", &bridge, "-o", &bridge, "-j", "ACCEPT"])?;
         for index in 0..n {

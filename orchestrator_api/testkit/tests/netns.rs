@@ -12,7 +12,9 @@ use std::time::Duration;
 /// A listener in host `i` on its address, answering "hello from hN" to every connection.
 fn serve(hosts: &NetHosts, i: usize) -> SocketAddr {
     let ip = hosts.host(i).ip;
-    let listener = hosts.run_in(i, move || TcpListener::bind((ip, 0)).expect("bind in the netns"));
+    let listener = hosts.run_in(i, move || {
+        TcpListener::bind((ip, 0)).expect("bind in the netns")
+    });
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
@@ -65,10 +67,7 @@ fn hosts_talk_a_cut_stops_both_ways_a_heal_restores_and_drop_cleans_up() {
         }
     }
     for (to, addr) in servers.iter().enumerate() {
-        assert_eq!(
-            greet(&hosts, None, *addr),
-            Ok(format!("hello from h{to}"))
-        );
+        assert_eq!(greet(&hosts, None, *addr), Ok(format!("hello from h{to}")));
     }
 
     // A loopback-only service of the root namespace, through the bridge address.
@@ -105,7 +104,10 @@ fn hosts_talk_a_cut_stops_both_ways_a_heal_restores_and_drop_cleans_up() {
     assert!(greet(&hosts, Some(0), servers[1]).is_err(), "h0 -> cut h1");
     assert!(greet(&hosts, None, servers[1]).is_err(), "root -> cut h1");
     assert!(greet(&hosts, Some(1), servers[0]).is_err(), "cut h1 -> h0");
-    assert!(greet(&hosts, Some(1), forwarded).is_err(), "cut h1 -> proxy");
+    assert!(
+        greet(&hosts, Some(1), forwarded).is_err(),
+        "cut h1 -> proxy"
+    );
     assert_eq!(
         greet(&hosts, Some(0), servers[2]),
         Ok("hello from h2".into())
@@ -145,7 +147,10 @@ fn hosts_talk_a_cut_stops_both_ways_a_heal_restores_and_drop_cleans_up() {
     for n in &names {
         assert!(!netns.contains(n.as_str()), "{netns}");
     }
-    let rules = Command::new("iptables").args(["-S", "FORWARD"]).output().unwrap();
+    let rules = Command::new("iptables")
+        .args(["-S", "FORWARD"])
+        .output()
+        .unwrap();
     let rules = String::from_utf8_lossy(&rules.stdout);
     assert!(!rules.contains(&bridge), "{rules}");
     assert!(TcpStream::connect_timeout(&forwarded, Duration::from_secs(1)).is_err());
