@@ -37,6 +37,22 @@ if ! python3 -m venv --help >/dev/null 2>&1; then
   fi
 fi
 
+# Multi-host tests on this machine (orchestrator_testkit::netns, tests cluster_netns and the kit's
+# netns): network namespaces, veths and a bridge (iproute2), a FORWARD rule (iptables) and
+# `nsenter` (util-linux). They need root; without it they are skipped (a failure under CI=true).
+missing_pkgs=()
+command -v ip >/dev/null || missing_pkgs+=(iproute2)
+command -v iptables >/dev/null || missing_pkgs+=(iptables)
+command -v nsenter >/dev/null || missing_pkgs+=(util-linux)
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    say "installing ${missing_pkgs[*]}"
+    apt-get update -q && apt-get install -y -q "${missing_pkgs[@]}"
+  else
+    fail "the netns tests need ${missing_pkgs[*]}"
+  fi
+fi
+
 # Real containers: youki 0.7.0 with cgroup support, busybox-static, the local registry and the test
 # image (scripts/setup-oci.sh is idempotent; the first run builds youki, ~7 min). The OCI runtime
 # tests use youki from its env file. A registry this run had to start is stopped at the end.

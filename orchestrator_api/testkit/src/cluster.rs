@@ -9,10 +9,12 @@
 //! c.daemon_mut(leader).kill9();
 //! ```
 
+use crate::netns::{NetHost, NetHosts};
 use crate::{Daemon, DaemonBuilder};
 use serde_json::Value;
 use state_store_interface::etcd_server::EtcdServer;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The cluster token the kit's daemons share.
@@ -42,6 +44,9 @@ pub struct TestCluster {
     /// Declared after the daemons: they are killed before etcd.
     etcd: EtcdServer,
     prefix: String,
+    /// etcd's client URL as the hosts of a [`NetHosts`] reach it (a proxy on their bridge),
+    /// when made by [`TestCluster::etcd_only_for`].
+    netns_etcd: Option<String>,
 }
 
 impl TestCluster {
@@ -64,7 +69,24 @@ impl TestCluster {
             daemons: Vec::new(),
             etcd,
             prefix: format!("test-{}", std::process::id()),
+            netns_etcd: None,
         })
+    }
+
+    /// etcd alone, also reachable from the network namespaces of `hosts` (forwarded from
+    /// their bridge address to etcd's loopback one, see [`NetHosts::forward`]); add members on
+    /// those hosts with [`TestCluster::netns_member_args`]. `None` as for
+    /// [`TestCluster::start`].
+    pub fn etcd_only_for(hosts: &mut NetHosts) -> Option<Self> {
+        let mut cluster = Self::etcd_only()?;
+        let loopback: SocketAddr = cluster
+            .etcd
+            .client_url()
+            .trim_start_matches("http://")
+            .parse()
+            .expect("etcd's client URL is http://IP:PORT");
+        cluster.netns_etcd = Some(format!("http://{}", hosts.forward(loopback)));
+        Some(cluster)
     }
 
     /// The flags that make a daemon a member of this cluster (etcd, prefix, token, TTL).
@@ -81,6 +103,27 @@ impl TestCluster {
             "--node-name".into(),
             node.into(),
         ]
+    }
+
+    /// THE flags of a member that runs on `host` (in its network namespace): those of
+    /// [`TestCluster::member_args`] with etcd at its address for the hosts. The API address
+    /// (`--listen HOST_IP:0`) is the builder's ([`DaemonBuilder::on_host`]).
+    ///
+    /// Every flag a member on a netns host needs goes here and nowhere else (e.g. gossip's
+    /// `--gossip-listen <host ip>:7946` once the daemon has it), so that every netns test
+    /// gets it. Panics unless the cluster was made by [`TestCluster::etcd_only_for`].
+    pub fn netns_member_args(&self, node: &str, _host: &NetHost) -> Vec<String> {
+        let etcd = self
+            .netns_etcd
+            .clone()
+            .expect("a cluster made by TestCluster::etcd_only_for, to reach etcd from a netns");
+        let mut args = self.member_args(node);
+        let at = args.iter().position(|a| a == "--etcd").expect("--etcd") + 1;
+        args[at] = etcd;
+        // No `--advertise`: the address other daemons reach this one's agent API at is its
+        // listen address (HOST_IP:PORT, from `DaemonBuilder::on_host`), which every host and
+        // the root namespace route to. Flags that need the host's address (gossip) use `_host`.
+        args
     }
 
     /// A builder of a member on the simulated runtime with 4 CPUs and 8 GB.

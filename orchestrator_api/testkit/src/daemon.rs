@@ -44,6 +44,8 @@ pub struct DaemonBuilder {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     ready_timeout: Duration,
+    listen: Option<SocketAddr>,
+    netns: Option<String>,
 }
 
 impl Default for DaemonBuilder {
@@ -62,6 +64,8 @@ impl DaemonBuilder {
             args: Vec::new(),
             envs: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            listen: None,
+            netns: None,
         }
     }
 
@@ -105,6 +109,27 @@ impl DaemonBuilder {
         self
     }
 
+    /// The API's address instead of `127.0.0.1:0` (port 0: a free one, again at each restart).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Runs the daemon inside the network namespace `name` (`/var/run/netns/NAME`), through
+    /// `nsenter --net=` (its mounts, `/sys` and cgroups stay the machine's, which youki needs).
+    /// Give it an address of that namespace with [`DaemonBuilder::listen`].
+    pub fn netns(mut self, name: impl Into<String>) -> Self {
+        self.netns = Some(name.into());
+        self
+    }
+
+    /// On `host` of a [`crate::netns::NetHosts`]: in its namespace, the API on its address
+    /// (a free port).
+    pub fn on_host(self, host: &crate::netns::NetHost) -> Self {
+        self.netns(host.name.clone())
+            .listen(SocketAddr::new(host.ip.into(), 0))
+    }
+
     /// How long to wait for readiness (default 30 s).
     pub fn ready_timeout(mut self, timeout: Duration) -> Self {
         self.ready_timeout = timeout;
@@ -126,6 +151,8 @@ impl DaemonBuilder {
             args: self.args,
             envs: self.envs,
             ready_timeout: self.ready_timeout,
+            listen: self.listen,
+            netns: self.netns,
             data_dir,
             _temp: temp,
             child: None,
@@ -146,6 +173,10 @@ pub struct Daemon {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     ready_timeout: Duration,
+    /// `--listen`; `None`: `127.0.0.1:0`.
+    listen: Option<SocketAddr>,
+    /// The network namespace it runs in, if not the test's.
+    netns: Option<String>,
     data_dir: PathBuf,
     /// The temporary directory holding `data_dir`, when the kit made it.
     _temp: Option<tempfile::TempDir>,
@@ -181,6 +212,11 @@ impl Daemon {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The network namespace it runs in ([`DaemonBuilder::netns`]), if any.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     /// The process id, while it runs.
@@ -295,8 +331,24 @@ impl Daemon {
     /// Starts the process and waits for readiness.
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "the daemon is already running");
-        let mut cmd = Command::new(&self.exe);
-        cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        let mut cmd = match &self.netns {
+            // nsenter execs the daemon (no fork without a pid namespace): the child is the
+            // daemon, and kill -9 kills it.
+            Some(ns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/var/run/netns/{ns}"))
+                    .arg("--")
+                    .arg(&self.exe);
+                cmd
+            }
+            None => Command::new(&self.exe),
+        };
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        cmd.arg("--listen")
+            .arg(listen.to_string())
+            .args(["--log-format", "json"])
             .args(&self.args)
             .arg("--data-dir")
             .arg(&self.data_dir)

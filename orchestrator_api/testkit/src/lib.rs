@@ -22,6 +22,8 @@
 //! * [`daemon`] — [`Daemon`] and [`DaemonBuilder`]: start on port 0, wait until `/readyz`
 //!   answers 200, kill -9, SIGTERM, restart on the same data dir; a `Drop` that never panics.
 //! * [`cluster`] — [`cluster::TestCluster`]: etcd on loopback and several daemons sharing it.
+//! * [`netns`] — [`netns::NetHosts`]: several "machines" on this one (network namespaces on a
+//!   bridge of the test's own), to cut off, heal, and reach loopback services from.
 //! * `youki` (feature `youki`) — `YoukiSetup` (youki and the test image of
 //!   `scripts/setup-oci.sh`) and `YoukiNode` (a daemon of its own on real containers, alone or
 //!   as a member of a [`cluster::TestCluster`], and what youki, the bundles and the cgroups say
@@ -31,6 +33,7 @@
 pub mod bins;
 pub mod cluster;
 pub mod daemon;
+pub mod netns;
 #[cfg(feature = "youki")]
 pub mod youki;
 

@@ -7,8 +7,10 @@
 //! test by chance.
 
 use crate::cluster::TestCluster;
+use crate::netns::NetHost;
 use crate::{prerequisite_missing, Daemon, DaemonBuilder};
 use container_runtime_interface::oci::cli::Cli;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -62,6 +64,20 @@ impl YoukiSetup {
     pub fn registry(&self) -> &str {
         self.image.split('/').next().unwrap_or_default()
     }
+
+    /// The registry's address (`127.0.0.1:5000`), e.g. to [`NetHosts::forward`](crate::netns::NetHosts::forward) it.
+    pub fn registry_addr(&self) -> SocketAddr {
+        self.registry()
+            .parse()
+            .unwrap_or_else(|e| panic!("the registry {} is not IP:PORT: {e}", self.registry()))
+    }
+
+    /// The test image with its registry part replaced by `registry` (e.g. the address a
+    /// [`NetHosts::forward`](crate::netns::NetHosts::forward) gave): `10.X.Y.1:PORT/demo/busybox:1`.
+    pub fn image_at(&self, registry: SocketAddr) -> String {
+        let rest = self.image.split_once('/').map_or("", |(_, rest)| rest);
+        format!("{registry}/{rest}")
+    }
 }
 
 /// A youki daemon of its own: data dir, node name, cgroup parent and dynamic ports (a range of
@@ -74,6 +90,8 @@ pub struct YoukiNode {
     cgroup_parent: String,
     dynamic_ports: String,
     cli: Cli,
+    /// The netns host its daemon runs on and the registry address it pulls from there.
+    host: Option<(NetHost, SocketAddr)>,
     /// Runs the wrapper's async calls: the tests that use this are synchronous.
     rt: tokio::runtime::Runtime,
 }
@@ -91,11 +109,27 @@ impl YoukiNode {
             cgroup_parent: format!("orch-e2e-{}-{name}", std::process::id()),
             dynamic_ports: format!("{first}-{}", first + 99),
             cli,
+            host: None,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a tokio runtime for the youki wrapper"),
         }
+    }
+
+    /// This node's daemon runs on `host` (in its network namespace, the API on its address;
+    /// see [`DaemonBuilder::on_host`]) and pulls images from `registry`, an address reachable
+    /// from there (e.g. [`NetHosts::forward`](crate::netns::NetHosts::forward) of [`YoukiSetup::registry_addr`]; images named
+    /// with [`YoukiSetup::image_at`]), over plain http. Its containers share the host's
+    /// network namespace (host network), so their host ports are on the host's address.
+    pub fn on_host(mut self, host: &NetHost, registry: SocketAddr) -> YoukiNode {
+        self.host = Some((host.clone(), registry));
+        self
+    }
+
+    /// The netns host of [`YoukiNode::on_host`], if any.
+    pub fn host(&self) -> Option<&NetHost> {
+        self.host.as_ref().map(|(h, _)| h)
     }
 
     /// The daemon of this node (youki runtime, 16 CPUs, 32 GB), not started.
@@ -104,15 +138,27 @@ impl YoukiNode {
     }
 
     /// The daemon of this node as a member of `cluster` (its etcd, prefix, token and lease
-    /// TTL; see [`TestCluster::member_args`]), on youki like [`YoukiNode::builder`], not
-    /// started. Add it to the cluster with [`TestCluster::add`] once started.
+    /// TTL; see [`TestCluster::member_args`], or [`TestCluster::netns_member_args`] on a
+    /// [`YoukiNode::on_host`] node), on youki like [`YoukiNode::builder`], not started. Add it
+    /// to the cluster with [`TestCluster::add`] once started.
     pub fn member_of(&self, cluster: &TestCluster) -> DaemonBuilder {
-        self.runtime_builder().args(cluster.member_args(&self.name))
+        let args = match &self.host {
+            Some((host, _)) => cluster.netns_member_args(&self.name, host),
+            None => cluster.member_args(&self.name),
+        };
+        self.runtime_builder().args(args)
     }
 
     /// Everything of [`YoukiNode::builder`] but the node name.
     fn runtime_builder(&self) -> DaemonBuilder {
-        Daemon::builder()
+        let builder = match &self.host {
+            Some((host, registry)) => Daemon::builder()
+                .on_host(host)
+                .arg("--insecure-registry")
+                .arg(registry.to_string()),
+            None => Daemon::builder(),
+        };
+        builder
             .args(["--runtime", "youki", "--runtime-binary"])
             .arg(&self.cli.binary)
             .args(["--cgroup-parent", &self.cgroup_parent])
@@ -171,6 +217,41 @@ impl YoukiNode {
             .unwrap_or_else(|| panic!("{id} has no pid: {state:?}"))
     }
 
+    /// A machine dying: kill -9 of `daemon` (this node's), then of every process in this
+    /// node's containers ([`YoukiNode::kill_containers`]). youki's state and the bundles stay,
+    /// as on a machine that lost power; the node's drop removes them.
+    pub fn crash(&self, daemon: &mut Daemon) {
+        daemon.kill9();
+        self.kill_containers();
+    }
+
+    /// SIGKILLs every process in the cgroups under this node's parent (every hierarchy),
+    /// until none is left (at most 5 s); how many were killed.
+    pub fn kill_containers(&self) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut killed = std::collections::BTreeSet::new();
+        loop {
+            let mut pids = std::collections::BTreeSet::new();
+            for h in std::fs::read_dir(CGROUP_MOUNT)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                cgroup_pids(&h.path().join(&self.cgroup_parent), &mut pids);
+            }
+            if pids.is_empty() || std::time::Instant::now() > deadline {
+                return killed.len();
+            }
+            for pid in pids {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+                killed.insert(pid);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Entries left in the bundles directory (one per container: config, rootfs copy).
     pub fn bundles(&self) -> Vec<String> {
         entries(&self.data_dir().join("oci/bundles"))
@@ -223,6 +304,18 @@ pub fn entries(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// The pids in `dir`'s `cgroup.procs` and in those of the cgroups below it.
+fn cgroup_pids(dir: &Path, pids: &mut std::collections::BTreeSet<i32>) {
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            cgroup_pids(&e.path(), pids);
+        }
+    }
 }
 
 /// An error and its sources, one line.
