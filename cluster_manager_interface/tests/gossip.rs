@@ -302,6 +302,7 @@ async fn shutdown_ends_subscriptions() {
     let a = start("a", &[]).await;
     let mut sub = a.subscribe();
     a.shutdown().await;
+    drop(a);
     let end = tokio::time::timeout(DEADLINE, sub.recv()).await.unwrap();
     assert_eq!(end, None);
 }
@@ -337,4 +338,22 @@ async fn many_nodes_converge_over_the_in_memory_transport() {
     for m in managers {
         m.shutdown().await;
     }
+}
+
+/// Two daemons that started without seeds meet once one is told the other's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemons_started_without_seeds_meet_when_told() {
+    let a = start("a", &[]).await;
+    let b = start("b", &[]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.peers().await.is_empty(), "no seeds: nobody met yet");
+    a.gossip_with(&[b.gossip_addr()]);
+    for (m, other) in [(&a, "b"), (&b, "a")] {
+        eventually(&format!("{} sees {other} Ready", m.node_id()), || async {
+            status_of(m, other).await == Some(NodeStatus::Ready)
+        })
+        .await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -127,6 +127,8 @@ pub struct Peer {
 /// Membership over chitchat gossip. See the [module documentation](self).
 pub struct GossipClusterManager {
     inner: Arc<Inner>,
+    /// Addresses to gossip with at once ([`GossipClusterManager::gossip_with`]).
+    meet: tokio::sync::mpsc::UnboundedSender<SocketAddr>,
     tasks: TaskTracker,
     cancel: CancellationToken,
     gossip_addr: SocketAddr,
@@ -316,16 +318,19 @@ impl GossipClusterManager {
         inner.refresh().await;
         let tasks = TaskTracker::new();
         let cancel = CancellationToken::new();
+        let (meet, to_meet) = tokio::sync::mpsc::unbounded_channel();
         tasks.spawn(refresh_loop(
             inner.clone(),
             handle,
             cancel.clone(),
             config.gossip_interval,
             seed_names,
+            to_meet,
         ));
         tasks.close();
         Ok(Self {
             inner,
+            meet,
             tasks,
             cancel,
             gossip_addr: advertise,
@@ -378,6 +383,16 @@ impl GossipClusterManager {
                 generation: m.generation,
             })
             .collect()
+    }
+
+    /// Gossips with `addrs` at once, whether or not they were seeds: how a daemon meets peers
+    /// it learned of after it started (two daemons that started together found no seed in
+    /// each other's member record yet). Chitchat then keeps gossiping with them by itself.
+    pub fn gossip_with(&self, addrs: &[SocketAddr]) {
+        for addr in addrs {
+            // Fails only once the refresh loop ended (shut down): nothing to meet then.
+            let _ = self.meet.send(*addr);
+        }
     }
 
     /// The gossip traffic of this daemon so far.
@@ -493,6 +508,7 @@ async fn refresh_loop(
     cancel: CancellationToken,
     every: Duration,
     seed_names: Vec<String>,
+    mut to_meet: tokio::sync::mpsc::UnboundedReceiver<SocketAddr>,
 ) {
     let mut live_nodes = inner.chitchat.lock().await.live_nodes_watcher();
     let mut tick = tokio::time::interval(every);
@@ -510,6 +526,10 @@ async fn refresh_loop(
                 watching = changed.is_ok();
             }
             _ = tick.tick() => {}
+            Some(addr) = to_meet.recv() => {
+                let _ = handle.gossip(addr);
+                continue;
+            }
             _ = resolve.tick(), if !seed_names.is_empty() => {
                 if !inner.any_peer_live() {
                     let (addrs, _) = resolve_seeds(&seed_names).await;

@@ -405,10 +405,15 @@ mod tests {
         let flags = |extra: &[&str]| {
             let mut args = vec!["orchestratord", "--etcd", "http://127.0.0.1:2379"];
             args.extend_from_slice(extra);
-            Config::load(Cli::parse_from(args)).unwrap().cluster.unwrap()
+            Config::load(Cli::parse_from(args))
+                .unwrap()
+                .cluster
+                .unwrap()
         };
         let defaults = flags(&[]);
-        assert!(defaults.gossip.is_some_and(|g| g.listen.is_none() && g.join.is_empty()));
+        assert!(defaults
+            .gossip
+            .is_some_and(|g| g.listen.is_none() && g.join.is_empty()));
         assert!(defaults.stop_on_store_loss);
         assert!(flags(&["--no-gossip"]).gossip.is_none());
         let zero = Config::load(Cli::parse_from([

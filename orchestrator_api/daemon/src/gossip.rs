@@ -42,6 +42,11 @@ impl Gossip for ChitchatGossip {
     fn address(&self) -> String {
         self.0.gossip_addr().to_string()
     }
+
+    async fn meet(&self, addresses: Vec<String>) {
+        let addrs: Vec<SocketAddr> = addresses.iter().filter_map(|a| a.parse().ok()).collect();
+        self.0.gossip_with(&addrs);
+    }
 }
 
 /// Starts gossiping as `node` (whose `address` is the advertised API address) in cluster
@@ -63,7 +68,10 @@ pub async fn start(
         .listen
         .unwrap_or_else(|| SocketAddr::new(api.ip(), 0));
     let advertise = if listen.ip().is_unspecified() {
-        let Some(host) = advertised_api.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()) else {
+        let Some(host) = advertised_api
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified())
+        else {
             anyhow::bail!(
                 "gossiping on {listen} (every interface): pass --advertise with this daemon's address, whose host the others gossip with"
             );

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -95,32 +96,45 @@ fn all_answer(replicas: &[Replica], ips: &BTreeMap<String, Ipv4Addr>) -> bool {
     })
 }
 
-#[test]
-fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
+/// The two tests build a cluster of three machines each: one at a time on two cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Three netns machines, each a youki member, with both web workloads answering HTTP.
+/// Dropped in field order: the daemons and etcd, the nodes' own clean-up, the hosts last.
+struct Machines {
+    c: TestCluster,
+    nodes: Vec<YoukiNode>,
+    ips: BTreeMap<String, Ipv4Addr>,
+    /// The replicas as first placed.
+    placed: Vec<Replica>,
+    leader: usize,
+    started: Instant,
+    hosts: NetHosts,
+}
+
+const NAMES: [&str; 3] = ["m1", "m2", "m3"];
+
+/// The cluster of [`Machines`]; `None` (skipped) without root, youki, the registry or etcd.
+fn machines() -> Option<Machines> {
     let started = Instant::now();
-    let Some(setup) = YoukiSetup::detect() else {
-        return;
-    };
-    // Declared first, dropped last: after the daemons and the nodes' own clean-up.
-    let Some(mut hosts) = NetHosts::create(3) else {
-        return;
-    };
+    let setup = YoukiSetup::detect()?;
+    let mut hosts = NetHosts::create(3)?;
     let registry = hosts.forward(setup.registry_addr());
     let image = setup.image_at(registry);
-    let names = ["m1", "m2", "m3"];
-    let nodes: Vec<YoukiNode> = names
+    let nodes: Vec<YoukiNode> = NAMES
         .iter()
         .enumerate()
         .map(|(i, n)| YoukiNode::new(&setup, n).on_host(hosts.host(i), registry))
         .collect();
-    let ips: BTreeMap<String, Ipv4Addr> = names
+    let ips: BTreeMap<String, Ipv4Addr> = NAMES
         .iter()
         .enumerate()
         .map(|(i, n)| ((*n).to_owned(), hosts.host(i).ip))
         .collect();
-    let Some(mut c) = TestCluster::etcd_only_for(&mut hosts) else {
-        return;
-    };
+    let mut c = TestCluster::etcd_only_for(&mut hosts)?;
     for node in &nodes {
         let d = node.member_of(&c).start();
         assert_eq!(d.addr().ip(), node.host().unwrap().ip);
@@ -158,13 +172,40 @@ fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
             .collect();
         assert_eq!(on.len(), 2, "{w} spread over two machines: {placed:?}");
     }
+    Some(Machines {
+        c,
+        nodes,
+        ips,
+        placed,
+        leader,
+        started,
+        hosts,
+    })
+}
+
+impl Machines {
+    /// The machine that is not the leader with the most replicas.
+    fn busiest_follower(&self) -> usize {
+        (0..3)
+            .filter(|i| *i != self.leader)
+            .max_by_key(|i| self.placed.iter().filter(|r| r.node == NAMES[*i]).count())
+            .unwrap()
+    }
+}
+
+#[test]
+fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
+    let _serial = serial();
+    let Some(mut m) = machines() else {
+        return;
+    };
+    let victim = m.busiest_follower();
+    let (c, nodes, ips, placed, leader, started) =
+        (&mut m.c, &m.nodes, &m.ips, &m.placed, m.leader, m.started);
+    let names = NAMES;
 
     // A machine that is not the leader dies (daemon and containers, kill -9): the non-leader
     // with the most replicas.
-    let victim = (0..3)
-        .filter(|i| *i != leader)
-        .max_by_key(|i| placed.iter().filter(|r| r.node == names[*i]).count())
-        .unwrap();
     let lost = placed.iter().filter(|r| r.node == names[victim]).count();
     assert!(lost > 0, "{placed:?}");
     let t = Instant::now();
@@ -253,4 +294,97 @@ fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
         assert_eq!(nodes[survivor].pid(container), *pid, "{container}'s pid");
     }
     eprintln!("whole test: {:?}", started.elapsed());
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `PID (COMM) STATE ...`; COMM may hold spaces and parentheses: the state follows the
+        // last `)`.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// A machine cut off from the others and from etcd (its link down): gossip finds it dead and
+/// its replicas are replaced on the others; cut off, it loses its lease and stops its own
+/// containers, so a replica runs twice only for the short window measured here. Healed, it
+/// rejoins, its stale containers are removed, and each replica runs exactly once.
+#[test]
+fn a_cut_off_machine_stops_its_containers_and_nothing_runs_twice() {
+    let _serial = serial();
+    let Some(m) = machines() else {
+        return;
+    };
+    let victim = m.busiest_follower();
+    let name = NAMES[victim];
+    let lost: Vec<&Replica> = m.placed.iter().filter(|r| r.node == name).collect();
+    assert!(!lost.is_empty(), "{:?}", m.placed);
+    let pids: Vec<i32> = lost
+        .iter()
+        .map(|r| m.nodes[victim].pid(&r.container))
+        .collect();
+
+    let t = Instant::now();
+    m.hosts.cut(victim);
+    // Both sides of the cut at once: the replacements Running (as the leader reports them) and
+    // the cut-off machine's own containers gone.
+    let (mut replaced, mut stopped) = (None, None);
+    while replaced.is_none() || stopped.is_none() {
+        assert!(
+            t.elapsed() < WAIT,
+            "after {WAIT:?}: replaced {replaced:?}, stopped {stopped:?}"
+        );
+        if replaced.is_none() && replicas(&m.c, m.leader, &[name]).is_some() {
+            replaced = Some(t.elapsed());
+        }
+        if stopped.is_none() && !pids.iter().any(|p| alive(*p)) {
+            stopped = Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (replaced, stopped) = (replaced.unwrap(), stopped.unwrap());
+    eprintln!(
+        "TIMING: {} replica(s) of cut-off machine {name}: Running elsewhere after {replaced:?}, \
+         its own containers stopped after {stopped:?}: ran twice for {:?}",
+        lost.len(),
+        stopped.saturating_sub(replaced)
+    );
+    let mut moved = Vec::new();
+    m.c.wait_for("the replacements answering HTTP", WAIT, |c| {
+        replicas(c, m.leader, &[name]).is_some_and(|r| {
+            moved = r;
+            all_answer(&moved, &m.ips)
+        })
+    });
+    for r in m.placed.iter().filter(|r| r.node != name) {
+        assert!(moved.contains(r), "{r:?} untouched: {moved:?}");
+    }
+
+    // Healed: the machine rejoins (Ready again) and removes its stale containers; every
+    // container that runs anywhere is one of the four replicas.
+    let t = Instant::now();
+    m.hosts.heal(victim);
+    m.c.wait_for("the healed machine Ready again", WAIT, |c| {
+        c.info(m.leader).is_some_and(|info| {
+            info["membership"]["members"]
+                .as_array()
+                .is_some_and(|ms| ms.iter().all(|m| m["status"] == "Ready"))
+        })
+    });
+    let mut everywhere = BTreeSet::new();
+    m.c.wait_for("only the four replicas' containers left", WAIT, |_| {
+        everywhere = m.nodes.iter().flat_map(|n| n.youki_list()).collect();
+        everywhere.len() == 4
+    });
+    eprintln!(
+        "healed machine rejoined and cleaned up after {:?}",
+        t.elapsed()
+    );
+    let now = replicas(&m.c, m.leader, &[]).expect("4 running replicas");
+    assert_eq!(now, moved, "nothing moved on the heal");
+    let running: BTreeSet<String> = now.iter().map(|r| r.container.clone()).collect();
+    assert_eq!(everywhere, running, "each replica runs exactly once");
+    assert!(all_answer(&now, &m.ips));
+    eprintln!("whole test: {:?}", m.started.elapsed());
 }

@@ -358,6 +358,7 @@ mod tests {
         fn address(&self) -> String {
             "test".into()
         }
+        async fn meet(&self, _addresses: Vec<String>) {}
     }
 
     /// Runs [`self_fence`] through one loss of the lease and its return, `during` apart;

@@ -41,21 +41,36 @@ pub trait Gossip: Send + Sync {
 
     /// Where this daemon gossips (its advertised address), for the member record.
     fn address(&self) -> String;
+
+    /// Gossips with these addresses now (members that gossip has not heard yet: they may have
+    /// started after this daemon read the member records for its seeds).
+    async fn meet(&self, addresses: Vec<String>);
 }
 
-/// How often a member tells gossip whether it reaches the store.
+/// How often a member tells gossip whether it reaches the store, and meets unheard members.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
-/// Tells `gossip` every [`PUBLISH_EVERY`] whether this daemon reaches the store now
-/// (`reachable`: its last probe answered and it holds its lease), until `cancel`. A daemon cut
-/// off from the store reads it in its peers' gossip ([`super::fence::cut_off_decision`]).
-pub async fn publish_store_reachability(
+/// Until `cancel`, every [`PUBLISH_EVERY`]: tells `gossip` whether this daemon reaches the
+/// store now (`reachable`: its last probe answered and it holds its lease), which a daemon cut
+/// off from the store reads in its peers' gossip ([`super::fence::cut_off_decision`]); and
+/// has it meet the members (`members`: node and gossip address) it has never heard.
+pub async fn tend(
     gossip: Arc<dyn Gossip>,
     reachable: impl Fn() -> bool + Send,
+    members: impl Fn() -> Vec<(NodeId, String)> + Send,
     cancel: CancellationToken,
 ) {
     loop {
         gossip.set_store_reachable(reachable()).await;
+        let heard: Vec<NodeId> = gossip.peers().await.into_iter().map(|p| p.node).collect();
+        let unheard: Vec<String> = members()
+            .into_iter()
+            .filter(|(node, _)| !heard.contains(node))
+            .map(|(_, address)| address)
+            .collect();
+        if !unheard.is_empty() {
+            gossip.meet(unheard).await;
+        }
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(PUBLISH_EVERY) => {}

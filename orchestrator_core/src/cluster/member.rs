@@ -4,7 +4,7 @@
 
 use super::agent::{AgentConfig, NodeAgent};
 use super::fence::self_fence;
-use super::gossip::{publish_store_reachability, Gossip};
+use super::gossip::{tend, Gossip};
 use super::guard::{GuardedStore, StoreFailure};
 use super::leader::{campaign, CandidateConfig};
 use super::lease::LeaseKeeper;
@@ -155,11 +155,16 @@ impl ClusterMember {
         });
         let mut tasks = Vec::new();
         if let Some(gossip) = &config.gossip {
-            let status = status.clone();
             let lease = lease.subscribe();
-            tasks.push(tokio::spawn(publish_store_reachability(
+            let (reachable, members) = (status.clone(), status.clone());
+            tasks.push(tokio::spawn(tend(
                 gossip.clone(),
-                move || status.mirror.status().error.is_none() && lease.borrow().is_some(),
+                move || reachable.mirror.status().error.is_none() && lease.borrow().is_some(),
+                move || {
+                    let mut gossip = members.mirror.status().gossip;
+                    gossip.retain(|(node, _)| *node != members.this_node);
+                    gossip
+                },
                 cancel.clone(),
             )));
         }
@@ -258,7 +263,10 @@ impl MembershipSource for Status {
         let nodes = self.nodes.nodes().await.unwrap_or_default();
         let mut members = status.members;
         for m in &mut members {
-            if nodes.iter().any(|n| n.id == m.node && n.status == NodeStatus::Down) {
+            if nodes
+                .iter()
+                .any(|n| n.id == m.node && n.status == NodeStatus::Down)
+            {
                 m.status = NodeStatus::Down;
             }
         }

@@ -60,6 +60,8 @@ pub struct MirrorStatus {
     pub leader: Option<LeaderInfo>,
     /// Every registered node with its liveness.
     pub members: Vec<MemberInfo>,
+    /// Where the live members gossip (those that do), by node.
+    pub gossip: Vec<(orchestrator_shared_types::NodeId, String)>,
     /// The store revision the mirror has followed to.
     pub revision: u64,
     /// Why the store cannot be followed now, and since when.
@@ -285,9 +287,15 @@ impl Records {
                 status: n.status,
             })
             .collect();
+        let gossip = self
+            .nodes
+            .members()
+            .filter_map(|m| Some((m.node.clone(), m.gossip.clone()?)))
+            .collect();
         *status.lock().expect("mirror status lock") = MirrorStatus {
             leader,
             members,
+            gossip,
             revision,
             error,
         };
