@@ -6,12 +6,12 @@
 #   ./scripts/cluster.sh up [N]      set up (youki, registry, etcd, protoc), build, start etcd and N
 #                                    members (default 3) on 127.0.0.1:8081.., deploy examples/apps.yaml
 #   ./scripts/cluster.sh status      cluster info and the instances, from member 1
-#   ./scripts/cluster.sh kill I      kill -9 member I (its replicas move once its lease expires)
+#   ./scripts/cluster.sh kill I      kill -9 member I (gossip finds it dead: its replicas move within ~2 s)
 #   ./scripts/cluster.sh start I     start member I again (it rejoins; its stale containers go)
 #   ./scripts/cluster.sh down        delete the workloads, stop the members and etcd, remove the state
 #
 # State lives in .orchestrator/cluster/ (etcd data, one data dir and log per member). Needs root
-# (apt, cgroups). Members use --lease-ttl 3 so a killed one is noticed within 3 s.
+# (apt, cgroups). Members gossip (a killed one is noticed in about 1.5 s) and use --lease-ttl 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,7 +80,7 @@ case "${1:-up}" in
     "$cli" workload apply -f examples/apps.yaml --wait --timeout 120s
     "$cli" cluster info
     "$cli" instance list -o wide
-    say "try: ./scripts/cluster.sh kill 2; sleep 4; ./scripts/cluster.sh status"
+    say "try: ./scripts/cluster.sh kill 2; sleep 3; ./scripts/cluster.sh status"
     ;;
   status)
     "$cli" cluster info
@@ -90,7 +90,7 @@ case "${1:-up}" in
     i="${2:?which member}"
     alive "$state/n$i.pid" || fail "member $i is not running"
     kill -9 "$(cat "$state/n$i.pid")"
-    say "killed member $i; its replicas move to the others once its lease (3 s) expires"
+    say "killed member $i (its daemon; its containers run on until it starts again); its replicas move to the others once gossip finds it dead (~1.5 s)"
     ;;
   start)
     start_member "${2:?which member}"

@@ -69,6 +69,7 @@ pub async fn tend(
             .map(|(_, address)| address)
             .collect();
         if !unheard.is_empty() {
+            tracing::debug!(?unheard, "gossiping with members not heard yet");
             gossip.meet(unheard).await;
         }
         tokio::select! {
