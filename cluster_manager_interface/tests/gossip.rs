@@ -276,10 +276,17 @@ async fn bad_configurations_do_not_start() {
         .await
         .unwrap_err();
     assert!(matches!(err, ClusterError::Start { .. }), "{err}");
-    let mut advertised = unspecified;
+    let mut advertised = unspecified.clone();
     advertised.advertise = Some("127.0.0.1:7946".parse().unwrap());
     let m = GossipClusterManager::start(advertised).await.unwrap();
     assert_eq!(m.gossip_addr(), "127.0.0.1:7946".parse().unwrap());
+    // An advertised port 0 is the port bound.
+    let mut any_port = unspecified;
+    any_port.advertise = Some("127.0.0.1:0".parse().unwrap());
+    let any = GossipClusterManager::start(any_port).await.unwrap();
+    assert_eq!(any.gossip_addr().ip().to_string(), "127.0.0.1");
+    assert_ne!(any.gossip_addr().port(), 0);
+    any.shutdown().await;
 
     // A port already in use.
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

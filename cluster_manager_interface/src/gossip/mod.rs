@@ -68,7 +68,7 @@ pub struct GossipConfig {
     /// which).
     pub listen: SocketAddr,
     /// The address the others reach this daemon at; `None`: the bound listen address, which
-    /// must then not be unspecified (`0.0.0.0`, `::`).
+    /// must then not be unspecified (`0.0.0.0`, `::`). Port 0: the port bound.
     pub advertise: Option<SocketAddr>,
     /// `HOST:PORT` of other daemons (IP or host name).
     pub seeds: Vec<String>,
@@ -253,11 +253,14 @@ impl GossipClusterManager {
             .local_addr()
             .map_err(|e| start_error_from("cannot read the bound address", e))?;
         let advertise = match config.advertise {
-            Some(addr) if addr.ip().is_unspecified() || addr.port() == 0 => {
+            Some(addr) if addr.ip().is_unspecified() => {
                 return Err(start_error(format!(
                     "the advertised address {addr} is not one peers can reach"
                 )))
             }
+            // Port 0: the port bound (listening on every interface, a port of the system's
+            // choosing).
+            Some(addr) if addr.port() == 0 => SocketAddr::new(addr.ip(), bound.port()),
             Some(addr) => addr,
             None if bound.ip().is_unspecified() => {
                 return Err(start_error(format!(

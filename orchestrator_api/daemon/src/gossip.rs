@@ -67,6 +67,8 @@ pub async fn start(
     let listen = settings
         .listen
         .unwrap_or_else(|| SocketAddr::new(api.ip(), 0));
+    // On every interface, the others reach this daemon at the host of its advertised API
+    // address (on the port bound, when the port is 0).
     let advertise = if listen.ip().is_unspecified() {
         let Some(host) = advertised_api
             .map(|a| a.ip())
@@ -76,10 +78,6 @@ pub async fn start(
                 "gossiping on {listen} (every interface): pass --advertise with this daemon's address, whose host the others gossip with"
             );
         };
-        anyhow::ensure!(
-            listen.port() != 0,
-            "--gossip-listen {listen}: on every interface, give a port (the others need it)"
-        );
         Some(SocketAddr::new(host, listen.port()))
     } else {
         None
