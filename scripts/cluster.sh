@@ -90,7 +90,7 @@ case "${1:-up}" in
     i="${2:?which member}"
     alive "$state/n$i.pid" || fail "member $i is not running"
     kill -9 "$(cat "$state/n$i.pid")"
-    say "killed member $i (its daemon; its containers run on until it starts again); its replicas move to the others once gossip finds it dead (~1.5 s)"
+    say "killed member $i; its replicas move to the others once gossip finds it dead (~1.5 s), and its watchdog kills its own containers once it is gone for the lease TTL (3 s)"
     ;;
   start)
     start_member "${2:?which member}"

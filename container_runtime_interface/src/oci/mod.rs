@@ -41,6 +41,7 @@
 
 pub mod cli;
 mod exit;
+pub mod fence;
 mod logs;
 mod spec;
 

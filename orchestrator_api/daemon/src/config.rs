@@ -119,7 +119,7 @@ pub struct Cli {
     /// Do not gossip: nodes are found dead only when their lease ends (--lease-ttl)
     #[arg(long, env = "ORCHESTRATORD_NO_GOSSIP")]
     no_gossip: bool,
-    /// Stop this node's containers once etcd was unreachable for a whole lease TTL and they may run elsewhere (a partition): true or false [default: true]
+    /// Stop this node's containers once etcd was unreachable for a whole lease TTL and they may run elsewhere (a partition), and kill them a lease TTL after this daemon is gone (a watchdog process): true or false [default: true]
     #[arg(long, env = "ORCHESTRATORD_STOP_ON_STORE_LOSS")]
     stop_on_store_loss: Option<bool>,
 }

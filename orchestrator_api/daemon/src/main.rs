@@ -15,6 +15,7 @@
 //!   endpoint, signal handling and the graceful drain.
 //! * `cluster` — cluster mode (`--etcd`): joining the cluster in etcd as a member.
 //! * `gossip` — chitchat gossip, the fast layer of a member's liveness.
+//! * `watchdog` — kills a member's containers once its daemon is gone for a lease TTL.
 //! * `config` — flags, environment variables and the TOML/YAML config file, merged.
 //! * `node` — this machine as the cluster's node: name and resources read from the OS.
 //! * `runtime` — the container runtime: youki (or runc) through `OciRuntime`, or the simulated
@@ -28,11 +29,12 @@ mod config;
 mod gossip;
 mod node;
 mod runtime;
+mod watchdog;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use cluster_manager_interface::StaticClusterManager;
-use config::{Config, LogFormat};
+use config::{Config, LogFormat, RuntimeKind};
 use orchestrator_api::{ApiState, ServerInfo};
 use orchestrator_core::{CoreMetrics, OrchestratorBuilder};
 use state_store_interface::RedbStore;
@@ -40,6 +42,10 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(watchdog::COMMAND) {
+        return watchdog::run(&args[2..]);
+    }
     let config = Config::load(config::Cli::parse())?;
     init_logging(config.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -64,6 +70,8 @@ fn init_logging(format: LogFormat) {
 async fn run(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    // This daemon adopts the containers a previous one's watchdog guards.
+    watchdog::stop_previous(&config.data_dir);
     let this_node = node::this_machine(&config)?;
     tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is a node");
     let runtime = runtime::build(&config, &this_node.id).await?;
@@ -104,6 +112,13 @@ async fn run(config: Config) -> Result<()> {
                 metrics.clone(),
             )
             .await?;
+            if config.runtime == RuntimeKind::Youki && cluster_config.stop_on_store_loss {
+                watchdog::start(
+                    &config.data_dir,
+                    &config.cgroup_parent,
+                    cluster_config.lease_ttl,
+                )?;
+            }
             let state = ApiState::new(
                 joined.member.handle(),
                 metrics,

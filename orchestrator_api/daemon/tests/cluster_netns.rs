@@ -241,6 +241,12 @@ fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
         .filter(|r| r.node == names[survivor])
         .map(|r| (r.container.clone(), nodes[survivor].pid(&r.container)))
         .collect();
+    // The leader's own containers, which outlive its daemon until its watchdog kills them.
+    let orphans: Vec<i32> = after_crash
+        .iter()
+        .filter(|r| r.node == names[leader])
+        .map(|r| nodes[leader].pid(&r.container))
+        .collect();
     let t = Instant::now();
     c.daemon_mut(leader).kill9();
     let new_leader = c.wait_for_leader(Duration::from_secs(30));
@@ -265,6 +271,18 @@ fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
     eprintln!(
         "TIMING: the killed leader's replicas answering on {} after {:?}",
         names[survivor],
+        t.elapsed()
+    );
+    // Its daemon gone for a lease TTL, the old leader's watchdog kills its containers: the
+    // replicas do not run twice for longer.
+    c.wait_for(
+        "the killed leader's containers killed by its watchdog",
+        WAIT,
+        |_| !orphans.iter().any(|p| alive(*p)),
+    );
+    eprintln!(
+        "TIMING: the killed leader's own {} container(s) killed by its watchdog after {:?}",
+        orphans.len(),
         t.elapsed()
     );
     for (container, pid) in &kept {

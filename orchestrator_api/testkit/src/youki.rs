@@ -228,28 +228,7 @@ impl YoukiNode {
     /// SIGKILLs every process in the cgroups under this node's parent (every hierarchy),
     /// until none is left (at most 5 s); how many were killed.
     pub fn kill_containers(&self) -> usize {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut killed = std::collections::BTreeSet::new();
-        loop {
-            let mut pids = std::collections::BTreeSet::new();
-            for h in std::fs::read_dir(CGROUP_MOUNT)
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                cgroup_pids(&h.path().join(&self.cgroup_parent), &mut pids);
-            }
-            if pids.is_empty() || std::time::Instant::now() > deadline {
-                return killed.len();
-            }
-            for pid in pids {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
-                killed.insert(pid);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        container_runtime_interface::oci::fence::kill_cgroup_tree(&self.cgroup_parent)
     }
 
     /// Entries left in the bundles directory (one per container: config, rootfs copy).
@@ -304,18 +283,6 @@ pub fn entries(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// The pids in `dir`'s `cgroup.procs` and in those of the cgroups below it.
-fn cgroup_pids(dir: &Path, pids: &mut std::collections::BTreeSet<i32>) {
-    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        pids.extend(procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
-    }
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            cgroup_pids(&e.path(), pids);
-        }
-    }
 }
 
 /// An error and its sources, one line.

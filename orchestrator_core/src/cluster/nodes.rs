@@ -26,7 +26,9 @@
 //! only after its TTL. Gossip never keeps a node alive: without a member record it is `Down`
 //! (after the grace) even while gossip still hears from it, because a daemon that lost the
 //! store stops its containers ([`super::fence`]). A node gossip does not know (it does not
-//! gossip, or has not been heard yet) follows its member record alone.
+//! gossip, or has not been heard yet) follows its member record alone, and so does a daemon that
+//! registers again after gossip found it dead (a restart: its new run may not be heard yet)
+//! until gossip finds it dead again.
 
 use super::records::{MemberRecord, MEMBERS_PREFIX};
 use super::RECONNECT;
@@ -199,43 +201,74 @@ impl StoreClusterManager {
     }
 }
 
-/// The nodes gossip sees dead.
+/// The nodes gossip sees dead, as far as they count (see [`GossipDead::forget`]).
 #[derive(Debug, Default)]
-struct GossipDead(BTreeSet<NodeId>);
+struct GossipDead {
+    /// What gossip last said of each node: dead or not.
+    said: BTreeMap<NodeId, bool>,
+    /// The nodes taken down by gossip.
+    dead: BTreeSet<NodeId>,
+}
 
 impl GossipDead {
-    /// Follows one gossip event; returns the nodes whose gossip status changed.
+    /// Follows one gossip event; returns the nodes whose verdict changed. Only a node gossip
+    /// finds dead anew (it was live, or unknown) is taken down.
     fn apply(&mut self, event: ClusterEvent) -> Vec<NodeId> {
-        let mut set = |id: NodeId, dead: bool| {
-            let changed = if dead {
-                self.0.insert(id.clone())
-            } else {
-                self.0.remove(&id)
-            };
-            changed.then_some(id)
-        };
+        let mut changed = Vec::new();
         match event {
             ClusterEvent::NodeAdded(n) | ClusterEvent::NodeUpdated(n) => {
                 let dead = n.status == NodeStatus::Down;
-                set(n.id, dead).into_iter().collect()
+                changed.extend(self.says(n.id, dead));
             }
-            ClusterEvent::NodeRemoved(id) => set(id, false).into_iter().collect(),
+            ClusterEvent::NodeRemoved(id) => {
+                self.said.remove(&id);
+                if self.dead.remove(&id) {
+                    changed.push(id);
+                }
+            }
             ClusterEvent::Resync(nodes) => {
-                let now: BTreeSet<NodeId> = nodes
-                    .into_iter()
-                    .filter(|n| n.status == NodeStatus::Down)
-                    .map(|n| n.id)
+                let known: BTreeSet<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
+                let gone: Vec<NodeId> = self
+                    .said
+                    .keys()
+                    .filter(|id| !known.contains(*id))
+                    .cloned()
                     .collect();
-                let changed = now.symmetric_difference(&self.0).cloned().collect();
-                self.0 = now;
-                changed
+                for id in gone {
+                    self.said.remove(&id);
+                    if self.dead.remove(&id) {
+                        changed.push(id);
+                    }
+                }
+                for n in nodes {
+                    let dead = n.status == NodeStatus::Down;
+                    changed.extend(self.says(n.id, dead));
+                }
             }
         }
+        changed
+    }
+
+    /// Gossip says node `id` is dead or not; returns it if its verdict changed.
+    fn says(&mut self, id: NodeId, dead: bool) -> Option<NodeId> {
+        let was = self.said.insert(id.clone(), dead);
+        let changed = if dead {
+            was != Some(true) && self.dead.insert(id.clone())
+        } else {
+            self.dead.remove(&id)
+        };
+        changed.then_some(id)
+    }
+
+    /// The daemon of node `id` registered again: gossip's verdict on its earlier run no longer
+    /// counts (its new run may not be heard yet), until gossip finds it dead anew.
+    fn forget(&mut self, id: &NodeId) {
+        self.dead.remove(id);
     }
 
     /// `node` with gossip's verdict: `Down` if gossip sees it dead.
     fn apply_to(&self, mut node: Node) -> Node {
-        if self.0.contains(&node.id) {
+        if self.dead.contains(&node.id) {
             node.status = NodeStatus::Down;
         }
         node
@@ -271,7 +304,7 @@ impl Folded {
         let members = &self.table.members;
         let disputed = members
             .keys()
-            .filter(|id| self.dead.0.contains(*id))
+            .filter(|id| self.dead.dead.contains(*id))
             .count();
         disputed * 2 <= members.len()
     }
@@ -397,6 +430,11 @@ async fn follow(
                     continue;
                 }
                 if let Some(id) = folded.table.apply(&event) {
+                    if event.kind == Kind::Cluster && event.value.is_some() {
+                        // The daemon (re)registered: gossip's verdict on its earlier run is
+                        // stale until gossip finds this one dead.
+                        folded.dead.forget(&id);
+                    }
                     folded.publish(&hub, vec![id]);
                 }
             }
@@ -581,5 +619,23 @@ mod tests {
         gossip.upsert_node(with("n1", NodeStatus::Ready));
         wait_status(&manager, "n1", NodeStatus::Ready).await;
         assert_eq!(status(&manager, "n3").await, NodeStatus::Ready);
+
+        // n3 dies and restarts: gossip still calls it dead (its new run is not heard yet, and
+        // its node changes), but it registered again: Ready, until gossip finds it dead anew.
+        gossip.upsert_node(with("n3", NodeStatus::Down));
+        wait_status(&manager, "n3", NodeStatus::Down).await;
+        let again = MemberRecord {
+            node: NodeId::from("n3"),
+            address: "n3:10".into(),
+            gossip: Some("n3:20".into()),
+        };
+        store.put_obj(&again, Precondition::None).await.unwrap();
+        wait_status(&manager, "n3", NodeStatus::Ready).await;
+        gossip.upsert_node(with("n3", NodeStatus::Down).with_label("run", "2"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(status(&manager, "n3").await, NodeStatus::Ready);
+        gossip.upsert_node(with("n3", NodeStatus::Ready));
+        gossip.upsert_node(with("n3", NodeStatus::Down));
+        wait_status(&manager, "n3", NodeStatus::Down).await;
     }
 }
