@@ -109,10 +109,11 @@ impl TestCluster {
     /// [`TestCluster::member_args`] with etcd at its address for the hosts. The API address
     /// (`--listen HOST_IP:0`) is the builder's ([`DaemonBuilder::on_host`]).
     ///
-    /// Every flag a member on a netns host needs goes here and nowhere else (e.g. gossip's
-    /// `--gossip-listen <host ip>:7946` once the daemon has it), so that every netns test
-    /// gets it. Panics unless the cluster was made by [`TestCluster::etcd_only_for`].
-    pub fn netns_member_args(&self, node: &str, _host: &NetHost) -> Vec<String> {
+    /// Every flag a member on a netns host needs goes here and nowhere else, so that every
+    /// netns test gets it. Gossip listens on the host's own address and the well-known port
+    /// 7946, as on a real machine. Panics unless the cluster was made by
+    /// [`TestCluster::etcd_only_for`].
+    pub fn netns_member_args(&self, node: &str, host: &NetHost) -> Vec<String> {
         let etcd = self
             .netns_etcd
             .clone()
@@ -122,7 +123,8 @@ impl TestCluster {
         args[at] = etcd;
         // No `--advertise`: the address other daemons reach this one's agent API at is its
         // listen address (HOST_IP:PORT, from `DaemonBuilder::on_host`), which every host and
-        // the root namespace route to. Flags that need the host's address (gossip) use `_host`.
+        // the root namespace route to.
+        args.extend(["--gossip-listen".into(), format!("{}:7946", host.ip)]);
         args
     }
 
