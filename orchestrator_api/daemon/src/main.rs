@@ -179,7 +179,9 @@ async fn run(config: Config) -> Result<()> {
     if let Running::Cluster(joined) = &running {
         if let Some(reason) = joined.member.failure().reason() {
             // Nothing is drained or resigned: every store call would fail, and the containers
-            // are left as they run for whoever restores the store.
+            // are left as they run for whoever restores the store (no leader can replace them:
+            // the watchdog must not kill them either).
+            watchdog::stop_previous(&config.data_dir);
             tracing::error!(
                 %reason,
                 "the store was reset or replaced ({reason}): this daemon stops: restore etcd \

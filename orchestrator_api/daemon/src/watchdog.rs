@@ -39,8 +39,9 @@ fn alive(pid: i32) -> bool {
     })
 }
 
-/// Stops the watchdog a previous daemon of this data directory left, if it still runs: this
-/// daemon adopts the containers it guards.
+/// Stops the watchdog of this data directory, if one runs: a previous daemon's (this daemon
+/// adopts the containers it guards), or this daemon's own when it leaves its containers running
+/// on purpose (its store was reset: nothing can replace them).
 pub fn stop_previous(data_dir: &Path) {
     let Some(pid) = std::fs::read_to_string(data_dir.join(PID_FILE))
         .ok()
@@ -56,7 +57,7 @@ pub fn stop_previous(data_dir: &Path) {
     if is_watchdog {
         if let Some(p) = rustix::process::Pid::from_raw(pid) {
             let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-            tracing::info!(pid, "stopped the previous daemon's container watchdog");
+            tracing::info!(pid, "stopped the container watchdog");
         }
     }
 }
