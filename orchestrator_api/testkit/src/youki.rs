@@ -100,13 +100,16 @@ impl YoukiNode {
     /// A node called `name` (its daemon is not started yet: [`YoukiNode::start`]).
     pub fn new(setup: &YoukiSetup, name: &str) -> YoukiNode {
         static NEXT: AtomicU16 = AtomicU16::new(0);
-        let first = 41000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let first = 41000 + 100 * n;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let cli = Cli::new(&setup.youki, dir.path().join("data/oci/state"));
         YoukiNode {
             dir,
             name: name.to_owned(),
-            cgroup_parent: format!("orch-e2e-{}-{name}", std::process::id()),
+            // Unique per node of the process, not per name: a killed daemon's watchdog kills
+            // what runs under its parent a lease TTL later, which must not be a later node's.
+            cgroup_parent: format!("orch-e2e-{}-{n}-{name}", std::process::id()),
             dynamic_ports: format!("{first}-{}", first + 99),
             cli,
             host: None,
