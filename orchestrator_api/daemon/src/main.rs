@@ -126,16 +126,16 @@ async fn run(config: Config) -> Result<()> {
             )
             .with_membership(joined.member.membership())
             .with_agent(orchestrator_api::AgentApi {
-                node: node_id,
-                runtime,
+                node: node_id.clone(),
+                runtime: runtime.clone(),
                 cluster_token: cluster_config.token.clone(),
             });
-            (state, Running::Cluster(joined))
+            (state, Running::Cluster(joined, runtime, node_id))
         }
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Running::Cluster(joined) = &running {
+    if let Running::Cluster(joined, ..) = &running {
         // The store was reset or replaced: stop serving and exit non-zero (below), leaving the
         // containers alone.
         let failure = joined.member.failure();
@@ -176,7 +176,7 @@ async fn run(config: Config) -> Result<()> {
             .await
             .context("serving the API")?;
     }
-    if let Running::Cluster(joined) = &running {
+    if let Running::Cluster(joined, ..) = &running {
         if let Some(reason) = joined.member.failure().reason() {
             // Nothing is drained or resigned: every store call would fail, and the containers
             // are left as they run for whoever restores the store (no leader can replace them:
@@ -193,7 +193,18 @@ async fn run(config: Config) -> Result<()> {
     tracing::info!("API stopped; draining the reconcile loop");
     match running {
         Running::Single(orchestrator) => orchestrator.shutdown().await,
-        Running::Cluster(joined) => joined.shutdown().await,
+        Running::Cluster(joined, runtime, node) => {
+            joined.shutdown().await;
+            // Nothing of this node runs (a cluster taken down): the watchdog has nothing to
+            // guard, and must not kill what a new daemon with the same cgroup parent starts.
+            let running = runtime
+                .list(&node)
+                .await
+                .map(|list| list.iter().filter(|c| !c.state.has_exited()).count());
+            if running.is_ok_and(|n| n == 0) {
+                watchdog::stop_previous(&config.data_dir);
+            }
+        }
     }
     tracing::info!("bye");
     Ok(())
@@ -206,8 +217,12 @@ const EXIT_STORE_RESET: i32 = 3;
 enum Running {
     /// The loop of a single-node daemon.
     Single(orchestrator_core::Orchestrator),
-    /// A cluster member (agent, candidate, mirror) and its gossip.
-    Cluster(cluster::Joined),
+    /// A cluster member (agent, candidate, mirror) and its gossip; the local runtime and node.
+    Cluster(
+        cluster::Joined,
+        Arc<dyn container_runtime_interface::ContainerRuntime>,
+        orchestrator_shared_types::NodeId,
+    ),
 }
 
 /// The MCP endpoint (`--mcp`): the tools of `orchestrator-mcp` over streamable HTTP, calling
