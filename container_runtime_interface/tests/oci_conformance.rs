@@ -427,3 +427,74 @@ async fn another_runtime_process_adopts_containers() {
     // The first runtime's table still has it: its remove is idempotent.
     rt.remove(&t.node, &spec.id).await.unwrap();
 }
+
+/// Runs `script` with `sh -c` in a busybox container changed by `change`; its output.
+async fn output_of(name: &str, script: &str, change: impl FnOnce(&mut ContainerConfig)) -> String {
+    let t = target().expect("checked by the caller");
+    let rt = runtime().unwrap();
+    let mut config = busybox(name, &["sh", "-c", script]);
+    change(&mut config);
+    let spec = t.spec(&config);
+    rt.create_and_start(&t.node, &spec).await.unwrap();
+    wait_state(&rt, &spec.id, |s| s.has_exited()).await;
+    let log = std::fs::read_to_string(rt.log_path(&spec.id)).unwrap();
+    rt.remove(&t.node, &spec.id).await.unwrap();
+    log
+}
+
+/// Docker's defaults: the seccomp filter refuses new namespaces and mounts, `CAP_NET_RAW` is
+/// not among the capabilities, and writing to the root filesystem works unless it is read-only.
+#[tokio::test]
+async fn docker_defaults_refuse_namespaces_mounts_and_raw_sockets() {
+    if target().is_none() {
+        return;
+    }
+    let log = output_of(
+        "defaults",
+        "busybox unshare -n true 2>&1; echo unshare=$?; \
+         busybox unshare -U true 2>&1; echo userns=$?; \
+         busybox mount -t tmpfs none /tmp 2>&1; echo mount=$?; \
+         touch /written && echo write=ok; grep -E 'CapEff|Seccomp' /proc/self/status",
+        |_| {},
+    )
+    .await;
+    let value = |key: &str| {
+        log.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {log}"))
+            .trim()
+            .to_owned()
+    };
+    assert_ne!(value("unshare="), "0", "unshare must fail: {log}");
+    // A user namespace needs no capability: only the filter refuses it.
+    assert_ne!(value("userns="), "0", "unshare -U must fail: {log}");
+    assert_eq!(
+        value("Seccomp:"),
+        "2",
+        "a seccomp filter is in force: {log}"
+    );
+    assert_ne!(value("mount="), "0", "mount must fail: {log}");
+    assert!(log.contains("Operation not permitted"), "{log}");
+    assert_eq!(value("write="), "ok", "{log}");
+    let effective = u64::from_str_radix(&value("CapEff:"), 16).unwrap();
+    assert_eq!(
+        effective & (1 << 13),
+        0,
+        "CAP_NET_RAW (13) is dropped: {log}"
+    );
+    assert_ne!(effective & 1, 0, "CAP_CHOWN (0) is kept: {log}");
+    assert_eq!(effective & (1 << 21), 0, "no CAP_SYS_ADMIN (21): {log}");
+
+    // Read-only root, as another user than the image's.
+    let log = output_of(
+        "readonly",
+        "touch /written 2>&1; echo write=$?; id -u",
+        |c| {
+            c.read_only_root = true;
+            c.user = Some("65534:65534".into());
+        },
+    )
+    .await;
+    assert!(!log.contains("write=0"), "the root is read-only: {log}");
+    assert!(log.lines().any(|l| l.trim() == "65534"), "{log}");
+}

@@ -151,6 +151,23 @@ impl WorkloadDefinition {
                     "must be an image reference without whitespace",
                 );
             }
+            if let Some(user) = &c.user {
+                let ok = !user.is_empty()
+                    && user.len() <= 256
+                    && user.split(':').count() <= 2
+                    && user.split(':').all(|part| {
+                        !part.is_empty()
+                            && part.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')
+                            })
+                    });
+                if !ok {
+                    errors.push(
+                        format!("{p}.user"),
+                        "must be a user name or uid, optionally followed by ':' and a group name or gid",
+                    );
+                }
+            }
             if c.resources.cpu_millicores == 0 {
                 errors.push(
                     format!("{p}.resources.cpu_millicores"),
@@ -265,6 +282,22 @@ mod tests {
                 fields.contains(&expected),
                 "missing {expected} in {fields:?}"
             );
+        }
+    }
+
+    #[test]
+    fn users_are_names_or_ids_with_an_optional_group() {
+        let with_user = |user: &str| {
+            let mut c = ContainerConfig::new("app", "img");
+            c.user = Some(user.into());
+            WorkloadDefinition::new("web", 1, c).validate()
+        };
+        for ok in ["www", "33", "www:staff", "1000:1000", "svc-user.1"] {
+            assert!(with_user(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ":", "www:", ":0", "a:b:c", "www data", "root;rm"] {
+            let errs = with_user(bad).unwrap_err();
+            assert_eq!(errs.0[0].field, "containers[0].user", "{bad}");
         }
     }
 

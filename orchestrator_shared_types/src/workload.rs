@@ -144,6 +144,14 @@ pub struct ContainerConfig {
     /// What the container requests; the scheduler reserves it and the runtime enforces it.
     #[serde(default = "ContainerConfig::default_resources")]
     pub resources: Resources,
+    /// Runs the process as this user instead of the image's `USER` (`docker run --user`):
+    /// `name`, `uid`, `name:group` or `uid:gid`, names looked up in the image's `/etc/passwd`
+    /// and `/etc/group`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Mounts the container's root filesystem read-only (`docker run --read-only`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only_root: bool,
 }
 
 impl ContainerConfig {
@@ -163,6 +171,8 @@ impl ContainerConfig {
             env: BTreeMap::new(),
             ports: Vec::new(),
             resources: Self::default_resources(),
+            user: None,
+            read_only_root: false,
         }
     }
 }

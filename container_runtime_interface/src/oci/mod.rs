@@ -43,6 +43,7 @@ pub mod cli;
 mod exit;
 pub mod fence;
 mod logs;
+mod security;
 mod spec;
 
 // The image subsystem lives in `crate::image`; these keep the paths callers already use.

@@ -1,5 +1,7 @@
-//! The bundle's `config.json`: youki's default spec (`youki spec`: capabilities, masked and
-//! read-only paths, mounts, `noNewPrivileges`) adapted to one container of a workload.
+//! The bundle's `config.json`: youki's default spec (`youki spec`: masked and read-only paths,
+//! mounts) adapted to one container of a workload, with Docker's defaults of
+//! [`super::security`] (capabilities, seccomp), `noNewPrivileges`, and pids, memory and CPU
+//! limits.
 
 use crate::image::{ImageConfig, PreparedImage};
 use crate::ContainerSpec;
@@ -128,7 +130,8 @@ pub(super) fn build(
     );
     // Detached: stdio are the files `create` was started with.
     process.set_terminal(Some(false));
-    if let Some(user) = &image.user {
+    // The container's `user` replaces the image's `USER`, as `docker run --user` does.
+    if let Some(user) = spec.config.user.as_ref().or(image.user.as_ref()) {
         let (uid, gid) = resolve_user(user, &prepared.rootfs)?;
         let mut u = process.user().clone();
         u.set_uid(uid);
@@ -136,11 +139,13 @@ pub(super) fn build(
         process.set_user(u);
     }
     process.set_no_new_privileges(Some(true));
+    process.set_capabilities(Some(super::security::capabilities()));
     oci.set_process(Some(process));
 
-    // Each container has its own copy of the rootfs, so it may write to it, as with Docker.
+    // Each container has its own copy of the rootfs, so it may write to it, as with Docker,
+    // unless it asks for a read-only one (`docker run --read-only`).
     if let Some(root) = oci.root_mut() {
-        root.set_readonly(Some(false));
+        root.set_readonly(Some(spec.config.read_only_root));
     }
     oci.set_hostname(Some(spec.config.name.clone()));
 
@@ -186,6 +191,7 @@ pub(super) fn build(
             .map_err(|e| e.to_string())?,
     ));
     linux.set_resources(Some(resources));
+    linux.set_seccomp(Some(super::security::seccomp()));
     oci.set_linux(Some(linux));
 
     let mut annotations = HashMap::new();
@@ -300,6 +306,63 @@ mod tests {
         let ann = oci.annotations().as_ref().unwrap();
         assert_eq!(ann[ANNOTATION_INSTANCE], "i");
         assert_eq!(ann[ANNOTATION_WORKLOAD], "w");
+    }
+
+    #[test]
+    fn docker_defaults_apply() {
+        use oci_spec::runtime::{Capability, LinuxSeccompAction};
+        let oci = build(&spec(&[], &[]), &prepared(image()), "orch").unwrap();
+        let process = oci.process().as_ref().unwrap();
+        assert_eq!(process.no_new_privileges(), Some(true));
+        let caps = process.capabilities().as_ref().unwrap();
+        for set in [caps.bounding(), caps.effective(), caps.permitted()] {
+            let set = set.as_ref().unwrap();
+            assert_eq!(set.len(), 13);
+            assert!(set.contains(&Capability::Chown) && set.contains(&Capability::Kill));
+            assert!(!set.contains(&Capability::NetRaw) && !set.contains(&Capability::SysAdmin));
+        }
+        assert!(caps.ambient().as_ref().unwrap().is_empty());
+        let seccomp = oci.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+        assert_eq!(seccomp.default_action(), LinuxSeccompAction::ScmpActAllow);
+        let refused: Vec<&String> = seccomp
+            .syscalls()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|s| s.action() == LinuxSeccompAction::ScmpActErrno)
+            .flat_map(|s| s.names())
+            .collect();
+        for name in [
+            "unshare", "mount", "setns", "ptrace", "bpf", "clone3", "clone",
+        ] {
+            assert!(refused.iter().any(|r| *r == name), "{name} refused");
+        }
+        assert_eq!(oci.root().as_ref().unwrap().readonly(), Some(false));
+    }
+
+    #[test]
+    fn read_only_root_and_user_override() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "www:x:33:34::/:/bin/false
+",
+        )
+        .unwrap();
+        let mut s = spec(&[], &[]);
+        s.config.read_only_root = true;
+        s.config.user = Some("www".into());
+        let mut img = image();
+        img.user = Some("0".into());
+        let p = PreparedImage {
+            rootfs: dir.path().to_owned(),
+            config: img,
+        };
+        let oci = build(&s, &p, "orch").unwrap();
+        assert_eq!(oci.root().as_ref().unwrap().readonly(), Some(true));
+        let user = oci.process().as_ref().unwrap().user();
+        assert_eq!((user.uid(), user.gid()), (33, 34));
     }
 
     #[test]
