@@ -24,6 +24,7 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+const LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 fn digest(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
@@ -437,6 +438,51 @@ async fn pushed_layers_with_whiteouts_unpack_correctly() {
         prepared
     );
     assert_eq!(images.stats().blobs_downloaded, before.blobs_downloaded);
+}
+
+/// Images Docker runs: a zstd layer, a layer whose tar lacks its end-of-archive blocks, and a
+/// config with an `Entrypoint` but no `Cmd`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_layers_unterminated_tars_and_entrypoint_only_images_pull() {
+    let Some((registry, _)) = local_registry().await else {
+        return;
+    };
+    let lower = Layer::new().dir("bin").file("bin/app", "app").tar();
+    let upper = Layer::new().file("etc-note", "note").tar();
+    let mut end = upper.len();
+    while end >= 512 && upper[end - 512..end].iter().all(|b| *b == 0) {
+        end -= 512;
+    }
+    let unterminated = upper[..end].to_vec();
+    let image = TestImage::new(
+        serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Entrypoint": ["/bin/app", "--serve"]},
+        }),
+        vec![
+            (
+                LAYER_ZSTD,
+                zstd::stream::encode_all(&lower[..], 3).unwrap(),
+                lower,
+            ),
+            (LAYER_GZIP, gzip(&unterminated), unterminated),
+        ],
+    );
+    push(&registry, "test/docker-shapes", "1", &image).await;
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = source(dir.path())
+        .prepare(
+            &format!("{registry}/test/docker-shapes:1"),
+            PullPolicy::Always,
+        )
+        .await
+        .unwrap();
+    let read = |p: &str| std::fs::read_to_string(prepared.rootfs.join(p)).unwrap();
+    assert_eq!(read("bin/app"), "app");
+    assert_eq!(read("etc-note"), "note");
+    assert_eq!(prepared.config.entrypoint, ["/bin/app", "--serve"]);
+    assert!(prepared.config.cmd.is_empty());
 }
 
 #[tokio::test]

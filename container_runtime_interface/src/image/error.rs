@@ -71,7 +71,7 @@ pub enum ImageError {
         found: Vec<String>,
     },
     /// A layer's media type cannot be unpacked (zstd, foreign formats).
-    #[error("layer media type {media_type:?} is not supported: only gzip and uncompressed tar layers are")]
+    #[error("layer media type {media_type:?} is not supported: only gzip, zstd and uncompressed tar layers are")]
     UnsupportedLayer {
         /// The media type.
         media_type: String,

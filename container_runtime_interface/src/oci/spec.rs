@@ -267,6 +267,12 @@ mod tests {
         );
         assert_eq!(process_args(&spec(&[], &["x"]), &image()), ["/bin/ep", "x"]);
         assert_eq!(process_args(&spec(&["sh"], &[]), &image()), ["sh"]);
+        // An image with an entrypoint and no cmd runs the entrypoint alone.
+        let entrypoint_only = ImageConfig {
+            cmd: Vec::new(),
+            ..image()
+        };
+        assert_eq!(process_args(&spec(&[], &[]), &entrypoint_only), ["/bin/ep"]);
         assert_eq!(
             process_args(&spec(&["sh"], &["-c", "true"]), &image()),
             ["sh", "-c", "true"]

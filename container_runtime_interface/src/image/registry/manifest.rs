@@ -28,6 +28,8 @@ pub(super) enum Compression {
     Tar,
     /// gzip.
     Gzip,
+    /// zstd.
+    Zstd,
 }
 
 /// The compression of a layer of `media_type`; an error when it cannot be unpacked.
@@ -39,6 +41,9 @@ pub(super) fn layer_compression(media_type: &MediaType) -> Result<Compression, I
         }
         MediaType::Other(m) if m == DOCKER_LAYER || m == DOCKER_FOREIGN_LAYER => {
             Ok(Compression::Gzip)
+        }
+        MediaType::ImageLayerZstd | MediaType::ImageLayerNonDistributableZstd => {
+            Ok(Compression::Zstd)
         }
         m => Err(ImageError::UnsupportedLayer {
             media_type: m.to_string(),
@@ -233,10 +238,11 @@ mod tests {
         assert_eq!(c.cmd, ["-c", "x"]);
         assert_eq!(c.env, ["A=1"]);
         assert_eq!(c.working_dir, None);
-        assert!(layer_compression(&MediaType::ImageLayerZstd)
-            .unwrap_err()
-            .to_string()
-            .contains("zstd"));
+        assert_eq!(
+            layer_compression(&MediaType::ImageLayerZstd).unwrap(),
+            Compression::Zstd
+        );
+        assert!(layer_compression(&MediaType::Other("application/x-lz4".into())).is_err());
         assert!(parse_config(b"{").is_err());
     }
 }

@@ -39,7 +39,7 @@
 //! Errors are [`ImageError`]s, named after the operation that failed.
 //!
 //! # Not yet
-//! Credentials (only anonymous pulls), zstd layers, extended attributes in layers, removing
+//! Credentials (only anonymous pulls), extended attributes in layers, removing
 //! references (`docker rmi`), and size-based eviction of images still referenced.
 
 mod client;

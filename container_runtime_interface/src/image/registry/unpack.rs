@@ -32,7 +32,8 @@ const OPAQUE: &str = ".wh..wh..opq";
 /// Symbolic links followed while resolving one path (Linux's `MAXSYMLINKS`).
 const MAX_HOPS: usize = 40;
 
-/// Applies the layer read from `blob` (gzip or plain tar, told by its first bytes) on `root`.
+/// Applies the layer read from `blob` (gzip, zstd or plain tar, told by its first bytes) on
+/// `root`.
 pub(super) fn apply_layer_blob(root: &Path, blob: &Path) -> Result<(), UnpackError> {
     let file = fs::File::open(blob).map_err(|e| UnpackError::io("opening the layer blob", e))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
@@ -42,10 +43,9 @@ pub(super) fn apply_layer_blob(root: &Path, blob: &Path) -> Result<(), UnpackErr
     if magic.starts_with(&[0x1f, 0x8b]) {
         apply_layer(root, flate2::read::MultiGzDecoder::new(reader))
     } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(UnpackError::Invalid(
-            "the layer is zstd-compressed, which is not supported (only gzip and plain tar are)"
-                .into(),
-        ))
+        let zstd = zstd::stream::read::Decoder::with_buffer(reader)
+            .map_err(|e| UnpackError::io("starting the zstd decoder", e))?;
+        apply_layer(root, zstd)
     } else {
         apply_layer(root, reader)
     }
@@ -1017,10 +1017,41 @@ mod tests {
         fs::create_dir(&root).unwrap();
         apply_layer_blob(&root, &blob).unwrap();
         assert_eq!(read(&root, "hello"), "world");
-        fs::write(&blob, [0x28, 0xb5, 0x2f, 0xfd, 0, 0]).unwrap();
-        assert!(apply_layer_blob(&root, &blob)
-            .unwrap_err()
-            .to_string()
-            .contains("zstd"));
+        // zstd, and a truncated zstd stream is an error, not a partial layer taken as whole.
+        let zst = zstd::stream::encode_all(&tar[..], 3).unwrap();
+        fs::write(&blob, &zst).unwrap();
+        let zroot = t.path().join("zroot");
+        fs::create_dir(&zroot).unwrap();
+        apply_layer_blob(&zroot, &blob).unwrap();
+        assert_eq!(read(&zroot, "hello"), "world");
+        fs::write(&blob, &zst[..zst.len() / 2]).unwrap();
+        assert!(apply_layer_blob(&t.path().join("zroot"), &blob).is_err());
+    }
+
+    /// Some image builders end a layer's tar without the two zero blocks that close an archive;
+    /// Docker (Go's tar reader) accepts such a layer, and so does this unpacker.
+    #[test]
+    fn a_tar_without_its_end_of_archive_blocks_unpacks() {
+        let t = tempfile::tempdir().unwrap();
+        let tar = Layer::new()
+            .file("first", "1")
+            .file("second", "2")
+            .0
+            .into_inner()
+            .unwrap();
+        // tar-rs pads the archive to its record size after the two end blocks: strip every
+        // trailing zero block.
+        let mut end = tar.len();
+        while end >= 512 && tar[end - 512..end].iter().all(|b| *b == 0) {
+            end -= 512;
+        }
+        assert!(end < tar.len(), "the test tar had end blocks to strip");
+        let blob = t.path().join("blob");
+        fs::write(&blob, &tar[..end]).unwrap();
+        let root = t.path().join("root");
+        fs::create_dir(&root).unwrap();
+        apply_layer_blob(&root, &blob).unwrap();
+        assert_eq!(read(&root, "first"), "1");
+        assert_eq!(read(&root, "second"), "2");
     }
 }
