@@ -7,7 +7,8 @@
 
 use container_runtime_interface::image::ImageError;
 use container_runtime_interface::oci::{
-    ImageSource, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
+    parse_docker_config, ImageSource, Platform, PruneReport, RegistryConfig, RegistryImages,
+    RegistryStats,
 };
 use orchestrator_shared_types::PullPolicy;
 use sha2::{Digest, Sha256};
@@ -1117,4 +1118,140 @@ async fn a_stalled_registry_times_out_transiently() {
         "{e}"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A fake registry serving `demo/app:1` only to `Basic ci:s3cret`.
+async fn basic_auth_registry(image: &TestImage) -> Fake {
+    let paths = serve_image(image, |_, b| b);
+    // base64("ci:s3cret")
+    Fake::start(move |r| {
+        if r.headers.get("authorization").map(String::as_str) != Some("Basic Y2k6czNjcmV0") {
+            let mut resp = Response::status(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+            .unwrap();
+            resp.headers
+                .push(("WWW-Authenticate".into(), r#"Basic realm="fake""#.into()));
+            return Some(resp);
+        }
+        match paths.get(&r.path) {
+            Some((ct, body)) => Response::ok(ct, body.clone()),
+            None => Response::status(404, NOT_FOUND),
+        }
+    })
+    .await
+}
+
+fn with_credentials(dir: &Path, registry: &str, auth: &str) -> RegistryImages {
+    let text = format!(r#"{{"auths": {{"{registry}": {{"auth": "{auth}"}}}}}}"#);
+    let mut config = RegistryConfig::new(dir);
+    config.credentials = parse_docker_config(&text).unwrap();
+    RegistryImages::new(config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_registries_pull_with_credentials_and_say_what_is_missing() {
+    let image = TestImage::small();
+    let fake = basic_auth_registry(&image).await;
+    let reference = format!("{}/demo/app:1", fake.registry());
+
+    // Without credentials: a permanent error that says how to give them.
+    let dir = tempfile::tempdir().unwrap();
+    let e = source(dir.path())
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient());
+    let msg = message(&reference, &e);
+    assert!(
+        msg.contains("user name and password") && msg.contains("--registry-auth"),
+        "{msg}"
+    );
+
+    // Wrong ones: the registry's refusal.
+    let wrong = with_credentials(dir.path(), &fake.registry(), "Y2k6d3Jvbmc=");
+    let e = wrong
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap_err();
+    assert!(!e.is_transient());
+    assert!(
+        message(&reference, &e).contains("authentication required"),
+        "{e}"
+    );
+
+    // Right ones (a config.json's `auth`): pulled, and sent at once after the first challenge.
+    let dir = tempfile::tempdir().unwrap();
+    let images = with_credentials(dir.path(), &fake.registry(), "Y2k6czNjcmV0");
+    let before = fake.seen().len();
+    let prepared = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
+        "world"
+    );
+    let unauthenticated = fake.seen()[before..]
+        .iter()
+        .filter(|r| !r.headers.contains_key("authorization"))
+        .count();
+    assert_eq!(
+        unauthenticated, 1,
+        "one challenge, then credentials every time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_servers_get_the_credentials() {
+    let image = TestImage::small();
+    let paths = serve_image(&image, |_, b| b);
+    let addr = Arc::new(Mutex::new(String::new()));
+    let realm = addr.clone();
+    let fake = Fake::start(move |r| {
+        if r.path.starts_with("/token?") {
+            // Only for ci:s3cret.
+            if r.headers.get("authorization").map(String::as_str) != Some("Basic Y2k6czNjcmV0") {
+                return Response::status(
+                    401,
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+                );
+            }
+            return Response::ok(
+                "application/json",
+                br#"{"token":"private","expires_in":300}"#.to_vec(),
+            );
+        }
+        if r.headers.get("authorization").map(String::as_str) != Some("Bearer private") {
+            let mut resp =
+                Response::status(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).unwrap();
+            resp.headers.push((
+                "WWW-Authenticate".into(),
+                format!(
+                    r#"Bearer realm="http://{}/token",service="fake""#,
+                    realm.lock().unwrap()
+                ),
+            ));
+            return Some(resp);
+        }
+        match paths.get(&r.path) {
+            Some((ct, body)) => Response::ok(ct, body.clone()),
+            None => Response::status(404, NOT_FOUND),
+        }
+    })
+    .await;
+    *addr.lock().unwrap() = fake.registry();
+    let reference = format!("{}/demo/app:1", fake.registry());
+    let dir = tempfile::tempdir().unwrap();
+    assert!(source(dir.path())
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .is_err());
+    let images = with_credentials(dir.path(), &fake.registry(), "Y2k6czNjcmV0");
+    let prepared = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(prepared.config.cmd, ["/hello"]);
 }

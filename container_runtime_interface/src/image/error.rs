@@ -257,8 +257,9 @@ pub enum RegistryError {
     },
     /// The registry wants a user name and password (or an unknown scheme), not a bearer token.
     #[error(
-        "registry {registry} refused an anonymous pull of {repository}: {why}; \
-         registry credentials are not supported yet"
+        "registry {registry} refused an anonymous pull of {repository}: {why}; give \
+         credentials for {registry} with --registry-auth FILE (a Docker config.json, as \
+         `docker login` writes)"
     )]
     CredentialsRequired {
         /// The registry.

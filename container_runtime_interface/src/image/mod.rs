@@ -26,7 +26,8 @@ mod registry;
 pub(crate) use error::spec_message as spec_error_message;
 pub use error::{ImageError, RegistryError, UnpackError};
 pub use registry::{
-    ImageReference, Platform, PruneReport, RegistryConfig, RegistryImages, RegistryStats,
+    parse_docker_config, Credentials, ImageReference, Platform, PruneReport, RegistryConfig,
+    RegistryImages, RegistryStats,
 };
 
 use async_trait::async_trait;

@@ -48,8 +48,9 @@ mod spec;
 
 // The image subsystem lives in `crate::image`; these keep the paths callers already use.
 pub use crate::image::{
-    ImageConfig, ImageError, ImageReference, ImageSource, LocalImages, Platform, PreparedImage,
-    PruneReport, RegistryConfig, RegistryImages, RegistryStats,
+    parse_docker_config, Credentials, ImageConfig, ImageError, ImageReference, ImageSource,
+    LocalImages, Platform, PreparedImage, PruneReport, RegistryConfig, RegistryImages,
+    RegistryStats,
 };
 
 use crate::RuntimeError;

@@ -65,6 +65,9 @@ pub struct Cli {
         value_delimiter = ','
     )]
     insecure_registries: Vec<String>,
+    /// Registry credentials: a Docker config.json (`{"auths": {"REGISTRY": {"auth": "base64(user:password)"}}}`, what `docker login` writes)
+    #[arg(long, env = "ORCHESTRATORD_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
     /// Host ports this node hands out for `host_port: 0`, FIRST-LAST [default: 20000-32767]
     #[arg(long, env = "ORCHESTRATORD_DYNAMIC_PORTS")]
     dynamic_ports: Option<PortRange>,
@@ -133,6 +136,7 @@ struct FileConfig {
     runtime: Option<RuntimeKind>,
     runtime_binary: Option<PathBuf>,
     insecure_registries: Option<Vec<String>>,
+    registry_auth: Option<PathBuf>,
     #[serde(default, deserialize_with = "port_range")]
     dynamic_ports: Option<PortRange>,
     cgroup_parent: Option<String>,
@@ -167,6 +171,8 @@ pub struct Config {
     pub runtime_binary: Option<PathBuf>,
     /// Registries reached over plain http (besides loopback ones).
     pub insecure_registries: Vec<String>,
+    /// Registry credentials file (a Docker config.json).
+    pub registry_auth: Option<PathBuf>,
     /// Parent cgroup of the containers.
     pub cgroup_parent: String,
     /// Dynamic host ports of this node.
@@ -237,6 +243,7 @@ impl Config {
             .context("resolving the data directory")?,
             runtime: cli.runtime.or(file.runtime).unwrap_or(RuntimeKind::Youki),
             runtime_binary: cli.runtime_binary.or(file.runtime_binary),
+            registry_auth: cli.registry_auth.or(file.registry_auth),
             insecure_registries: if cli.insecure_registries.is_empty() {
                 file.insecure_registries.unwrap_or_default()
             } else {
@@ -416,6 +423,18 @@ mod tests {
             .is_some_and(|g| g.listen.is_none() && g.join.is_empty()));
         assert!(defaults.stop_on_store_loss);
         assert!(flags(&["--no-gossip"]).gossip.is_none());
+        let auth = Config::load(Cli::parse_from([
+            "orchestratord",
+            "--data-dir",
+            "/tmp/x",
+            "--registry-auth",
+            "/etc/orch/auth.json",
+        ]))
+        .unwrap();
+        assert_eq!(
+            auth.registry_auth.as_deref(),
+            Some(std::path::Path::new("/etc/orch/auth.json"))
+        );
         let zero = Config::load(Cli::parse_from([
             "orchestratord",
             "--data-dir",

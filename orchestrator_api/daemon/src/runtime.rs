@@ -9,7 +9,7 @@ use crate::config::{Config, RuntimeKind};
 use anyhow::{bail, Context, Result};
 use container_runtime_interface::oci::cli::Cli;
 use container_runtime_interface::oci::{
-    OciConfig, OciRuntime, RegistryConfig, RegistryImages, INSTALL_HINT,
+    parse_docker_config, OciConfig, OciRuntime, RegistryConfig, RegistryImages, INSTALL_HINT,
 };
 use container_runtime_interface::{ContainerRuntime, SimulatedRuntime, SimulatedRuntimeConfig};
 use orchestrator_shared_types::NodeId;
@@ -32,8 +32,20 @@ pub async fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRu
             let binary = runtime_binary(config.runtime_binary.as_deref())?;
             let dir = config.data_dir.join("oci");
             let version = check_binary(&binary, &dir.join("state")).await?;
+            let credentials = match &config.registry_auth {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| {
+                        format!("reading the registry credentials {}", path.display())
+                    })?;
+                    parse_docker_config(&text).map_err(|e| {
+                        anyhow::anyhow!("the registry credentials {}: {e}", path.display())
+                    })?
+                }
+                None => Default::default(),
+            };
             let images = RegistryImages::new(RegistryConfig {
                 insecure_registries: config.insecure_registries.clone(),
+                credentials,
                 ..RegistryConfig::new(dir.join("images"))
             })
             .context("preparing the image store")?;

@@ -3,6 +3,7 @@
 //! bodies read as `oci-spec`'s distribution `ErrorResponse`).
 
 use super::super::{ImageError, RegistryError};
+use super::credentials::Credentials;
 use super::reference::ImageReference;
 use super::store::hex;
 use super::Counters;
@@ -10,7 +11,7 @@ use oci_spec::distribution::{ErrorCode, ErrorResponse};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -49,6 +50,10 @@ pub(super) struct Client {
     insecure: Vec<String>,
     /// Bearer tokens by (endpoint, repository); a std lock never held across an `.await`.
     tokens: Mutex<HashMap<(String, String), Token>>,
+    /// Credentials by registry.
+    credentials: HashMap<String, Credentials>,
+    /// Registries that asked for `Basic` credentials: sent them at once from then on.
+    basic: Mutex<HashSet<String>>,
     counters: Arc<Counters>,
     read_timeout: Duration,
 }
@@ -56,6 +61,7 @@ pub(super) struct Client {
 impl Client {
     pub fn new(
         insecure: Vec<String>,
+        credentials: HashMap<String, Credentials>,
         connect_timeout: Duration,
         read_timeout: Duration,
         counters: Arc<Counters>,
@@ -70,6 +76,8 @@ impl Client {
             http,
             insecure,
             tokens: Mutex::new(HashMap::new()),
+            credentials,
+            basic: Mutex::new(HashSet::new()),
             counters,
             read_timeout,
         })
@@ -228,8 +236,15 @@ impl Client {
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }
+            let basic = self
+                .basic
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(&r.registry);
             if let Some(token) = &token {
                 request = request.bearer_auth(token);
+            } else if let Some(c) = self.credentials.get(&r.registry).filter(|_| basic) {
+                request = request.basic_auth(&c.username, Some(&c.password));
             }
             self.counters.add_request();
             let resp = request.send().await.map_err(|e| self.send_error(r, e))?;
@@ -239,7 +254,15 @@ impl Client {
             challenged = true;
             let challenge = header(resp.headers(), WWW_AUTHENTICATE.as_str()).unwrap_or_default();
             let Some(params) = bearer_params(&challenge) else {
-                let why = if challenge.to_ascii_lowercase().starts_with("basic") {
+                let asks_basic = challenge.to_ascii_lowercase().starts_with("basic");
+                if asks_basic && self.credentials.contains_key(&r.registry) {
+                    self.basic
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(r.registry.clone());
+                    continue;
+                }
+                let why = if asks_basic {
                     "it asks for a user name and password"
                 } else {
                     "it sent no bearer challenge"
@@ -258,7 +281,8 @@ impl Client {
         }
     }
 
-    /// An anonymous token from the challenge's realm.
+    /// A token from the challenge's realm: with this registry's credentials if there are any,
+    /// else anonymous.
     async fn fetch_token(
         &self,
         r: &ImageReference,
@@ -292,12 +316,11 @@ impl Client {
             query.append_pair("scope", &scope);
         }
         self.counters.add_request();
-        let mut resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| self.send_error(r, e))?;
+        let mut request = self.http.get(url.clone());
+        if let Some(c) = self.credentials.get(&r.registry) {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        let mut resp = request.send().await.map_err(|e| self.send_error(r, e))?;
         let status = resp.status();
         let body = read_small(&mut resp).await;
         if !status.is_success() {

@@ -39,15 +39,18 @@
 //! Errors are [`ImageError`]s, named after the operation that failed.
 //!
 //! # Not yet
-//! Credentials (only anonymous pulls), extended attributes in layers, removing
+//! Credential helpers (credentials come from a Docker config.json only), extended attributes in
+//! layers, removing
 //! references (`docker rmi`), and size-based eviction of images still referenced.
 
 mod client;
+mod credentials;
 mod manifest;
 mod reference;
 mod store;
 mod unpack;
 
+pub use credentials::{parse_docker_config, Credentials};
 pub use reference::ImageReference;
 
 use super::{ImageError, ImageSource, PreparedImage};
@@ -140,6 +143,9 @@ pub struct RegistryConfig {
     /// unreferenced (its root filesystem may still be being copied into a bundle); also the
     /// delay before the prune that follows a reference moving to another digest.
     pub prune_grace: Duration,
+    /// Credentials by registry (`host[:port]`), for registries that refuse anonymous pulls
+    /// ([`parse_docker_config`]).
+    pub credentials: HashMap<String, Credentials>,
 }
 
 impl RegistryConfig {
@@ -155,6 +161,7 @@ impl RegistryConfig {
             read_timeout: Duration::from_secs(30),
             max_concurrent_downloads: 3,
             prune_grace: Duration::from_secs(300),
+            credentials: HashMap::new(),
         }
     }
 }
@@ -255,6 +262,7 @@ impl RegistryImages {
         let counters = Arc::new(Counters::default());
         let client = Client::new(
             config.insecure_registries.clone(),
+            config.credentials.clone(),
             config.connect_timeout,
             config.read_timeout,
             counters.clone(),
