@@ -398,19 +398,18 @@ async fn follow(
                     () = cancel.cancelled() => return,
                     () = folded.grace.ended() => {
                         folded.grace.until = None;
-                        let missing: Vec<Node> = folded
+                        let missing: Vec<NodeId> = folded
                             .table
                             .nodes()
                             .into_iter()
                             .filter(|n| n.status == NodeStatus::Down)
+                            .map(|n| n.id)
                             .collect();
                         if !missing.is_empty() {
-                            let ids: Vec<String> = missing.iter().map(|n| n.id.to_string()).collect();
+                            let ids: Vec<&str> = missing.iter().map(|id| id.as_str()).collect();
                             tracing::warn!(nodes = %ids.join(","), "members still missing after the grace: down");
                         }
-                        for node in missing {
-                            hub.upsert(node);
-                        }
+                        folded.publish(&hub, missing);
                         continue;
                     }
                     event = next_gossip(&mut gossip) => {
