@@ -239,15 +239,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn image_users_resolve_to_ids() {
+    /// A root filesystem with this `/etc/passwd`.
+    fn rootfs_with_passwd(passwd: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("etc/passwd"), passwd).unwrap();
+        dir
+    }
+
+    #[test]
+    fn image_users_resolve_to_ids() {
+        let dir =
+            rootfs_with_passwd("root:x:0:0:root:/root:/bin/sh\nwww:x:33:34::/var/www:/bin/false\n");
         std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
         let r = |u: &str| resolve_user(u, dir.path());
         assert_eq!(r("www"), Ok((33, 34)));
@@ -348,14 +351,7 @@ mod tests {
 
     #[test]
     fn read_only_root_and_user_override() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
-            "www:x:33:34::/:/bin/false
-",
-        )
-        .unwrap();
+        let dir = rootfs_with_passwd("www:x:33:34::/:/bin/false\n");
         let mut s = spec(&[], &[]);
         s.config.read_only_root = true;
         s.config.user = Some("www".into());
