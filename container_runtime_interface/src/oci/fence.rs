@@ -34,6 +34,17 @@ pub fn kill_cgroup_tree(cgroup_parent: &str) -> usize {
     }
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (a killed process whose parent
+/// has not reaped it yet still has a `/proc` entry).
+pub fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // `PID (COMM) STATE ...`; COMM may hold spaces and parentheses: the state follows the
+        // last `)`.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
 /// The processes in the cgroups under `cgroup_parent`, in every hierarchy.
 pub fn cgroup_tree_pids(cgroup_parent: &str) -> BTreeSet<i32> {
     let mut pids = BTreeSet::new();

@@ -60,16 +60,16 @@ pub async fn start(
     api: SocketAddr,
     store: &dyn StateStore,
 ) -> Result<Arc<GossipClusterManager>> {
-    let advertised_api: Option<SocketAddr> = tokio::net::lookup_host(&node.address)
-        .await
-        .ok()
-        .and_then(|mut a| a.next());
     let listen = settings
         .listen
         .unwrap_or_else(|| SocketAddr::new(api.ip(), 0));
     // On every interface, the others reach this daemon at the host of its advertised API
     // address (on the port bound, when the port is 0).
     let advertise = if listen.ip().is_unspecified() {
+        let advertised_api = tokio::net::lookup_host(&node.address)
+            .await
+            .ok()
+            .and_then(|mut a| a.next());
         let Some(host) = advertised_api
             .map(|a| a.ip())
             .filter(|ip| !ip.is_unspecified())

@@ -13,6 +13,7 @@
 //! ([`container_runtime_interface::oci::fence`]): no youki call, no daemon state needed.
 
 use anyhow::{bail, Context, Result};
+use container_runtime_interface::oci::fence;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -29,15 +30,6 @@ const LOG_FILE: &str = "watchdog.log";
 
 /// How often the watchdog checks that the daemon still runs.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
-
-/// Whether process `pid` runs (exists and is not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // `PID (COMM) STATE ...`: the state follows the last `)`.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
 
 /// Stops the watchdog of this data directory, if one runs: a previous daemon's (this daemon
 /// adopts the containers it guards), or this daemon's own when it leaves its containers running
@@ -98,11 +90,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let pid: i32 = pid.parse().context("DAEMON_PID")?;
     let after = Duration::from_millis(after_ms.parse().context("AFTER_MS")?);
     let log = PathBuf::from(log);
-    while alive(pid) {
+    while fence::process_alive(pid) {
         std::thread::sleep(CHECK_EVERY);
     }
     std::thread::sleep(after);
-    let killed = container_runtime_interface::oci::fence::kill_cgroup_tree(parent);
+    let killed = fence::kill_cgroup_tree(parent);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()

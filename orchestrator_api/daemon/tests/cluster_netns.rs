@@ -12,6 +12,7 @@
 //! without them this prints why and passes, except with `CI=true` (a failure; see
 //! `orchestrator_testkit::prerequisite_missing`).
 
+use container_runtime_interface::oci::fence::process_alive;
 use orchestrator_testkit::cluster::TestCluster;
 use orchestrator_testkit::netns::NetHosts;
 use orchestrator_testkit::{YoukiNode, YoukiSetup};
@@ -278,7 +279,7 @@ fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
     c.wait_for(
         "the killed leader's containers killed by its watchdog",
         WAIT,
-        |_| !orphans.iter().any(|p| alive(*p)),
+        |_| !orphans.iter().any(|p| process_alive(*p)),
     );
     eprintln!(
         "TIMING: the killed leader's own {} container(s) killed by its watchdog after {:?}",
@@ -316,16 +317,6 @@ fn three_netns_machines_replace_a_dead_one_and_survive_a_leader_kill() {
     eprintln!("whole test: {:?}", started.elapsed());
 }
 
-/// Whether process `pid` runs (exists and is not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // `PID (COMM) STATE ...`; COMM may hold spaces and parentheses: the state follows the
-        // last `)`.
-        stat.rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
-    })
-}
-
 /// A machine cut off from the others and from etcd (its link down): gossip finds it dead and
 /// its replicas are replaced on the others; cut off, it loses its lease and stops its own
 /// containers, so a replica runs twice only for the short window measured here. Healed, it
@@ -358,7 +349,7 @@ fn a_cut_off_machine_stops_its_containers_and_nothing_runs_twice() {
         if replaced.is_none() && replicas(&m.c, m.leader, &[name]).is_some() {
             replaced = Some(t.elapsed());
         }
-        if stopped.is_none() && !pids.iter().any(|p| alive(*p)) {
+        if stopped.is_none() && !pids.iter().any(|p| process_alive(*p)) {
             stopped = Some(t.elapsed());
         }
         std::thread::sleep(Duration::from_millis(50));
