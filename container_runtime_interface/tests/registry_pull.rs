@@ -850,14 +850,18 @@ async fn a_blob_not_matching_its_digest_is_refused_and_not_stored() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn anonymous_bearer_tokens_are_fetched_and_reused() {
-    let image = TestImage::small();
-    let paths = serve_image(&image, |_, b| b);
+/// A registry serving `demo/app:1` to the bearer token `t0k3n`, which its token server (on the
+/// same address) hands out to anyone, or only to `Basic token_auth`.
+async fn token_registry(image: &TestImage, token_auth: Option<&'static str>) -> Fake {
+    let paths = serve_image(image, |_, b| b);
     let addr = Arc::new(Mutex::new(String::new()));
     let realm = addr.clone();
     let fake = Fake::start(move |r| {
         if r.path.starts_with("/token?") {
+            let given = r.headers.get("authorization").map(String::as_str);
+            if token_auth.is_some_and(|a| given != Some(format!("Basic {a}").as_str())) {
+                return Response::status(401, r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#);
+            }
             return Response::ok("application/json", br#"{"token":"t0k3n","expires_in":300}"#.to_vec());
         }
         if r.headers.get("authorization").map(String::as_str) != Some("Bearer t0k3n") {
@@ -878,6 +882,13 @@ async fn anonymous_bearer_tokens_are_fetched_and_reused() {
     })
     .await;
     *addr.lock().unwrap() = fake.registry();
+    fake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_bearer_tokens_are_fetched_and_reused() {
+    let image = TestImage::small();
+    let fake = token_registry(&image, None).await;
     let dir = tempfile::tempdir().unwrap();
     let images = source(dir.path());
     let prepared = images
@@ -1206,42 +1217,8 @@ async fn basic_auth_registries_pull_with_credentials_and_say_what_is_missing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_servers_get_the_credentials() {
     let image = TestImage::small();
-    let paths = serve_image(&image, |_, b| b);
-    let addr = Arc::new(Mutex::new(String::new()));
-    let realm = addr.clone();
-    let fake = Fake::start(move |r| {
-        if r.path.starts_with("/token?") {
-            // Only for ci:s3cret.
-            if r.headers.get("authorization").map(String::as_str) != Some("Basic Y2k6czNjcmV0") {
-                return Response::status(
-                    401,
-                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
-                );
-            }
-            return Response::ok(
-                "application/json",
-                br#"{"token":"private","expires_in":300}"#.to_vec(),
-            );
-        }
-        if r.headers.get("authorization").map(String::as_str) != Some("Bearer private") {
-            let mut resp =
-                Response::status(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).unwrap();
-            resp.headers.push((
-                "WWW-Authenticate".into(),
-                format!(
-                    r#"Bearer realm="http://{}/token",service="fake""#,
-                    realm.lock().unwrap()
-                ),
-            ));
-            return Some(resp);
-        }
-        match paths.get(&r.path) {
-            Some((ct, body)) => Response::ok(ct, body.clone()),
-            None => Response::status(404, NOT_FOUND),
-        }
-    })
-    .await;
-    *addr.lock().unwrap() = fake.registry();
+    // base64("ci:s3cret")
+    let fake = token_registry(&image, Some("Y2k6czNjcmV0")).await;
     let reference = format!("{}/demo/app:1", fake.registry());
     let dir = tempfile::tempdir().unwrap();
     assert!(source(dir.path())
