@@ -311,8 +311,18 @@ impl TestImage {
 
 /// Pushes `image` through the distribution API (monolithic blob uploads, then the manifest).
 async fn push(registry: &str, repository: &str, tag: &str, image: &TestImage) {
-    let client = reqwest::Client::new();
     let base = format!("http://{registry}");
+    push_with(&reqwest::Client::new(), &base, repository, tag, image).await;
+}
+
+/// [`push`] to the registry at `base` (`http(s)://host:port`) with `client`.
+async fn push_with(
+    client: &reqwest::Client,
+    base: &str,
+    repository: &str,
+    tag: &str,
+    image: &TestImage,
+) {
     for blob in &image.blobs {
         let started = client
             .post(format!("{base}/v2/{repository}/blobs/uploads/"))
@@ -1231,4 +1241,223 @@ async fn token_servers_get_the_credentials() {
         .await
         .unwrap();
     assert_eq!(prepared.config.cmd, ["/hello"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// An HTTPS registry with a CA of its own: the Debian `docker-registry` of the local registry,
+// started here with a certificate from a CA made here.
+
+/// A `docker-registry` serving HTTPS on a free loopback port, stopped on drop.
+struct TlsRegistry {
+    child: std::process::Child,
+    addr: String,
+    ca_pem: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `program args`, panicking with its output when it fails.
+fn run_tool(program: &str, args: &[&str], dir: &Path) {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TlsRegistry {
+    /// `None` (a note, or a failure under `CI=true`) without `openssl` or `docker-registry`.
+    async fn start() -> Option<Self> {
+        for tool in ["openssl", "docker-registry"] {
+            let found = std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !found {
+                let msg = format!("{tool} not found (run scripts/setup-oci.sh)");
+                if std::env::var("CI").is_ok_and(|v| v == "true") {
+                    panic!("{msg}");
+                }
+                eprintln!("skipping the HTTPS registry test: {msg}");
+                return None;
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A CA, and a certificate for 127.0.0.1 signed by it.
+        run_tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test registry CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+            d,
+        );
+        run_tool(
+            "openssl",
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+            d,
+        );
+        std::fs::write(d.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        run_tool(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "server.pem",
+            ],
+            d,
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("data").display(),
+            d.join("server.pem").display(),
+            d.join("server.key").display(),
+        );
+        std::fs::write(d.join("config.yml"), config).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(d.join("config.yml"))
+            .stdout(std::fs::File::create(d.join("registry.log")).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting docker-registry");
+        let ca_pem = std::fs::read(d.join("ca.pem")).unwrap();
+        let registry = Self {
+            child,
+            addr,
+            ca_pem,
+            _dir: dir,
+        };
+        let client = registry.client();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let up = client
+                .get(format!("https://{}/v2/", registry.addr))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if up {
+                return Some(registry);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the HTTPS registry did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A client trusting the registry's CA.
+    fn client(&self) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(&self.ca_pem).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_registries_with_a_ca_of_their_own_pull_with_that_ca() {
+    let Some(registry) = TlsRegistry::start().await else {
+        return;
+    };
+    let image = TestImage::small();
+    let base = format!("https://{}", registry.addr);
+    push_with(&registry.client(), &base, "demo/tls", "1", &image).await;
+    let reference = format!("{}/demo/tls:1", registry.addr);
+
+    // With its CA: over HTTPS, although the registry is on loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(dir.path());
+    config
+        .ca_certs
+        .insert(registry.addr.clone(), registry.ca_pem.clone());
+    let images = RegistryImages::new(config).unwrap();
+    let prepared = images
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
+        "world"
+    );
+
+    // Another registry's CA does not vouch for it: the handshake fails, and the error says so.
+    let other = TlsRegistry::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = RegistryConfig::new(dir.path());
+    config
+        .ca_certs
+        .insert(registry.addr.clone(), other.ca_pem.clone());
+    let e = RegistryImages::new(config)
+        .unwrap()
+        .prepare(&reference, PullPolicy::Always)
+        .await
+        .unwrap_err();
+    let text = message(&reference, &e);
+    assert!(text.contains("certificate"), "{text}");
+
+    // Not PEM: refused when the image source is made, naming the registry.
+    let mut config = RegistryConfig::new(dir.path());
+    config
+        .ca_certs
+        .insert(registry.addr.clone(), b"not a certificate".to_vec());
+    let Err(e) = RegistryImages::new(config) else {
+        panic!("a CA that is not PEM was accepted");
+    };
+    assert!(e.to_string().contains(&registry.addr), "{e}");
 }

@@ -41,6 +41,8 @@ mod tools;
 pub use orchestrator_client::Client as ApiClient;
 /// Why a call to the REST API failed (`orchestrator_client::ClientError`).
 pub use orchestrator_client::ClientError as ApiError;
+/// Token and trusted certificates of the [`ApiClient`] (`orchestrator_client::ClientOptions`).
+pub use orchestrator_client::ClientOptions as ApiClientOptions;
 
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;

@@ -26,6 +26,9 @@ struct Cli {
     /// Bearer token sent to the API (Authorization: Bearer TOKEN)
     #[arg(long, env = "ORCHESTRATOR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// PEM certificates to trust for an https:// server (its CA, or its self-signed certificate)
+    #[arg(long, env = "ORCHESTRATOR_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     /// Expose only the tools that read: nothing that changes the cluster is listed or callable
     #[arg(long, env = "ORCHESTRATOR_MCP_READ_ONLY")]
     read_only: bool,
@@ -47,7 +50,22 @@ fn main() -> Result<()> {
         .with_ansi(false)
         .init();
 
-    let api = ApiClient::new(&cli.server, cli.token).context("configuring the API client")?;
+    let ca_pem = cli
+        .ca_cert
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))
+        })
+        .transpose()?;
+    let api = ApiClient::with_options(
+        &cli.server,
+        mcp_server::ApiClientOptions {
+            token: cli.token,
+            ca_pem,
+        },
+    )
+    .context("configuring the API client")?;
     let options = Options {
         read_only: cli.read_only,
         max_output_bytes: cli.max_output_bytes,

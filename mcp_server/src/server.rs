@@ -27,6 +27,31 @@ the named fields and call again.";
 const READ_ONLY: &str = " This server is READ-ONLY: it can observe and plan, not change the \
 cluster; suggest changes for the user to make.";
 
+impl OrchestratorMcp {
+    /// This server, calling the API with the token of the HTTP request being served (the
+    /// streamable HTTP endpoint of `orchestratord --mcp`), so that the API checks the caller's
+    /// role and names them in its audit log. Over stdio, or without the header, it keeps its
+    /// own token.
+    fn for_caller(&self, context: &RequestContext<RoleServer>) -> OrchestratorMcp {
+        #[cfg(feature = "http")]
+        if let Some(token) = context
+            .extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.headers.get(http::header::AUTHORIZATION))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            return OrchestratorMcp {
+                api: self.api.with_token(Some(token.trim().to_owned())),
+                ..self.clone()
+            };
+        }
+        #[cfg(not(feature = "http"))]
+        let _ = context;
+        self.clone()
+    }
+}
+
 #[tool_handler(router = self.tool_router)]
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for OrchestratorMcp {
@@ -65,16 +90,17 @@ impl ServerHandler for OrchestratorMcp {
             .into());
         }
         tracing::debug!(tool = %request.name, "tool call");
-        let context = ToolCallContext::new(self, request, context);
-        self.tool_router.call(context).await
+        let this = self.for_caller(&context);
+        let context = ToolCallContext::new(&this, request, context);
+        this.tool_router.call(context).await
     }
 
     async fn list_resources(
         &self,
         request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        crate::resources::list(self, request.and_then(|r| r.cursor)).await
+        crate::resources::list(&self.for_caller(&context), request.and_then(|r| r.cursor)).await
     }
 
     async fn list_resource_templates(
@@ -90,9 +116,9 @@ impl ServerHandler for OrchestratorMcp {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        crate::resources::read(self, &request.uri)
+        crate::resources::read(&self.for_caller(&context), &request.uri)
             .await
             .map(Into::into)
     }

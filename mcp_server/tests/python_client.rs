@@ -11,77 +11,26 @@
 //! The daemon comes from `orchestrator_testkit` (which finds `orchestratord`, or builds it when
 //! this package's tests run alone).
 
-use orchestrator_testkit::{prerequisite_missing, Daemon};
+use orchestrator_testkit::{prerequisite_missing, python, Daemon};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The SDK version the scenarios were written against.
 const MCP_SDK: &str = "mcp==2.3.0";
 
-fn run(cmd: &mut Command) -> Result<Output, String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// The Python interpreter of a virtualenv holding the MCP SDK, made once per target dir.
 fn python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(make_venv) {
+    let made = PYTHON.get_or_init(|| {
+        let name = format!("mcp-python-{}", MCP_SDK.replace("==", "-"));
+        python::venv(Path::new(env!("CARGO_TARGET_TMPDIR")), &name, &[MCP_SDK])
+    });
+    match made {
         Ok(p) => Some(p.clone()),
         Err(why) => prerequisite_missing(why),
     }
-}
-
-fn make_venv() -> Result<PathBuf, String> {
-    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let venv = root.join(format!("mcp-python-{}", MCP_SDK.replace("==", "-")));
-    let python = venv.join("bin/python");
-    let ready = venv.join(".installed");
-    if ready.exists() {
-        return Ok(python);
-    }
-    let python3 = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    // Built aside and renamed into place, so that two concurrent `cargo test` runs never see
-    // a half-made environment.
-    let scratch = root.join(format!("mcp-python-tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
-    run(Command::new(&python3).args(["-m", "venv"]).arg(&scratch))
-        .map_err(|e| format!("python3 with the venv module is needed: {e}"))?;
-    run(Command::new(scratch.join("bin/python")).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        MCP_SDK,
-    ]))
-    .map_err(|e| format!("installing the Python MCP SDK ({MCP_SDK}) with pip: {e}"))?;
-    // A venv hard-codes its own path in its scripts, but `bin/python` works from any place:
-    // the scenarios only run `bin/python`.
-    std::fs::write(scratch.join(".installed"), MCP_SDK).map_err(|e| e.to_string())?;
-    if std::fs::rename(&scratch, &venv).is_err() {
-        // Another run won the race (or a broken leftover is in the way).
-        let _ = std::fs::remove_dir_all(&scratch);
-        if !ready.exists() {
-            let _ = std::fs::remove_dir_all(&venv);
-            return Err(format!("cannot put the virtualenv at {}", venv.display()));
-        }
-    }
-    Ok(python)
 }
 
 fn mcp_exe() -> PathBuf {
@@ -96,28 +45,15 @@ fn start_daemon(extra: &[&str]) -> Daemon {
 /// Runs one scenario of `drive_mcp.py`; panics with its output if it fails.
 fn scenario(python: &Path, args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/drive_mcp.py");
-    let mut child = Command::new(python)
-        .arg(&script)
-        .args(args)
-        // The server's logs (stderr) are passed through by the SDK: keep them short.
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running the Python MCP client");
     // Bounded: a hung client must fail the test, not the CI run.
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = python::run_bounded(
+        Command::new(python)
+            .arg(&script)
+            .args(args)
+            // The server's logs (stderr) are passed through by the SDK: keep them short.
+            .env("RUST_LOG", "warn"),
+        Duration::from_secs(240),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
@@ -168,6 +104,36 @@ fn streamable_http_on_the_daemon() {
 
 /// Stdout is the protocol channel: a client that sends nothing gets nothing on stdout, even
 /// when the server logs (at debug level) and cannot reach its API.
+#[test]
+fn streamable_http_passes_the_callers_token_on() {
+    use orchestrator_testkit::daemon::{tokens_file, ADMIN_TOKEN, READ_ONLY_TOKEN};
+    let Some(python) = python() else { return };
+    let tokens = tokens_file().to_str().unwrap().to_owned();
+    let d = start_daemon(&["--mcp", "--tokens", &tokens]);
+    scenario(
+        &python,
+        &[
+            "http_auth",
+            &format!("{}/mcp", d.url()),
+            ADMIN_TOKEN,
+            READ_ONLY_TOKEN,
+        ],
+    );
+    // The API named the MCP caller in the workload's events.
+    let (status, body) = d.get("/api/v1/events?workload=by-mcp").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let events: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let created = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "Updated")
+        .unwrap_or_else(|| panic!("no Updated event: {events}"));
+    assert_eq!(created["actor"], "admin", "{created}");
+    let (status, _) = d.get("/api/v1/workloads/by-reader").unwrap();
+    assert_eq!(status, 404, "the read-only token created nothing");
+}
+
 #[test]
 fn nothing_but_the_protocol_on_stdout() {
     let out = Command::new(mcp_exe())

@@ -31,9 +31,14 @@ pub enum ApiError {
     /// No such workload, node or route.
     #[error("{0}")]
     NotFound(String),
-    /// The request lacks the credentials the route wants (the agent routes' cluster token).
+    /// The request lacks the credentials the route wants: an API token, or the agent routes'
+    /// cluster token.
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller's token does not allow this request (a `read-only` token asking for a
+    /// change).
+    #[error("{0}")]
+    Forbidden(String),
     /// The instance has no container to read yet (Pending, or being created).
     #[error("{0}")]
     NoContainer(String),
@@ -111,6 +116,7 @@ impl ApiError {
             ApiError::BadRequest { .. } | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::AlreadyExists { .. }
             | ApiError::StaleRevision { .. }
             | ApiError::NoContainer(_) => StatusCode::CONFLICT,
@@ -132,6 +138,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::AlreadyExists { .. } => "already_exists",
             ApiError::NoContainer(_) => "no_container",
             ApiError::StaleRevision { .. } => "stale_revision",

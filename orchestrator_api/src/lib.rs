@@ -24,6 +24,7 @@
 //! * [`state`] — [`ApiState`] (handle, core metrics, static server facts, and for a cluster
 //!   daemon its membership source and [`AgentApi`]) and [`ServerInfo`].
 //! * [`error`] — [`ApiError`], the one `IntoResponse` mapping errors to status codes and codes.
+//! * [`auth`] — bearer tokens and roles ([`Tokens`], [`Caller`]) and the audit log.
 //! * `extract` — body and query extractors: JSON or YAML manifests, field paths in errors.
 //! * `middleware` — the JSON error safety net, the stale-read mark and the HTTP request metrics
 //!   (by route template and status class).
@@ -41,6 +42,7 @@
 //! runtime and the MCP endpoint around this API) and `testkit/` (`orchestrator_testkit`, which
 //! starts that daemon for black-box tests).
 
+pub mod auth;
 pub mod error;
 mod extract;
 mod middleware;
@@ -48,6 +50,7 @@ mod page;
 mod routes;
 pub mod state;
 
+pub use auth::{Caller, Tokens};
 pub use error::ApiError;
 pub use middleware::STALE_HEADER;
 pub use routes::agent::LOG_NEXT_HEADER;
@@ -125,6 +128,12 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(axum::middleware::from_fn(middleware::note_route))
         .fallback(routes::unknown_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // Every request, matched or not, is authenticated first (an unknown path without a
+        // token is a 401, not a 404 that would map the routes for a stranger).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .with_state(state);
 
     // Listed outermost first. The safety net sits outside the limit and the timeout so that

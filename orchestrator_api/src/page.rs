@@ -76,6 +76,7 @@ impl Resource {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageParams {
     /// Items per page, 1 to 1000 (larger values are lowered to 1000). Without it, every item.
+    #[param(minimum = 1)]
     pub limit: Option<usize>,
     /// The `continue` of the previous page (an opaque token).
     #[serde(rename = "continue")]

@@ -1,6 +1,7 @@
 //! [`ApiState`]: what every handler needs, cheap to clone (axum clones it per request), and
 //! [`AgentApi`], what a cluster daemon's node agent serves to the other daemons.
 
+use crate::auth::Tokens;
 use crate::middleware::HttpMetrics;
 use container_runtime_interface::ContainerRuntime;
 use orchestrator_core::cluster::MembershipSource;
@@ -78,6 +79,8 @@ pub struct ApiState {
     agent: Option<Arc<AgentApi>>,
     /// Where this server listens, when known (the leader's address in single-node mode).
     listen_address: Option<String>,
+    /// The API tokens; `None`: the API is open (loopback quick start).
+    tokens: Option<Arc<Tokens>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -87,6 +90,7 @@ impl std::fmt::Debug for ApiState {
             .field("membership", &self.membership.is_some())
             .field("agent", &self.agent)
             .field("listen_address", &self.listen_address)
+            .field("tokens", &self.tokens)
             .finish_non_exhaustive()
     }
 }
@@ -109,6 +113,7 @@ impl ApiState {
             membership: None,
             agent: None,
             listen_address: None,
+            tokens: None,
         }
     }
 
@@ -132,6 +137,18 @@ impl ApiState {
     pub fn with_listen_address(mut self, address: impl Into<String>) -> Self {
         self.listen_address = Some(address.into());
         self
+    }
+
+    /// This state, asking every request for a bearer token of `tokens` (see [`crate::auth`]).
+    /// The daemon keeps the `Arc` to reload them.
+    pub fn with_tokens(mut self, tokens: Arc<Tokens>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// The API tokens, if requests must carry one.
+    pub fn tokens(&self) -> Option<&Arc<Tokens>> {
+        self.tokens.as_ref()
     }
 
     /// The membership source, if this is a cluster daemon.

@@ -5,20 +5,39 @@ use crate::cmd::completion::CompletionArgs;
 use crate::cmd::events::EventsArgs;
 use crate::cmd::instance::InstanceCommand;
 use crate::cmd::node::NodeCommand;
+use crate::cmd::token::TokenCommand;
 use crate::cmd::workload::WorkloadCommand;
 use crate::output::OutputFormat;
 use clap::{Parser, Subcommand};
 
-/// The server used when neither `--server` nor `ORCHESTRATOR_SERVER` says otherwise.
+/// The server used when neither `--server`, `ORCHESTRATOR_SERVER` nor the config file says
+/// otherwise.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// Command-line client of the orchestrator.
 #[derive(Debug, Parser)]
 #[command(name = "orchestrator-cli", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The orchestratord API to talk to.
-    #[arg(long, global = true, env = "ORCHESTRATOR_SERVER", default_value = DEFAULT_SERVER)]
-    pub server: String,
+    /// The orchestratord API to talk to [default: the config file's current server, else http://127.0.0.1:8080]
+    #[arg(long, global = true, env = "ORCHESTRATOR_SERVER")]
+    pub server: Option<String>,
+    /// API token (when the daemon runs with --tokens) [default: the config file's]
+    #[arg(
+        long,
+        global = true,
+        env = "ORCHESTRATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// PEM certificates to trust for an https:// server (its CA, or its self-signed certificate)
+    #[arg(long, global = true, env = "ORCHESTRATOR_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Named server of the config file to use [default: its `current`]
+    #[arg(long, global = true, env = "ORCHESTRATOR_CONTEXT")]
+    pub context: Option<String>,
+    /// The CLI's config file (named servers with tokens and CAs) [default: ~/.config/orchestrator/config.yaml]
+    #[arg(long, global = true, env = "ORCHESTRATOR_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// Output format: tables for people, or the server's objects as JSON or YAML.
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
@@ -44,6 +63,9 @@ pub enum Command {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Make API tokens (local: needs no server).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print a shell completion script.
     Completion(CompletionArgs),
 }
@@ -108,6 +130,6 @@ mod tests {
             Cli::try_parse_from(["o", "node", "list", "-o", "json", "--server", "http://h:1"])
                 .unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
-        assert_eq!(cli.server, "http://h:1");
+        assert_eq!(cli.server.as_deref(), Some("http://h:1"));
     }
 }

@@ -44,6 +44,17 @@ pub enum CliError {
         /// Each workload that is not ready, with what it waits for.
         pending: Vec<(String, String)>,
     },
+    /// The CLI's config file is unreadable or does not say what was asked.
+    #[error("config file {}: {message}", .path.display())]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Options that do not go together, or a local file a command needs is unusable.
+    #[error("{0}")]
+    Usage(String),
     /// Writing to stdout failed (e.g. a closed pipe).
     #[error("cannot write the output")]
     WriteOutput(#[source] std::io::Error),

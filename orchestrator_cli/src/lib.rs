@@ -9,7 +9,7 @@
 //! `warning: ...` line on stderr ([`stale_warning`]).
 //!
 //! ```text
-//! orchestrator-cli [--server URL] [-o table|wide|json|yaml]
+//! orchestrator-cli [--server URL] [--token T] [--ca-cert PEM] [--context NAME] [-o table|wide|json|yaml]
 //!   workload create|apply -f FILE|- [--wait [--timeout 2m]]
 //!   workload list | get NAME | describe NAME | delete NAME
 //!   workload scale NAME --replicas N [--wait [--timeout 2m]]
@@ -18,13 +18,16 @@
 //!   instance logs ID [-f|--follow] [--tail N] [--since 10m] [-c|--container NAME]
 //!   events [--workload W] [--limit N]
 //!   cluster info
+//!   token create --name N [--role admin|read-only] [--file TOKENS.yaml]
 //!   completion SHELL
 //! ```
 //!
 //! # Layout
 //! * [`cli`] — clap definitions: global options and the command tree.
 //! * [`cmd`] — one file per command group (`workload`, `node`, `instance`, `events`, `cluster`,
-//!   `completion`): arguments, requests and rendering.
+//!   `token`, `completion`): arguments, requests and rendering.
+//! * [`config`] — which server, token and CA: flags and environment over the config file
+//!   (`~/.config/orchestrator/config.yaml`, named servers) over the default.
 //! * [`manifest`] — reading manifests from files or stdin (parsed by `orchestrator_client`).
 //! * [`wait`] — `--wait`: polling until replicas run, with progress and a pending reason.
 //! * [`output`] — output formats, kubectl-like tables, JSON/YAML.
@@ -33,6 +36,7 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod duration;
 pub mod error;
 pub mod manifest;
@@ -64,6 +68,7 @@ pub async fn execute(
         Command::Instance(c) => cmd::instance::run(ctx, c, out).await,
         Command::Events(args) => cmd::events::run(ctx, args, out).await,
         Command::Cluster(c) => cmd::cluster::run(ctx, c, out).await,
+        Command::Token(c) => cmd::token::run(&c, out),
         Command::Completion(args) => cmd::completion::run(&args, out),
     }
 }

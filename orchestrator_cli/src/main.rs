@@ -5,6 +5,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use orchestrator_cli::cli::{Cli, Command};
 use orchestrator_cli::cmd::{self, Ctx};
+use orchestrator_cli::config::Overrides;
 use orchestrator_cli::error::{is_broken_pipe, render_chain};
 use orchestrator_client::Client;
 use std::io::Write;
@@ -38,13 +39,27 @@ fn warn_stale() -> impl Fn(&str) + Send + Sync + 'static {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if let Command::Completion(args) = &cli.command {
-        // Completions need no server: a bad --server must not prevent them.
-        cmd::completion::run(args, &mut out)?;
-        return out.flush().context("writing the completion script");
+    // Completions and tokens need no server: a bad --server or config must not prevent them.
+    match &cli.command {
+        Command::Completion(args) => {
+            cmd::completion::run(args, &mut out)?;
+            return out.flush().context("writing the completion script");
+        }
+        Command::Token(command) => {
+            cmd::token::run(command, &mut out)?;
+            return out.flush().context("writing the token");
+        }
+        _ => {}
     }
-    let client = Client::new(&cli.server, None)
-        .context("--server (or ORCHESTRATOR_SERVER)")?
+    let target = orchestrator_cli::config::resolve(Overrides {
+        server: cli.server,
+        token: cli.token,
+        ca_cert: cli.ca_cert,
+        context: cli.context,
+        config: cli.config,
+    })?;
+    let client = Client::with_options(&target.server, target.options)
+        .with_context(|| format!("server {}", target.server))?
         .on_stale(warn_stale());
     let ctx = Ctx {
         client,

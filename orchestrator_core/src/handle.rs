@@ -68,6 +68,8 @@ pub struct OrchestratorHandle {
     /// Wakes the loop for a full re-read of the store.
     pub(crate) resync: Arc<Notify>,
     pub(crate) shutdown: Arc<watch::Sender<ShutdownMode>>,
+    /// Who the writes are made for ([`OrchestratorHandle::acting_as`]).
+    pub(crate) actor: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for OrchestratorHandle {
@@ -114,6 +116,7 @@ impl OrchestratorHandle {
             view: views,
             resync: Arc::new(Notify::new()),
             shutdown: Arc::new(watch::Sender::new(ShutdownMode::Running)),
+            actor: None,
         }
     }
 
@@ -128,6 +131,20 @@ impl OrchestratorHandle {
             return Err(CoreError::Stopped);
         }
         Ok(self.view.borrow().clone())
+    }
+
+    /// This handle, stamping `actor` (the caller's name) on the workloads it creates, changes
+    /// and deletes ([`WorkloadDefinition::changed_by`]), so that the events of those changes say
+    /// who made them.
+    pub fn acting_as(&self, actor: &str) -> Self {
+        Self {
+            actor: Some(actor.into()),
+            ..self.clone()
+        }
+    }
+
+    fn stamp(&self, def: &mut WorkloadDefinition) {
+        def.changed_by = self.actor.as_deref().map(str::to_owned);
     }
 
     /// A workload by name.
@@ -149,6 +166,7 @@ impl OrchestratorHandle {
     ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
         def.validate()?;
         def.id = WorkloadId::generate();
+        self.stamp(&mut def);
         let revision = self
             .store
             .put_obj(&def, Precondition::Absent)
@@ -183,9 +201,10 @@ impl OrchestratorHandle {
             }
         }
         def.id = current.value.id.clone();
-        if def == current.value {
+        if def.same_desired_state(&current.value) {
             return Ok(current);
         }
+        self.stamp(&mut def);
         let expected = expected_revision.unwrap_or(current.revision);
         let revision = self
             .store
@@ -215,7 +234,7 @@ impl OrchestratorHandle {
                 Some(current) => {
                     let mut wanted = def.clone();
                     wanted.id = current.value.id.clone();
-                    if wanted == current.value {
+                    if wanted.same_desired_state(&current.value) {
                         return Ok((current, ApplyOutcome::Unchanged));
                     }
                     self.update(def.clone(), Some(current.revision))
@@ -267,9 +286,37 @@ impl OrchestratorHandle {
     /// Deletes a workload; its instances are stopped and removed by the loop.
     pub async fn delete(&self, name: &str) -> Result<WorkloadDefinition, CoreError> {
         loop {
-            let current = self.get(name).await?.ok_or_else(|| CoreError::NotFound {
+            let mut current = self.get(name).await?.ok_or_else(|| CoreError::NotFound {
                 name: name.to_owned(),
             })?;
+            if self.actor.is_some() && current.value.changed_by.as_deref() != self.actor.as_deref()
+            {
+                // The deleter is stamped on the definition first, so that the `Deleted` event,
+                // made from the last definition the loop saw, names them. (etcd takes one
+                // operation per key in a transaction: two commits.) A failure between the two
+                // leaves the workload as it was but for `changed_by`.
+                let mut stamped = current.value.clone();
+                self.stamp(&mut stamped);
+                match self
+                    .store
+                    .put_obj(&stamped, Precondition::ModRevision(current.revision))
+                    .await
+                {
+                    Ok(revision) => {
+                        current = Versioned {
+                            value: stamped,
+                            revision,
+                        }
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(source) => {
+                        return Err(CoreError::Store {
+                            operation: "delete workload",
+                            source,
+                        })
+                    }
+                }
+            }
             let result = self
                 .store
                 .commit(vec![delete_op(

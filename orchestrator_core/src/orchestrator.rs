@@ -188,6 +188,7 @@ impl OrchestratorBuilder {
             view: view_rx,
             resync: resync.clone(),
             shutdown: Arc::new(shutdown_tx),
+            actor: None,
         };
         let sources = Sources {
             node_events,

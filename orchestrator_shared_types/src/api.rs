@@ -178,7 +178,8 @@ impl<T> ListResponse<T> {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScaleRequest {
-    /// The new replica count.
+    /// The new replica count (at most 10,000).
+    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
     pub replicas: u32,
 }
 

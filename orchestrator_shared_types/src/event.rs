@@ -131,6 +131,10 @@ pub struct Event {
     /// For `Unschedulable`: the typed reasons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unschedulable: Option<Unschedulable>,
+    /// Who asked for the change (`Updated`, `Deleted`): the name of the API token used, when
+    /// the API checks tokens. The audit trail of the workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl Event {
@@ -146,6 +150,7 @@ impl Event {
             node_id: None,
             message: message.into(),
             unschedulable: None,
+            actor: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! # Layout
 //! * [`api`] — request and response shapes of the REST API.
+//! * [`auth`] — API tokens: roles, the token file, hashing and making tokens.
 //! * [`ids`] — typed identifiers (`NodeId`, `WorkloadId`, `InstanceId`, `ContainerId`).
 //! * [`resources`] — CPU / memory / disk quantities and their arithmetic.
 //! * [`node`] — a machine of the cluster and its readiness.
@@ -21,6 +22,7 @@
 //! * [`validation`] — checks that return every problem with its field path.
 
 pub mod api;
+pub mod auth;
 pub mod event;
 pub mod ids;
 pub mod instance;

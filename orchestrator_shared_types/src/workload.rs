@@ -123,6 +123,14 @@ impl PortMapping {
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ContainerConfig {
     /// Unique within the workload (DNS-1123 label).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 63,
+            pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+        )
+    )]
     pub name: String,
     /// Image reference, e.g. `127.0.0.1:5000/demo/busybox:1`.
     pub image: String,
@@ -187,6 +195,14 @@ pub struct WorkloadDefinition {
     #[serde(default, skip_serializing_if = "is_empty_id")]
     pub id: WorkloadId,
     /// Unique name (DNS-1123 label).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 63,
+            pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+        )
+    )]
     pub name: String,
     /// Free-form labels.
     #[serde(default)]
@@ -195,8 +211,10 @@ pub struct WorkloadDefinition {
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub labels: Labels,
     /// The containers of each replica (at least one).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub containers: Vec<ContainerConfig>,
-    /// How many replicas should run.
+    /// How many replicas should run (at most 10,000).
+    #[cfg_attr(feature = "openapi", schema(maximum = 10000))]
     pub replicas: u32,
     /// Only nodes carrying all these labels are eligible.
     #[serde(default)]
@@ -210,6 +228,11 @@ pub struct WorkloadDefinition {
     /// How replicas are spread over nodes.
     #[serde(default)]
     pub placement: PlacementStrategy,
+    /// Who made the last change (create, update, scale, delete): set by the server from the
+    /// caller's API token; ignored in manifests. Not part of the desired state: see
+    /// [`WorkloadDefinition::same_desired_state`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_by: Option<String>,
 }
 
 fn is_empty_id(id: &WorkloadId) -> bool {
@@ -228,7 +251,33 @@ impl WorkloadDefinition {
             node_selector: Labels::new(),
             restart_policy: RestartPolicy::Always,
             placement: PlacementStrategy::BinPack,
+            changed_by: None,
         }
+    }
+
+    /// Whether `self` and `other` ask for the same thing: equal but for who changed them last
+    /// ([`WorkloadDefinition::changed_by`]), so that the same manifest applied by someone else
+    /// is no change.
+    pub fn same_desired_state(&self, other: &WorkloadDefinition) -> bool {
+        let Self {
+            id,
+            name,
+            labels,
+            containers,
+            replicas,
+            node_selector,
+            restart_policy,
+            placement,
+            changed_by: _,
+        } = self;
+        *id == other.id
+            && *name == other.name
+            && *labels == other.labels
+            && *containers == other.containers
+            && *replicas == other.replicas
+            && *node_selector == other.node_selector
+            && *restart_policy == other.restart_policy
+            && *placement == other.placement
     }
 
     /// What one replica requests: the sum over its containers.

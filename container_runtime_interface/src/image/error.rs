@@ -35,6 +35,14 @@ pub enum ImageError {
         #[source]
         source: reqwest::Error,
     },
+    /// A registry's CA certificates (`RegistryConfig::ca_certs`) are not usable PEM.
+    #[error("the CA certificates for registry {registry} are not usable: {reason}")]
+    RegistryCa {
+        /// The registry they were given for.
+        registry: String,
+        /// What is wrong with them.
+        reason: String,
+    },
     /// Fetching a manifest or index (by tag or digest) from the registry failed.
     #[error("{source}")]
     ResolveManifest {
@@ -151,6 +159,7 @@ impl ImageError {
             | ImageError::NotPresent
             | ImageError::NotLocal
             | ImageError::HttpClient { .. }
+            | ImageError::RegistryCa { .. }
             | ImageError::ParseManifest { .. }
             | ImageError::ParseConfig { .. }
             | ImageError::UnknownPlatform { .. }

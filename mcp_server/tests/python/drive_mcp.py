@@ -6,6 +6,7 @@ Run by mcp_server/tests/python_client.rs against a real orchestratord; one scena
     drive_mcp.py read_only  ORCHESTRATOR_MCP_EXE API_URL
     drive_mcp.py size_cap   ORCHESTRATOR_MCP_EXE API_URL
     drive_mcp.py http       MCP_URL
+    drive_mcp.py http_auth  MCP_URL ADMIN_TOKEN READ_ONLY_TOKEN
 
 Every check is an `assert`; any failure exits non-zero with a traceback, which fails the Rust test.
 """
@@ -352,6 +353,60 @@ async def scenario_http(url):
             log(f"streamable HTTP ({mode}, protocol {c.protocol_version}): ok")
 
 
+async def scenario_http_auth(url, admin, reader):
+    """The daemon's /mcp with API tokens: none is refused; a read-only token reads and its
+    changes fail with the API's 403; an admin token changes (named in events, checked by the
+    Rust test)."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    def connect(token):
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        transport = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+        return Client(transport, mode="legacy")
+
+    async def no_token():
+        async with connect(None) as c:
+            await c.list_tools()
+
+    # The endpoint's own answer to a request without a token: 401 with the API's JSON error.
+    import urllib.error
+    import urllib.request
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(init).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+    )
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("POST /mcp without a token was answered")
+    except urllib.error.HTTPError as e:
+        body = e.read().decode()
+        assert e.code == 401, (e.code, body)
+        assert json.loads(body)["error"]["code"] == "unauthorized", body
+    # The SDK surfaces it as an error (its message does not carry the status).
+    try:
+        await asyncio.wait_for(no_token(), 30)
+    except Exception as e:  # possibly wrapped in an exception group
+        log("no token: refused,", type(e).__name__)
+    else:
+        raise AssertionError("an MCP session without a token was accepted")
+    async with connect(reader) as c:
+        status = await ok(c, "cluster_status")
+        assert status["workloads"] == 0, status
+        await fails(c, "deploy_workload", {"name": "by-reader", "image": "demo/x:1"}, "read-only")
+        log("read-only token: reads, and its changes are refused")
+    async with connect(admin) as c:
+        await ok(c, "deploy_workload", {"name": "by-mcp", "image": "demo/h:1", "replicas": 1})
+        await wait_for(c, "by-mcp", lambda w: w["replicas"]["running"] == 1, "1 running")
+        log("admin token: deployed")
+
+
 def main():
     scenario, *rest = sys.argv[1:]
     scenarios = {
@@ -359,6 +414,7 @@ def main():
         "read_only": scenario_read_only,
         "size_cap": scenario_size_cap,
         "http": scenario_http,
+        "http_auth": scenario_http_auth,
     }
     asyncio.run(scenarios[scenario](*rest))
     log(f"scenario {scenario}: passed")

@@ -60,6 +60,25 @@ impl LogsQuery {
     }
 }
 
+/// How a [`Client`] authenticates and whom it trusts.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// Sent as `Authorization: Bearer` when given and not empty.
+    pub token: Option<String>,
+    /// PEM certificates (a CA, or the server's own self-signed certificate) trusted for
+    /// `https://` servers, besides the system's.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
 /// An async client of one orchestrator server. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub struct Client {
@@ -83,30 +102,61 @@ impl Client {
     /// A client of the server at `server` (e.g. `http://127.0.0.1:8080`), sending `token` as
     /// `Authorization: Bearer` when given and not empty.
     pub fn new(server: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_options(
+            server,
+            ClientOptions {
+                token,
+                ..ClientOptions::default()
+            },
+        )
+    }
+
+    /// A client of the server at `server` (`http://` or `https://`) with `options`.
+    pub fn with_options(server: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let bad = |reason: String| ClientError::BadServerUrl {
             url: server.to_owned(),
             reason,
         };
         let base = Url::parse(server).map_err(|e| bad(e.to_string()))?;
-        if base.scheme() != "http" {
-            // reqwest is built without TLS in this workspace: say so now, not on the first call.
-            return Err(bad("only http:// is supported".to_owned()));
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(bad("the scheme must be http:// or https://".to_owned()));
         }
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(bad("no host".to_owned()));
         }
         // No overall timeout on the client: each request sets its own, except a followed log,
         // which may rightly stay open for hours.
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| bad(innermost(&e)))?;
+        let mut http = reqwest::Client::builder().connect_timeout(CONNECT_TIMEOUT);
+        if let Some(pem) = &options.ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::BadCa {
+                    reason: innermost(&e),
+                })?;
+            if certs.is_empty() {
+                return Err(ClientError::BadCa {
+                    reason: "no PEM certificate in it".to_owned(),
+                });
+            }
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http.build().map_err(|e| bad(innermost(&e)))?;
         Ok(Self {
             base,
             http,
-            token: token.filter(|t| !t.is_empty()),
+            token: options.token.filter(|t| !t.is_empty()),
             on_stale: None,
         })
+    }
+
+    /// This client (same server and connections) sending `token` instead of its own: the MCP
+    /// endpoint passes each caller's token on this way.
+    pub fn with_token(&self, token: Option<String>) -> Self {
+        Self {
+            token: token.filter(|t| !t.is_empty()),
+            ..self.clone()
+        }
     }
 
     /// This client, calling `hook` with the reason whenever the server says that what it
@@ -445,7 +495,7 @@ mod tests {
 
     #[test]
     fn bad_server_urls_are_refused() {
-        for url in ["127.0.0.1:8080", "https://x", "nonsense"] {
+        for url in ["127.0.0.1:8080", "ftp://x", "nonsense"] {
             assert!(
                 matches!(
                     Client::new(url, None),

@@ -43,7 +43,13 @@ pub enum ClientError {
         /// The header.
         header: &'static str,
     },
-    /// The server URL is not a usable `http://` URL.
+    /// The certificates to trust (`--ca-cert`) cannot be used.
+    #[error("cannot use the CA certificate: {reason}")]
+    BadCa {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The server URL is not a usable `http://` or `https://` URL.
     #[error("`{url}` is not a valid server URL: {reason}")]
     BadServerUrl {
         /// What was given.

@@ -40,7 +40,9 @@ pub mod manifest;
 pub mod paging;
 
 pub use agent::{AgentClient, LOG_NEXT_HEADER};
-pub use client::{Client, LogStream, LogsQuery, CONNECT_TIMEOUT, REQUEST_TIMEOUT, STALE_HEADER};
+pub use client::{
+    Client, ClientOptions, LogStream, LogsQuery, CONNECT_TIMEOUT, REQUEST_TIMEOUT, STALE_HEADER,
+};
 pub use error::ClientError;
 pub use manifest::Manifest;
 pub use paging::{Events, Instances, Listing, Nodes, PageRequest, Workloads};

@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use orchestrator_shared_types::PortRange;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,9 @@ pub struct Cli {
     /// Registry credentials: a Docker config.json (`{"auths": {"REGISTRY": {"auth": "base64(user:password)"}}}`, what `docker login` writes)
     #[arg(long, env = "ORCHESTRATORD_REGISTRY_AUTH")]
     registry_auth: Option<PathBuf>,
+    /// A registry served over HTTPS with a certificate from a CA of its own: REGISTRY=FILE (PEM, one or more certificates; as Docker's /etc/docker/certs.d/REGISTRY/ca.crt); repeatable. That registry is reached over HTTPS even on loopback
+    #[arg(long = "registry-ca", value_name = "REGISTRY=FILE", value_parser = registry_ca)]
+    registry_cas: Vec<(String, PathBuf)>,
     /// Host ports this node hands out for `host_port: 0`, FIRST-LAST [default: 20000-32767]
     #[arg(long, env = "ORCHESTRATORD_DYNAMIC_PORTS")]
     dynamic_ports: Option<PortRange>,
@@ -125,6 +129,15 @@ pub struct Cli {
     /// Stop this node's containers once etcd was unreachable for a whole lease TTL and they may run elsewhere (a partition), and kill them a lease TTL after this daemon is gone (a watchdog process): true or false [default: true]
     #[arg(long, env = "ORCHESTRATORD_STOP_ON_STORE_LOSS")]
     stop_on_store_loss: Option<bool>,
+    /// API tokens file (YAML: name, role, sha256 of each token; make entries with `orchestrator-cli token create`): every request then needs `Authorization: Bearer TOKEN`. Reloaded on SIGHUP. Required to listen beyond loopback
+    #[arg(long, env = "ORCHESTRATORD_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// TLS certificate chain (PEM) of the API: serve HTTPS (needs --tls-key)
+    #[arg(long, env = "ORCHESTRATORD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM, PKCS#8, PKCS#1 or SEC1) of --tls-cert
+    #[arg(long, env = "ORCHESTRATORD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The config file: the same settings as the flags.
@@ -137,6 +150,7 @@ struct FileConfig {
     runtime_binary: Option<PathBuf>,
     insecure_registries: Option<Vec<String>>,
     registry_auth: Option<PathBuf>,
+    registry_ca: Option<BTreeMap<String, PathBuf>>,
     #[serde(default, deserialize_with = "port_range")]
     dynamic_ports: Option<PortRange>,
     cgroup_parent: Option<String>,
@@ -156,6 +170,9 @@ struct FileConfig {
     join: Option<Vec<String>>,
     no_gossip: Option<bool>,
     stop_on_store_loss: Option<bool>,
+    tokens: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// The settings in force.
@@ -173,6 +190,8 @@ pub struct Config {
     pub insecure_registries: Vec<String>,
     /// Registry credentials file (a Docker config.json).
     pub registry_auth: Option<PathBuf>,
+    /// CA certificate files (PEM) by registry, for HTTPS registries with a CA of their own.
+    pub registry_cas: BTreeMap<String, PathBuf>,
     /// Parent cgroup of the containers.
     pub cgroup_parent: String,
     /// Dynamic host ports of this node.
@@ -191,6 +210,19 @@ pub struct Config {
     pub mcp_read_only: bool,
     /// The cluster to join; `None`: single node with the embedded store.
     pub cluster: Option<ClusterConfig>,
+    /// API tokens file; `None`: the API is open (loopback only).
+    pub tokens: Option<PathBuf>,
+    /// TLS certificate chain and key files; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the API's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
 }
 
 /// How this daemon joins a cluster (`--etcd` and the flags that go with it).
@@ -230,7 +262,14 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Ok(Config {
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key go together: give both or neither"),
+        };
+        let config = Config {
+            tokens: cli.tokens.or(file.tokens),
+            tls,
             listen: cli
                 .listen
                 .or(file.listen)
@@ -244,6 +283,11 @@ impl Config {
             runtime: cli.runtime.or(file.runtime).unwrap_or(RuntimeKind::Youki),
             runtime_binary: cli.runtime_binary.or(file.runtime_binary),
             registry_auth: cli.registry_auth.or(file.registry_auth),
+            registry_cas: if cli.registry_cas.is_empty() {
+                file.registry_ca.unwrap_or_default()
+            } else {
+                cli.registry_cas.into_iter().collect()
+            },
             insecure_registries: if cli.insecure_registries.is_empty() {
                 file.insecure_registries.unwrap_or_default()
             } else {
@@ -302,11 +346,49 @@ impl Config {
                         .unwrap_or(true),
                 })
             },
-        })
+        };
+        config.check_exposure()?;
+        Ok(config)
+    }
+
+    /// Refuses settings that would expose an open API: listening beyond loopback without
+    /// tokens (anyone who reaches it could run containers as root), and tokens in a cluster
+    /// without a cluster token (the daemons could not call each other's agent API).
+    fn check_exposure(&self) -> Result<()> {
+        if self.tokens.is_none() && !self.listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {} without API tokens: anyone who can reach it could run \
+                 containers as root on this machine. Make a token with `orchestrator-cli token \
+                 create --name admin --role admin --file /etc/orchestrator/tokens.yaml` and start \
+                 with `--tokens /etc/orchestrator/tokens.yaml`, or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        if let Some(cluster) = &self.cluster {
+            if self.tokens.is_some() && cluster.token.as_deref().is_none_or(str::is_empty) {
+                bail!(
+                    "--tokens in a cluster needs --cluster-token: the daemons call each other's \
+                     agent API with it, not with users' tokens"
+                );
+            }
+        }
+        Ok(())
     }
 }
 
 /// `dynamic_ports = "20000-32767"` in the config file.
+/// `REGISTRY=FILE` of `--registry-ca`.
+fn registry_ca(arg: &str) -> Result<(String, PathBuf), String> {
+    match arg.split_once('=') {
+        Some((registry, file)) if !registry.is_empty() && !file.is_empty() => {
+            Ok((registry.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "expected REGISTRY=FILE (e.g. registry.example:5000=/etc/orchestrator/ca.pem), got {arg:?}"
+        )),
+    }
+}
+
 fn port_range<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PortRange>, D::Error> {
     Option::<String>::deserialize(d)?
         .map(|s| s.parse().map_err(serde::de::Error::custom))
@@ -435,6 +517,24 @@ mod tests {
             auth.registry_auth.as_deref(),
             Some(std::path::Path::new("/etc/orch/auth.json"))
         );
+        let cas = Config::load(Cli::parse_from([
+            "orchestratord",
+            "--data-dir",
+            "/tmp/x",
+            "--registry-ca",
+            "reg.example:5000=/etc/orch/ca.pem",
+        ]))
+        .unwrap();
+        assert_eq!(
+            cas.registry_cas
+                .get("reg.example:5000")
+                .map(PathBuf::as_path),
+            Some(Path::new("/etc/orch/ca.pem"))
+        );
+        for bad in ["reg.example", "=/ca.pem", "reg.example="] {
+            let e = Cli::try_parse_from(["orchestratord", "--registry-ca", bad]).unwrap_err();
+            assert!(e.to_string().contains("REGISTRY=FILE"), "{e}");
+        }
         let zero = Config::load(Cli::parse_from([
             "orchestratord",
             "--data-dir",
@@ -445,6 +545,31 @@ mod tests {
             "0",
         ]));
         assert!(zero.unwrap_err().to_string().contains("--lease-ttl"));
+    }
+
+    #[test]
+    fn an_open_api_stays_on_loopback() {
+        let load = |args: &[&str]| {
+            let mut all = vec!["orchestratord", "--data-dir", "/tmp/x"];
+            all.extend_from_slice(args);
+            Config::load(Cli::parse_from(all))
+        };
+        let err = load(&["--listen", "0.0.0.0:8080"]).unwrap_err().to_string();
+        assert!(
+            err.contains("without API tokens") && err.contains("token create"),
+            "{err}"
+        );
+        assert!(load(&["--listen", "10.1.2.3:8080"]).is_err());
+        assert!(load(&["--listen", "[::1]:8080"]).is_ok());
+        let with_tokens = load(&["--listen", "0.0.0.0:8080", "--tokens", "/t.yaml"]).unwrap();
+        assert_eq!(with_tokens.tokens.as_deref(), Some(Path::new("/t.yaml")));
+        let err = load(&["--tokens", "/t.yaml", "--etcd", "http://127.0.0.1:2379"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--cluster-token"), "{err}");
+        let tls = load(&["--tls-cert", "/c.pem", "--tls-key", "/k.pem"]).unwrap();
+        assert_eq!(tls.tls.unwrap().key, Path::new("/k.pem"));
+        assert!(Cli::try_parse_from(["orchestratord", "--tls-cert", "/c.pem"]).is_err());
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! * `gossip` — chitchat gossip, the fast layer of a member's liveness.
 //! * `watchdog` — kills a member's containers once its daemon is gone for a lease TTL.
 //! * `config` — flags, environment variables and the TOML/YAML config file, merged.
+//! * `auth` — the API token file (`--tokens`): read, checked, reloaded on SIGHUP.
+//! * `tls` — HTTPS (`--tls-cert`, `--tls-key`) with rustls.
 //! * `node` — this machine as the cluster's node: name and resources read from the OS.
 //! * `runtime` — the container runtime: youki (or runc) through `OciRuntime`, or the simulated
 //!   one.
@@ -24,18 +26,20 @@
 //!   `bench/rest-load.sh`) and `containers` (real containers against a raw youki loop).
 //! * `tests/` — black-box tests of the binary through `orchestrator_testkit`.
 
+mod auth;
 mod cluster;
 mod config;
 mod gossip;
 mod node;
 mod runtime;
+mod tls;
 mod watchdog;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 use cluster_manager_interface::StaticClusterManager;
 use config::{Config, LogFormat, RuntimeKind};
-use orchestrator_api::{ApiState, ServerInfo};
+use orchestrator_api::{ApiState, ServerInfo, Tokens};
 use orchestrator_core::{CoreMetrics, OrchestratorBuilder};
 use state_store_interface::RedbStore;
 use std::sync::Arc;
@@ -151,31 +155,79 @@ async fn run(config: Config) -> Result<()> {
     let first_signal = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
-    if config.mcp {
-        let mcp = mcp_endpoint(local, config.mcp_read_only, first_signal(stop_rx.clone()))?;
-        let streams = state.clone();
-        let app = orchestrator_api::router(state).nest_service("/mcp", mcp);
-        tracing::info!(listen = %local, data_dir = %config.data_dir.display(), mcp = "/mcp", mcp_read_only = config.mcp_read_only, "orchestratord ready");
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let signal = first_signal(stop_rx.clone());
-            // Followed logs would hold the graceful shutdown up forever.
-            async move {
-                signal.await;
-                streams.end_streams();
-            }
-        })
-        .await
-        .context("serving the API")?;
-    } else {
-        tracing::info!(listen = %local, data_dir = %config.data_dir.display(), "orchestratord ready");
-        orchestrator_api::serve(listener, state, first_signal(stop_rx.clone()))
-            .await
-            .context("serving the API")?;
+    let mut state = state.with_listen_address(local.to_string());
+    if let Some(path) = &config.tokens {
+        let tokens = Arc::new(Tokens::new(&auth::read_tokens(path)?));
+        tracing::info!(file = %path.display(), tokens = tokens.len(), "API tokens loaded: every request needs one");
+        tokio::spawn(auth::reload_on_sighup(
+            path.clone(),
+            tokens.clone(),
+            first_signal(stop_rx.clone()),
+        ));
+        state = state.with_tokens(tokens);
     }
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let mut app = orchestrator_api::router(state.clone());
+    if config.mcp {
+        // With TLS, the MCP tools call the API over a plain listener of their own on loopback
+        // (the certificate may not name 127.0.0.1); it checks tokens like the main one.
+        let api_addr = match &tls {
+            None => local,
+            Some(_) => {
+                let internal = listen(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+                    .context("listening on loopback for the MCP endpoint's API calls")?;
+                let addr = internal.local_addr()?;
+                tokio::spawn(orchestrator_api::serve(
+                    internal,
+                    state.clone(),
+                    first_signal(stop_rx.clone()),
+                ));
+                addr
+            }
+        };
+        let mcp = mcp_endpoint(
+            local,
+            api_addr,
+            config.mcp_read_only,
+            first_signal(stop_rx.clone()),
+        )?;
+        app = app.merge(orchestrator_api::auth::protect(
+            axum::Router::new().nest_service("/mcp", mcp),
+            &state,
+        ));
+    }
+    tracing::info!(
+        listen = %local,
+        data_dir = %config.data_dir.display(),
+        mcp = config.mcp.then_some("/mcp"),
+        mcp_read_only = config.mcp_read_only,
+        tls = tls.is_some(),
+        tokens = config.tokens.is_some(),
+        "orchestratord ready"
+    );
+    let shutdown = {
+        let signal = first_signal(stop_rx.clone());
+        let streams = state.clone();
+        // Followed logs would hold the graceful shutdown up forever.
+        async move {
+            signal.await;
+            streams.end_streams();
+        }
+    };
+    match tls {
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        Some(acceptor) => {
+            tls::serve(tls::TlsListener::new(listener, acceptor)?, app, shutdown).await
+        }
+    }
+    .context("serving the API")?;
     if let Running::Cluster(joined, ..) = &running {
         if let Some(reason) = joined.member.failure().reason() {
             // Nothing is drained or resigned: every store call would fail, and the containers
@@ -226,16 +278,17 @@ enum Running {
 }
 
 /// The MCP endpoint (`--mcp`): the tools of `orchestrator-mcp` over streamable HTTP, calling
-/// the REST API on this daemon's own address (loopback when it listens on every interface).
-/// Its sessions end when `shutdown` completes, so a graceful stop is not held up by them.
+/// the REST API at `api_addr` (loopback when it listens on every interface) with each caller's
+/// own token. Its sessions end when `shutdown` completes, so a graceful stop is not held up by
+/// them.
 fn mcp_endpoint(
     local: std::net::SocketAddr,
+    mut api_addr: std::net::SocketAddr,
     read_only: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<mcp_server::McpHttpService> {
-    let mut api_addr = local;
-    if local.ip().is_unspecified() {
-        api_addr.set_ip(if local.is_ipv4() {
+    if api_addr.ip().is_unspecified() {
+        api_addr.set_ip(if api_addr.is_ipv4() {
             std::net::Ipv4Addr::LOCALHOST.into()
         } else {
             std::net::Ipv6Addr::LOCALHOST.into()

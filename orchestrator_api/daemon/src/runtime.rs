@@ -43,9 +43,17 @@ pub async fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRu
                 }
                 None => Default::default(),
             };
+            let mut ca_certs = std::collections::HashMap::new();
+            for (registry, path) in &config.registry_cas {
+                let pem = std::fs::read(path).with_context(|| {
+                    format!("reading the CA of registry {registry}, {}", path.display())
+                })?;
+                ca_certs.insert(registry.clone(), pem);
+            }
             let images = RegistryImages::new(RegistryConfig {
                 insecure_registries: config.insecure_registries.clone(),
                 credentials,
+                ca_certs,
                 ..RegistryConfig::new(dir.join("images"))
             })
             .context("preparing the image store")?;

@@ -36,6 +36,7 @@ pub(crate) struct AgentLogsQuery {
     /// Only the last N lines of what is selected.
     tail: Option<usize>,
     /// At most this many bytes (and never more than 1 MiB).
+    #[param(maximum = 1048576)]
     limit_bytes: Option<usize>,
     /// Only what was written at or after this time, in milliseconds since the Unix epoch.
     since: Option<u64>,

@@ -35,7 +35,7 @@ pub(crate) struct LogsQuery {
     /// Only what was written in this last span of time: a number and a unit, `s`, `m`, `h` or
     /// `d` (`30s`, `10m`, `2h`, `1d`). About a second of older output may be included (the
     /// youki runtime dates its log files once a second). With `tail`, the last lines of that.
-    #[param(example = "10m")]
+    #[param(example = "10m", pattern = r"^[0-9]+[smhd]$")]
     since: Option<String>,
     /// Keep the response open and send new output as it is written, until the client hangs up,
     /// the instance's container is replaced or removed, or the server shuts down.

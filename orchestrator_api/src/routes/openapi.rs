@@ -82,6 +82,7 @@ use utoipa::OpenApi;
         ListResponse<WorkloadInstance>,
         ListResponse<Event>,
     )),
+    modifiers(&BearerAuth),
     tags(
         (name = "workloads", description = "Desired state: create, change, scale, delete, explain, preview"),
         (name = "nodes", description = "The cluster's machines and their allocations"),
@@ -93,6 +94,78 @@ use utoipa::OpenApi;
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the bearer-token scheme (`orchestratord --tokens`) and, to every operation that needs
+/// a token when the daemon has some (all but the probes and this document), the scheme and its
+/// 401 and 403 answers.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API token of `orchestratord --tokens` (when the daemon has none, \
+                         no token is needed)",
+                    ))
+                    .build(),
+            ),
+        );
+        let error = |description: &str| -> RefOr<Response> {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            "ErrorBody",
+                        ))))
+                        .build(),
+                )
+                .build()
+                .into()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if matches!(
+                path.as_str(),
+                "/healthz" | "/readyz" | "/api/v1/openapi.json"
+            ) {
+                continue;
+            }
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // Optional (the empty requirement): a daemon without tokens needs none.
+                operation.security = Some(vec![
+                    SecurityRequirement::default(),
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                ]);
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| error("No token, or one the server does not know"));
+                responses.entry("403".to_owned()).or_insert_with(|| {
+                    error("The token's role does not allow this (a read-only token asking for a change)")
+                });
+            }
+        }
+    }
+}
 
 /// Rendered once: the document only depends on the code.
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {

@@ -4,12 +4,14 @@
 use super::{instances_of, require_workload, view_after_write, views};
 use crate::extract::{ApiQuery, JsonBody, Manifest};
 use crate::page::{store_page, PageParams, PageRequest, Resource};
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, Caller};
 use axum::extract::{Path, State};
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
+use orchestrator_core::OrchestratorHandle;
 use orchestrator_shared_types::api::{
     ErrorBody, ListResponse, PlacementPreview, ReplicaCounts, ScaleRequest, WorkloadDetail,
     WorkloadView,
@@ -20,6 +22,15 @@ use state_store_interface::{EventFilter, Versioned};
 
 /// Events shown with one workload.
 const DETAIL_EVENTS: usize = 20;
+
+/// The handle writes go through: stamping the caller's name on what they change, when the API
+/// checks tokens.
+fn writer(state: &ApiState, caller: Option<Extension<Caller>>) -> OrchestratorHandle {
+    match caller {
+        Some(Extension(caller)) => state.handle().acting_as(&caller.name),
+        None => state.handle().clone(),
+    }
+}
 
 /// List workloads, sorted by name, with replica counts; all of them, or one page with `limit`.
 #[utoipa::path(
@@ -69,9 +80,10 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn create(
     State(state): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     Manifest(def): Manifest,
 ) -> Result<Response, ApiError> {
-    let created = state.handle().create(def).await?;
+    let created = writer(&state, caller).create(def).await?;
     let location = format!("/api/v1/workloads/{}", created.value.name);
     let view = view_after_write(&state, created).await;
     Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)).into_response())
@@ -170,6 +182,7 @@ pub(crate) struct UpdateParams {
 pub(crate) async fn update(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     ApiQuery(params): ApiQuery<UpdateParams>,
     Manifest(def): Manifest,
 ) -> Result<Json<WorkloadView>, ApiError> {
@@ -182,7 +195,7 @@ pub(crate) async fn update(
             ),
         ));
     }
-    let updated = state.handle().update(def, params.revision).await?;
+    let updated = writer(&state, caller).update(def, params.revision).await?;
     Ok(Json(view_after_write(&state, updated).await))
 }
 
@@ -201,8 +214,9 @@ pub(crate) async fn update(
 pub(crate) async fn delete(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
 ) -> Result<Json<WorkloadView>, ApiError> {
-    let value = state.handle().delete(&name).await?;
+    let value = writer(&state, caller).delete(&name).await?;
     // The deletion is done: a failing read now must not turn it into an error (0 then).
     let revision = state.store().revision().await.unwrap_or_default();
     Ok(Json(
@@ -227,9 +241,12 @@ pub(crate) async fn delete(
 pub(crate) async fn scale(
     State(state): State<ApiState>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     JsonBody(request): JsonBody<ScaleRequest>,
 ) -> Result<Json<WorkloadView>, ApiError> {
-    let scaled = state.handle().scale(&name, request.replicas).await?;
+    let scaled = writer(&state, caller)
+        .scale(&name, request.replicas)
+        .await?;
     Ok(Json(view_after_write(&state, scaled).await))
 }
 

@@ -30,6 +30,39 @@ pub const SIMULATED_ARGS: [&str; 8] = [
 /// How many log lines are kept for failure messages.
 const LOG_TAIL: usize = 400;
 
+/// The `admin` API token of the kit's token file ([`tokens_file`]); the kit's own requests
+/// ([`http`] and the methods of [`Daemon`]) always send it, which daemons without tokens ignore.
+pub const ADMIN_TOKEN: &str = "orc_testkit-admin";
+
+/// The `read-only` API token of the kit's token file.
+pub const READ_ONLY_TOKEN: &str = "orc_testkit-reader";
+
+/// A token file (made once per test process, in the temporary directory) accepting
+/// [`ADMIN_TOKEN`] as `admin` and [`READ_ONLY_TOKEN`] as `reader`, for `orchestratord --tokens`.
+/// Daemons that listen beyond loopback ([`DaemonBuilder::on_host`]) are given it.
+pub fn tokens_file() -> &'static Path {
+    use orchestrator_shared_types::auth::{hash_token, Role, TokenEntry};
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!(
+            "orchestrator-testkit-tokens-{}.yaml",
+            std::process::id()
+        ));
+        let entry = |name: &str, role, token| TokenEntry {
+            name: name.to_owned(),
+            role,
+            sha256: hash_token(token),
+        };
+        let file = serde_json::json!({"tokens": [
+            entry("admin", Role::Admin, ADMIN_TOKEN),
+            entry("reader", Role::ReadOnly, READ_ONLY_TOKEN),
+        ]});
+        // JSON is YAML.
+        std::fs::write(&path, file.to_string()).expect("writing the kit's token file");
+        path
+    })
+}
+
 /// How long a daemon may take to be ready, unless told otherwise.
 const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -125,9 +158,12 @@ impl DaemonBuilder {
 
     /// On `host` of a [`crate::netns::NetHosts`]: in its namespace, the API on its address
     /// (a free port).
+    /// Beyond loopback the daemon needs API tokens: it gets the kit's ([`tokens_file`]).
     pub fn on_host(self, host: &crate::netns::NetHost) -> Self {
         self.netns(host.name.clone())
             .listen(SocketAddr::new(host.ip.into(), 0))
+            .arg("--tokens")
+            .arg(tokens_file())
     }
 
     /// How long to wait for readiness (default 30 s).
@@ -389,6 +425,11 @@ impl Daemon {
             }
         };
         self.addr = Some(addr);
+        // With TLS the kit cannot speak to it (it has no TLS client): the caller waits for
+        // readiness its own way.
+        if self.args.iter().any(|a| a == "--tls-cert") {
+            return;
+        }
         // "Ready" is logged once the listener is bound; `/readyz` says the store and the loop
         // answer too.
         let deadline = started + self.ready_timeout;
@@ -515,9 +556,23 @@ pub fn http_with_headers(
     path: &str,
     body: Option<(&str, &[u8])>,
 ) -> std::io::Result<HttpAnswer> {
+    http_as(Some(ADMIN_TOKEN), addr, method, path, body)
+}
+
+/// [`http_with_headers`] with `token` as the bearer token, or none.
+pub fn http_as(
+    token: Option<&str>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> std::io::Result<HttpAnswer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n").into_bytes();
+    if let Some(token) = token {
+        request.extend_from_slice(format!("Authorization: Bearer {token}\r\n").as_bytes());
+    }
     if let Some((content_type, bytes)) = body {
         request.extend_from_slice(
             format!(

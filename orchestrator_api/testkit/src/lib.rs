@@ -28,12 +28,15 @@
 //!   `scripts/setup-oci.sh`) and `YoukiNode` (a daemon of its own on real containers, alone or
 //!   as a member of a [`cluster::TestCluster`], and what youki, the bundles and the cgroups say
 //!   about it).
+//! * [`python`] — a virtualenv with a Python tool (the MCP SDK, schemathesis), and running a
+//!   tool with a time bound.
 //! * [`prerequisite_missing`] — skip outside CI, fail under `CI=true`.
 
 pub mod bins;
 pub mod cluster;
 pub mod daemon;
 pub mod netns;
+pub mod python;
 #[cfg(feature = "youki")]
 pub mod youki;
 

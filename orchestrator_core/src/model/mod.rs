@@ -248,13 +248,14 @@ impl Model {
         }
         let message = match self.workloads.get(&def.id) {
             Some((_, known)) if *known >= revision => return,
-            Some((old, _)) if **old == def => None,
+            Some((old, _)) if old.same_desired_state(&def) => None,
             Some((old, _)) => Some(wording::describe_change(old, &def)),
             None => Some(wording::created(&def)),
         };
         if let Some(message) = message {
-            self.out
-                .event(new_event(EventKind::Updated, &def, None, message));
+            let mut event = new_event(EventKind::Updated, &def, None, message);
+            event.actor.clone_from(&def.changed_by);
+            self.out.event(event);
         }
         let id = def.id.clone();
         self.out.touch(&id);
@@ -275,12 +276,10 @@ impl Model {
         if *known >= revision {
             return;
         }
-        self.out.event(new_event(
-            EventKind::Deleted,
-            def,
-            None,
-            "deleted".to_owned(),
-        ));
+        // The handle stamps the deleter on the definition just before deleting it.
+        let mut event = new_event(EventKind::Deleted, def, None, "deleted".to_owned());
+        event.actor.clone_from(&def.changed_by);
+        self.out.event(event);
         self.out.touch(&id);
         self.workloads.remove(&id);
         self.names.remove(name);

@@ -47,6 +47,9 @@ struct Token {
 /// An HTTP client for registries.
 pub(super) struct Client {
     http: reqwest::Client,
+    /// Registries served over HTTPS with a CA of their own: a client trusting it (besides the
+    /// system's CAs) for each, so that one registry's CA vouches for no other host.
+    with_ca: HashMap<String, reqwest::Client>,
     insecure: Vec<String>,
     /// Bearer tokens by (endpoint, repository); a std lock never held across an `.await`.
     tokens: Mutex<HashMap<(String, String), Token>>,
@@ -62,18 +65,41 @@ impl Client {
     pub fn new(
         insecure: Vec<String>,
         credentials: HashMap<String, Credentials>,
+        ca_certs: &HashMap<String, Vec<u8>>,
         connect_timeout: Duration,
         read_timeout: Duration,
         counters: Arc<Counters>,
     ) -> Result<Self, ImageError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .user_agent(concat!("orchestrator/", env!("CARGO_PKG_VERSION")))
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(connect_timeout)
+                .read_timeout(read_timeout)
+                .user_agent(concat!("orchestrator/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder()
             .build()
             .map_err(|source| ImageError::HttpClient { source })?;
+        let mut with_ca = HashMap::new();
+        for (registry, pem) in ca_certs {
+            let bad_ca = |reason: String| ImageError::RegistryCa {
+                registry: registry.clone(),
+                reason,
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| bad_ca(super::super::error::innermost(&e)))?;
+            if certs.is_empty() {
+                return Err(bad_ca("no PEM certificate in them".to_owned()));
+            }
+            let client = certs
+                .into_iter()
+                .fold(builder(), |b, cert| b.add_root_certificate(cert))
+                .build()
+                .map_err(|e| bad_ca(super::super::error::innermost(&e)))?;
+            with_ca.insert(registry.clone(), client);
+        }
         Ok(Self {
             http,
+            with_ca,
             insecure,
             tokens: Mutex::new(HashMap::new()),
             credentials,
@@ -83,16 +109,23 @@ impl Client {
         })
     }
 
-    /// `http://` for insecure registries (configured, or on the loopback interface as Docker
-    /// treats them), else `https://`.
+    /// `https://` for registries with a CA of their own (even on loopback); else `http://` for
+    /// insecure registries (configured, or on the loopback interface as Docker treats them),
+    /// else `https://`.
     fn base_url(&self, r: &ImageReference) -> String {
         let endpoint = r.endpoint();
-        let scheme = if is_insecure(endpoint, &self.insecure) {
-            "http"
-        } else {
-            "https"
-        };
+        let scheme =
+            if !self.with_ca.contains_key(&r.registry) && is_insecure(endpoint, &self.insecure) {
+                "http"
+            } else {
+                "https"
+            };
         format!("{scheme}://{endpoint}")
+    }
+
+    /// The HTTP client for `r`'s registry: the one trusting its own CA, if it has one.
+    fn http(&self, r: &ImageReference) -> &reqwest::Client {
+        self.with_ca.get(&r.registry).unwrap_or(&self.http)
     }
 
     /// The manifest `reference` (tag or digest) of `r`'s repository.
@@ -232,7 +265,7 @@ impl Client {
                 tokens.retain(|_, t| t.expires > Instant::now());
                 tokens.get(&key).map(|t| t.value.clone())
             };
-            let mut request = self.http.get(url);
+            let mut request = self.http(r).get(url);
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }
@@ -316,7 +349,7 @@ impl Client {
             query.append_pair("scope", &scope);
         }
         self.counters.add_request();
-        let mut request = self.http.get(url.clone());
+        let mut request = self.http(r).get(url.clone());
         if let Some(c) = self.credentials.get(&r.registry) {
             request = request.basic_auth(&c.username, Some(&c.password));
         }

@@ -146,6 +146,11 @@ pub struct RegistryConfig {
     /// Credentials by registry (`host[:port]`), for registries that refuse anonymous pulls
     /// ([`parse_docker_config`]).
     pub credentials: HashMap<String, Credentials>,
+    /// CA certificates (PEM, one or more) by registry (`host[:port]`), for registries whose
+    /// HTTPS certificate the system's CAs do not vouch for (as Docker's
+    /// `/etc/docker/certs.d/REGISTRY/ca.crt`). Such a registry is reached over HTTPS, even on
+    /// loopback, trusting these CAs besides the system's.
+    pub ca_certs: HashMap<String, Vec<u8>>,
 }
 
 impl RegistryConfig {
@@ -162,6 +167,7 @@ impl RegistryConfig {
             max_concurrent_downloads: 3,
             prune_grace: Duration::from_secs(300),
             credentials: HashMap::new(),
+            ca_certs: HashMap::new(),
         }
     }
 }
@@ -263,6 +269,7 @@ impl RegistryImages {
         let client = Client::new(
             config.insecure_registries.clone(),
             config.credentials.clone(),
+            &config.ca_certs,
             config.connect_timeout,
             config.read_timeout,
             counters.clone(),
