@@ -19,6 +19,7 @@
 //! `ORCHESTRATOR_CRASH_SEED` replays a run (the seed is printed). Without youki or the
 //! registry this prints why and passes, except with `CI=true`, where that is a failure.
 
+use container_runtime_interface::oci::cli::Cli;
 use orchestrator_testkit::daemon::http;
 use orchestrator_testkit::{Daemon, YoukiNode, YoukiSetup};
 use serde_json::{json, Value};
@@ -305,6 +306,38 @@ fn convergence_problems(node: &YoukiNode, addr: SocketAddr, ledger: &Ledger) -> 
     problems
 }
 
+/// What a kill left half done, seen before the restart: containers the runtime created but
+/// the daemon never started, and bundles of creates cut short (no `config.json`, or unknown to
+/// youki). The restarted daemon must clean both up; counted to show the kills hit those windows.
+#[derive(Debug, Default, Clone, Copy)]
+struct HalfDone {
+    unstarted: usize,
+    cut_short: usize,
+}
+
+fn half_done(node: &YoukiNode, cli: &Cli, rt: &tokio::runtime::Runtime) -> HalfDone {
+    let mut found = HalfDone::default();
+    let known: BTreeSet<String> = node
+        .try_youki_list()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    for id in &known {
+        if let Ok(Some(state)) = rt.block_on(cli.state(id)) {
+            if state.status == "created" || state.status == "creating" {
+                found.unstarted += 1;
+            }
+        }
+    }
+    let bundles = node.data_dir().join("oci/bundles");
+    for b in node.bundles() {
+        if !bundles.join(&b).join("config.json").is_file() || !known.contains(&b) {
+            found.cut_short += 1;
+        }
+    }
+    found
+}
+
 /// Opens the (unlocked: the daemon is dead) redb file and checks it; a violation if any.
 fn check_redb(data_dir: &Path) -> Option<String> {
     let path = data_dir.join("state.redb");
@@ -355,6 +388,12 @@ fn kill_9_under_writes_loses_nothing_and_leaks_nothing() {
     let mut ledger = Ledger::default();
     let mut violations: Vec<String> = Vec::new();
     let mut convergence: Vec<Duration> = Vec::new();
+    let cli = Cli::new(&setup.youki, node.data_dir().join("oci/state"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for youki state");
+    let mut half = HalfDone::default();
 
     for round in 1..=rounds {
         let addr = daemon.addr();
@@ -369,6 +408,10 @@ fn kill_9_under_writes_loses_nothing_and_leaks_nothing() {
         if let Some(v) = check_redb(&node.data_dir()) {
             found.push(v);
         }
+
+        let left = half_done(&node, &cli, &rt);
+        half.unstarted += left.unstarted;
+        half.cut_short += left.cut_short;
 
         daemon.restart();
         let restarted = Instant::now();
@@ -399,8 +442,8 @@ fn kill_9_under_writes_loses_nothing_and_leaks_nothing() {
         };
         convergence.push(converged);
         println!(
-            "round {round}/{rounds}: killed after {delay:?}, acked writes so far {}, \
-             state {:?}, converged in {:.1}s, violations {}",
+            "round {round}/{rounds}: killed after {delay:?} leaving {left:?}, acked writes so \
+             far {}, state {:?}, converged in {:.1}s, violations {}",
             ledger.acked,
             ledger.state,
             converged.as_secs_f64(),
@@ -449,7 +492,8 @@ fn kill_9_under_writes_loses_nothing_and_leaks_nothing() {
     convergence.sort();
     println!(
         "crash_kill9 summary: seed {seed}, {rounds} rounds in {:.0}s, {} acknowledged writes, \
-         {} violations; convergence median {:.1}s, p95 {:.1}s, max {:.1}s",
+         {} violations; convergence median {:.1}s, p95 {:.1}s, max {:.1}s; the kills left \
+         {} containers created but never started and {} bundles cut short",
         started.elapsed().as_secs_f64(),
         ledger.acked,
         violations.len(),
@@ -460,6 +504,8 @@ fn kill_9_under_writes_loses_nothing_and_leaks_nothing() {
             .copied()
             .unwrap_or_default()
             .as_secs_f64(),
+        half.unstarted,
+        half.cut_short,
     );
     assert!(
         violations.is_empty(),
