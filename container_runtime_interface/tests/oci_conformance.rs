@@ -101,6 +101,18 @@ fn test_dir() -> PathBuf {
     dir
 }
 
+/// [`config`] with a state root and data dir of its own: for the tests that start a second
+/// runtime on the same directories, as a restarted daemon does, whose `list` adopts and cleans
+/// up what it finds there (which must not be what the other tests are creating meanwhile).
+fn own_config(name: &str) -> Option<OciConfig> {
+    let dir = test_dir().join(name);
+    Some(OciConfig {
+        root: dir.join("state"),
+        data_dir: dir.join("data"),
+        ..config()?
+    })
+}
+
 /// One runtime per test process (it makes the process a subreaper).
 fn runtime() -> Option<Arc<OciRuntime>> {
     static RUNTIME: OnceLock<Option<Arc<OciRuntime>>> = OnceLock::new();
@@ -401,10 +413,11 @@ async fn other_nodes_are_unreachable() {
 #[tokio::test]
 async fn another_runtime_process_adopts_containers() {
     let Some(t) = target() else { return };
-    let rt = runtime().unwrap();
+    let config = own_config("adopts").unwrap();
+    let rt = OciRuntime::new(config.clone()).unwrap();
     let spec = t.spec(&busybox("adopted", &["sleep", "3600"]));
     rt.create_and_start(&t.node, &spec).await.unwrap();
-    let restarted = OciRuntime::new(config().unwrap()).unwrap();
+    let restarted = OciRuntime::new(config).unwrap();
     let listed = restarted.list(&t.node).await.unwrap();
     let info = listed
         .iter()
@@ -426,6 +439,104 @@ async fn another_runtime_process_adopts_containers() {
     assert!(!restarted.bundle_path(&spec.id).exists());
     // The first runtime's table still has it: its remove is idempotent.
     rt.remove(&t.node, &spec.id).await.unwrap();
+}
+
+/// A daemon killed between the runtime's `create` and `start` leaves a container in state
+/// `created` that nobody will start: the next process reports it `Failed` (so the core replaces
+/// it), and removing it leaves nothing behind.
+#[tokio::test]
+async fn a_container_created_but_never_started_by_an_earlier_process_is_failed() {
+    let Some(t) = target() else { return };
+    let config = own_config("unstarted").unwrap();
+    let rt = OciRuntime::new(config.clone()).unwrap();
+    // A bundle as the runtime writes it: a started container's, copied under another id.
+    let model = t.spec(&busybox("model", &["sleep", "3600"]));
+    rt.create_and_start(&t.node, &model).await.unwrap();
+    let spec = t.spec(&busybox("unstarted", &["sleep", "3600"]));
+    let bundle = rt.bundle_path(&spec.id);
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(rt.bundle_path(&model.id))
+        .arg(&bundle)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    rt.remove(&t.node, &model.id).await.unwrap();
+    let json = std::fs::read_to_string(bundle.join("config.json"))
+        .unwrap()
+        .replace(model.id.as_str(), spec.id.as_str())
+        .replace(model.instance_id.as_str(), spec.instance_id.as_str())
+        .replace(model.workload_id.as_str(), spec.workload_id.as_str());
+    std::fs::write(bundle.join("config.json"), json).unwrap();
+    let _ = std::fs::remove_file(bundle.join("exit_code"));
+    // `create` alone, as the killed daemon ran it (its output is not waited for: the init
+    // holds it open until `start`); youki's occasional seal failure is retried.
+    let cli = container_runtime_interface::oci::cli::Cli::new(&config.binary, &config.root);
+    for _ in 0..3 {
+        let status = tokio::process::Command::new(&config.binary)
+            .arg("--root")
+            .arg(&config.root)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg(spec.id.as_str())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        if status.success() {
+            break;
+        }
+        let _ = cli.delete_force(spec.id.as_str()).await;
+    }
+    let state = cli.state(spec.id.as_str()).await.unwrap().expect("created");
+    assert_eq!(state.status, "created");
+
+    let restarted = OciRuntime::new(config).unwrap();
+    let listed = restarted.list(&t.node).await.unwrap();
+    let info = listed
+        .iter()
+        .find(|c| c.id == spec.id)
+        .unwrap_or_else(|| panic!("{} not listed: {listed:?}", spec.id));
+    assert_eq!(info.instance_id, spec.instance_id);
+    assert!(
+        matches!(info.state, ContainerState::Failed { .. }),
+        "{:?}",
+        info.state
+    );
+    let status = restarted.status(&t.node, &spec.id).await.unwrap().state;
+    assert!(
+        matches!(status, ContainerState::Failed { .. }),
+        "{status:?}"
+    );
+    restarted.remove(&t.node, &spec.id).await.unwrap();
+    assert!(!cli.knows(spec.id.as_str()), "youki still has it");
+    assert!(!bundle.exists(), "bundle left");
+    let left: Vec<_> = restarted
+        .cgroup_dirs(&spec.id)
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
+    assert!(left.is_empty(), "cgroup dirs left: {left:?}");
+}
+
+/// A daemon killed while it prepared a bundle (the root filesystem half copied, no
+/// `config.json` yet, nothing in the runtime) leaves a directory nothing names: the next
+/// process's `list` removes it.
+#[tokio::test]
+async fn list_removes_the_bundle_of_a_create_cut_short() {
+    let Some(t) = target() else { return };
+    let config = own_config("cut-short").unwrap();
+    let rt = OciRuntime::new(config.clone()).unwrap();
+    let spec = t.spec(&busybox("cut-short", &["sleep", "3600"]));
+    let bundle = rt.bundle_path(&spec.id);
+    std::fs::create_dir_all(bundle.join("rootfs/bin")).unwrap();
+    std::fs::write(bundle.join("rootfs/bin/half"), "half a copy").unwrap();
+    let restarted = OciRuntime::new(config).unwrap();
+    let listed = restarted.list(&t.node).await.unwrap();
+    assert!(listed.iter().all(|c| c.id != spec.id), "listed: {listed:?}");
+    assert!(!bundle.exists(), "the cut-short bundle is left");
 }
 
 /// Runs `script` with `sh -c` in a busybox container changed by `change`; its output.

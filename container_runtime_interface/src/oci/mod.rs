@@ -35,7 +35,10 @@
 //! # Not yet
 //! * Containers left by a previous daemon process are adopted by `list` (from their bundles
 //!   and the runtime's state): their exits are watched, but as they are no longer this
-//!   process's children their exit codes are unknown (reported as `Failed`).
+//!   process's children their exit codes are unknown (reported as `Failed`). One it created
+//!   but was killed before starting is `Failed` too (nobody will start it), and a bundle it
+//!   was killed while preparing (no `config.json`, unknown to the runtime) is removed by
+//!   `list`: a kill -9 at any moment leaves nothing that is never cleaned up.
 //! * No `/etc/hosts` or `/etc/resolv.conf` is written into the rootfs; no port mapping (host
 //!   network).
 
@@ -431,6 +434,28 @@ impl Inner {
         Ok(())
     }
 
+    /// Removes the bundle of `id` if it is a create cut short by the death of an earlier
+    /// process: no `config.json` it could be listed from, not in this process's table and
+    /// unknown to the runtime. Nothing would ever name it otherwise, so it would stay forever.
+    /// (This process's creates enter the table before their bundle is made, and leave it only
+    /// after it is removed, so one in progress is never taken for such a leftover.)
+    async fn remove_cut_short(&self, id: &ContainerId) {
+        if self.table().contains_key(id) || self.cli.knows(id.as_str()) {
+            return;
+        }
+        let bundle = self.bundle_path(id);
+        match tokio::fs::remove_dir_all(&bundle).await {
+            Ok(()) => {
+                tracing::info!(container = %id, "removed the bundle of a create cut short");
+                let _ = tokio::fs::remove_file(self.runtime_log_path(id)).await;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(bundle = %bundle.display(), error = %e, "cannot remove the bundle of a create cut short")
+            }
+        }
+    }
+
     /// Info about a container this process did not create (or no longer tracks): from its
     /// bundle's annotations, the runtime's state and the recorded exit code.
     async fn info_from_disk(
@@ -456,7 +481,15 @@ impl Inner {
         let (state, pid) = match self.cli.state(id.as_str()).await? {
             Some(s) => match s.status.as_str() {
                 "running" | "paused" => (ContainerState::Running, s.pid.filter(|p| *p > 0)),
-                "creating" | "created" => (ContainerState::Created, None),
+                // Not in this process's table, so an earlier process ran `create` and was
+                // killed before `start`: nobody will start it. Failed, so the core replaces it
+                // (and removes it, which kills its waiting init).
+                "creating" | "created" => (
+                    ContainerState::Failed {
+                        message: "created by an earlier daemon process but never started".into(),
+                    },
+                    None,
+                ),
                 _ => (exit_or_unknown(exit_code), None),
             },
             None => (exit_or_unknown(exit_code), None),
@@ -899,11 +932,14 @@ impl ContainerRuntime for OciRuntime {
             if all.iter().any(|c| c.id == id) {
                 continue;
             }
-            if let Some((info, pid)) = inner.disk_state(&id).await? {
-                if let Some(pid) = pid {
-                    inner.adopt(&info, pid)?;
+            match inner.disk_state(&id).await? {
+                Some((info, pid)) => {
+                    if let Some(pid) = pid {
+                        inner.adopt(&info, pid)?;
+                    }
+                    all.push(info);
                 }
-                all.push(info);
+                None => inner.remove_cut_short(&id).await,
             }
         }
         all.sort_by(|a, b| a.id.cmp(&b.id));
