@@ -18,8 +18,12 @@ pub(crate) enum Operation {
         stale: Vec<ContainerId>,
         specs: Vec<ContainerSpec>,
     },
-    /// Stop then remove these containers.
-    Stop { containers: Vec<ContainerId> },
+    /// Stop (SIGTERM, then SIGKILL after `grace`; `None`: the loop's default) then remove
+    /// these containers.
+    Stop {
+        containers: Vec<ContainerId>,
+        grace: Option<Duration>,
+    },
 }
 
 /// The report of an operation.
@@ -81,7 +85,10 @@ impl Executor {
             let started = matches!(op, Operation::Start { .. });
             let result = match op {
                 Operation::Start { stale, specs } => this.start(&node, &stale, &specs).await,
-                Operation::Stop { containers } => this.stop(&node, &containers).await,
+                Operation::Stop { containers, grace } => {
+                    let grace = grace.unwrap_or(this.stop_grace);
+                    this.stop(&node, &containers, grace).await
+                }
             };
             let _ = this.done.send(Done {
                 workload,
@@ -118,9 +125,14 @@ impl Executor {
         Ok(())
     }
 
-    async fn stop(&self, node: &NodeId, containers: &[ContainerId]) -> Result<(), RuntimeError> {
+    async fn stop(
+        &self,
+        node: &NodeId,
+        containers: &[ContainerId],
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
         for id in containers {
-            match self.runtime.stop(node, id, self.stop_grace).await {
+            match self.runtime.stop(node, id, grace).await {
                 Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }

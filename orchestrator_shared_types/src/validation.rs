@@ -12,6 +12,8 @@ pub const MAX_REPLICAS: u32 = 10_000;
 pub const MAX_CONTAINERS: usize = 32;
 /// Longest DNS-1123 label.
 pub const MAX_NAME_LEN: usize = 63;
+/// Longest `termination_grace_seconds`: an hour.
+pub const MAX_TERMINATION_GRACE_SECONDS: u32 = 3600;
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +119,15 @@ impl WorkloadDefinition {
             errors.push(
                 "replicas",
                 format!("must be at most {MAX_REPLICAS} (got {})", self.replicas),
+            );
+        }
+        if let Some(grace) = self
+            .termination_grace_seconds
+            .filter(|&g| g > MAX_TERMINATION_GRACE_SECONDS)
+        {
+            errors.push(
+                "termination_grace_seconds",
+                format!("must be at most {MAX_TERMINATION_GRACE_SECONDS} (got {grace})"),
             );
         }
         check_labels(&mut errors, "labels", &self.labels);
@@ -267,11 +278,13 @@ mod tests {
         ];
         let mut w = WorkloadDefinition::new("Bad_Name", MAX_REPLICAS + 1, c.clone());
         w.containers.push(c);
+        w.termination_grace_seconds = Some(MAX_TERMINATION_GRACE_SECONDS + 1);
         let errs = w.validate().unwrap_err();
         let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
         for expected in [
             "name",
             "replicas",
+            "termination_grace_seconds",
             "containers[0].resources.cpu_millicores",
             "containers[0].resources.memory_mb",
             "containers[0].ports[1].container_port",

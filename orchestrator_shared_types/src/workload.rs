@@ -228,6 +228,13 @@ pub struct WorkloadDefinition {
     /// How replicas are spread over nodes.
     #[serde(default)]
     pub placement: PlacementStrategy,
+    /// How long a replica's containers get to exit after SIGTERM before SIGKILL when they are
+    /// stopped (scale down, delete, replacement, drain), as Kubernetes'
+    /// `terminationGracePeriodSeconds`; `0` kills at once. Default: the daemon's (10 s). At
+    /// most 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3600))]
+    pub termination_grace_seconds: Option<u32>,
     /// Who made the last change (create, update, scale, delete): set by the server from the
     /// caller's API token; ignored in manifests. Not part of the desired state: see
     /// [`WorkloadDefinition::same_desired_state`].
@@ -251,6 +258,7 @@ impl WorkloadDefinition {
             node_selector: Labels::new(),
             restart_policy: RestartPolicy::Always,
             placement: PlacementStrategy::BinPack,
+            termination_grace_seconds: None,
             changed_by: None,
         }
     }
@@ -268,6 +276,7 @@ impl WorkloadDefinition {
             node_selector,
             restart_policy,
             placement,
+            termination_grace_seconds,
             changed_by: _,
         } = self;
         *id == other.id
@@ -278,6 +287,13 @@ impl WorkloadDefinition {
             && *node_selector == other.node_selector
             && *restart_policy == other.restart_policy
             && *placement == other.placement
+            && *termination_grace_seconds == other.termination_grace_seconds
+    }
+
+    /// [`WorkloadDefinition::termination_grace_seconds`] as a duration; `None`: the daemon's.
+    pub fn termination_grace(&self) -> Option<std::time::Duration> {
+        self.termination_grace_seconds
+            .map(|s| std::time::Duration::from_secs(s.into()))
     }
 
     /// What one replica requests: the sum over its containers.

@@ -42,6 +42,7 @@ use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler}
 use state_store_interface::Revision;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 use wording::new_event;
 
@@ -130,6 +131,9 @@ struct Entry {
     error_backoff: Backoff,
     running_since: Option<Instant>,
     stop_reason: Option<StopReason>,
+    /// The workload's termination grace when the instance was placed or adopted: a stop after
+    /// the workload is deleted (its definition gone) still honours it.
+    stop_grace: Option<Duration>,
     /// The model's sequence number when its last start operation finished (`None` while one
     /// is in flight). A container listing requested before that cannot show its containers.
     settled_at: Option<u64>,
@@ -368,6 +372,10 @@ impl Model {
             _ => None,
         };
         let running = instance.status == InstanceStatus::Running;
+        let stop_grace = self
+            .workloads
+            .get(&instance.workload_id)
+            .and_then(|(d, _)| d.termination_grace());
         self.insert_entry(Entry {
             instance: Arc::new(instance),
             allocation,
@@ -377,6 +385,7 @@ impl Model {
             error_backoff: Backoff::new(self.config.error_backoff),
             running_since: running.then(Instant::now),
             stop_reason: None,
+            stop_grace,
             settled_at: Some(0),
         });
     }

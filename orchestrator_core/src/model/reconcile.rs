@@ -110,6 +110,7 @@ impl Model {
                         error_backoff: Backoff::new(self.config.error_backoff),
                         running_since: None,
                         stop_reason: None,
+                        stop_grace: def.termination_grace(),
                         settled_at: None,
                     });
                     if let Some(id) = specs.first().map(|s| s.instance_id.clone()) {
@@ -136,6 +137,7 @@ impl Model {
                         error_backoff: Backoff::new(self.config.error_backoff),
                         running_since: None,
                         stop_reason: None,
+                        stop_grace: def.and_then(WorkloadDefinition::termination_grace),
                         settled_at: Some(self.seq),
                     });
                 }
@@ -203,7 +205,15 @@ impl Model {
                     }
                     self.out.put(&entry.instance);
                     let containers = entry.instance.container_ids.clone();
-                    self.run(workload, instance_id, node, Operation::Stop { containers });
+                    // The current definition's grace; once it is deleted, the one the
+                    // instance was placed with.
+                    let grace = def.map_or(entry.stop_grace, WorkloadDefinition::termination_grace);
+                    self.run(
+                        workload,
+                        instance_id,
+                        node,
+                        Operation::Stop { containers, grace },
+                    );
                 }
                 Step::Forget { instance_id } => {
                     if let Some(entry) = self.remove_entry(&instance_id) {

@@ -218,6 +218,60 @@ fn a_deleted_workload_is_stopped_then_forgotten() {
     assert!(runs(&m.take_effects()).is_empty());
 }
 
+/// The grace of every stop among `effects`.
+fn stop_graces(effects: &[Effect]) -> Vec<Option<Duration>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Run {
+                op: Operation::Stop { grace, .. },
+                ..
+            } => Some(*grace),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn stops_give_the_workload_s_termination_grace_even_after_its_deletion() {
+    let now = Instant::now();
+    let mut def = workload("web", 2);
+    def.termination_grace_seconds = Some(3);
+    let (mut m, _) = running(def.clone(), now);
+
+    // Scale down: the definition's grace.
+    let mut one = def.clone();
+    one.replicas = 1;
+    m.on_workload_put(one, 2);
+    m.reconcile_dirty(now);
+    let effects = m.take_effects();
+    assert_eq!(stop_graces(&effects), [Some(Duration::from_secs(3))]);
+    m.on_done(
+        Done {
+            workload: def.id.clone(),
+            instance: runs(&effects)[0].0.clone(),
+            started: false,
+            result: Ok(()),
+        },
+        now,
+    );
+    m.take_effects();
+
+    // Deleted: the definition is gone, the grace the instance was placed with still holds.
+    m.on_workload_deleted("web", 3);
+    m.reconcile_dirty(now);
+    assert_eq!(
+        stop_graces(&m.take_effects()),
+        [Some(Duration::from_secs(3))]
+    );
+
+    // Without one: the loop's default (None here).
+    let (mut m, _) = running(workload("api", 1), now);
+    m.on_workload_deleted("api", 2);
+    m.reconcile_dirty(now);
+    assert_eq!(stop_graces(&m.take_effects()), [None]);
+}
+
 #[test]
 fn older_news_is_ignored_and_changes_are_described() {
     let mut m = model();
