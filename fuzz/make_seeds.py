@@ -12,7 +12,8 @@ committed; scripts/fuzz.sh runs on both).
 * page_token: a resource selector byte, then a token (valid, re-spelled, of another resource).
 * layer_unpack: small tars, most of them malicious: `..`, absolute paths, symbolic links
   leading out of the root (relative, absolute, chained), hard links to a host file, device
-  nodes, GNU long names and PAX headers (and ones that declare a huge size), gzip and zstd.
+  nodes, GNU long names and PAX headers (and ones that declare a huge size, one of them
+  1 GiB in a zstd layer), gzip and zstd.
 * layer_entries takes structured input (`arbitrary`): it starts from an empty corpus.
 """
 
@@ -217,6 +218,21 @@ def layers():
         zst = subprocess.run(["zstd", "-q", "-c", "-3"], input=plain, capture_output=True,
                              check=True).stdout
         (d / "plain.tar.zst").write_bytes(zst)
+        # A GNU long name of 1 GiB in 33 KB of zstd: before the unpacker bounded the headers
+        # before an entry to 1 MiB, it allocated the whole name (libFuzzer: out-of-memory,
+        # malloc(536870912) with -malloc_limit_mb=512).
+        info = tarfile.TarInfo("././@LongLink")
+        info.type = tarfile.GNUTYPE_LONGNAME
+        info.size = 1 << 30
+        with open(d / "longname-1GiB.tar.zst", "wb") as out:
+            zstd = subprocess.Popen(["zstd", "-q", "-19", "-c"], stdin=subprocess.PIPE,
+                                    stdout=out)
+            zstd.stdin.write(info.tobuf(tarfile.GNU_FORMAT))
+            chunk = bytes(1 << 20)
+            for _ in range(1 << 10):
+                zstd.stdin.write(chunk)
+            zstd.stdin.close()
+            assert zstd.wait() == 0
 
 
 if __name__ == "__main__":
