@@ -83,4 +83,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 say "cargo test"
 cargo test --workspace --all-features --locked
 
+# The fuzz targets (fuzz/, cargo-fuzz): replays every committed corpus input and fuzzes 10 s per
+# target (a dev build without sanitizer; the long ASan runs are `./scripts/fuzz.sh 600`).
+say "fuzzing (smoke run, 10 s per target)"
+./scripts/fuzz.sh 10
+
 say "all tests passed"

@@ -12,6 +12,7 @@
 //!   `ContainerEvent`, `LogRequest`, `LogChunk`).
 //! * [`error`] — [`RuntimeError`] with `is_transient()`.
 //! * [`simulated`] — [`SimulatedRuntime`], in-process containers with programmable failures.
+//! * `fuzzing` — entry points for the fuzz targets of `fuzz/` (feature `fuzzing`, hidden).
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 //! * `oci` — `OciRuntime`, containers on this node through youki or runc (feature `oci`).
 //! * `image` — the image subsystem behind the `ImageSource` trait: `RegistryImages` (pulls from
@@ -28,6 +29,14 @@ pub mod oci;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`, which implies `oci`): the
+/// layer unpacker, whose functions are otherwise private. Not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::image::fuzzing::{apply_layer, apply_layer_blob, MAX_HEADER_BYTES};
+}
 
 pub use error::RuntimeError;
 pub use runtime::{

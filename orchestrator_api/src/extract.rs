@@ -148,10 +148,16 @@ impl<S: Send + Sync> FromRequest<S> for Manifest {
             expected: "application/json or application/yaml",
         })?;
         let bytes = read_body(req, state).await?;
-        let def: WorkloadDefinition = decode(format, &bytes)?;
-        def.validate().map_err(ApiError::Validation)?;
-        Ok(Manifest(def))
+        parse_manifest(format, &bytes).map(Manifest)
     }
+}
+
+/// A workload definition parsed from `bytes` and validated: what [`Manifest`] does with a body
+/// (also the fuzz targets' entry point, feature `fuzzing`).
+pub(crate) fn parse_manifest(format: Format, bytes: &[u8]) -> Result<WorkloadDefinition, ApiError> {
+    let def: WorkloadDefinition = decode(format, bytes)?;
+    def.validate().map_err(ApiError::Validation)?;
+    Ok(def)
 }
 
 /// A JSON body of type `T`.

@@ -28,6 +28,7 @@
 //! * `extract` — body and query extractors: JSON or YAML manifests, field paths in errors.
 //! * `middleware` — the JSON error safety net, the stale-read mark and the HTTP request metrics
 //!   (by route template and status class).
+//! * `fuzzing` — entry points for the fuzz targets of `fuzz/` (feature `fuzzing`, hidden).
 //! * `page` — paging of the list endpoints: `limit`, `continue` and its opaque token.
 //! * `routes` — one file per resource: `workloads`, `nodes`, `instances`, `logs` (of an
 //!   instance, plain text, optionally followed), `events`, `cluster` (counts and membership),
@@ -45,6 +46,9 @@
 pub mod auth;
 pub mod error;
 mod extract;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod middleware;
 mod page;
 mod routes;

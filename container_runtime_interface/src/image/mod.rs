@@ -25,6 +25,8 @@ mod registry;
 
 pub(crate) use error::spec_message as spec_error_message;
 pub use error::{ImageError, RegistryError, UnpackError};
+#[cfg(feature = "fuzzing")]
+pub(crate) use registry::fuzzing;
 pub use registry::{
     parse_docker_config, Credentials, ImageReference, Platform, PruneReport, RegistryConfig,
     RegistryImages, RegistryStats,

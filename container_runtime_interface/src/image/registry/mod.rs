@@ -33,6 +33,7 @@
 //! * `client.rs` — HTTP, anonymous bearer tokens, streamed and verified blob downloads, and
 //!   registry answers turned into [`RegistryError`](super::RegistryError)s.
 //! * `store.rs` — blobs, references and root filesystems on disk.
+//! * `fuzzing.rs` — wrappers for the fuzz targets (feature `fuzzing`).
 //! * `unpack.rs` — applying layers (whiteouts, links, ownership), every path resolved by the
 //!   kernel inside the root filesystem (`openat2`, `RESOLVE_IN_ROOT`).
 //!
@@ -45,6 +46,8 @@
 
 mod client;
 mod credentials;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod manifest;
 mod reference;
 mod store;

@@ -18,6 +18,7 @@ use super::super::UnpackError;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timestamps};
 use rustix::io::Errno;
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -117,179 +118,96 @@ impl From<OpenError> for io::Error {
     }
 }
 
+/// Most bytes the tar reader may read while looking for the next entry: its header block and
+/// the extension headers before it (GNU long names and long link targets, PAX records, sparse
+/// maps), which the `tar` crate holds in memory whole. Real ones are a few KiB; a layer whose
+/// headers claim more is refused rather than read into memory.
+pub(super) const MAX_HEADER_BYTES: u64 = 1024 * 1024;
+
+/// How much the tar reader may still read before the next entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Meter {
+    /// Reading an entry's content: unbounded (it is streamed to disk).
+    Off,
+    /// Looking for the next entry: this many bytes left.
+    On(u64),
+    /// A read was refused: the headers of one entry went over [`MAX_HEADER_BYTES`].
+    Exceeded,
+}
+
+/// The layer stream, metered while the tar reader reads headers (see [`MAX_HEADER_BYTES`]).
+struct Metered<'m, R> {
+    inner: R,
+    meter: &'m Cell<Meter>,
+}
+
+impl<R: Read> Read for Metered<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.meter.get() {
+            Meter::Off => self.inner.read(buf),
+            Meter::On(0) | Meter::Exceeded => {
+                self.meter.set(Meter::Exceeded);
+                Err(io::Error::other("too many header bytes before one entry"))
+            }
+            Meter::On(left) => {
+                let len = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n = self.inner.read(&mut buf[..len])?;
+                self.meter.set(Meter::On(left - n as u64));
+                Ok(n)
+            }
+        }
+    }
+}
+
+/// What one layer has done so far, for what comes after its last entry.
+#[derive(Default)]
+struct LayerState {
+    /// Physical paths (relative to the root) this layer wrote, with their ancestors: an opaque
+    /// marker hides only what lower layers put in its directory.
+    written: HashSet<PathBuf>,
+    opaque_dirs: Vec<PathBuf>,
+    dir_times: Vec<(PathBuf, OsString, i64)>,
+}
+
 /// Applies one layer tar on `root`.
 pub(super) fn apply_layer(root_path: &Path, reader: impl Read) -> Result<(), UnpackError> {
     let root = Root::open(root_path)?;
-    let mut archive = tar::Archive::new(reader);
-    // Physical paths (relative to the root) this layer wrote, with their ancestors: an opaque
-    // marker hides only what lower layers put in its directory.
-    let mut written: HashSet<PathBuf> = HashSet::new();
-    let mut opaque_dirs: Vec<PathBuf> = Vec::new();
-    let mut dir_times: Vec<(PathBuf, OsString, i64)> = Vec::new();
-    let entries = archive
+    let meter = Cell::new(Meter::Off);
+    let mut archive = tar::Archive::new(Metered {
+        inner: reader,
+        meter: &meter,
+    });
+    let mut layer = LayerState::default();
+    let mut entries = archive
         .entries()
         .map_err(|e| UnpackError::io("reading the layer", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| UnpackError::io("reading the layer", e))?;
-        let raw = entry
-            .path()
-            .map_err(|e| UnpackError::io("reading an entry's path", e))?
-            .into_owned();
-        let rel = sanitize(&raw)?;
-        let kind = entry.header().entry_type();
-        let Some(name) = rel.file_name().map(OsString::from) else {
-            // The root itself: only its metadata.
-            if kind.is_dir() {
-                set_owner_and_mode(&root.fd, entry.header(), &raw)?;
-            }
-            continue;
-        };
-        let parent_rel = rel.parent().unwrap_or(Path::new(""));
-        if let Some(hidden) = name.to_str().and_then(|n| n.strip_prefix(WHITEOUT)) {
-            let Some((parent, parent_phys)) = resolve_dir(&root, parent_rel, false, &raw)? else {
-                continue;
-            };
-            if name == OPAQUE {
-                mark_written(&mut written, &parent_phys);
-                opaque_dirs.push(parent_phys);
-            } else if hidden == "." || hidden == ".." {
+    loop {
+        meter.set(Meter::On(MAX_HEADER_BYTES));
+        let next = entries.next();
+        let exceeded = meter.get() == Meter::Exceeded;
+        meter.set(Meter::Off);
+        let mut entry = match next {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(_)) if exceeded => {
                 return Err(UnpackError::Invalid(format!(
-                    "whiteout {raw:?} names {hidden:?}, which is not an entry"
-                )));
-            } else if !hidden.is_empty() && !written.contains(&parent_phys.join(hidden)) {
-                remove_existing(parent.as_fd(), OsStr::new(hidden))
-                    .map_err(|e| UnpackError::io(format!("whiteout {raw:?}"), e))?;
+                    "the layer has more than {MAX_HEADER_BYTES} bytes of headers (long names, \
+                     PAX records, sparse maps) before one entry"
+                )))
             }
-            continue;
-        }
-        let Some((parent, parent_phys)) = resolve_dir(&root, parent_rel, true, &raw)? else {
-            continue;
+            Some(Err(e)) => return Err(UnpackError::io("reading the layer", e)),
         };
-        let parent = parent.as_fd();
-        let name = name.as_os_str();
-        let dest_phys = parent_phys.join(name);
-        let header = entry.header().clone();
-        let ctx = |what: &str| format!("{what} {raw:?}");
-        let replace = |e| UnpackError::io(ctx("replacing"), e);
-        match kind {
-            tar::EntryType::Directory => {
-                match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
-                    Ok(_) => {
-                        remove_existing(parent, name).map_err(replace)?;
-                        mkdir(parent, name)
-                            .map_err(|e| UnpackError::io(ctx("creating directory"), e))?;
-                    }
-                    Err(_) => mkdir(parent, name)
-                        .map_err(|e| UnpackError::io(ctx("creating directory"), e))?,
-                }
-                // By name, not through a descriptor: a lower layer's mode 000 directory must
-                // stay changeable. It is a directory (just checked or made), so nothing is
-                // followed.
-                set_owner_at(parent, name, &header, &raw)?;
-                rustix::fs::chmodat(parent, name, mode_of(&header, &raw)?, AtFlags::empty())
-                    .map_err(|e| {
-                        UnpackError::io(format!("setting the mode of {raw:?}"), e.into())
-                    })?;
-                if let Ok(mtime) = header.mtime() {
-                    dir_times.push((parent_phys.clone(), name.to_os_string(), mtime as i64));
-                }
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                remove_existing(parent, name).map_err(replace)?;
-                // O_EXCL and O_NOFOLLOW: a new file, never something a link points to.
-                let fd = rustix::fs::openat(
-                    parent,
-                    name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| UnpackError::io(ctx("creating file"), e.into()))?;
-                let mut file = fs::File::from(fd);
-                io::copy(&mut entry, &mut file)
-                    .map_err(|e| UnpackError::io(ctx("writing file"), e))?;
-                set_owner_and_mode(&file, &header, &raw)?;
-                if let Some(t) = timestamps(&header) {
-                    let _ = rustix::fs::futimens(&file, &t);
-                }
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|e| UnpackError::io(ctx("reading the target of"), e))?
-                    .ok_or_else(|| {
-                        UnpackError::Invalid(format!("symbolic link {raw:?} has no target"))
-                    })?
-                    .into_owned();
-                remove_existing(parent, name).map_err(replace)?;
-                // The target is stored as written: it is only ever resolved inside a root.
-                rustix::fs::symlinkat(&target, parent, name)
-                    .map_err(|e| UnpackError::io(ctx("creating symbolic link"), e.into()))?;
-                set_owner_at(parent, name, &header, &raw)?;
-                if let Some(t) = timestamps(&header) {
-                    let _ = rustix::fs::utimensat(parent, name, &t, AtFlags::SYMLINK_NOFOLLOW);
-                }
-            }
-            tar::EntryType::Link => {
-                let target_raw = entry
-                    .link_name()
-                    .map_err(|e| UnpackError::io(ctx("reading the target of"), e))?
-                    .ok_or_else(|| {
-                        UnpackError::Invalid(format!("hard link {raw:?} has no target"))
-                    })?
-                    .into_owned();
-                let target_rel = sanitize(&target_raw).map_err(|e| {
-                    UnpackError::Invalid(format!("hard link {raw:?}: its target: {e}"))
-                })?;
-                let not_a_file = || {
-                    UnpackError::Invalid(format!(
-                        "hard link {raw:?} points to {target_raw:?}, which is not a file of the image"
-                    ))
-                };
-                let (Some(file), Some(dir)) = (target_rel.file_name(), target_rel.parent()) else {
-                    return Err(not_a_file());
-                };
-                let Some((target_dir, target_phys)) = resolve_dir(&root, dir, false, &target_raw)?
-                else {
-                    return Err(not_a_file());
-                };
-                let is_file = rustix::fs::statat(&target_dir, file, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Directory);
-                if !is_file {
-                    return Err(not_a_file());
-                }
-                if target_phys.join(file) != dest_phys {
-                    remove_existing(parent, name).map_err(replace)?;
-                    // No AT_SYMLINK_FOLLOW: a link to a symbolic link links the link itself.
-                    rustix::fs::linkat(&target_dir, file, parent, name, AtFlags::empty())
-                        .map_err(|e| UnpackError::io(ctx("creating hard link"), e.into()))?;
-                }
-            }
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                remove_existing(parent, name).map_err(replace)?;
-                if let Err(e) = make_node(parent, name, &header) {
-                    // Unprivileged or in a user namespace: the runtime provides /dev anyway.
-                    tracing::debug!(entry = ?raw, error = %e, "skipping a device node");
-                    continue;
-                }
-                set_owner_at(parent, name, &header, &raw)?;
-                // A node just made here, not a link: following is not a concern.
-                rustix::fs::chmodat(parent, name, mode_of(&header, &raw)?, AtFlags::empty())
-                    .map_err(|e| {
-                        UnpackError::io(format!("setting the mode of {raw:?}"), e.into())
-                    })?;
-            }
-            other => {
-                tracing::debug!(entry = ?raw, kind = ?other, "skipping a tar entry of this kind");
-                continue;
-            }
-        }
-        mark_written(&mut written, &dest_phys);
+        apply_entry(&root, &mut entry, &mut layer)?;
+        // Read what the entry left (a directory's or a skipped entry's content): the tar
+        // reader would skip it while metered, counting it as header bytes.
+        io::copy(&mut entry, &mut io::sink())
+            .map_err(|e| UnpackError::io("reading the layer", e))?;
     }
+    let LayerState {
+        written,
+        opaque_dirs,
+        dir_times,
+    } = layer;
     for dir in &opaque_dirs {
         prune_lower(&root, dir, &written)
             .map_err(|e| UnpackError::io(format!("clearing the opaque directory {dir:?}"), e))?;
@@ -308,6 +226,163 @@ pub(super) fn apply_layer(root_path: &Path, reader: impl Read) -> Result<(), Unp
             let _ = rustix::fs::utimensat(&dir, name, &times, AtFlags::SYMLINK_NOFOLLOW);
         }
     }
+    Ok(())
+}
+
+/// Applies one entry of a layer.
+fn apply_entry<R: Read>(
+    root: &Root,
+    entry: &mut tar::Entry<'_, R>,
+    layer: &mut LayerState,
+) -> Result<(), UnpackError> {
+    let raw = entry
+        .path()
+        .map_err(|e| UnpackError::io("reading an entry's path", e))?
+        .into_owned();
+    let rel = sanitize(&raw)?;
+    let kind = entry.header().entry_type();
+    let Some(name) = rel.file_name().map(OsString::from) else {
+        // The root itself: only its metadata.
+        if kind.is_dir() {
+            set_owner_and_mode(&root.fd, entry.header(), &raw)?;
+        }
+        return Ok(());
+    };
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    if let Some(hidden) = name.to_str().and_then(|n| n.strip_prefix(WHITEOUT)) {
+        let Some((parent, parent_phys)) = resolve_dir(root, parent_rel, false, &raw)? else {
+            return Ok(());
+        };
+        if name == OPAQUE {
+            mark_written(&mut layer.written, &parent_phys);
+            layer.opaque_dirs.push(parent_phys);
+        } else if hidden == "." || hidden == ".." {
+            return Err(UnpackError::Invalid(format!(
+                "whiteout {raw:?} names {hidden:?}, which is not an entry"
+            )));
+        } else if !hidden.is_empty() && !layer.written.contains(&parent_phys.join(hidden)) {
+            remove_existing(parent.as_fd(), OsStr::new(hidden))
+                .map_err(|e| UnpackError::io(format!("whiteout {raw:?}"), e))?;
+        }
+        return Ok(());
+    }
+    let Some((parent, parent_phys)) = resolve_dir(root, parent_rel, true, &raw)? else {
+        return Ok(());
+    };
+    let parent = parent.as_fd();
+    let name = name.as_os_str();
+    let dest_phys = parent_phys.join(name);
+    let header = entry.header().clone();
+    let ctx = |what: &str| format!("{what} {raw:?}");
+    let replace = |e| UnpackError::io(ctx("replacing"), e);
+    match kind {
+        tar::EntryType::Directory => {
+            match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                Ok(_) => {
+                    remove_existing(parent, name).map_err(replace)?;
+                    mkdir(parent, name)
+                        .map_err(|e| UnpackError::io(ctx("creating directory"), e))?;
+                }
+                Err(_) => mkdir(parent, name)
+                    .map_err(|e| UnpackError::io(ctx("creating directory"), e))?,
+            }
+            // By name, not through a descriptor: a lower layer's mode 000 directory must
+            // stay changeable. It is a directory (just checked or made), so nothing is
+            // followed.
+            set_owner_at(parent, name, &header, &raw)?;
+            rustix::fs::chmodat(parent, name, mode_of(&header, &raw)?, AtFlags::empty())
+                .map_err(|e| UnpackError::io(format!("setting the mode of {raw:?}"), e.into()))?;
+            if let Ok(mtime) = header.mtime() {
+                layer
+                    .dir_times
+                    .push((parent_phys.clone(), name.to_os_string(), mtime as i64));
+            }
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            remove_existing(parent, name).map_err(replace)?;
+            // O_EXCL and O_NOFOLLOW: a new file, never something a link points to.
+            let fd = rustix::fs::openat(
+                parent,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| UnpackError::io(ctx("creating file"), e.into()))?;
+            let mut file = fs::File::from(fd);
+            io::copy(entry, &mut file).map_err(|e| UnpackError::io(ctx("writing file"), e))?;
+            set_owner_and_mode(&file, &header, &raw)?;
+            if let Some(t) = timestamps(&header) {
+                let _ = rustix::fs::futimens(&file, &t);
+            }
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()
+                .map_err(|e| UnpackError::io(ctx("reading the target of"), e))?
+                .ok_or_else(|| {
+                    UnpackError::Invalid(format!("symbolic link {raw:?} has no target"))
+                })?
+                .into_owned();
+            remove_existing(parent, name).map_err(replace)?;
+            // The target is stored as written: it is only ever resolved inside a root.
+            rustix::fs::symlinkat(&target, parent, name)
+                .map_err(|e| UnpackError::io(ctx("creating symbolic link"), e.into()))?;
+            set_owner_at(parent, name, &header, &raw)?;
+            if let Some(t) = timestamps(&header) {
+                let _ = rustix::fs::utimensat(parent, name, &t, AtFlags::SYMLINK_NOFOLLOW);
+            }
+        }
+        tar::EntryType::Link => {
+            let target_raw = entry
+                .link_name()
+                .map_err(|e| UnpackError::io(ctx("reading the target of"), e))?
+                .ok_or_else(|| UnpackError::Invalid(format!("hard link {raw:?} has no target")))?
+                .into_owned();
+            let target_rel = sanitize(&target_raw)
+                .map_err(|e| UnpackError::Invalid(format!("hard link {raw:?}: its target: {e}")))?;
+            let not_a_file = || {
+                UnpackError::Invalid(format!(
+                    "hard link {raw:?} points to {target_raw:?}, which is not a file of the image"
+                ))
+            };
+            let (Some(file), Some(dir)) = (target_rel.file_name(), target_rel.parent()) else {
+                return Err(not_a_file());
+            };
+            let Some((target_dir, target_phys)) = resolve_dir(root, dir, false, &target_raw)?
+            else {
+                return Err(not_a_file());
+            };
+            let is_file = rustix::fs::statat(&target_dir, file, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) != FileType::Directory);
+            if !is_file {
+                return Err(not_a_file());
+            }
+            if target_phys.join(file) != dest_phys {
+                remove_existing(parent, name).map_err(replace)?;
+                // No AT_SYMLINK_FOLLOW: a link to a symbolic link links the link itself.
+                rustix::fs::linkat(&target_dir, file, parent, name, AtFlags::empty())
+                    .map_err(|e| UnpackError::io(ctx("creating hard link"), e.into()))?;
+            }
+        }
+        tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+            remove_existing(parent, name).map_err(replace)?;
+            if let Err(e) = make_node(parent, name, &header) {
+                // Unprivileged or in a user namespace: the runtime provides /dev anyway.
+                tracing::debug!(entry = ?raw, error = %e, "skipping a device node");
+                return Ok(());
+            }
+            set_owner_at(parent, name, &header, &raw)?;
+            // A node just made here, not a link: following is not a concern.
+            rustix::fs::chmodat(parent, name, mode_of(&header, &raw)?, AtFlags::empty())
+                .map_err(|e| UnpackError::io(format!("setting the mode of {raw:?}"), e.into()))?;
+        }
+        other => {
+            tracing::debug!(entry = ?raw, kind = ?other, "skipping a tar entry of this kind");
+            return Ok(());
+        }
+    }
+    mark_written(&mut layer.written, &dest_phys);
     Ok(())
 }
 
@@ -1026,6 +1101,81 @@ mod tests {
         assert_eq!(read(&zroot, "hello"), "world");
         fs::write(&blob, &zst[..zst.len() / 2]).unwrap();
         assert!(apply_layer_blob(&t.path().join("zroot"), &blob).is_err());
+    }
+
+    /// A PAX extended header (`x`) holding `records`, then a regular file `name`.
+    fn pax_layer(records: &[u8], name: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_path("PaxHeaders/x").unwrap();
+        h.set_mode(0o644);
+        h.set_size(records.len() as u64);
+        h.set_cksum();
+        b.append(&h, records).unwrap();
+        let mut f = Layer::header(tar::EntryType::Regular, 0o644);
+        f.set_size(1);
+        b.append_data(&mut f, name, &b"x"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// One PAX record, `<length> <key>=<value>\n`, its length counting itself.
+    fn pax_record(key: &str, value: &str) -> Vec<u8> {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}").into_bytes()
+    }
+
+    /// The `tar` crate reads a GNU long name whole into memory, so a layer could declare one of
+    /// gigabytes (from a few KiB of gzip) before its first entry and exhaust memory. Past
+    /// `MAX_HEADER_BYTES` the layer is refused; real long names still work.
+    #[test]
+    fn a_huge_gnu_long_name_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let long = format!("d/{}", "n".repeat(200));
+        Layer::new().file(&long, "ok").apply(t.path()).unwrap();
+        assert_eq!(read(t.path(), &long), "ok");
+
+        let huge = "a".repeat(MAX_HEADER_BYTES as usize + 1);
+        let e = Layer::new().file(&huge, "x").apply(t.path()).unwrap_err();
+        assert!(matches!(e, UnpackError::Invalid(_)), "{e:?}");
+        assert!(!e.is_transient());
+        assert!(e.to_string().contains("bytes of headers"), "{e}");
+        // A long link target is bounded the same way.
+        let e = Layer::new()
+            .link(tar::EntryType::Symlink, "l", &huge)
+            .apply(t.path())
+            .unwrap_err();
+        assert!(e.to_string().contains("bytes of headers"), "{e}");
+        assert!(!t.path().join("l").exists());
+    }
+
+    /// The same for PAX records (`x` headers), which the `tar` crate also holds whole; and a
+    /// large entry content, which is streamed, is not limited.
+    #[test]
+    fn a_huge_pax_header_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let small = pax_layer(&pax_record("path", "from-pax"), "ignored");
+        apply_layer(t.path(), small.as_slice()).unwrap();
+        assert_eq!(read(t.path(), "from-pax"), "x");
+
+        let comment = "c".repeat(MAX_HEADER_BYTES as usize);
+        let huge = pax_layer(&pax_record("comment", &comment), "f");
+        let e = apply_layer(t.path(), huge.as_slice()).unwrap_err();
+        assert!(matches!(e, UnpackError::Invalid(_)), "{e:?}");
+        assert!(e.to_string().contains("bytes of headers"), "{e}");
+        assert!(!t.path().join("f").exists());
+
+        let big = "b".repeat(2 * MAX_HEADER_BYTES as usize);
+        Layer::new()
+            .dir("dir")
+            .file("big", &big)
+            .apply(t.path())
+            .unwrap();
+        assert_eq!(read(t.path(), "big").len(), big.len());
     }
 
     /// Some image builders end a layer's tar without the two zero blocks that close an archive;
