@@ -1,6 +1,7 @@
 //! End-to-end: `orchestrator-cli token create`, a daemon with those tokens serving HTTPS (a
 //! certificate made with the `openssl` command, as docs/security.md shows), and the CLI reaching
-//! it with `--token`/`ORCHESTRATOR_TOKEN`, `--ca-cert` or its config file.
+//! it with `--token`/`ORCHESTRATOR_TOKEN`, `--ca-cert` or its config file; then `token list`,
+//! and `token revoke` with a SIGHUP ending a token's access.
 
 mod common;
 
@@ -226,4 +227,36 @@ fn tokens_tls_and_the_config_file_through_the_cli() {
         "no server named \"nope\"",
     );
     ok(cli(&["workload", "delete", "web"], &[], home));
+
+    // `token list` names the tokens; `token revoke` and SIGHUP: the viewer's token stops working.
+    let listed = ok(cli(&["token", "list", "--file", tokens_arg], &[], home));
+    assert!(
+        listed.contains("ops") && listed.contains("viewer"),
+        "{listed}"
+    );
+    ok(cli(
+        &["token", "revoke", "--name", "viewer", "--file", tokens_arg],
+        &[],
+        home,
+    ));
+    let pid = d.pid().expect("the daemon runs").to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = cli(&["--context", "viewer", "workload", "list"], &[], home);
+        if !out.status.success() {
+            fails(out, "not valid");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked token still works"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    ok(cli(&["workload", "list"], &[], home));
 }
