@@ -118,6 +118,14 @@ fn is_read(method: &Method, path: &str) -> bool {
         || path.starts_with("/mcp/")
 }
 
+/// The token of an `Authorization: Bearer TOKEN` value; the scheme's case does not matter
+/// (RFC 7235).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The middleware: checks the bearer token when the API has [`Tokens`], refuses what the
 /// caller's role does not allow, puts the [`Caller`] in the request, and writes changes to the
 /// audit log.
@@ -141,8 +149,7 @@ pub(crate) async fn authenticate(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer_token);
     let caller = match presented {
         None => return unauthorized("this API needs a token: send `Authorization: Bearer TOKEN` (orchestrator-cli --token, or ORCHESTRATOR_TOKEN)"),
         Some(token) => match tokens.caller(token) {
@@ -203,6 +210,16 @@ mod tests {
         assert!(!is_read(&Method::DELETE, "/api/v1/workloads/web"));
         assert!(!is_read(&Method::POST, "/mcpx"));
         assert!(is_public("/healthz") && !is_public("/metrics"));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_scheme_s_case() {
+        assert_eq!(bearer_token("Bearer orc_1"), Some("orc_1"));
+        assert_eq!(bearer_token("bearer  orc_1 "), Some("orc_1"));
+        assert_eq!(bearer_token("BEARER orc_1"), Some("orc_1"));
+        assert_eq!(bearer_token("Basic dXNlcjpwdw=="), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
     }
 
     #[test]
