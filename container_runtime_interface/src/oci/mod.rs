@@ -36,9 +36,10 @@
 //! * Containers left by a previous daemon process are adopted by `list` (from their bundles
 //!   and the runtime's state): their exits are watched, but as they are no longer this
 //!   process's children their exit codes are unknown (reported as `Failed`). One it created
-//!   but was killed before starting is `Failed` too (nobody will start it), and a bundle it
-//!   was killed while preparing (no `config.json`, unknown to the runtime) is removed by
-//!   `list`: a kill -9 at any moment leaves nothing that is never cleaned up.
+//!   but was killed before starting is removed by `list` (nobody will start it; `status`
+//!   reports it `Failed`), and so is a bundle it was killed while preparing (no
+//!   `config.json`, unknown to the runtime): a kill -9 at any moment leaves nothing that is
+//!   never cleaned up.
 //! * No `/etc/hosts` or `/etc/resolv.conf` is written into the rootfs; no port mapping (host
 //!   network).
 
@@ -78,6 +79,16 @@ pub const INSTALL_HINT: &str =
 const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// File of the bundle holding the exit code.
 const EXIT_FILE: &str = "exit_code";
+
+/// The failure of a container an earlier daemon process created but was killed before starting
+/// (youki state `created`): nobody will start it.
+const NEVER_STARTED: &str = "created by an earlier daemon process but never started";
+
+/// Whether `state` is [`NEVER_STARTED`]'s.
+fn is_never_started(state: &ContainerState) -> bool {
+    matches!(state, ContainerState::Failed { message } if message == NEVER_STARTED)
+}
+
 /// The `operation` of errors of [`OciRuntime::new`].
 const OPERATION_NEW: &str = "start the OCI runtime";
 /// How long to wait for a SIGKILLed container to be reaped.
@@ -486,7 +497,7 @@ impl Inner {
                 // (and removes it, which kills its waiting init).
                 "creating" | "created" => (
                     ContainerState::Failed {
-                        message: "created by an earlier daemon process but never started".into(),
+                        message: NEVER_STARTED.into(),
                     },
                     None,
                 ),
@@ -933,6 +944,23 @@ impl ContainerRuntime for OciRuntime {
                 continue;
             }
             match inner.disk_state(&id).await? {
+                Some((info, _)) if is_never_started(&info.state) => {
+                    // Nobody will start it, and it never ran: removed (its waiting init
+                    // killed) and left out, so the core finds the instance's container gone
+                    // and starts it again after its short error backoff, not the crash-loop
+                    // delay of a container that ran and failed. If the removal fails it is
+                    // listed as Failed, and the core replaces and removes it.
+                    match self.remove(node, &id).await {
+                        Ok(()) => {
+                            tracing::info!(container = %id, "removed a container an earlier daemon process created but never started");
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(container = %id, error = %e, "cannot remove a container an earlier daemon process never started");
+                            all.push(info);
+                        }
+                    }
+                }
                 Some((info, pid)) => {
                     if let Some(pid) = pid {
                         inner.adopt(&info, pid)?;
