@@ -309,6 +309,20 @@ impl TestImage {
     }
 }
 
+/// Pulls `reference`, an image made by [`TestImage::small`], and checks its file came out.
+async fn pull_small(
+    images: &RegistryImages,
+    reference: &str,
+    policy: PullPolicy,
+) -> container_runtime_interface::image::PreparedImage {
+    let prepared = images.prepare(reference, policy).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
+        "world"
+    );
+    prepared
+}
+
 /// Pushes `image` through the distribution API (monolithic blob uploads, then the manifest).
 async fn push(registry: &str, repository: &str, tag: &str, image: &TestImage) {
     let base = format!("http://{registry}");
@@ -901,17 +915,12 @@ async fn anonymous_bearer_tokens_are_fetched_and_reused() {
     let fake = token_registry(&image, None).await;
     let dir = tempfile::tempdir().unwrap();
     let images = source(dir.path());
-    let prepared = images
-        .prepare(
-            &format!("{}/demo/app:1", fake.registry()),
-            PullPolicy::IfNotPresent,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
-        "world"
-    );
+    let prepared = pull_small(
+        &images,
+        &format!("{}/demo/app:1", fake.registry()),
+        PullPolicy::IfNotPresent,
+    )
+    .await;
     assert_eq!(prepared.config.cmd, ["/hello"]);
     let seen = fake.seen();
     let tokens: Vec<&Request> = seen
@@ -1206,14 +1215,7 @@ async fn basic_auth_registries_pull_with_credentials_and_say_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
     let images = with_credentials(dir.path(), &fake.registry(), "Y2k6czNjcmV0");
     let before = fake.seen().len();
-    let prepared = images
-        .prepare(&reference, PullPolicy::Always)
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
-        "world"
-    );
+    pull_small(&images, &reference, PullPolicy::Always).await;
     let unauthenticated = fake.seen()[before..]
         .iter()
         .filter(|r| !r.headers.contains_key("authorization"))
@@ -1427,14 +1429,7 @@ async fn https_registries_with_a_ca_of_their_own_pull_with_that_ca() {
         .ca_certs
         .insert(registry.addr.clone(), registry.ca_pem.clone());
     let images = RegistryImages::new(config).unwrap();
-    let prepared = images
-        .prepare(&reference, PullPolicy::Always)
-        .await
-        .unwrap();
-    assert_eq!(
-        std::fs::read_to_string(prepared.rootfs.join("hello")).unwrap(),
-        "world"
-    );
+    pull_small(&images, &reference, PullPolicy::Always).await;
 
     // Another registry's CA does not vouch for it: the handshake fails, and the error says so.
     let other = TlsRegistry::start().await.unwrap();

@@ -80,13 +80,15 @@ const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
 /// File of the bundle holding the exit code.
 const EXIT_FILE: &str = "exit_code";
 
-/// The failure of a container an earlier daemon process created but was killed before starting
-/// (youki state `created`): nobody will start it.
-const NEVER_STARTED: &str = "created by an earlier daemon process but never started";
-
-/// Whether `state` is [`NEVER_STARTED`]'s.
-fn is_never_started(state: &ContainerState) -> bool {
-    matches!(state, ContainerState::Failed { message } if message == NEVER_STARTED)
+/// What the runtime's state says of the init process of a container found on disk (one this
+/// process does not track).
+enum Init {
+    /// Running with this pid: to adopt.
+    Runs(i32),
+    /// `created` by an earlier process killed before `start`: nobody will start it.
+    NeverStarted,
+    /// Exited, or no pid to watch.
+    Other,
 }
 
 /// The `operation` of errors of [`OciRuntime::new`].
@@ -476,11 +478,11 @@ impl Inner {
         Ok(self.disk_state(id).await?.map(|(info, _)| info))
     }
 
-    /// [`Self::info_from_disk`] with the init pid of a running container.
+    /// [`Self::info_from_disk`] with what the runtime says of its init process.
     async fn disk_state(
         &self,
         id: &ContainerId,
-    ) -> Result<Option<(ContainerInfo, Option<i32>)>, RuntimeError> {
+    ) -> Result<Option<(ContainerInfo, Init)>, RuntimeError> {
         let bundle = self.bundle_path(id);
         let Ok(oci) = oci_spec::runtime::Spec::load(bundle.join("config.json")) else {
             return Ok(None);
@@ -489,21 +491,23 @@ impl Inner {
         let exit_code = std::fs::read_to_string(bundle.join(EXIT_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok());
-        let (state, pid) = match self.cli.state(id.as_str()).await? {
+        let (state, init) = match self.cli.state(id.as_str()).await? {
             Some(s) => match s.status.as_str() {
-                "running" | "paused" => (ContainerState::Running, s.pid.filter(|p| *p > 0)),
+                "running" | "paused" => (
+                    ContainerState::Running,
+                    s.pid.filter(|p| *p > 0).map_or(Init::Other, Init::Runs),
+                ),
                 // Not in this process's table, so an earlier process ran `create` and was
-                // killed before `start`: nobody will start it. Failed, so the core replaces it
-                // (and removes it, which kills its waiting init).
+                // killed before `start`: nobody will start it (`list` removes it).
                 "creating" | "created" => (
                     ContainerState::Failed {
-                        message: NEVER_STARTED.into(),
+                        message: "created by an earlier daemon process but never started".into(),
                     },
-                    None,
+                    Init::NeverStarted,
                 ),
-                _ => (exit_or_unknown(exit_code), None),
+                _ => (exit_or_unknown(exit_code), Init::Other),
             },
-            None => (exit_or_unknown(exit_code), None),
+            None => (exit_or_unknown(exit_code), Init::Other),
         };
         let info = ContainerInfo {
             id: id.clone(),
@@ -520,7 +524,7 @@ impl Inner {
                 .into(),
             state,
         };
-        Ok(Some((info, pid)))
+        Ok(Some((info, init)))
     }
 
     /// Takes a running container of an earlier daemon process into the table and watches its
@@ -944,7 +948,7 @@ impl ContainerRuntime for OciRuntime {
                 continue;
             }
             match inner.disk_state(&id).await? {
-                Some((info, _)) if is_never_started(&info.state) => {
+                Some((info, Init::NeverStarted)) => {
                     // Nobody will start it, and it never ran: removed (its waiting init
                     // killed) and left out, so the core finds the instance's container gone
                     // and starts it again after its short error backoff, not the crash-loop
@@ -961,8 +965,8 @@ impl ContainerRuntime for OciRuntime {
                         }
                     }
                 }
-                Some((info, pid)) => {
-                    if let Some(pid) = pid {
+                Some((info, init)) => {
+                    if let Init::Runs(pid) = init {
                         inner.adopt(&info, pid)?;
                     }
                     all.push(info);
