@@ -41,7 +41,7 @@ pub mod fuzzing {
 pub use error::RuntimeError;
 pub use runtime::{
     container_id_for, last_lines_start, ContainerEvent, ContainerInfo, ContainerRuntime,
-    ContainerSpec, ContainerState, LogChunk, LogRequest,
+    ContainerSpec, ContainerState, ExecOutput, Health, LogChunk, LogRequest,
 };
 pub use simulated::{SimulatedRuntime, SimulatedRuntimeConfig};
 

@@ -59,6 +59,28 @@ impl ContainerState {
     }
 }
 
+/// What a container's probes say, from the node that runs it (see
+/// `orchestrator_shared_types::health`). A container nothing probes has no health: it is
+/// ready while it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Its startup probe (if any) passed and its readiness probe (if any) passes.
+    pub ready: bool,
+    /// When a probe is failing or has not passed yet: which, and its last output (e.g.
+    /// "readiness probe failed 2 times: HTTP 503 from GET /ready").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What a command run in a container returned ([`ContainerRuntime::exec`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code.
+    pub code: i32,
+    /// The start of what it wrote to stdout and stderr (bounded).
+    pub output: String,
+}
+
 /// What a runtime knows about one container.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -72,6 +94,8 @@ pub struct ContainerInfo {
     pub workload_id: WorkloadId,
     /// State.
     pub state: ContainerState,
+    /// What its probes say, if anything probes it.
+    pub health: Option<Health>,
 }
 
 /// A change of a container's state, pushed by the runtime as it happens (an exit, most
@@ -86,6 +110,8 @@ pub struct ContainerEvent {
     pub instance_id: InstanceId,
     /// The new state.
     pub state: ContainerState,
+    /// What its probes say, if anything probes it (a change of health alone is an event too).
+    pub health: Option<Health>,
 }
 
 /// What to read of a container's output (stdout and stderr, interleaved as written).
@@ -223,6 +249,25 @@ pub trait ContainerRuntime: Send + Sync {
         id: &ContainerId,
         request: LogRequest,
     ) -> Result<LogChunk, RuntimeError>;
+
+    /// Runs `command` inside the running container `id` (`youki exec`) and waits for it at most
+    /// `timeout`: a command still running then is killed and the call fails. Used by `exec`
+    /// health checks. Runtimes that cannot run commands in containers keep this default, which
+    /// refuses.
+    async fn exec(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let _ = (node, id, command, timeout);
+        Err(RuntimeError::Failed {
+            operation: "exec",
+            message: "this runtime cannot run commands in containers".to_owned(),
+            transient: false,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -204,6 +204,7 @@ impl State {
                 container_id: id.clone(),
                 instance_id: c.instance_id.clone(),
                 state,
+                health: None,
             });
         }
     }
@@ -243,6 +244,7 @@ fn container_info(node: &NodeId, id: &ContainerId, c: &SimContainer) -> Containe
         instance_id: c.instance_id.clone(),
         workload_id: c.workload_id.clone(),
         state: c.state.clone(),
+        health: None,
     }
 }
 

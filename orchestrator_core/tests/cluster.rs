@@ -405,6 +405,7 @@ async fn a_report_left_by_an_assignment_removed_while_the_agent_was_down_is_dele
         instance_id: "w/i1".into(),
         workload_id: "w".into(),
         state: ContainerState::Running,
+        health: None,
         assignment_uid: "u1".into(),
     };
     store.put_obj(&report, Precondition::None).await.unwrap();

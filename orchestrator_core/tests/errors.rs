@@ -280,6 +280,7 @@ async fn a_transient_runtime_error_is_retried_quickly() {
             container_id: i.container_ids[0].clone(),
             instance_id: i.id.clone(),
             state: ContainerState::Running,
+            health: None,
         })
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -129,6 +129,18 @@ pub struct WorkloadInstance {
     /// The host ports it holds on its node (static and dynamic), set when it is placed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<AssignedPort>,
+    /// Whether it serves: Running, and the readiness (and startup) probes of its containers
+    /// passing (an instance without probes is ready while running). A replica being stopped is
+    /// not ready.
+    #[serde(default)]
+    pub ready: bool,
+    /// Since when it has been ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_since: Option<DateTime<Utc>>,
+    /// What its probes last said when one is failing or not yet passed: the container, the
+    /// probe and its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 impl WorkloadInstance {
@@ -149,6 +161,9 @@ impl WorkloadInstance {
             updated_at: now,
             started_at: None,
             ports: Vec::new(),
+            ready: false,
+            ready_since: None,
+            health: None,
         }
     }
 
@@ -160,7 +175,16 @@ impl WorkloadInstance {
             .collect()
     }
 
-    /// Moves to `next` if the transition is allowed; returns whether it moved.
+    /// Marks it ready or not; `ready_since` follows.
+    pub fn set_ready(&mut self, ready: bool) {
+        if ready != self.ready {
+            self.ready = ready;
+            self.ready_since = ready.then(Utc::now);
+        }
+    }
+
+    /// Moves to `next` if the transition is allowed; returns whether it moved. Leaving
+    /// Running makes it not ready.
     pub fn transition(&mut self, next: InstanceStatus) -> bool {
         if !self.status.can_transition_to(next) {
             return false;
@@ -170,6 +194,8 @@ impl WorkloadInstance {
             self.updated_at = Utc::now();
             if next == InstanceStatus::Running {
                 self.started_at = Some(self.updated_at);
+            } else {
+                self.set_ready(false);
             }
         }
         true

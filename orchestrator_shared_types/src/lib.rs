@@ -19,23 +19,31 @@
 //! * [`workload`] — what the user asks for (`WorkloadDefinition`, `ContainerConfig`, ports, policies).
 //! * [`instance`] — one replica of a workload and its lifecycle (`InstanceStatus`).
 //! * [`event`] — what the orchestrator did and why, including typed scheduling rejections.
+//! * [`health`] — health checks of containers (liveness, readiness and startup probes).
+//! * [`rollout`] — update strategies (rolling, recreate) and template revisions.
 //! * [`validation`] — checks that return every problem with its field path.
 
 pub mod api;
 pub mod auth;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod instance;
 pub mod node;
 pub mod resources;
+pub mod rollout;
 pub mod validation;
 pub mod workload;
 
 pub use event::{Event, EventKind, RejectReason, Unschedulable};
+pub use health::{ExecCheck, HttpCheck, Probe, ProbeKind, TcpCheck};
 pub use ids::{ContainerId, InstanceId, NodeId, WorkloadId};
 pub use instance::{AssignedPort, InstanceStatus, WorkloadInstance};
 pub use node::{Node, NodeStatus, PortRange};
 pub use resources::Resources;
+pub use rollout::{
+    Quantity, StrategyKind, TemplateRevision, UpdateStrategy, REVISION_HISTORY, ROLLBACK_RESTARTS,
+};
 pub use validation::{FieldError, ValidationErrors};
 pub use workload::{
     ContainerConfig, PlacementStrategy, PortMapping, Protocol, PullPolicy, RestartPolicy,

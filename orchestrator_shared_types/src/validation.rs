@@ -1,7 +1,7 @@
 //! Validation of user input. It returns *every* problem, each with the path of its field
 //! (`containers[1].ports[0].host_port`), so a user fixes a manifest in one round trip.
 
-use crate::{Labels, Protocol, WorkloadDefinition};
+use crate::{ContainerConfig, Labels, Probe, Protocol, Quantity, WorkloadDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
@@ -130,6 +130,16 @@ impl WorkloadDefinition {
                 format!("must be at most {MAX_TERMINATION_GRACE_SECONDS} (got {grace})"),
             );
         }
+        if let Some(delay) = self
+            .pre_stop_seconds
+            .filter(|&d| d > MAX_TERMINATION_GRACE_SECONDS)
+        {
+            errors.push(
+                "pre_stop_seconds",
+                format!("must be at most {MAX_TERMINATION_GRACE_SECONDS} (got {delay})"),
+            );
+        }
+        check_strategy(&mut errors, self);
         check_labels(&mut errors, "labels", &self.labels);
         check_labels(&mut errors, "node_selector", &self.node_selector);
         if self.containers.is_empty() {
@@ -201,6 +211,21 @@ impl WorkloadDefinition {
                     );
                 }
             }
+            for (field, probe) in [
+                ("liveness_probe", &c.liveness_probe),
+                ("readiness_probe", &c.readiness_probe),
+                ("startup_probe", &c.startup_probe),
+            ] {
+                if let Some(probe) = probe {
+                    check_probe(&mut errors, &format!("{p}.{field}"), probe, c);
+                    if field != "readiness_probe" && probe.success_threshold > 1 {
+                        errors.push(
+                            format!("{p}.{field}.success_threshold"),
+                            "must be 1 for liveness and startup probes",
+                        );
+                    }
+                }
+            }
             for (j, port) in c.ports.iter().enumerate() {
                 let pp = format!("{p}.ports[{j}]");
                 if port.container_port == 0 {
@@ -237,6 +262,124 @@ impl WorkloadDefinition {
     }
 }
 
+/// The rules of one probe of container `c`, its fields under `path`.
+fn check_probe(errors: &mut ValidationErrors, path: &str, probe: &Probe, c: &ContainerConfig) {
+    if probe.checks() != 1 {
+        errors.push(
+            path.to_owned(),
+            "must have exactly one of http, tcp and exec",
+        );
+    }
+    for (field, value) in [
+        ("period_seconds", probe.period_seconds),
+        ("timeout_seconds", probe.timeout_seconds),
+        ("success_threshold", probe.success_threshold),
+        ("failure_threshold", probe.failure_threshold),
+    ] {
+        if value == 0 {
+            errors.push(format!("{path}.{field}"), "must be at least 1");
+        }
+    }
+    if probe.initial_delay_seconds > MAX_TERMINATION_GRACE_SECONDS
+        || probe.period_seconds > MAX_TERMINATION_GRACE_SECONDS
+        || probe.timeout_seconds > MAX_TERMINATION_GRACE_SECONDS
+    {
+        errors.push(
+            path.to_owned(),
+            format!(
+                "delays, periods and timeouts are at most {MAX_TERMINATION_GRACE_SECONDS} seconds"
+            ),
+        );
+    }
+    let tcp_ports: Vec<u16> = c
+        .ports
+        .iter()
+        .filter(|p| p.protocol == Protocol::Tcp)
+        .map(|p| p.container_port)
+        .collect();
+    let check_port = |errors: &mut ValidationErrors, field: String, port: u16| {
+        if !tcp_ports.contains(&port) {
+            let declared = if tcp_ports.is_empty() {
+                "none".to_owned()
+            } else {
+                tcp_ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            errors.push(
+                field,
+                format!(
+                    "must be a container_port of this container's TCP ports (got {port}; declared: {declared})"
+                ),
+            );
+        }
+    };
+    if let Some(http) = &probe.http {
+        check_port(errors, format!("{path}.http.port"), http.port);
+        if !http.path.starts_with('/') || http.path.chars().any(char::is_whitespace) {
+            errors.push(
+                format!("{path}.http.path"),
+                "must start with '/' and contain no whitespace",
+            );
+        }
+        if let Some(status) = http.status.filter(|s| !(100..=599).contains(s)) {
+            errors.push(
+                format!("{path}.http.status"),
+                format!("must be an HTTP status between 100 and 599 (got {status})"),
+            );
+        }
+    }
+    if let Some(tcp) = &probe.tcp {
+        check_port(errors, format!("{path}.tcp.port"), tcp.port);
+    }
+    if let Some(exec) = &probe.exec {
+        if exec.command.is_empty() || exec.command[0].trim().is_empty() {
+            errors.push(
+                format!("{path}.exec.command"),
+                "must not be empty: the program to run and its arguments",
+            );
+        }
+    }
+}
+
+/// The rules of the update strategy.
+fn check_strategy(errors: &mut ValidationErrors, def: &WorkloadDefinition) {
+    let s = &def.strategy;
+    let mut zero = 0;
+    for (field, q) in [
+        ("strategy.max_surge", &s.max_surge),
+        ("strategy.max_unavailable", &s.max_unavailable),
+    ] {
+        match q {
+            Quantity::Percent(_) if q.percent().is_none() => errors.push(
+                field,
+                "must be a count or a percentage such as \"25%\" (at most \"100%\")",
+            ),
+            _ if q.resolve(100, true) == 0 => zero += 1,
+            _ => {}
+        }
+    }
+    if zero == 2 {
+        errors.push(
+            "strategy.max_unavailable",
+            "max_surge and max_unavailable must not both be 0: the rollout could never start",
+        );
+    }
+    if s.progress_deadline_seconds == 0 {
+        errors.push("strategy.progress_deadline_seconds", "must be at least 1");
+    } else if s.progress_deadline_seconds <= s.min_ready_seconds {
+        errors.push(
+            "strategy.progress_deadline_seconds",
+            format!(
+                "must be greater than min_ready_seconds ({})",
+                s.min_ready_seconds
+            ),
+        );
+    }
+}
+
 fn proto(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "tcp",
@@ -247,7 +390,7 @@ fn proto(p: Protocol) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ContainerConfig, PortMapping, Resources};
+    use crate::{PortMapping, Resources};
 
     #[test]
     fn dns_labels() {
@@ -336,6 +479,70 @@ mod tests {
         assert_eq!(errs.0.len(), 1, "{errs}");
         assert_eq!(errs.0[0].field, "containers[1].ports[1].host_port");
         assert_eq!(errs.0[0].message, "duplicate host port 8080/tcp");
+    }
+
+    #[test]
+    fn probes_and_strategies_are_checked_with_their_paths() {
+        let mut c = ContainerConfig::new("app", "img");
+        c.ports = vec![PortMapping {
+            container_port: 80,
+            host_port: Some(0),
+            protocol: Protocol::Tcp,
+        }];
+        c.readiness_probe = Some(Probe::http("/healthz", 80));
+        c.liveness_probe = Some(Probe::tcp(80));
+        c.startup_probe = Some(Probe::exec(&["true"]));
+        let mut w = WorkloadDefinition::new("web", 2, c);
+        assert_eq!(w.validate(), Ok(()));
+
+        let app = &mut w.containers[0];
+        app.readiness_probe = Some(Probe::http("healthz", 81));
+        app.liveness_probe.as_mut().unwrap().period_seconds = 0;
+        app.liveness_probe.as_mut().unwrap().success_threshold = 2;
+        app.startup_probe = Some(Probe::exec(&[]));
+        let mut both = Probe::tcp(80);
+        both.http = Some(crate::HttpCheck {
+            path: "/".into(),
+            port: 80,
+            status: None,
+        });
+        w.containers.push(ContainerConfig {
+            readiness_probe: Some(both),
+            ..ContainerConfig::new("side", "img")
+        });
+        w.strategy.max_surge = Quantity::Count(0);
+        w.strategy.max_unavailable = Quantity::Percent("0%".into());
+        w.strategy.min_ready_seconds = 700;
+        w.pre_stop_seconds = Some(4000);
+        let errs = w.validate().unwrap_err();
+        let fields: Vec<&str> = errs.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "pre_stop_seconds",
+                "strategy.max_unavailable",
+                "strategy.progress_deadline_seconds",
+                "containers[0].liveness_probe.period_seconds",
+                "containers[0].liveness_probe.success_threshold",
+                "containers[0].readiness_probe.http.port",
+                "containers[0].readiness_probe.http.path",
+                "containers[0].startup_probe.exec.command",
+                "containers[1].readiness_probe",
+                "containers[1].readiness_probe.http.port",
+                "containers[1].readiness_probe.tcp.port",
+            ],
+            "{errs}"
+        );
+
+        w.strategy.max_surge = Quantity::Percent("x%".into());
+        let errs = WorkloadDefinition {
+            containers: vec![ContainerConfig::new("app", "img")],
+            pre_stop_seconds: None,
+            ..w
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(errs.0[0].field, "strategy.max_surge");
     }
 
     #[test]

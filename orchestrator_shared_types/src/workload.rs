@@ -1,6 +1,6 @@
 //! What the user asks for: a workload of identical replicas, each a group of containers.
 
-use crate::{Labels, Resources, WorkloadId};
+use crate::{Labels, Probe, Resources, TemplateRevision, UpdateStrategy, WorkloadId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -160,6 +160,15 @@ pub struct ContainerConfig {
     /// Mounts the container's root filesystem read-only (`docker run --read-only`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only_root: bool,
+    /// Restarts the container when it fails (see `Probe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// The instance is ready only while it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// Holds liveness and readiness until it passes once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
 }
 
 impl ContainerConfig {
@@ -181,7 +190,17 @@ impl ContainerConfig {
             resources: Self::default_resources(),
             user: None,
             read_only_root: false,
+            liveness_probe: None,
+            readiness_probe: None,
+            startup_probe: None,
         }
+    }
+
+    /// Whether anything probes this container.
+    pub fn has_probes(&self) -> bool {
+        self.liveness_probe.is_some()
+            || self.readiness_probe.is_some()
+            || self.startup_probe.is_some()
     }
 }
 
@@ -235,6 +254,24 @@ pub struct WorkloadDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(maximum = 3600))]
     pub termination_grace_seconds: Option<u32>,
+    /// Seconds between taking a replica out of service (not ready, no longer listed as such)
+    /// and sending it SIGTERM when it is stopped, so that clients which just looked it up are
+    /// served (Kubernetes users get this with a `preStop` sleep). Default 0, at most 3600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3600))]
+    pub pre_stop_seconds: Option<u32>,
+    /// How a template change (containers, node selector, placement) replaces the replicas:
+    /// a rolling update by default.
+    #[serde(default, skip_serializing_if = "UpdateStrategy::is_default")]
+    pub strategy: UpdateStrategy,
+    /// The revision number of the current template: set by the server (1 on creation, one
+    /// more on every template change); ignored in manifests.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u64,
+    /// The previous templates, oldest first, at most `REVISION_HISTORY`: kept by the server
+    /// for `rollout history` and `rollout undo`; ignored in manifests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<TemplateRevision>,
     /// Who made the last change (create, update, scale, delete): set by the server from the
     /// caller's API token; ignored in manifests. Not part of the desired state: see
     /// [`WorkloadDefinition::same_desired_state`].
@@ -244,6 +281,10 @@ pub struct WorkloadDefinition {
 
 fn is_empty_id(id: &WorkloadId) -> bool {
     id.0.is_empty()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl WorkloadDefinition {
@@ -259,13 +300,17 @@ impl WorkloadDefinition {
             restart_policy: RestartPolicy::Always,
             placement: PlacementStrategy::BinPack,
             termination_grace_seconds: None,
+            pre_stop_seconds: None,
+            strategy: UpdateStrategy::default(),
+            revision: 0,
+            history: Vec::new(),
             changed_by: None,
         }
     }
 
     /// Whether `self` and `other` ask for the same thing: equal but for who changed them last
-    /// ([`WorkloadDefinition::changed_by`]), so that the same manifest applied by someone else
-    /// is no change.
+    /// ([`WorkloadDefinition::changed_by`]) and the server's revision bookkeeping, so that the
+    /// same manifest applied by someone else is no change.
     pub fn same_desired_state(&self, other: &WorkloadDefinition) -> bool {
         let Self {
             id,
@@ -277,6 +322,10 @@ impl WorkloadDefinition {
             restart_policy,
             placement,
             termination_grace_seconds,
+            pre_stop_seconds,
+            strategy,
+            revision: _,
+            history: _,
             changed_by: _,
         } = self;
         *id == other.id
@@ -288,6 +337,41 @@ impl WorkloadDefinition {
             && *restart_policy == other.restart_policy
             && *placement == other.placement
             && *termination_grace_seconds == other.termination_grace_seconds
+            && *pre_stop_seconds == other.pre_stop_seconds
+            && *strategy == other.strategy
+    }
+
+    /// Whether `other` has the same template: the parts [`WorkloadDefinition::spec_hash`]
+    /// covers.
+    pub fn same_template(&self, other: &WorkloadDefinition) -> bool {
+        self.containers == other.containers
+            && self.node_selector == other.node_selector
+            && self.placement == other.placement
+    }
+
+    /// The current template as a revision record.
+    pub fn template(&self) -> TemplateRevision {
+        TemplateRevision {
+            revision: self.revision,
+            containers: self.containers.clone(),
+            node_selector: self.node_selector.clone(),
+            placement: self.placement,
+            changed_by: self.changed_by.clone(),
+            changed_at: Some(chrono::Utc::now()),
+            failed: None,
+        }
+    }
+
+    /// Takes `revision`'s template (containers, node selector, placement) as the current one.
+    pub fn set_template(&mut self, revision: &TemplateRevision) {
+        self.containers.clone_from(&revision.containers);
+        self.node_selector.clone_from(&revision.node_selector);
+        self.placement = revision.placement;
+    }
+
+    /// [`WorkloadDefinition::pre_stop_seconds`] as a duration.
+    pub fn pre_stop(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.pre_stop_seconds.unwrap_or(0).into())
     }
 
     /// [`WorkloadDefinition::termination_grace_seconds`] as a duration; `None`: the daemon's.

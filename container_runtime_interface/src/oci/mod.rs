@@ -345,6 +345,7 @@ impl Inner {
             container_id: id.clone(),
             instance_id: instance_id.clone(),
             state,
+            health: None,
         });
     }
 
@@ -523,6 +524,7 @@ impl Inner {
                 .unwrap_or_default()
                 .into(),
             state,
+            health: None,
         };
         Ok(Some((info, init)))
     }
@@ -916,6 +918,7 @@ impl ContainerRuntime for OciRuntime {
             instance_id: e.instance_id.clone(),
             workload_id: e.workload_id.clone(),
             state: e.state.clone(),
+            health: None,
         });
         match known {
             Some(info) => Ok(info),
@@ -938,6 +941,7 @@ impl ContainerRuntime for OciRuntime {
                 instance_id: e.instance_id.clone(),
                 workload_id: e.workload_id.clone(),
                 state: e.state.clone(),
+                health: None,
             })
             .collect();
         let bundles = std::fs::read_dir(inner.config.data_dir.join("bundles"))

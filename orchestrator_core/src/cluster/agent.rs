@@ -16,7 +16,7 @@ use super::fence::StopAll;
 use super::records::{node_prefix, Assignment, ContainerReport, MemberRecord};
 use super::RECONNECT;
 use crate::backoff::Backoff;
-use container_runtime_interface::{ContainerRuntime, ContainerState, RuntimeError};
+use container_runtime_interface::{ContainerRuntime, ContainerState, Health, RuntimeError};
 use orchestrator_shared_types::{ContainerId, Node, NodeId};
 use state_store_interface::{
     decode_event, typed::put_op, Coordination, Kind, LeaseId, Op, Precondition, StateStore,
@@ -284,7 +284,10 @@ async fn follow_runtime(
         let mut reports: HashMap<ContainerId, ContainerReport> = HashMap::new();
         for event in batch {
             if let Some(a) = s.started_assignment(&event.container_id) {
-                reports.insert(event.container_id, report_of(&s.node, &a, event.state));
+                reports.insert(
+                    event.container_id,
+                    report_of(&s.node, &a, event.state, event.health),
+                );
             }
         }
         if reports.is_empty() {
@@ -301,13 +304,19 @@ async fn follow_runtime(
     }
 }
 
-fn report_of(node: &NodeId, a: &Assignment, state: ContainerState) -> ContainerReport {
+fn report_of(
+    node: &NodeId,
+    a: &Assignment,
+    state: ContainerState,
+    health: Option<Health>,
+) -> ContainerReport {
     ContainerReport {
         node: node.clone(),
         id: a.spec.id.clone(),
         instance_id: a.spec.instance_id.clone(),
         workload_id: a.spec.workload_id.clone(),
         state,
+        health,
         assignment_uid: a.uid.clone(),
     }
 }
@@ -325,7 +334,7 @@ impl Shared {
                 continue;
             };
             if let Ok(info) = self.runtime.status(&self.node, &id).await {
-                self.report(&a, info.state).await;
+                self.report(&a, info.state, info.health).await;
             }
         }
     }
@@ -382,14 +391,14 @@ impl Shared {
                 let id = &a.value.spec.id;
                 let reported = reports.get(id).filter(|r| r.assignment_uid == a.value.uid);
                 let adopted = if let Some(state) = running.get(id) {
-                    self.report(&a.value, state.clone()).await;
+                    self.report(&a.value, state.clone(), None).await;
                     true
                 } else if reported.is_some_and(|r| !r.state.has_exited()) {
                     let state = ContainerState::Killed {
                         code: 137,
                         reason: "the container was gone when its node's agent started".into(),
                     };
-                    self.report(&a.value, state).await;
+                    self.report(&a.value, state, None).await;
                     true
                 } else {
                     reported.is_some()
@@ -506,7 +515,8 @@ impl Shared {
         if started.as_deref() != Some(a.uid.as_str()) {
             if a.stop_grace_ms.is_some() {
                 // Stopped before it ever started.
-                self.report(a, ContainerState::Exited { code: 0 }).await;
+                self.report(a, ContainerState::Exited { code: 0 }, None)
+                    .await;
                 return (Some(a.uid.clone()), true);
             }
             // Marked started first: the runtime's events about it (Running, an early exit)
@@ -517,14 +527,14 @@ impl Shared {
                 // Adopted (e.g. the agent restarted mid-start): no event will say its state.
                 Err(RuntimeError::AlreadyExists { .. }) => {
                     if let Ok(info) = self.runtime.status(node, id).await {
-                        self.report(a, info.state).await;
+                        self.report(a, info.state, info.health).await;
                     }
                 }
                 Err(e) => {
                     let state = ContainerState::Failed {
                         message: e.to_string(),
                     };
-                    self.report(a, state).await;
+                    self.report(a, state, None).await;
                 }
             }
             return (Some(a.uid.clone()), false);
@@ -537,7 +547,7 @@ impl Shared {
                         code: 137,
                         reason: "the container was gone when it was stopped".into(),
                     };
-                    self.report(a, state).await;
+                    self.report(a, state, None).await;
                 }
                 return (started, true);
             }
@@ -567,8 +577,8 @@ impl Shared {
     }
 
     /// Writes the report of assignment `a`'s container.
-    async fn report(&self, a: &Assignment, state: ContainerState) {
-        let report = report_of(&self.node, a, state);
+    async fn report(&self, a: &Assignment, state: ContainerState, health: Option<Health>) {
+        let report = report_of(&self.node, a, state, health);
         if let Err(e) = self.store.put_obj(&report, Precondition::None).await {
             tracing::warn!(container = %report.id, error = %e, "writing a container's report failed");
         }

@@ -9,7 +9,7 @@
 //! * `Cluster/members/{node}` — that node's agent, under its lease;
 //! * `Cluster/id` — the first daemon of the cluster, once.
 
-use container_runtime_interface::{ContainerSpec, ContainerState};
+use container_runtime_interface::{ContainerSpec, ContainerState, Health};
 use orchestrator_shared_types::{ContainerId, InstanceId, NodeId, WorkloadId};
 use serde::{Deserialize, Serialize};
 use state_store_interface::{Kind, StoredObject};
@@ -51,6 +51,9 @@ pub struct ContainerReport {
     pub workload_id: WorkloadId,
     /// Its state.
     pub state: ContainerState,
+    /// What its probes say, if anything probes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
     /// The [`Assignment::uid`] it realizes.
     pub assignment_uid: String,
 }

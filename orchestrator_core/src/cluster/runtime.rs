@@ -300,6 +300,7 @@ fn info_of(report: &ContainerReport) -> ContainerInfo {
         instance_id: report.instance_id.clone(),
         workload_id: report.workload_id.clone(),
         state: report.state.clone(),
+        health: report.health.clone(),
     }
 }
 
@@ -486,6 +487,7 @@ impl ContainerRuntime for ClusterRuntime {
                 instance_id: a.value.spec.instance_id,
                 workload_id: a.value.spec.workload_id,
                 state: ContainerState::Created,
+                health: None,
             }),
             None => Err(RuntimeError::NotFound {
                 node: node.clone(),
@@ -519,6 +521,7 @@ impl ContainerRuntime for ClusterRuntime {
                 instance_id: a.value.spec.instance_id.clone(),
                 workload_id: a.value.spec.workload_id.clone(),
                 state: ContainerState::Created,
+                health: None,
             })
             .collect();
         infos.extend(unreported);
@@ -644,7 +647,11 @@ impl ReportFollower {
     fn on_report(&mut self, report: &ContainerReport) {
         self.shared.answer(report);
         let key = report.key();
-        if self.reports.get(&key).map(|r| &r.state) == Some(&report.state) {
+        if self
+            .reports
+            .get(&key)
+            .is_some_and(|r| r.state == report.state && r.health == report.health)
+        {
             return;
         }
         let _ = self.shared.events.send(ContainerEvent {
@@ -652,6 +659,7 @@ impl ReportFollower {
             container_id: report.id.clone(),
             instance_id: report.instance_id.clone(),
             state: report.state.clone(),
+            health: report.health.clone(),
         });
         self.reports.insert(key, report.clone());
     }

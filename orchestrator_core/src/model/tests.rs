@@ -75,6 +75,7 @@ fn start_all(m: &mut Model, effects: &[Effect], now: Instant) {
                         container_id: spec.id.clone(),
                         instance_id: instance.clone(),
                         state: ContainerState::Running,
+                        health: None,
                     },
                     now,
                 );
@@ -158,6 +159,7 @@ fn a_crash_restarts_only_after_the_backoff() {
             container_id: specs[0].id.clone(),
             instance_id: instance.clone(),
             state: ContainerState::Exited { code: 3 },
+            health: None,
         },
         now,
     );
