@@ -18,11 +18,13 @@ pub(crate) enum Operation {
         stale: Vec<ContainerId>,
         specs: Vec<ContainerSpec>,
     },
-    /// Stop (SIGTERM, then SIGKILL after `grace`; `None`: the loop's default) then remove
-    /// these containers.
+    /// After `delay` (the workload's pre-stop delay, while the replica is already out of
+    /// service), stop (SIGTERM, then SIGKILL after `grace`; `None`: the loop's default) then
+    /// remove these containers.
     Stop {
         containers: Vec<ContainerId>,
         grace: Option<Duration>,
+        delay: Duration,
     },
 }
 
@@ -80,12 +82,18 @@ impl Executor {
     ) {
         let this = self.clone();
         self.spawn_tracked(async move {
+            if let Operation::Stop { delay, .. } = &op {
+                // Waiting holds no permit: other operations go on meanwhile.
+                tokio::time::sleep(*delay).await;
+            }
             // The semaphore is never closed.
             let _permit = this.permits.acquire().await;
             let started = matches!(op, Operation::Start { .. });
             let result = match op {
                 Operation::Start { stale, specs } => this.start(&node, &stale, &specs).await,
-                Operation::Stop { containers, grace } => {
+                Operation::Stop {
+                    containers, grace, ..
+                } => {
                     let grace = grace.unwrap_or(this.stop_grace);
                     this.stop(&node, &containers, grace).await
                 }

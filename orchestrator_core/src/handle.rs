@@ -166,6 +166,8 @@ impl OrchestratorHandle {
     ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
         def.validate()?;
         def.id = WorkloadId::generate();
+        def.revision = 1;
+        def.history.clear();
         self.stamp(&mut def);
         let revision = self
             .store
@@ -205,6 +207,7 @@ impl OrchestratorHandle {
             return Ok(current);
         }
         self.stamp(&mut def);
+        def.follow(&current.value);
         let expected = expected_revision.unwrap_or(current.revision);
         let revision = self
             .store
@@ -277,6 +280,32 @@ impl OrchestratorHandle {
             def.replicas = replicas;
             match self.update(def, Some(current.revision)).await {
                 // Someone else changed it in between: scale the new version.
+                Err(CoreError::StaleRevision { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Returns a workload to the template of an earlier revision (`None`: the previous one),
+    /// as `kubectl rollout undo`: the template becomes current under a new revision number and
+    /// is rolled out like any change.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to_revision: Option<u64>,
+    ) -> Result<Versioned<WorkloadDefinition>, CoreError> {
+        loop {
+            let current = self.get(name).await?.ok_or_else(|| CoreError::NotFound {
+                name: name.to_owned(),
+            })?;
+            let target = current.value.rolled_back(to_revision, None).map_err(|e| {
+                CoreError::Invalid(ValidationErrors(vec![FieldError {
+                    field: "to_revision".into(),
+                    message: e.to_string(),
+                }]))
+            })?;
+            match self.update(target, Some(current.revision)).await {
+                // Someone else changed it in between: roll back from the new version.
                 Err(CoreError::StaleRevision { .. }) => continue,
                 other => return other,
             }

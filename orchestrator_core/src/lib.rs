@@ -34,6 +34,7 @@
 //! * [`cluster`] — a cluster of daemons on one store: node agents, the leader's election, the
 //!   store-fed view of followers.
 //! * [`plan`] — the pure planner.
+//! * [`rollout`] — rolling updates: how many new replicas may start, which outdated ones go.
 //! * `execute`: runtime operations with bounded concurrency.
 //! * `persist`: the batching writer of instance records and events.
 //! * [`backoff`] — [`Backoff`] and its policies.
@@ -51,6 +52,7 @@ mod model;
 pub mod orchestrator;
 mod persist;
 pub mod plan;
+pub mod rollout;
 pub mod view;
 
 pub use backoff::{Backoff, BackoffPolicy};

@@ -10,9 +10,9 @@
 use crate::backoff::{Backoff, BackoffPolicy};
 use crate::execute::spawn_tracked;
 use crate::metrics::CoreMetrics;
-use orchestrator_shared_types::{Event, WorkloadInstance};
+use orchestrator_shared_types::{Event, WorkloadDefinition, WorkloadInstance};
 use state_store_interface::typed::{delete_op, put_op};
-use state_store_interface::{Op, Precondition, StateStore};
+use state_store_interface::{Op, Precondition, StateStore, StoreError, StoreExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,13 @@ pub(crate) enum PersistMsg {
     Delete(Arc<WorkloadInstance>),
     /// Append an event.
     Event(Box<Event>),
+    /// Return workload `name`, whose rollout to template revision `revision` failed, to its
+    /// last good template (the automatic rollback), unless its template changed meanwhile.
+    Rollback {
+        name: String,
+        revision: u64,
+        reason: String,
+    },
     /// Reply once everything sent before is committed (or given up).
     Flush(oneshot::Sender<()>),
 }
@@ -99,6 +106,7 @@ async fn run(
         // Last write per key wins within a batch; remember where each key's op sits.
         let mut slot: HashMap<String, usize> = HashMap::new();
         let mut events = Vec::new();
+        let mut rollbacks = Vec::new();
         let mut flushes = Vec::new();
         for msg in batch.drain(..) {
             let op = match msg {
@@ -106,6 +114,14 @@ async fn run(
                 PersistMsg::Delete(i) => delete_op(i.as_ref(), Precondition::None),
                 PersistMsg::Event(e) => {
                     events.push(*e);
+                    continue;
+                }
+                PersistMsg::Rollback {
+                    name,
+                    revision,
+                    reason,
+                } => {
+                    rollbacks.push((name, revision, reason));
                     continue;
                 }
                 PersistMsg::Flush(reply) => {
@@ -132,8 +148,64 @@ async fn run(
             })
             .await;
         }
+        for (name, revision, reason) in rollbacks {
+            roll_back(store.as_ref(), &metrics, &name, revision, &reason).await;
+        }
         for reply in flushes {
             let _ = reply.send(());
+        }
+    }
+}
+
+/// Who an automatic rollback is attributed to in `changed_by` and events.
+pub(crate) const ROLLBACK_ACTOR: &str = "auto-rollback";
+
+/// The automatic rollback of [`PersistMsg::Rollback`]: a compare-and-swap of the workload's
+/// definition, so a change made meanwhile (by a user, or an earlier rollback) wins and this one
+/// is dropped; the loop sees the new template through the store's watch like any change.
+async fn roll_back(
+    store: &dyn StateStore,
+    metrics: &CoreMetrics,
+    name: &str,
+    revision: u64,
+    reason: &str,
+) {
+    let mut backoff = Backoff::new(BackoffPolicy::errors());
+    for _ in 0..5 {
+        let current = match store.get_obj::<WorkloadDefinition>(name).await {
+            Ok(Some(current)) if current.value.revision == revision => current,
+            Ok(_) => return,
+            Err(e) if e.is_transient() => {
+                tokio::time::sleep(backoff.fail(Duration::ZERO)).await;
+                continue;
+            }
+            Err(e) => {
+                metrics.add_persist_failure();
+                tracing::error!(workload = name, error = %e, "reading a workload to roll it back failed");
+                return;
+            }
+        };
+        let mut next = match current.value.rolled_back(None, Some(reason.to_owned())) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(workload = name, error = %e, "no revision to roll back to");
+                return;
+            }
+        };
+        next.changed_by = Some(ROLLBACK_ACTOR.to_owned());
+        match store
+            .put_obj(&next, Precondition::ModRevision(current.revision))
+            .await
+        {
+            Ok(_) => return,
+            // Changed in between: look again (it may no longer need the rollback).
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) if e.is_transient() => tokio::time::sleep(backoff.fail(Duration::ZERO)).await,
+            Err(e) => {
+                metrics.add_persist_failure();
+                tracing::error!(workload = name, error = %e, "writing a rollback failed");
+                return;
+            }
         }
     }
 }

@@ -6,7 +6,9 @@
 //! planning twice over the same state plans the same thing, and planning over the state that
 //! the first plan produced plans nothing.
 
+use crate::rollout::{self, RolloutProgress};
 use container_runtime_interface::container_id_for;
+use orchestrator_shared_types::StrategyKind;
 use orchestrator_shared_types::{
     AssignedPort, ContainerConfig, InstanceId, InstanceStatus, NodeId, NodeStatus, PortMapping,
     Protocol, RejectReason, Unschedulable, WorkloadDefinition, WorkloadInstance,
@@ -14,6 +16,7 @@ use orchestrator_shared_types::{
 };
 use scheduler_interface::{Allocation, ClusterState, PlacementRequest, Scheduler};
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// What the planner knows about one existing instance.
@@ -26,6 +29,8 @@ pub struct InstanceView<'a> {
     pub not_before: Option<Instant>,
     /// Its node is being drained: stop it and place a replacement elsewhere.
     pub evict: bool,
+    /// Since when it has been ready (`None`: not ready).
+    pub ready_since: Option<Instant>,
 }
 
 /// Why an instance is stopped.
@@ -89,6 +94,8 @@ pub struct Plan {
     pub unschedulable: Option<Unschedulable>,
     /// Plan again at this time (a restart or retry waiting for its backoff).
     pub requeue_at: Option<Instant>,
+    /// Where the workload's rollout stands (`None` when it was deleted).
+    pub rollout: Option<RolloutProgress>,
 }
 
 impl Plan {
@@ -294,7 +301,9 @@ pub fn plan(
     };
 
     let hash = def.spec_hash();
+    let rolling = def.strategy.kind == StrategyKind::RollingUpdate;
     let mut live: Vec<&InstanceView<'_>> = Vec::new();
+    let mut outdated: Vec<&InstanceView<'_>> = Vec::new();
     let mut lost: Vec<(InstanceId, NodeId)> = Vec::new();
     for v in instances {
         let i = v.instance;
@@ -327,6 +336,10 @@ pub fn plan(
                 });
                 continue;
             }
+        }
+        if i.spec_hash != hash && rolling && !v.evict {
+            outdated.push(v);
+            continue;
         }
         if i.spec_hash != hash || v.evict {
             plan.steps.push(Step::Stop {
@@ -372,12 +385,46 @@ pub fn plan(
         }
     }
 
+    let min_ready = Duration::from_secs(def.strategy.min_ready_seconds.into());
+    let mut missing = replicas - live.len();
+    if !outdated.is_empty() {
+        let step = rollout::roll(def, &live, &mut outdated, now);
+        missing = missing.min(step.room);
+        for instance_id in step.stop {
+            plan.steps.push(Step::Stop {
+                instance_id,
+                reason: StopReason::SpecChanged,
+            });
+        }
+    }
+    if let Some(at) = rollout::next_available(&live, min_ready, now) {
+        // A new replica becomes available then: the rollout may take its next step.
+        plan.requeue(at);
+    }
+    plan.rollout = Some(RolloutProgress {
+        desired: replicas,
+        updated: live.len() + missing,
+        available: live
+            .iter()
+            .filter(|v| rollout::is_available(v, min_ready, now))
+            .count(),
+        outdated: outdated.len(),
+        restarts: live
+            .iter()
+            .map(|v| v.instance.restart_count)
+            .max()
+            .unwrap_or(0),
+        blocker: live
+            .iter()
+            .find(|v| !rollout::is_available(v, min_ready, now))
+            .map(|v| rollout::blocker(v.instance)),
+    });
+
     let pending: Vec<&WorkloadInstance> = live
         .iter()
         .map(|v| v.instance)
         .filter(|i| i.status == InstanceStatus::Pending)
         .collect();
-    let missing = replicas - live.len();
     let wanted = pending.len() + missing;
     if wanted == 0 {
         return plan;
@@ -472,7 +519,7 @@ mod tests {
         }
         p
     }
-    use orchestrator_shared_types::{Node, Resources, RestartPolicy};
+    use orchestrator_shared_types::{Node, Quantity, Resources, RestartPolicy};
     use scheduler_interface::BinPackScheduler;
     use std::time::Duration;
 
@@ -510,6 +557,7 @@ mod tests {
                 instance,
                 not_before: None,
                 evict: false,
+                ready_since: None,
             })
             .collect()
     }
@@ -636,6 +684,7 @@ mod tests {
             instance: &failed,
             not_before: Some(later),
             evict: false,
+            ready_since: None,
         }];
         let p = plan(
             Some(&d),
@@ -722,11 +771,13 @@ mod tests {
                 instance: &on_n1,
                 not_before: None,
                 evict: true,
+                ready_since: None,
             },
             InstanceView {
                 instance: &on_n2,
                 not_before: None,
                 evict: false,
+                ready_since: None,
             },
         ];
         let p = plan(
@@ -776,8 +827,9 @@ mod tests {
     }
 
     #[test]
-    fn template_change_stops_outdated_and_places_replacements() {
-        let d = def(1);
+    fn recreate_stops_outdated_and_places_replacements_at_once() {
+        let mut d = def(1);
+        d.strategy.kind = StrategyKind::Recreate;
         let mut state = cluster(&["n1"]);
         let old = [instance(&d, InstanceStatus::Running, Some("n1"))];
         let mut changed = d.clone();
@@ -790,6 +842,183 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(kinds(&p), ["stop", "place"]);
+    }
+
+    /// What a rolling update looked like, round by round.
+    #[derive(Debug, Default)]
+    struct Rolled {
+        rounds: usize,
+        min_available: usize,
+        max_total: usize,
+        outdated_left: usize,
+    }
+
+    /// Drives the planner from `replicas` ready outdated replicas to `new`'s template: each
+    /// round plans, checks that planning the same state again decides the same (a restart
+    /// mid-rollout continues it), then applies the plan (stops take effect at once, placed
+    /// replicas run and, when `new_ready`, are ready one round later).
+    fn roll(new: &WorkloadDefinition, new_ready: bool, max_rounds: usize) -> Rolled {
+        let mut old_def = new.clone();
+        old_def.containers[0].image = "img:old".into();
+        let mut state = ClusterState::new();
+        for n in ["n1", "n2", "n3"] {
+            state.upsert_node(Node::new(n, Resources::new(10_000_000, 10_000_000, 0)));
+        }
+        let start = Instant::now();
+        let mut now = start;
+        let mut live: Vec<(WorkloadInstance, Option<Instant>)> = (0..new.replicas)
+            .map(|_| {
+                let mut i = instance(&old_def, InstanceStatus::Running, Some("n1"));
+                i.ready = true;
+                (i, Some(start))
+            })
+            .collect();
+        let mut rolled = Rolled {
+            min_available: usize::MAX,
+            ..Default::default()
+        };
+        let hash = new.spec_hash();
+        while rolled.rounds < max_rounds {
+            let available = live
+                .iter()
+                .filter(|(_, r)| r.is_some_and(|t| t <= now))
+                .count();
+            rolled.min_available = rolled.min_available.min(available);
+            rolled.max_total = rolled.max_total.max(live.len());
+            rolled.outdated_left = live.iter().filter(|(i, _)| i.spec_hash != hash).count();
+            let views: Vec<InstanceView<'_>> = live
+                .iter()
+                .map(|(instance, ready)| InstanceView {
+                    instance,
+                    not_before: None,
+                    evict: false,
+                    ready_since: ready.filter(|t| *t <= now),
+                })
+                .collect();
+            let scheduler = BinPackScheduler::new();
+            let p = super::plan(Some(new), &views, &state, &scheduler, now);
+            let again = super::plan(Some(new), &views, &state, &scheduler, now);
+            assert_eq!(kinds(&p), kinds(&again), "same state, same decision");
+            assert_eq!(p.rollout, again.rollout);
+            let complete = p.rollout.as_ref().is_some_and(RolloutProgress::complete);
+            for step in p.steps {
+                match step {
+                    Step::Stop { instance_id, .. } => live.retain(|(i, _)| i.id != instance_id),
+                    Step::Place { mut instance, .. } => {
+                        instance.status = InstanceStatus::Running;
+                        let ready = new_ready.then(|| now + Duration::from_secs(1));
+                        live.push((instance, ready));
+                    }
+                    other => panic!("unexpected step {other:?}"),
+                }
+            }
+            if complete {
+                rolled.outdated_left = live.iter().filter(|(i, _)| i.spec_hash != hash).count();
+                break;
+            }
+            now += Duration::from_secs(1);
+            rolled.rounds += 1;
+        }
+        rolled
+    }
+
+    #[test]
+    fn rolling_updates_keep_within_surge_and_unavailability() {
+        let pct = |s: &str| Quantity::Percent(s.into());
+        let n = Quantity::Count;
+        // (replicas, max_surge, max_unavailable)
+        let table = [
+            (10, pct("25%"), pct("25%")),
+            (4, n(1), n(0)),
+            (4, n(0), n(1)),
+            (1, pct("25%"), pct("25%")),
+            (5, pct("100%"), n(0)),
+            (100, pct("25%"), pct("25%")),
+        ];
+        for (replicas, surge, unavailable) in table {
+            let mut d = def(replicas);
+            d.strategy.max_surge = surge.clone();
+            d.strategy.max_unavailable = unavailable.clone();
+            let (s, u) = d.strategy.limits(replicas);
+            let r = roll(&d, true, 1000);
+            let case =
+                format!("{replicas} replicas, surge {surge:?}, unavailable {unavailable:?}: {r:?}");
+            assert!(r.rounds < 1000, "never completes: {case}");
+            assert_eq!(r.outdated_left, 0, "{case}");
+            assert!(
+                r.min_available >= (replicas - u) as usize,
+                "availability fell below {}: {case}",
+                replicas - u
+            );
+            assert!(
+                r.max_total <= (replicas + s) as usize,
+                "surge exceeded: {case}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_template_that_never_becomes_ready_keeps_the_old_replicas_serving() {
+        let mut d = def(4);
+        d.strategy.max_surge = Quantity::Count(1);
+        d.strategy.max_unavailable = Quantity::Count(1);
+        let r = roll(&d, false, 50);
+        assert_eq!(r.rounds, 50, "it cannot complete");
+        assert_eq!(r.min_available, 3, "never below replicas - max_unavailable");
+        assert_eq!(r.outdated_left, 3);
+        assert!(r.max_total <= 5);
+    }
+
+    #[test]
+    fn min_ready_seconds_holds_the_next_step_and_requeues() {
+        let mut d = def(2);
+        d.strategy.max_surge = Quantity::Count(1);
+        d.strategy.max_unavailable = Quantity::Count(0);
+        d.strategy.min_ready_seconds = 30;
+        let mut old_def = d.clone();
+        old_def.containers[0].image = "img:old".into();
+        let now = Instant::now();
+        let mut old = instance(&old_def, InstanceStatus::Running, Some("n1"));
+        old.ready = true;
+        let mut new = instance(&d, InstanceStatus::Running, Some("n1"));
+        new.ready = true;
+        let old2 = instance(&old_def, InstanceStatus::Running, Some("n1"));
+        let views = [
+            InstanceView {
+                instance: &old,
+                not_before: None,
+                evict: false,
+                ready_since: Some(now - Duration::from_secs(100)),
+            },
+            InstanceView {
+                instance: &old2,
+                not_before: None,
+                evict: false,
+                ready_since: Some(now - Duration::from_secs(100)),
+            },
+            InstanceView {
+                instance: &new,
+                not_before: None,
+                evict: false,
+                ready_since: Some(now - Duration::from_secs(10)),
+            },
+        ];
+        let state = cluster(&["n1"]);
+        let p = super::plan(Some(&d), &views, &state, &BinPackScheduler::new(), now);
+        assert!(
+            p.steps.is_empty(),
+            "ready for 10 s of 30: not available yet"
+        );
+        assert_eq!(p.requeue_at, Some(now + Duration::from_secs(20)));
+        let progress = p.rollout.unwrap();
+        assert_eq!((progress.available, progress.outdated), (0, 2));
+        let later = now + Duration::from_secs(20);
+        let p = super::plan(Some(&d), &views, &state, &BinPackScheduler::new(), later);
+        assert_eq!(
+            kinds(&p),
+            ["stop"],
+            "one old goes; the new one comes next round (the surge counted it)"
+        );
     }
 
     fn with_dynamic_port(mut d: WorkloadDefinition) -> WorkloadDefinition {

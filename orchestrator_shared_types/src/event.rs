@@ -105,6 +105,10 @@ pub enum EventKind {
     Updated,
     /// The workload was deleted.
     Deleted,
+    /// A replica stopped being ready (a readiness probe failing).
+    Unhealthy,
+    /// A rollout completed, failed or was rolled back.
+    Rollout,
 }
 
 /// One entry of the event log.

@@ -42,7 +42,8 @@ pub use instance::{AssignedPort, InstanceStatus, WorkloadInstance};
 pub use node::{Node, NodeStatus, PortRange};
 pub use resources::Resources;
 pub use rollout::{
-    Quantity, StrategyKind, TemplateRevision, UpdateStrategy, REVISION_HISTORY, ROLLBACK_RESTARTS,
+    Quantity, RollbackError, StrategyKind, TemplateRevision, UpdateStrategy, REVISION_HISTORY,
+    ROLLBACK_RESTARTS,
 };
 pub use validation::{FieldError, ValidationErrors};
 pub use workload::{

@@ -1,8 +1,7 @@
 //! How a template change reaches the replicas (the update strategy), and the revisions a
 //! workload's template went through.
 
-use crate::{ContainerConfig, Labels, PlacementStrategy};
-use chrono::{DateTime, Utc};
+use crate::{ContainerConfig, Labels, PlacementStrategy, WorkloadDefinition};
 use serde::{Deserialize, Serialize};
 
 /// How many templates a workload remembers besides its current one (Kubernetes'
@@ -164,18 +163,190 @@ pub struct TemplateRevision {
     /// Who made it the current template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_by: Option<String>,
-    /// When it became the current template.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub changed_at: Option<DateTime<Utc>>,
     /// Set when a rollout to this template failed: why (an automatic rollback never returns
     /// to a failed revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
 }
 
+/// Why a rollback cannot be done.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackError {
+    /// The workload has no earlier template.
+    #[error("workload {0} has no earlier revision to roll back to")]
+    NoHistory(String),
+    /// The revision asked for is not in the history.
+    #[error("workload {name} has no revision {revision} (known: {known})")]
+    UnknownRevision {
+        /// The workload.
+        name: String,
+        /// The revision asked for.
+        revision: u64,
+        /// The revisions it has, e.g. "1, 2, 4 (current)".
+        known: String,
+    },
+}
+
+impl WorkloadDefinition {
+    /// Carries the server's revision bookkeeping from `current` (the stored version) into this
+    /// new version: the same template keeps its revision and history; a new one gets the next
+    /// revision number, and `current`'s template joins the history (the oldest beyond
+    /// [`REVISION_HISTORY`] are forgotten, and an entry with the new template is taken out: it
+    /// is current again, under its new number, as `kubectl rollout undo` does).
+    pub fn follow(&mut self, current: &WorkloadDefinition) {
+        self.history.clone_from(&current.history);
+        if self.same_template(current) {
+            self.revision = current.revision;
+            return;
+        }
+        let newest = current
+            .history
+            .iter()
+            .map(|h| h.revision)
+            .chain([current.revision])
+            .max()
+            .unwrap_or(0);
+        self.revision = newest + 1;
+        let mut old = current.template();
+        if old.revision == 0 {
+            // Stored before revisions were kept.
+            old.revision = newest.max(1);
+            self.revision = old.revision + 1;
+        }
+        self.history.push(old);
+        let mine = (&self.containers, &self.node_selector, self.placement);
+        self.history
+            .retain(|h| (&h.containers, &h.node_selector, h.placement) != mine);
+        let excess = self.history.len().saturating_sub(REVISION_HISTORY);
+        self.history.drain(..excess);
+    }
+
+    /// This workload with the template of revision `to` (`None`: the newest earlier one that
+    /// did not fail), ready to be stored: [`WorkloadDefinition::follow`] is applied, and with
+    /// `failed` the current template is remembered as failed, so an automatic rollback never
+    /// returns to it.
+    pub fn rolled_back(
+        &self,
+        to: Option<u64>,
+        failed: Option<String>,
+    ) -> Result<WorkloadDefinition, RollbackError> {
+        let target = match to {
+            Some(revision) => self
+                .history
+                .iter()
+                .find(|h| h.revision == revision)
+                .ok_or_else(|| RollbackError::UnknownRevision {
+                    name: self.name.clone(),
+                    revision,
+                    known: self
+                        .history
+                        .iter()
+                        .map(|h| h.revision.to_string())
+                        .chain([format!("{} (current)", self.revision)])
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?,
+            None => self
+                .history
+                .iter()
+                .rev()
+                .find(|h| failed.is_none() || h.failed.is_none())
+                .ok_or_else(|| RollbackError::NoHistory(self.name.clone()))?,
+        };
+        let mut next = self.clone();
+        next.set_template(target);
+        next.follow(self);
+        if let Some(reason) = failed {
+            if let Some(entry) = next
+                .history
+                .iter_mut()
+                .find(|h| h.revision == self.revision)
+            {
+                entry.failed = Some(reason);
+            }
+        }
+        Ok(next)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ContainerConfig;
+
+    fn image(def: &WorkloadDefinition) -> &str {
+        &def.containers[0].image
+    }
+
+    #[test]
+    fn revisions_follow_template_changes_and_rollbacks() {
+        let mut v1 = WorkloadDefinition::new("web", 2, ContainerConfig::new("app", "img:1"));
+        v1.revision = 1;
+        let mut scaled = v1.clone();
+        scaled.replicas = 5;
+        scaled.follow(&v1);
+        assert_eq!(
+            (scaled.revision, scaled.history.len()),
+            (1, 0),
+            "no template change"
+        );
+
+        let mut v2 = scaled.clone();
+        v2.containers[0].image = "img:2".into();
+        v2.follow(&scaled);
+        assert_eq!(v2.revision, 2);
+        assert_eq!(v2.history.len(), 1);
+        assert_eq!(v2.history[0].revision, 1);
+
+        let mut v3 = v2.clone();
+        v3.containers[0].image = "img:3".into();
+        v3.follow(&v2);
+        assert_eq!(v3.revision, 3);
+
+        // Undo returns to revision 2 as revision 4; 2 leaves the history.
+        let undone = v3.rolled_back(None, None).unwrap();
+        assert_eq!((undone.revision, image(&undone)), (4, "img:2"));
+        let revs: Vec<u64> = undone.history.iter().map(|h| h.revision).collect();
+        assert_eq!(revs, [1, 3]);
+        assert_eq!(undone.replicas, 5, "only the template moves");
+
+        // An automatic rollback marks the failed template and skips failed ones.
+        let auto = undone.rolled_back(None, Some("deadline".into())).unwrap();
+        assert_eq!((auto.revision, image(&auto)), (5, "img:3"));
+        let failed: Vec<(u64, bool)> = auto
+            .history
+            .iter()
+            .map(|h| (h.revision, h.failed.is_some()))
+            .collect();
+        assert_eq!(failed, [(1, false), (4, true)]);
+        let again = auto.rolled_back(None, Some("again".into())).unwrap();
+        assert_eq!(image(&again), "img:1", "revision 4 failed: skipped");
+
+        assert!(matches!(
+            v1.rolled_back(None, None),
+            Err(RollbackError::NoHistory(_))
+        ));
+        let err = v3.rolled_back(Some(9), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "workload web has no revision 9 (known: 1, 2, 3 (current))"
+        );
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut def = WorkloadDefinition::new("web", 1, ContainerConfig::new("app", "img:0"));
+        def.revision = 1;
+        for n in 1..=15 {
+            let mut next = def.clone();
+            next.containers[0].image = format!("img:{n}");
+            next.follow(&def);
+            def = next;
+        }
+        assert_eq!(def.revision, 16);
+        assert_eq!(def.history.len(), REVISION_HISTORY);
+        assert_eq!(def.history[0].revision, 6);
+    }
 
     #[test]
     fn quantities_resolve_like_kubernetes() {

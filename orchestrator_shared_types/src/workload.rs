@@ -357,7 +357,6 @@ impl WorkloadDefinition {
             node_selector: self.node_selector.clone(),
             placement: self.placement,
             changed_by: self.changed_by.clone(),
-            changed_at: Some(chrono::Utc::now()),
             failed: None,
         }
     }

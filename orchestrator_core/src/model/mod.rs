@@ -32,7 +32,7 @@ use crate::persist::PersistMsg;
 use crate::plan::StopReason;
 use crate::view::{ClusterView, WorkloadSlice};
 use cluster_manager_interface::ClusterEvent;
-use container_runtime_interface::{ContainerInfo, ContainerState, RuntimeError};
+use container_runtime_interface::{ContainerInfo, ContainerState, Health, RuntimeError};
 use orchestrator_shared_types::{
     ContainerId, Event, EventKind, InstanceId, InstanceStatus, Node, NodeId, NodeStatus,
     WorkloadDefinition, WorkloadId, WorkloadInstance,
@@ -125,6 +125,10 @@ struct Entry {
     allocation: Option<(NodeId, Allocation)>,
     /// Latest observed state of each of its current containers.
     containers: HashMap<ContainerId, ContainerState>,
+    /// What the probes of its containers last said (containers nothing probes are absent).
+    health: HashMap<ContainerId, Health>,
+    /// Since when it has been ready, on the loop's clock.
+    ready_at: Option<Instant>,
     /// Do not act on it before this time (restart or retry backoff).
     not_before: Option<Instant>,
     crash_backoff: Backoff,
@@ -134,6 +138,8 @@ struct Entry {
     /// The workload's termination grace when the instance was placed or adopted: a stop after
     /// the workload is deleted (its definition gone) still honours it.
     stop_grace: Option<Duration>,
+    /// The workload's pre-stop delay when the instance was placed or adopted (as `stop_grace`).
+    pre_stop: Duration,
     /// The model's sequence number when its last start operation finished (`None` while one
     /// is in flight). A container listing requested before that cannot show its containers.
     settled_at: Option<u64>,
@@ -145,9 +151,13 @@ impl Entry {
     }
 
     /// Moves the instance to `next`; a refused transition is logged, never silently ignored.
+    /// Leaving Running makes it not ready.
     fn transition(&mut self, next: InstanceStatus) -> bool {
         let from = self.instance.status;
         let moved = self.instance_mut().transition(next);
+        if !self.instance.ready {
+            self.ready_at = None;
+        }
         if !moved {
             tracing::warn!(
                 instance = %self.instance.id,
@@ -187,6 +197,22 @@ pub(crate) struct Model {
     changed: bool,
     /// The workloads' parts of the last published view, rebuilt when touched.
     slices: HashMap<WorkloadId, Arc<WorkloadSlice>>,
+    /// Rollouts under way, for their progress deadlines.
+    rollouts: HashMap<WorkloadId, RolloutClock>,
+}
+
+/// What the loop remembers of a rollout under way: when it last made progress. Kept in memory
+/// only: after a restart (or on a new leader) the deadline counts again from the first plan,
+/// which delays a rollback by at most one deadline and never causes a wrong one.
+#[derive(Debug)]
+struct RolloutClock {
+    /// The template revision being rolled out.
+    revision: u64,
+    /// Available new replicas and outdated ones left when progress was last seen.
+    seen: (usize, usize),
+    last_progress: Instant,
+    /// Already failed (and rolled back, or reported): nothing more to do for this revision.
+    failed: bool,
 }
 
 impl Model {
@@ -214,6 +240,7 @@ impl Model {
             seq: 1,
             changed: true,
             slices: HashMap::new(),
+            rollouts: HashMap::new(),
         }
     }
 
@@ -372,20 +399,32 @@ impl Model {
             _ => None,
         };
         let running = instance.status == InstanceStatus::Running;
-        let stop_grace = self
-            .workloads
-            .get(&instance.workload_id)
-            .and_then(|(d, _)| d.termination_grace());
+        let def = self.workloads.get(&instance.workload_id).map(|(d, _)| d);
+        let stop_grace = def.and_then(|d| d.termination_grace());
+        let pre_stop = def.map_or(Duration::ZERO, |d| d.pre_stop());
+        // Ready as recorded, for as long as recorded (min_ready_seconds counts across a
+        // restart of the daemon).
+        let ready_at = instance
+            .ready_since
+            .filter(|_| instance.ready)
+            .map(|since| {
+                let now = Instant::now();
+                let ready_for = (chrono::Utc::now() - since).to_std().unwrap_or_default();
+                now.checked_sub(ready_for).unwrap_or(now)
+            });
         self.insert_entry(Entry {
             instance: Arc::new(instance),
             allocation,
             containers: HashMap::new(),
+            health: HashMap::new(),
+            ready_at,
             not_before: None,
             crash_backoff: Backoff::new(self.config.crash_backoff),
             error_backoff: Backoff::new(self.config.error_backoff),
             running_since: running.then(Instant::now),
             stop_reason: None,
             stop_grace,
+            pre_stop,
             settled_at: Some(0),
         });
     }

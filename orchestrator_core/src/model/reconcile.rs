@@ -4,16 +4,20 @@
 //! operations).
 
 use super::wording::{self, new_event};
-use super::{Effect, Entry, Model};
+use super::{Effect, Entry, Model, RolloutClock};
 use crate::backoff::Backoff;
 use crate::execute::Operation;
+use crate::persist::PersistMsg;
 use crate::plan::{self, InstanceView, Plan, Step, StopReason};
+use crate::rollout::RolloutProgress;
 use container_runtime_interface::ContainerSpec;
 use orchestrator_shared_types::{
-    EventKind, InstanceId, InstanceStatus, NodeId, WorkloadDefinition, WorkloadId, WorkloadInstance,
+    EventKind, InstanceId, InstanceStatus, NodeId, WorkloadDefinition, WorkloadId,
+    WorkloadInstance, ROLLBACK_RESTARTS,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 impl Model {
@@ -46,6 +50,7 @@ impl Model {
                         .node_id
                         .as_ref()
                         .is_some_and(|n| self.draining_nodes.contains(n)),
+                    ready_since: e.ready_at,
                 })
                 .collect();
             plan::plan(
@@ -63,14 +68,26 @@ impl Model {
             .count();
         self.metrics
             .record_reconcile(started.elapsed(), placements, plan.unschedulable.is_some());
-        self.apply(&workload, def.as_deref(), plan);
+        self.apply(&workload, def.as_deref(), plan, now);
     }
 
     /// Commits a plan: records change in the model at once (the model is authoritative) and
     /// go to the outbox with the runtime operations.
-    fn apply(&mut self, workload: &WorkloadId, def: Option<&WorkloadDefinition>, plan: Plan) {
+    fn apply(
+        &mut self,
+        workload: &WorkloadId,
+        def: Option<&WorkloadDefinition>,
+        plan: Plan,
+        now: Instant,
+    ) {
         if !plan.steps.is_empty() {
             self.changed = true;
+        }
+        match (def, &plan.rollout) {
+            (Some(def), Some(progress)) => self.track_rollout(def, progress, now),
+            _ => {
+                self.rollouts.remove(workload);
+            }
         }
         for step in plan.steps {
             match step {
@@ -103,6 +120,8 @@ impl Model {
                         instance,
                         allocation: Some((node.clone(), allocation)),
                         containers: HashMap::new(),
+                        health: HashMap::new(),
+                        ready_at: None,
                         not_before: None,
                         crash_backoff: previous
                             .as_ref()
@@ -111,6 +130,7 @@ impl Model {
                         running_since: None,
                         stop_reason: None,
                         stop_grace: def.termination_grace(),
+                        pre_stop: def.pre_stop(),
                         settled_at: None,
                     });
                     if let Some(id) = specs.first().map(|s| s.instance_id.clone()) {
@@ -132,12 +152,15 @@ impl Model {
                         instance,
                         allocation: None,
                         containers: HashMap::new(),
+                        health: HashMap::new(),
+                        ready_at: None,
                         not_before: None,
                         crash_backoff: Backoff::new(self.config.crash_backoff),
                         error_backoff: Backoff::new(self.config.error_backoff),
                         running_since: None,
                         stop_reason: None,
                         stop_grace: def.and_then(WorkloadDefinition::termination_grace),
+                        pre_stop: def.map_or(Duration::ZERO, WorkloadDefinition::pre_stop),
                         settled_at: Some(self.seq),
                     });
                 }
@@ -193,6 +216,9 @@ impl Model {
                         self.remove_entry(&instance_id);
                         continue;
                     };
+                    // Only a replica that may be serving waits out the pre-stop delay: taken out of
+                    // service first (Stopping, not ready), stopped after.
+                    let serving = entry.instance.status == InstanceStatus::Running;
                     // A retried stop is already Stopping.
                     if entry.instance.status != InstanceStatus::Stopping
                         && !entry.transition(InstanceStatus::Stopping)
@@ -208,11 +234,20 @@ impl Model {
                     // The current definition's grace; once it is deleted, the one the
                     // instance was placed with.
                     let grace = def.map_or(entry.stop_grace, WorkloadDefinition::termination_grace);
+                    let delay = if serving {
+                        def.map_or(entry.pre_stop, WorkloadDefinition::pre_stop)
+                    } else {
+                        Duration::ZERO
+                    };
                     self.run(
                         workload,
                         instance_id,
                         node,
-                        Operation::Stop { containers, grace },
+                        Operation::Stop {
+                            containers,
+                            grace,
+                            delay,
+                        },
                     );
                 }
                 Step::Forget { instance_id } => {
@@ -256,6 +291,110 @@ impl Model {
         if def.is_none() && !self.by_workload.contains_key(workload) {
             self.deleted.remove(workload);
         }
+    }
+
+    /// Follows a rollout's progress: a rollout that makes none for its progress deadline, or
+    /// whose new replicas keep restarting before any is available, has failed; it is rolled
+    /// back to the last good revision when the workload asks for it (the default), and said
+    /// in events either way. Completion is an event too.
+    fn track_rollout(
+        &mut self,
+        def: &WorkloadDefinition,
+        progress: &RolloutProgress,
+        now: Instant,
+    ) {
+        let seen = (progress.available, progress.outdated);
+        if progress.complete() {
+            if let Some(clock) = self.rollouts.remove(&def.id) {
+                if !clock.failed && clock.revision == def.revision {
+                    self.event(
+                        EventKind::Rollout,
+                        def,
+                        None,
+                        format!("rollout of revision {} complete", def.revision),
+                    );
+                }
+            }
+            return;
+        }
+        let clock = self
+            .rollouts
+            .entry(def.id.clone())
+            .or_insert_with(|| RolloutClock {
+                revision: def.revision,
+                seen,
+                last_progress: now,
+                failed: false,
+            });
+        if clock.revision != def.revision {
+            *clock = RolloutClock {
+                revision: def.revision,
+                seen,
+                last_progress: now,
+                failed: false,
+            };
+        }
+        if clock.seen != seen {
+            clock.seen = seen;
+            clock.last_progress = now;
+        }
+        if clock.failed {
+            return;
+        }
+        let deadline = clock.last_progress
+            + Duration::from_secs(def.strategy.progress_deadline_seconds.into());
+        let crash_looping = progress.available == 0 && progress.restarts >= ROLLBACK_RESTARTS;
+        if now < deadline && !crash_looping {
+            // Look again when the deadline passes.
+            self.queue.schedule(deadline, def.id.clone());
+            return;
+        }
+        clock.failed = true;
+        let mut reason = if crash_looping {
+            format!(
+                "a new replica restarted {} times and none became available",
+                progress.restarts
+            )
+        } else {
+            format!(
+                "no progress for {} s (progress_deadline_seconds)",
+                def.strategy.progress_deadline_seconds
+            )
+        };
+        if let Some(blocker) = &progress.blocker {
+            reason.push_str(&format!("; {blocker}"));
+        }
+        let target = def.rolled_back(None, Some(reason.clone()));
+        let message = match (&target, def.strategy.auto_rollback) {
+            (Ok(target), true) => {
+                self.out.push(Effect::Persist(PersistMsg::Rollback {
+                    name: def.name.clone(),
+                    revision: def.revision,
+                    reason: reason.clone(),
+                }));
+                format!(
+                    "rollout of revision {} failed: {reason}; rolling back to the template of revision {}",
+                    def.revision,
+                    def.history
+                        .iter()
+                        .find(|h| h.containers == target.containers)
+                        .map_or(0, |h| h.revision)
+                )
+            }
+            (Err(_), true) => format!(
+                "rollout of revision {} failed: {reason}; no earlier good revision to roll back to",
+                def.revision
+            ),
+            (_, false) => format!(
+                "rollout of revision {} failed: {reason}; auto_rollback is off: `rollout undo` returns to the previous revision",
+                def.revision
+            ),
+        };
+        let mut event = new_event(EventKind::Rollout, def, None, message);
+        if def.strategy.auto_rollback && target.is_ok() {
+            event.actor = Some(crate::persist::ROLLBACK_ACTOR.to_owned());
+        }
+        self.out.event(event);
     }
 
     /// Records a runtime operation for the driver and counts it in flight.

@@ -4,7 +4,7 @@
 use super::wording::{self, new_event};
 use super::{Effect, Listed, Model};
 use crate::execute::Done;
-use container_runtime_interface::{ContainerEvent, ContainerState};
+use container_runtime_interface::{ContainerEvent, ContainerState, Health};
 use orchestrator_shared_types::{ContainerId, EventKind, InstanceId, InstanceStatus, NodeId};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -89,6 +89,7 @@ impl Model {
             &event.node_id,
             event.container_id,
             event.state,
+            event.health,
             now,
         );
     }
@@ -100,6 +101,7 @@ impl Model {
         node: &NodeId,
         container: ContainerId,
         state: ContainerState,
+        health: Option<Health>,
         now: Instant,
     ) {
         let Some(entry) = self.instances.get_mut(instance) else {
@@ -111,7 +113,20 @@ impl Model {
             // A previous incarnation's container or another node's: not this instance's now.
             return;
         }
+        match health {
+            Some(h) => entry.health.insert(container.clone(), h),
+            None => entry.health.remove(&container),
+        };
         entry.containers.insert(container, state);
+        self.observe_status(instance, now);
+        self.update_readiness(instance, now);
+    }
+
+    /// Folds the observed container states of `instance` into its status.
+    fn observe_status(&mut self, instance: &InstanceId, now: Instant) {
+        let Some(entry) = self.instances.get_mut(instance) else {
+            return;
+        };
         if !matches!(
             entry.instance.status,
             InstanceStatus::Scheduled | InstanceStatus::Running
@@ -170,6 +185,57 @@ impl Model {
                 );
             }
         }
+    }
+
+    /// Recomputes whether `instance` is ready: Running, every container running, and every
+    /// probed one ready. A change is recorded and its workload planned again (a rollout waits
+    /// for readiness); losing readiness is an event with the probe's output.
+    fn update_readiness(&mut self, instance: &InstanceId, now: Instant) {
+        let Some(entry) = self.instances.get_mut(instance) else {
+            return;
+        };
+        let running = entry.instance.status == InstanceStatus::Running;
+        let ready = running
+            && entry.instance.container_ids.iter().all(|c| {
+                entry.containers.get(c) == Some(&ContainerState::Running)
+                    && entry.health.get(c).is_none_or(|h| h.ready)
+            });
+        // In container order, so the message does not flip between containers.
+        let message = entry
+            .instance
+            .container_ids
+            .iter()
+            .filter_map(|c| entry.health.get(c))
+            .find_map(|h| h.message.clone())
+            .filter(|_| running);
+        if ready == entry.instance.ready && message == entry.instance.health {
+            return;
+        }
+        let was_ready = entry.instance.ready;
+        let record = entry.instance_mut();
+        record.set_ready(ready);
+        record.health.clone_from(&message);
+        entry.ready_at = if ready {
+            entry.ready_at.or(Some(now))
+        } else {
+            None
+        };
+        self.out.put(&entry.instance);
+        self.changed = true;
+        let instance = entry.instance.clone();
+        if was_ready && !ready {
+            if let Some((def, _)) = self.workloads.get(&instance.workload_id) {
+                let def = def.clone();
+                let why = message.unwrap_or_else(|| "a container is not running".to_owned());
+                self.event(
+                    EventKind::Unhealthy,
+                    &def,
+                    Some(&instance),
+                    format!("not ready: {why}"),
+                );
+            }
+        }
+        self.queue.mark_dirty(instance.workload_id.clone());
     }
 
     /// An instance's containers ended: an exit or a runtime failure, or they `vanished` from the
@@ -260,7 +326,14 @@ impl Model {
                         || e.instance.status == InstanceStatus::Stopping)
             });
             if ours {
-                self.observe(&info.instance_id, &listed.node, info.id, info.state, now);
+                self.observe(
+                    &info.instance_id,
+                    &listed.node,
+                    info.id,
+                    info.state,
+                    info.health,
+                    now,
+                );
             } else {
                 // Not a current container of a known instance: an unknown instance's, or an
                 // earlier incarnation's left by a crash mid-restart. Removing is idempotent, so

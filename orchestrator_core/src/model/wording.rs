@@ -33,7 +33,14 @@ pub(crate) fn describe_change(old: &WorkloadDefinition, new: &WorkloadDefinition
         parts.push(format!("replicas {} -> {}", old.replicas, new.replicas));
     }
     if old.spec_hash() != new.spec_hash() {
-        parts.push("template changed: replicas will be replaced".to_owned());
+        let how = match new.strategy.kind {
+            orchestrator_shared_types::StrategyKind::RollingUpdate => "rolling update",
+            orchestrator_shared_types::StrategyKind::Recreate => "recreate",
+        };
+        parts.push(format!(
+            "template changed (revision {} -> {}): replicas will be replaced ({how})",
+            old.revision, new.revision
+        ));
     }
     if old.restart_policy != new.restart_policy {
         parts.push(format!(
@@ -85,7 +92,7 @@ mod tests {
         new.containers[0].image = "img:2".into();
         assert_eq!(
             describe_change(&old, &new),
-            "updated: replicas 1 -> 3, template changed: replicas will be replaced"
+            "updated: replicas 1 -> 3, template changed (revision 0 -> 0): replicas will be replaced (rolling update)"
         );
     }
 

@@ -1,0 +1,144 @@
+//! Rolling updates, the pure part: given a workload's replicas of its current template
+//! (`updated`) and of earlier ones (`outdated`), how many new replicas may be added and which
+//! outdated ones may go now, so that there are never more than `replicas + max_surge` of them
+//! and never fewer than `replicas - max_unavailable` available (Kubernetes' Deployment
+//! controller, computed over instances instead of ReplicaSets).
+//!
+//! It looks only at the state: after a restart of the daemon, or a new leader, the same state
+//! gives the same decision, so a rollout interrupted anywhere continues where it stood.
+
+use crate::plan::InstanceView;
+use orchestrator_shared_types::{InstanceId, InstanceStatus, WorkloadDefinition, WorkloadInstance};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Where a workload's rollout stands, for the loop's progress deadline and for people.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RolloutProgress {
+    /// Replicas asked for.
+    pub desired: usize,
+    /// Replicas of the current template (planned ones included).
+    pub updated: usize,
+    /// Of those, how many are available (ready for `min_ready_seconds`).
+    pub available: usize,
+    /// Replicas of earlier templates left after this plan.
+    pub outdated: usize,
+    /// The most restarts of one replica of the current template.
+    pub restarts: u32,
+    /// Why the first unavailable replica of the current template is not available: the
+    /// instance, and its probe's output or its last error.
+    pub blocker: Option<String>,
+}
+
+impl RolloutProgress {
+    /// Every replica runs the current template and is available.
+    pub fn complete(&self) -> bool {
+        self.outdated == 0 && self.updated == self.desired && self.available >= self.desired
+    }
+}
+
+/// What [`roll`] decided.
+#[derive(Debug, Default)]
+pub(crate) struct Rolling {
+    /// Outdated instances to stop now.
+    pub(crate) stop: Vec<InstanceId>,
+    /// At most this many new replicas may be added now.
+    pub(crate) room: usize,
+}
+
+/// When `v` counts as available: ready for `min_ready`.
+fn available_at(v: &InstanceView<'_>, min_ready: Duration) -> Option<Instant> {
+    v.ready_since.map(|t| t + min_ready)
+}
+
+/// Whether `v` is available at `now`.
+pub(crate) fn is_available(v: &InstanceView<'_>, min_ready: Duration, now: Instant) -> bool {
+    available_at(v, min_ready).is_some_and(|t| t <= now)
+}
+
+/// When the next of `updated` becomes available, if one is ready but not yet for long enough.
+pub(crate) fn next_available(
+    updated: &[&InstanceView<'_>],
+    min_ready: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    updated
+        .iter()
+        .filter_map(|v| available_at(v, min_ready))
+        .filter(|t| *t > now)
+        .min()
+}
+
+/// Order in which outdated replicas go: those not ready first (removing them costs no
+/// availability), then the newest.
+fn outdated_rank(
+    v: &InstanceView<'_>,
+) -> (bool, u8, std::cmp::Reverse<chrono::DateTime<chrono::Utc>>) {
+    let i = v.instance;
+    let rank = match i.status {
+        InstanceStatus::Pending => 0,
+        InstanceStatus::Failed | InstanceStatus::Succeeded => 1,
+        InstanceStatus::Scheduled => 2,
+        _ => 3,
+    };
+    (
+        v.ready_since.is_some(),
+        rank,
+        std::cmp::Reverse(i.created_at),
+    )
+}
+
+/// Decides one step of a rolling update; see the module docs. `updated` are the live replicas
+/// of the current template (after a scale down), `outdated` those of earlier ones.
+pub(crate) fn roll(
+    def: &WorkloadDefinition,
+    updated: &[&InstanceView<'_>],
+    outdated: &mut Vec<&InstanceView<'_>>,
+    now: Instant,
+) -> Rolling {
+    let replicas = def.replicas as usize;
+    let (surge, unavailable) = def.strategy.limits(def.replicas);
+    let (surge, unavailable) = (surge as usize, unavailable as usize);
+    let min_ready = Duration::from_secs(def.strategy.min_ready_seconds.into());
+    let total = updated.len() + outdated.len();
+    let room = (replicas + surge).saturating_sub(total);
+    let new_available = updated
+        .iter()
+        .filter(|v| is_available(v, min_ready, now))
+        .count();
+    let min_available = replicas.saturating_sub(unavailable);
+    // Outdated replicas may go while those left and the available new ones keep the minimum
+    // (Kubernetes: all - minAvailable - newUnavailable).
+    let budget = (outdated.len() + new_available).saturating_sub(min_available);
+    outdated.sort_by_key(|v| outdated_rank(v));
+    let old_ready = outdated.iter().filter(|v| v.ready_since.is_some()).count();
+    let not_ready = outdated.len() - old_ready;
+    let unhealthy = not_ready.min(budget);
+    // Ready ones go only while enough stay available.
+    let spare = (old_ready + new_available).saturating_sub(min_available);
+    let ready = if unhealthy == not_ready {
+        spare.min(budget - unhealthy)
+    } else {
+        0
+    };
+    let stop = outdated
+        .drain(..unhealthy + ready)
+        .map(|v| v.instance.id.clone())
+        .collect();
+    Rolling { stop, room }
+}
+
+/// Why `i` is not available, for people.
+pub(crate) fn blocker(i: &WorkloadInstance) -> String {
+    let why = i
+        .health
+        .as_deref()
+        .or(i.last_error.as_deref())
+        .map(str::to_owned)
+        .unwrap_or_else(|| match i.status {
+            InstanceStatus::Running if i.ready => "ready, not yet for min_ready_seconds".into(),
+            InstanceStatus::Running => "not ready".into(),
+            s => format!("{s}"),
+        });
+    format!("instance {} ({}): {why}", i.id, i.status)
+}
