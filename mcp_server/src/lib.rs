@@ -67,6 +67,7 @@ pub const MUTATING_TOOLS: &[&str] = &[
     "delete_workload",
     "drain_node",
     "uncordon_node",
+    "rollback_workload",
 ];
 
 /// How the server behaves.
@@ -127,6 +128,7 @@ impl OrchestratorMcp {
         let mut tool_router = Self::workload_tools()
             + Self::node_tools()
             + Self::observe_tools()
+            + Self::rollout_tools()
             + Self::scheduling_tools();
         if options.read_only {
             for name in MUTATING_TOOLS {

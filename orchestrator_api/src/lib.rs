@@ -103,6 +103,18 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/workloads/{name}/explain",
             get(routes::workloads::explain),
         )
+        .route(
+            "/api/v1/workloads/{name}/rollout",
+            get(routes::rollout::status),
+        )
+        .route(
+            "/api/v1/workloads/{name}/rollout/history",
+            get(routes::rollout::history),
+        )
+        .route(
+            "/api/v1/workloads/{name}/rollout/undo",
+            post(routes::rollout::undo),
+        )
         .route("/api/v1/preview", post(routes::workloads::preview))
         .route("/api/v1/nodes", get(routes::nodes::list))
         .route("/api/v1/nodes/{name}", get(routes::nodes::get_one))

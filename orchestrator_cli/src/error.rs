@@ -58,6 +58,14 @@ pub enum CliError {
     /// Writing to stdout failed (e.g. a closed pipe).
     #[error("cannot write the output")]
     WriteOutput(#[source] std::io::Error),
+    /// A rollout being watched failed (and was rolled back, when the workload asks for it).
+    #[error("rollout of workload {name} failed: {reason}")]
+    RolloutFailed {
+        /// The workload.
+        name: String,
+        /// What the server said.
+        reason: String,
+    },
     /// Rendering the server's object as JSON or YAML failed.
     #[error("cannot render the output as {format}")]
     Render {

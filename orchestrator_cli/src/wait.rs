@@ -13,7 +13,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// How often workloads are polled: fast enough to feel live, slow enough not to load the server.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a wait asks the server again.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// `--wait` and `--timeout`, shared by `create`, `apply` and `scale`.
 #[derive(Clone, Debug, clap::Args)]
@@ -47,7 +48,9 @@ pub fn outdated(detail: &WorkloadDetail) -> usize {
 /// too makes `apply --wait` of a new image wait for the replacement, not just for a count that the
 /// old replicas already satisfy.
 pub fn is_ready(detail: &WorkloadDetail) -> bool {
-    detail.replicas.running == detail.replicas.desired && outdated(detail) == 0
+    detail.replicas.running == detail.replicas.desired
+        && outdated(detail) == 0
+        && detail.rollout.as_ref().is_none_or(|r| r.complete)
 }
 
 /// One line on where a workload stands and, if it is stuck, why: e.g.
@@ -266,6 +269,7 @@ mod tests {
             instances,
             events: Vec::new(),
             pending_reason: None,
+            rollout: None,
         }
     }
 

@@ -137,6 +137,7 @@ fn web_detail() -> WorkloadDetail {
         revision: 3,
         instances,
         events: Vec::new(),
+        rollout: None,
         pending_reason: Some(Unschedulable {
             nodes_total: 1,
             reasons: [(RejectReason::InsufficientMemory, 1)]

@@ -49,6 +49,7 @@ impl WorkloadSlice {
         let mut statuses = BTreeMap::new();
         for i in &instances {
             counts.count(i.status);
+            counts.ready += u32::from(i.ready);
             *statuses.entry(i.status).or_default() += 1;
         }
         Self {

@@ -2,8 +2,8 @@
 //! the CLI and the MCP server so that all three agree on the JSON.
 
 use crate::{
-    Event, FieldError, InstanceStatus, Node, NodeId, Resources, Unschedulable, WorkloadDefinition,
-    WorkloadInstance,
+    Event, FieldError, InstanceStatus, Node, NodeId, Resources, StrategyKind, TemplateRevision,
+    Unschedulable, WorkloadDefinition, WorkloadInstance,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,6 +76,9 @@ pub struct ReplicaCounts {
     pub succeeded: u32,
     /// Being stopped.
     pub stopping: u32,
+    /// Running and ready (their readiness probes pass); among `running`.
+    #[serde(default)]
+    pub ready: u32,
 }
 
 impl ReplicaCounts {
@@ -87,6 +90,7 @@ impl ReplicaCounts {
         };
         for i in instances {
             c.count(i.status);
+            c.ready += u32::from(i.ready);
         }
         c
     }
@@ -108,6 +112,161 @@ impl ReplicaCounts {
             *slot += 1;
         }
     }
+}
+
+/// Where a workload's rollout stands (`rollout status`): how many replicas run its current
+/// template, how many of those are available, how many of earlier templates are left, and why
+/// the rollout waits when it does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct RolloutStatus {
+    /// The workload.
+    pub name: String,
+    /// Its current template revision.
+    pub revision: u64,
+    /// How template changes are rolled out.
+    pub strategy: StrategyKind,
+    /// Replicas asked for.
+    pub desired: u32,
+    /// Live replicas of the current template.
+    pub updated: u32,
+    /// Of those, ready.
+    pub ready: u32,
+    /// Of those, ready for at least `min_ready_seconds`.
+    pub available: u32,
+    /// Live replicas of earlier templates, still to be replaced.
+    pub outdated: u32,
+    /// Every replica runs the current template and is available.
+    pub complete: bool,
+    /// Why replicas of the current template are not available (at most 10): the instance,
+    /// the failing probe and its output, or the last error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// The newest revision that failed (and was rolled back from), and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// One line for people.
+    pub message: String,
+}
+
+impl RolloutStatus {
+    /// The status of `def` with these instances now.
+    pub fn current(
+        def: &WorkloadDefinition,
+        instances: &[impl std::borrow::Borrow<WorkloadInstance>],
+    ) -> Self {
+        Self::of(def, instances, chrono::Utc::now())
+    }
+
+    /// The status of `def` with these instances at `now` (wall clock).
+    pub fn of(
+        def: &WorkloadDefinition,
+        instances: &[impl std::borrow::Borrow<WorkloadInstance>],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        let hash = def.spec_hash();
+        let min_ready = chrono::Duration::seconds(def.strategy.min_ready_seconds.into());
+        let live = instances
+            .iter()
+            .map(std::borrow::Borrow::borrow)
+            .filter(|i: &&WorkloadInstance| i.status.is_live());
+        let (mut updated, mut ready, mut available, mut outdated) = (0, 0, 0, 0);
+        let mut waiting_for = Vec::new();
+        for i in live {
+            if i.spec_hash != hash {
+                outdated += 1;
+                continue;
+            }
+            updated += 1;
+            ready += u32::from(i.ready);
+            let is_available = i.ready && i.ready_since.is_some_and(|t| t + min_ready <= now);
+            if is_available {
+                available += 1;
+            } else if waiting_for.len() < 10 {
+                let why = i
+                    .health
+                    .clone()
+                    .or_else(|| i.last_error.clone())
+                    .unwrap_or_else(|| match (i.status, i.ready) {
+                        (InstanceStatus::Running, true) => {
+                            "ready, not yet for min_ready_seconds".to_owned()
+                        }
+                        (InstanceStatus::Running, false) => "not ready".to_owned(),
+                        (status, _) => status.to_string(),
+                    });
+                waiting_for.push(format!("instance {} ({}): {why}", i.id, i.status));
+            }
+        }
+        let complete = outdated == 0 && updated == def.replicas && available >= def.replicas;
+        let last_failure = def.history.iter().rev().find_map(|h| {
+            h.failed
+                .as_ref()
+                .map(|f| format!("revision {}: {f}", h.revision))
+        });
+        let message = if complete {
+            format!(
+                "revision {}: {available} of {} replicas updated and available",
+                def.revision, def.replicas
+            )
+        } else {
+            format!(
+                "revision {}: {updated} of {} replicas updated, {available} available, {outdated} outdated left",
+                def.revision, def.replicas
+            )
+        };
+        Self {
+            name: def.name.clone(),
+            revision: def.revision,
+            strategy: def.strategy.kind,
+            desired: def.replicas,
+            updated,
+            ready,
+            available,
+            outdated,
+            complete,
+            waiting_for,
+            last_failure,
+            message,
+        }
+    }
+}
+
+/// A workload's template revisions, oldest first, the current one last (`rollout history`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct RolloutHistory {
+    /// The workload.
+    pub name: String,
+    /// The current revision.
+    pub current: u64,
+    /// Every remembered revision, the current one last.
+    pub revisions: Vec<TemplateRevision>,
+}
+
+impl RolloutHistory {
+    /// The history of `def`.
+    pub fn of(def: &WorkloadDefinition) -> Self {
+        let mut revisions = def.history.clone();
+        revisions.push(def.template());
+        Self {
+            name: def.name.clone(),
+            current: def.revision,
+            revisions,
+        }
+    }
+}
+
+/// Body of `POST /api/v1/workloads/{name}/rollout/undo`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct UndoRequest {
+    /// The revision to return to; the previous one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<u64>,
 }
 
 /// A workload with its store revision and replica counts (list and get responses).
@@ -138,6 +297,9 @@ pub struct WorkloadDetail {
     pub events: Vec<Event>,
     /// Why replicas are pending, if some are.
     pub pending_reason: Option<Unschedulable>,
+    /// Where its rollout stands, and why it waits when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
 }
 
 /// A node with what is allocated on it.

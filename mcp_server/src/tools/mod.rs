@@ -7,6 +7,7 @@
 
 pub(crate) mod nodes;
 pub(crate) mod observe;
+pub(crate) mod rollout;
 pub(crate) mod scheduling;
 pub(crate) mod workloads;
 

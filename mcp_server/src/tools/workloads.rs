@@ -763,7 +763,7 @@ async fn apply_one(
     // Unchanged definitions are not written again: applying twice is a no-op.
     if let Ok(mut wanted) = serde_json::from_value::<WorkloadDefinition>(doc.clone()) {
         wanted.id = current.workload.id.clone();
-        if wanted == current.workload {
+        if wanted.same_desired_state(&current.workload) {
             return Ok(Applied {
                 name: name.to_owned(),
                 action: "unchanged".into(),

@@ -29,6 +29,7 @@ READ_TOOLS = {
     "list_nodes",
     "list_workloads",
     "plan_deployment",
+    "rollout_status",
 }
 MUTATING_TOOLS = {
     "apply_manifest",
@@ -37,8 +38,15 @@ MUTATING_TOOLS = {
     "drain_node",
     "scale_workload",
     "uncordon_node",
+    "rollback_workload",
 }
-DESTRUCTIVE_TOOLS = {"apply_manifest", "delete_workload", "drain_node", "scale_workload"}
+DESTRUCTIVE_TOOLS = {
+    "apply_manifest",
+    "delete_workload",
+    "drain_node",
+    "scale_workload",
+    "rollback_workload",
+}
 
 
 def log(*args):
@@ -167,6 +175,34 @@ async def scenario_stdio(exe, api):
                     "`since` must be a number and a unit")
         await fails(c, "get_logs", {"instance": instance, "since": "1w"}, "`since`", '"1w"')
         log("get_logs: ok (real lines, since; unknown instance and container said clearly)")
+
+        # A template change rolls out; rollout_status follows it; rollback_workload returns.
+        await ok(c, "apply_manifest", {"manifest": "name: web\nreplicas: 4\ncontainers:\n"
+                 "  - name: web\n    image: demo/web:2\n"
+                 "    resources: {cpu_millicores: 100, memory_mb: 128}\n"})
+        r = None
+        for _ in range(100):
+            r = await ok(c, "rollout_status", {"name": "web"})
+            if r["status"]["complete"] and r["status"]["revision"] == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert r["status"]["complete"] and r["status"]["revision"] == 2, r
+        assert [v["revision"] for v in r["revisions"]] == [1], r
+        assert r["revisions"][0]["images"] == ["web=demo/web:1"], r
+        await fails(c, "rollback_workload", {"name": "web"}, "confirm: true")
+        b = await ok(c, "rollback_workload", {"name": "web", "confirm": True})
+        assert (b["from_revision"], b["revision"]) == (2, 3), b
+        await fails(c, "rollback_workload", {"name": "web", "to_revision": 9, "confirm": True},
+                    "no revision 9", "rollout_status")
+        for _ in range(100):
+            r = await ok(c, "rollout_status", {"name": "web"})
+            if r["status"]["complete"]:
+                break
+            await asyncio.sleep(0.1)
+        assert r["status"]["complete"] and r["status"]["updated"] == 4, r
+        w = await ok(c, "get_workload", {"name": "web"})
+        assert w["spec"]["containers"][0]["image"] == "demo/web:1", w["spec"]
+        log("rollout_status and rollback_workload: ok")
 
         # Bad arguments and API validation errors come back in-band, with field details.
         msg = await fails(c, "deploy_workload", {"name": "Bad_Name", "image": "", "memory_mb": 0},

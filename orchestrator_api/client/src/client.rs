@@ -4,8 +4,8 @@
 use crate::paging::{Listing, PageRequest};
 use crate::ClientError;
 use orchestrator_shared_types::api::{
-    ClusterInfo, ErrorBody, ListResponse, NodeView, PlacementPreview, ScaleRequest, WorkloadDetail,
-    WorkloadView,
+    ClusterInfo, ErrorBody, ListResponse, NodeView, PlacementPreview, RolloutHistory,
+    RolloutStatus, ScaleRequest, UndoRequest, WorkloadDetail, WorkloadView,
 };
 use orchestrator_shared_types::Unschedulable;
 use reqwest::{Method, StatusCode, Url};
@@ -238,6 +238,34 @@ impl Client {
         self.call(
             Method::POST,
             &["workloads", name, "scale"],
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/workloads/{name-or-id}/rollout`: where its rollout stands and why it waits.
+    pub async fn rollout_status(&self, name: &str) -> Result<RolloutStatus, ClientError> {
+        self.get(&["workloads", name, "rollout"], &[]).await
+    }
+
+    /// `GET /api/v1/workloads/{name-or-id}/rollout/history`: its template revisions.
+    pub async fn rollout_history(&self, name: &str) -> Result<RolloutHistory, ClientError> {
+        self.get(&["workloads", name, "rollout", "history"], &[])
+            .await
+    }
+
+    /// `POST /api/v1/workloads/{name}/rollout/undo`: back to revision `to_revision` (the
+    /// previous one when `None`), rolled out like any change.
+    pub async fn rollout_undo(
+        &self,
+        name: &str,
+        to_revision: Option<u64>,
+    ) -> Result<WorkloadView, ClientError> {
+        let body = UndoRequest { to_revision };
+        self.call(
+            Method::POST,
+            &["workloads", name, "rollout", "undo"],
             &[],
             Some(&body),
         )

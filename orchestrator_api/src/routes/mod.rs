@@ -10,6 +10,7 @@ pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod nodes;
 pub(crate) mod openapi;
+pub(crate) mod rollout;
 pub(crate) mod workloads;
 
 use crate::{ApiError, ApiState};

@@ -13,8 +13,8 @@ use axum::Extension;
 use axum::Json;
 use orchestrator_core::OrchestratorHandle;
 use orchestrator_shared_types::api::{
-    ErrorBody, ListResponse, PlacementPreview, ReplicaCounts, ScaleRequest, WorkloadDetail,
-    WorkloadView,
+    ErrorBody, ListResponse, PlacementPreview, ReplicaCounts, RolloutStatus, ScaleRequest,
+    WorkloadDetail, WorkloadView,
 };
 use orchestrator_shared_types::{EventKind, Unschedulable, WorkloadDefinition};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ const DETAIL_EVENTS: usize = 20;
 
 /// The handle writes go through: stamping the caller's name on what they change, when the API
 /// checks tokens.
-fn writer(state: &ApiState, caller: Option<Extension<Caller>>) -> OrchestratorHandle {
+pub(crate) fn writer(state: &ApiState, caller: Option<Extension<Caller>>) -> OrchestratorHandle {
     match caller {
         Some(Extension(caller)) => state.handle().acting_as(&caller.name),
         None => state.handle().clone(),
@@ -122,6 +122,7 @@ pub(crate) async fn get_one(
     } else {
         None
     };
+    let rollout = Some(RolloutStatus::current(&value, &instances));
     Ok(Json(WorkloadDetail {
         workload: value,
         revision,
@@ -129,6 +130,7 @@ pub(crate) async fn get_one(
         instances,
         events,
         pending_reason,
+        rollout,
     }))
 }
 

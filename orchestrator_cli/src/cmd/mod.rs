@@ -6,6 +6,7 @@ pub mod completion;
 pub mod events;
 pub mod instance;
 pub mod node;
+pub mod rollout;
 pub mod token;
 pub mod workload;
 

@@ -1,4 +1,4 @@
-//! `workload create|apply|list|get|describe|scale|delete`.
+//! `workload create|apply|list|get|describe|scale|delete` (and `rollout`, in `rollout.rs`).
 
 use super::{api_name, labels, Ctx, Names};
 use crate::duration::format_age;
@@ -51,6 +51,9 @@ pub enum WorkloadCommand {
         /// Name.
         name: String,
     },
+    /// Follow, list or undo template changes (rolling updates).
+    #[command(subcommand)]
+    Rollout(super::rollout::RolloutCommand),
 }
 
 /// `-f FILE...` and `--wait` of `create` and `apply`.
@@ -83,6 +86,7 @@ pub async fn run(
             replicas,
             wait,
         } => scale(ctx, &name, replicas, &wait, out).await,
+        WorkloadCommand::Rollout(command) => super::rollout::run(ctx, command, out).await,
         WorkloadCommand::Delete { name } => {
             let view = ctx.client.delete_workload(&name).await?;
             if ctx.format.is_structured() {
@@ -473,6 +477,7 @@ mod tests {
             revision: 7,
             instances,
             events: vec![event],
+            rollout: None,
             pending_reason: Some(Unschedulable {
                 nodes_total: 1,
                 reasons: [(RejectReason::InsufficientMemory, 1)]
