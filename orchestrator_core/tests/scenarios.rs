@@ -767,3 +767,141 @@ async fn a_drained_node_stays_cordoned_across_restarts_until_uncordoned() {
     let a = views.iter().find(|v| v.node.id.as_str() == "a").unwrap();
     assert!(!a.node.unschedulable, "a is schedulable after the uncordon");
 }
+
+/// Ready replicas of `workload` in the store.
+fn ready(w: &World, workload: &str) -> usize {
+    w.instances(workload)
+        .iter()
+        .filter(|i| i.ready && i.status == InstanceStatus::Running)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rolling_update_with_surge_1_and_unavailable_0_never_drops_below_desired() {
+    let mut h = Harness::new().await;
+    let mut w = workload("web", 4, 100, 64);
+    w.strategy.max_surge = Quantity::Count(1);
+    w.strategy.max_unavailable = Quantity::Count(0);
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(w.clone()),
+        expect("4 ready", |w| ready(w, "web") == 4),
+    ])
+    .await;
+    w.containers[0].image = "example/app:2".into();
+    let hash = w.spec_hash();
+    h.step(Update(w)).await;
+    let (mut min_ready, mut max_live, mut steps) = (usize::MAX, 0, 0);
+    loop {
+        let world = h.world().await;
+        min_ready = min_ready.min(ready(&world, "web"));
+        let live = world
+            .instances("web")
+            .iter()
+            .filter(|i| i.status.is_live())
+            .count();
+        max_live = max_live.max(live);
+        let done = world
+            .instances("web")
+            .iter()
+            .filter(|i| i.spec_hash == hash && i.ready)
+            .count()
+            == 4
+            && world.instances("web").len() == 4;
+        if done {
+            break;
+        }
+        steps += 1;
+        assert!(steps < 2000, "the rollout never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(min_ready, 4, "never below the desired ready count");
+    assert!(max_live <= 5, "at most one above desired: {max_live}");
+    let world = h.world().await;
+    assert_eq!(world.workloads["web"].revision, 2);
+    assert!(world
+        .events_of(EventKind::Rollout)
+        .iter()
+        .any(|e| e.message == "rollout of revision 2 complete"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_that_keeps_crashing_rolls_back_by_itself() {
+    let mut h = Harness::new().await;
+    let mut w = workload("api", 2, 100, 64);
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(w.clone()),
+        expect("2 running", |w| w.running("api") == 2),
+    ])
+    .await;
+    let good = w.spec_hash();
+    h.runtime.exit_after_start("example/broken:1", 1);
+    w.containers[0].image = "example/broken:1".into();
+    h.run(vec![
+        Update(w),
+        expect(
+            "rolled back to the first template, all replicas on it",
+            move |w| {
+                w.workloads["api"].containers[0].image == "example/app:1"
+                    && w.instances("api").len() == 2
+                    && w.instances("api")
+                        .iter()
+                        .all(|i| i.spec_hash == good && i.ready)
+            },
+        ),
+    ])
+    .await;
+    let world = h.world().await;
+    let api = &world.workloads["api"];
+    assert_eq!(api.revision, 3, "the rollback is a new revision");
+    assert_eq!(api.changed_by.as_deref(), Some("auto-rollback"));
+    let failed: Vec<_> = api.history.iter().filter(|h| h.failed.is_some()).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].revision, 2);
+    let rollout = world.events_of(EventKind::Rollout);
+    let message = &rollout
+        .iter()
+        .find(|e| e.message.contains("failed"))
+        .expect("a rollout failure event")
+        .message;
+    assert!(
+        message.contains("restarted 3 times")
+            && message.contains("rolling back to the template of revision 1"),
+        "{message}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollout_resumes_after_a_restart_of_the_orchestrator() {
+    let mut h = Harness::new().await;
+    let mut w = workload("svc", 4, 100, 64);
+    w.strategy.max_surge = Quantity::Count(1);
+    w.strategy.max_unavailable = Quantity::Count(0);
+    w.strategy.min_ready_seconds = 5;
+    h.run(vec![
+        AddNode(node("n1", 4000, 8192)),
+        Submit(w.clone()),
+        expect("4 ready", |w| ready(w, "svc") == 4),
+    ])
+    .await;
+    w.containers[0].image = "example/app:2".into();
+    let hash = w.spec_hash();
+    let updated = move |w: &World| {
+        w.instances("svc")
+            .iter()
+            .filter(|i| i.spec_hash == hash)
+            .count()
+    };
+    let updated2 = updated.clone();
+    h.run(vec![
+        Update(w),
+        expect("one new replica", move |w| updated(w) >= 1),
+        RestartOrchestrator,
+        expect("all four replaced, none lost", move |w| {
+            updated2(w) == 4 && w.instances("svc").len() == 4 && ready(w, "svc") == 4
+        }),
+    ])
+    .await;
+    assert_eq!(h.world().await.container_count(), 4);
+}
