@@ -970,6 +970,33 @@ mod tests {
     }
 
     #[test]
+    fn every_outdated_replica_goes_once_the_new_ones_are_all_available() {
+        // All new replicas became available before the old ones were stopped (fast readiness):
+        // what may go exceeds what is left, and every outdated one goes at once.
+        let d = def(4);
+        let mut old_def = d.clone();
+        old_def.containers[0].image = "img:old".into();
+        let now = Instant::now();
+        let mut instances: Vec<WorkloadInstance> = (0..4)
+            .map(|_| instance(&d, InstanceStatus::Running, Some("n1")))
+            .collect();
+        instances.push(instance(&old_def, InstanceStatus::Running, Some("n1")));
+        let views: Vec<InstanceView<'_>> = instances
+            .iter()
+            .map(|instance| InstanceView {
+                instance,
+                not_before: None,
+                evict: false,
+                ready_since: Some(now),
+            })
+            .collect();
+        let state = cluster(&["n1"]);
+        let p = super::plan(Some(&d), &views, &state, &BinPackScheduler::new(), now);
+        assert_eq!(kinds(&p), ["stop"]);
+        assert!(p.rollout.unwrap().complete());
+    }
+
+    #[test]
     fn min_ready_seconds_holds_the_next_step_and_requeues() {
         let mut d = def(2);
         d.strategy.max_surge = Quantity::Count(1);

@@ -117,7 +117,7 @@ pub(crate) fn roll(
     // Ready ones go only while enough stay available.
     let spare = (old_ready + new_available).saturating_sub(min_available);
     let ready = if unhealthy == not_ready {
-        spare.min(budget - unhealthy)
+        spare.min(budget - unhealthy).min(old_ready)
     } else {
         0
     };

@@ -210,6 +210,13 @@ impl ClusterView {
             .or_else(|| self.workloads.values().find_map(|slice| find(slice, id)))
     }
 
+    /// The loop's records of a workload's instances (none if the view does not know it).
+    pub fn instances_of(&self, id: &WorkloadId) -> &[Arc<WorkloadInstance>] {
+        self.workloads
+            .get(id)
+            .map_or(&[], |s| s.instances.as_slice())
+    }
+
     /// The definition of workload `name`, as the loop knows it.
     pub fn workload(&self, name: &str) -> Option<&Arc<WorkloadDefinition>> {
         self.names
