@@ -15,6 +15,8 @@
 //! * `fuzzing` — entry points for the fuzz targets of `fuzz/` (feature `fuzzing`, hidden).
 //! * [`conformance`] — the suite every implementation must pass (feature `conformance`).
 //! * `oci` — `OciRuntime`, containers on this node through youki or runc (feature `oci`).
+//! * `probe` — `ProbingRuntime`, which wraps a runtime and runs the liveness, readiness and
+//!   startup probes of its containers on this node (feature `oci`).
 //! * `image` — the image subsystem behind the `ImageSource` trait: `RegistryImages` (pulls from
 //!   registries), `LocalImages`, and their typed `ImageError` (feature `oci`).
 
@@ -26,6 +28,8 @@ pub mod simulated;
 pub mod image;
 #[cfg(feature = "oci")]
 pub mod oci;
+#[cfg(feature = "oci")]
+pub mod probe;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -49,6 +53,8 @@ pub use simulated::{SimulatedRuntime, SimulatedRuntimeConfig};
 pub use image::{ImageError, RegistryConfig, RegistryImages};
 #[cfg(feature = "oci")]
 pub use oci::{OciConfig, OciRuntime};
+#[cfg(feature = "oci")]
+pub use probe::{ProbingConfig, ProbingRuntime};
 
 #[cfg(any(test, feature = "mock"))]
 pub use runtime::MockContainerRuntime;

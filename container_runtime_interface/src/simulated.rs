@@ -15,11 +15,22 @@
 //! outlives its container, as the OCI runtime's log files do: the logs of the last
 //! [`REMOVED_LOGS_KEPT`] removed containers stay readable.
 //!
+//! # Readiness
+//! A container whose spec has a `readiness_probe` runs not ready (`health: Some(Health { ready:
+//! false, .. })` on its `Running` event and in listings) for
+//! [`SimulatedRuntimeConfig::ready_after`], then becomes ready with a `Running` event of its
+//! own; with no delay (the default) it is ready as soon as it runs. Images scripted with
+//! [`SimulatedRuntime::never_ready`] never become ready, and
+//! [`SimulatedRuntime::set_ready`] flips a container's readiness at any time. Nothing checks
+//! anything: this is the twin of a node that runs probes, so rollouts can be driven without
+//! youki. Containers without a readiness probe have no health, as on a real node.
+//!
 //! # Cost
 //! One create is a few hash-map operations under a mutex. The delayed `Created` → `Running`
 //! transitions are not one task per container: since every container waits the same delay,
 //! their deadlines arrive in creation order, so a FIFO queue served by one timer task is enough
-//! (100,000 containers on 5,000 nodes are created in a fraction of a second).
+//! (100,000 containers on 5,000 nodes are created in a fraction of a second). Becoming ready
+//! after `ready_after` works the same way, with a second queue served by the same task.
 
 use crate::*;
 use async_trait::async_trait;
@@ -51,6 +62,9 @@ pub struct SimulatedRuntimeConfig {
     /// Capacity of the event channel; subscribers that fall further behind get `Lagged` and must
     /// resync with `list`, as with any runtime.
     pub event_capacity: usize,
+    /// How long a container with a readiness probe runs not ready before it is ready (tokio
+    /// time; see the module docs). Zero (the default) makes it ready as soon as it runs.
+    pub ready_after: Duration,
 }
 
 impl Default for SimulatedRuntimeConfig {
@@ -58,6 +72,7 @@ impl Default for SimulatedRuntimeConfig {
         Self {
             start_delay: Duration::from_millis(10),
             event_capacity: 65_536,
+            ready_after: Duration::ZERO,
         }
     }
 }
@@ -95,8 +110,13 @@ struct State {
     failure_message: String,
     /// Image → exit code for containers scripted to exit as soon as they run.
     exit_after_start: HashMap<String, i32>,
+    /// Images whose containers never become ready (see [`SimulatedRuntime::never_ready`]).
+    never_ready: HashSet<String>,
     /// Containers waiting to become `Running`, in deadline order (see the module docs).
     pending: VecDeque<PendingStart>,
+    /// Running containers waiting to become ready, in deadline order (all wait
+    /// [`SimulatedRuntimeConfig::ready_after`]).
+    pending_ready: VecDeque<PendingStart>,
     /// Logs of removed containers, oldest first, at most [`REMOVED_LOGS_KEPT`].
     removed_logs: VecDeque<(NodeId, ContainerId, SimLog)>,
     /// Distinguishes a container from an earlier one with the same id, so that a pending start of
@@ -112,7 +132,41 @@ struct SimContainer {
     serial: u64,
     exit_after_start: Option<i32>,
     log: SimLog,
+    /// Its name, for health messages.
+    name: String,
+    /// Whether it has a readiness probe, and if it is scripted never to pass.
+    readiness: Readiness,
+    /// What its (simulated) probes say while it runs.
+    health: Option<Health>,
 }
+
+/// The simulated readiness probe of a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Readiness {
+    /// No readiness probe: no health.
+    None,
+    /// Ready [`SimulatedRuntimeConfig::ready_after`] after it runs.
+    After,
+    /// Never ready ([`SimulatedRuntime::never_ready`]).
+    Never,
+}
+
+impl SimContainer {
+    fn not_ready(&self) -> Health {
+        Health {
+            ready: false,
+            message: Some(format!(
+                "{}: waiting for the readiness probe (simulated)",
+                self.name
+            )),
+        }
+    }
+}
+
+const READY: Health = Health {
+    ready: true,
+    message: None,
+};
 
 /// A container's output: the last [`LOG_MAX_BYTES`] of it; cursors count every byte ever
 /// written, so one that points before what is kept restarts at the oldest kept byte.
@@ -196,6 +250,10 @@ impl State {
         if let ContainerState::Exited { code } = state {
             c.log.write(format!("exited with code {code}\n").as_bytes());
         }
+        if state.has_exited() {
+            // Nothing probes a container that does not run.
+            c.health = None;
+        }
         c.state = state.clone();
         if !quiet {
             // No subscriber is not an error: nobody listens in many tests.
@@ -204,7 +262,7 @@ impl State {
                 container_id: id.clone(),
                 instance_id: c.instance_id.clone(),
                 state,
-                health: None,
+                health: c.health.clone(),
             });
         }
     }
@@ -217,18 +275,73 @@ impl State {
         node: &NodeId,
         id: &ContainerId,
         serial: Option<u64>,
+        ready_after: Duration,
     ) {
-        let Some(c) = self.nodes.get(node).and_then(|m| m.get(id)) else {
+        let Some(c) = self.nodes.get_mut(node).and_then(|m| m.get_mut(id)) else {
             return;
         };
         if c.state != ContainerState::Created || serial.is_some_and(|s| s != c.serial) {
             return;
         }
         let exit = c.exit_after_start;
+        let wait_ready = match c.readiness {
+            Readiness::None => false,
+            Readiness::Never => {
+                c.health = Some(c.not_ready());
+                false
+            }
+            Readiness::After if ready_after.is_zero() => {
+                c.health = Some(READY);
+                false
+            }
+            Readiness::After => {
+                c.health = Some(c.not_ready());
+                true
+            }
+        };
+        if wait_ready {
+            let serial = c.serial;
+            self.pending_ready.push_back(PendingStart {
+                due: Instant::now() + ready_after,
+                node: node.clone(),
+                id: id.clone(),
+                serial,
+            });
+        }
         self.transition(events, node, id, ContainerState::Running);
         if let Some(code) = exit {
             self.transition(events, node, id, ContainerState::Exited { code });
         }
+    }
+
+    /// The earliest deadline of both queues.
+    fn earliest(&self) -> Option<Instant> {
+        let start = self.pending.front().map(|p| p.due);
+        let ready = self.pending_ready.front().map(|p| p.due);
+        start.into_iter().chain(ready).min()
+    }
+
+    /// Sets the health of a running container (the same one when `serial` is given) and
+    /// sends a `Running` event when it changed.
+    fn set_health(
+        &mut self,
+        events: &broadcast::Sender<ContainerEvent>,
+        node: &NodeId,
+        id: &ContainerId,
+        serial: Option<u64>,
+        health: Health,
+    ) {
+        let Some(c) = self.nodes.get_mut(node).and_then(|m| m.get_mut(id)) else {
+            return;
+        };
+        if c.state != ContainerState::Running
+            || serial.is_some_and(|s| s != c.serial)
+            || c.health.as_ref() == Some(&health)
+        {
+            return;
+        }
+        c.health = Some(health);
+        self.transition(events, node, id, ContainerState::Running);
     }
 
     fn info(&self, node: &NodeId, id: &ContainerId) -> Option<ContainerInfo> {
@@ -244,7 +357,7 @@ fn container_info(node: &NodeId, id: &ContainerId, c: &SimContainer) -> Containe
         instance_id: c.instance_id.clone(),
         workload_id: c.workload_id.clone(),
         state: c.state.clone(),
-        health: None,
+        health: c.health.clone(),
     }
 }
 
@@ -262,12 +375,19 @@ impl Inner {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Promotes every pending container whose delay has passed.
+    /// Promotes every pending container whose delay has passed, and makes ready those whose
+    /// `ready_after` has.
     fn start_due(&self, now: Instant) {
         let mut st = self.lock();
+        let ready_after = self.config.ready_after;
         while st.pending.front().is_some_and(|p| p.due <= now) {
             if let Some(p) = st.pending.pop_front() {
-                st.promote(&self.events, &p.node, &p.id, Some(p.serial));
+                st.promote(&self.events, &p.node, &p.id, Some(p.serial), ready_after);
+            }
+        }
+        while st.pending_ready.front().is_some_and(|p| p.due <= now) {
+            if let Some(p) = st.pending_ready.pop_front() {
+                st.set_health(&self.events, &p.node, &p.id, Some(p.serial), READY);
             }
         }
     }
@@ -276,13 +396,16 @@ impl Inner {
 /// Serves the pending queue: sleeps until the oldest deadline, promotes what is due, repeats.
 async fn run_timer(inner: Arc<Inner>) {
     loop {
-        let next = inner.lock().pending.front().map(|p| p.due);
+        let next = inner.lock().earliest();
         match next {
             // A `notify_one` sent between the check and this await is kept as a permit.
             None => inner.wake.notified().await,
             Some(due) => {
-                tokio::time::sleep_until(due).await;
-                inner.start_due(Instant::now());
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => inner.start_due(Instant::now()),
+                    // Something became due before `due` (the other queue): look again.
+                    _ = inner.wake.notified() => {}
+                }
             }
         }
     }
@@ -376,6 +499,37 @@ impl SimulatedRuntime {
             .insert(image.to_owned(), code);
     }
 
+    /// Makes containers created from now on with image `image` never become ready: their
+    /// readiness probe (they need one to have health at all) never passes.
+    pub fn never_ready(&self, image: &str) {
+        self.inner.lock().never_ready.insert(image.to_owned());
+    }
+
+    /// Makes a running container with a readiness probe ready or not ready now, with a
+    /// `Running` event when that changes its health (a readiness probe that starts or stops
+    /// passing). `NotFound` if there is no such container; a container without a readiness
+    /// probe, or not running, is left as it is. A container still waiting for its
+    /// `ready_after` becomes ready when it passes, whatever this said.
+    pub fn set_ready(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        ready: bool,
+    ) -> Result<(), RuntimeError> {
+        let mut st = self.inner.lock();
+        let c = st
+            .nodes
+            .get(node)
+            .and_then(|m| m.get(id))
+            .ok_or_else(|| not_found(node, id))?;
+        if c.readiness == Readiness::None {
+            return Ok(());
+        }
+        let health = if ready { READY } else { c.not_ready() };
+        st.set_health(&self.inner.events, node, id, None, health);
+        Ok(())
+    }
+
     /// Number of containers (any state) on every node.
     pub fn container_count(&self) -> usize {
         self.inner.lock().nodes.values().map(HashMap::len).sum()
@@ -459,6 +613,11 @@ impl ContainerRuntime for SimulatedRuntime {
         let serial = st.next_serial;
         st.next_serial += 1;
         let exit_after_start = st.exit_after_start.get(&spec.config.image).copied();
+        let readiness = match &spec.config.readiness_probe {
+            None => Readiness::None,
+            Some(_) if st.never_ready.contains(&spec.config.image) => Readiness::Never,
+            Some(_) => Readiness::After,
+        };
         let mut log = SimLog::default();
         log.write(start_line(&spec.config).as_bytes());
         let container = SimContainer {
@@ -468,6 +627,9 @@ impl ContainerRuntime for SimulatedRuntime {
             serial,
             exit_after_start,
             log,
+            name: spec.config.name.clone(),
+            readiness,
+            health: None,
         };
         // `entry` would clone the node id on every create; most creates land on a known node.
         match st.nodes.get_mut(node) {
@@ -480,21 +642,27 @@ impl ContainerRuntime for SimulatedRuntime {
             }
         }
         let delay = self.inner.config.start_delay;
+        let before = st.earliest();
         if delay.is_zero() {
-            st.promote(&self.inner.events, node, &spec.id, None);
-            return Ok(());
+            let ready_after = self.inner.config.ready_after;
+            st.promote(&self.inner.events, node, &spec.id, None, ready_after);
+        } else {
+            // `now` is read under the lock so that the queue stays sorted by deadline.
+            st.pending.push_back(PendingStart {
+                due: Instant::now() + delay,
+                node: node.clone(),
+                id: spec.id.clone(),
+                serial,
+            });
         }
-        // `now` is read under the lock so that the queue stays sorted by deadline.
-        let was_idle = st.pending.is_empty();
-        st.pending.push_back(PendingStart {
-            due: Instant::now() + delay,
-            node: node.clone(),
-            id: spec.id.clone(),
-            serial,
-        });
-        self.ensure_timer(&mut st);
-        if was_idle {
-            self.inner.wake.notify_one();
+        // The timer task sleeps until the earliest deadline it knew: wake it only when this
+        // create brought an earlier one (not at every create of a burst).
+        let after = st.earliest();
+        if let Some(after) = after {
+            self.ensure_timer(&mut st);
+            if before.is_none_or(|b| after < b) {
+                self.inner.wake.notify_one();
+            }
         }
         Ok(())
     }
@@ -680,6 +848,124 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
             rt.status(&node, &s.id).await.unwrap().state,
+            ContainerState::Running
+        );
+    }
+
+    fn with_readiness(id: &str, image: &str) -> ContainerSpec {
+        let mut s = spec(id);
+        s.config.image = image.into();
+        s.config.readiness_probe = Some(orchestrator_shared_types::Probe::http("/", 80));
+        s
+    }
+
+    async fn next_event(rx: &mut broadcast::Receiver<ContainerEvent>) -> ContainerEvent {
+        tokio::time::timeout(Duration::from_secs(3600), rx.recv())
+            .await
+            .expect("no event")
+            .expect("channel closed")
+    }
+
+    /// Containers with a readiness probe run not ready for `ready_after`, then become ready
+    /// with an event; scripted ones never do; others have no health; `set_ready` flips it.
+    #[tokio::test(start_paused = true)]
+    async fn readiness_follows_ready_after() {
+        let rt = SimulatedRuntime::new(SimulatedRuntimeConfig {
+            start_delay: Duration::from_millis(10),
+            ready_after: Duration::from_secs(5),
+            ..SimulatedRuntimeConfig::default()
+        });
+        rt.never_ready("stuck");
+        let node = NodeId::from("n");
+        let mut rx = rt.subscribe();
+        let (web, stuck, plain) = (
+            with_readiness("web", "img"),
+            with_readiness("stuck", "stuck"),
+            spec("plain"),
+        );
+        for s in [&web, &stuck, &plain] {
+            rt.create_and_start(&node, s).await.unwrap();
+        }
+        let mut running = HashMap::new();
+        for _ in 0..3 {
+            let e = next_event(&mut rx).await;
+            assert_eq!(e.state, ContainerState::Running);
+            running.insert(e.container_id.to_string(), e.health);
+        }
+        let not_ready = Some(Health {
+            ready: false,
+            message: Some("app: waiting for the readiness probe (simulated)".into()),
+        });
+        assert_eq!(running["web"], not_ready);
+        assert_eq!(running["stuck"], not_ready);
+        assert_eq!(running["plain"], None);
+        let status = rt.status(&node, &web.id).await.unwrap();
+        assert_eq!(status.health, not_ready);
+
+        // After 5 s: one event, for `web` alone.
+        let e = next_event(&mut rx).await;
+        assert_eq!((e.container_id.as_str(), e.health), ("web", Some(READY)));
+        let listed: HashMap<String, Option<Health>> = rt
+            .list(&node)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.health))
+            .collect();
+        assert_eq!(listed["web"], Some(READY));
+        assert_eq!(listed["stuck"], not_ready);
+        assert_eq!(listed["plain"], None);
+
+        // Flipping: an event per change, none when nothing changes.
+        rt.set_ready(&node, &web.id, false).unwrap();
+        rt.set_ready(&node, &web.id, false).unwrap();
+        rt.set_ready(&node, &web.id, true).unwrap();
+        assert_eq!(next_event(&mut rx).await.health, not_ready);
+        assert_eq!(next_event(&mut rx).await.health, Some(READY));
+        // An exit carries no health.
+        rt.stop(&node, &web.id, Duration::ZERO).await.unwrap();
+        let e = next_event(&mut rx).await;
+        assert!(e.state.has_exited() && e.health.is_none(), "{e:?}");
+        assert!(rx.try_recv().is_err(), "no other event");
+    }
+
+    /// With no `ready_after` (the default), a container is ready as soon as it runs; a slow
+    /// `ready_after` does not hold up the starts queued behind it.
+    #[tokio::test(start_paused = true)]
+    async fn ready_at_once_by_default_and_starts_are_not_held_up() {
+        let rt = SimulatedRuntime::new(SimulatedRuntimeConfig {
+            start_delay: Duration::ZERO,
+            ..SimulatedRuntimeConfig::default()
+        });
+        let node = NodeId::from("n");
+        rt.create_and_start(&node, &with_readiness("web", "img"))
+            .await
+            .unwrap();
+        assert_eq!(
+            rt.status(&node, &ContainerId::from("web"))
+                .await
+                .unwrap()
+                .health,
+            Some(READY)
+        );
+
+        let rt = SimulatedRuntime::new(SimulatedRuntimeConfig {
+            start_delay: Duration::from_millis(10),
+            ready_after: Duration::from_secs(60),
+            ..SimulatedRuntimeConfig::default()
+        });
+        rt.create_and_start(&node, &with_readiness("a", "img"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The timer now sleeps until `a` is ready (60 s); `b` must still start after 10 ms.
+        rt.create_and_start(&node, &spec("b")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            rt.status(&node, &ContainerId::from("b"))
+                .await
+                .unwrap()
+                .state,
             ContainerState::Running
         );
     }

@@ -606,3 +606,94 @@ async fn docker_defaults_refuse_namespaces_mounts_and_raw_sockets() {
     assert!(!log.contains("write=0"), "the root is read-only: {log}");
     assert!(log.lines().any(|l| l.trim() == "65534"), "{log}");
 }
+
+fn args(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// `exec` runs a command in the container: its exit code and (bounded) output come back; a
+/// command youki cannot run is an error, not an exit code; a command that hangs is cut at
+/// the timeout and killed inside the container too.
+#[tokio::test]
+async fn exec_runs_commands_in_the_container() {
+    let Some(t) = target() else { return };
+    let rt = runtime().unwrap();
+    let spec = t.spec(&busybox("execd", &["sleep", "3600"]));
+    rt.create_and_start(&t.node, &spec).await.unwrap();
+    let long = Duration::from_secs(20);
+
+    let out = rt
+        .exec(
+            &t.node,
+            &spec.id,
+            &args(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            long,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.code, 3, "{out:?}");
+    assert!(
+        out.output.contains("out") && out.output.contains("err"),
+        "{out:?}"
+    );
+
+    let chatty = "i=0; while [ $i -lt 2000 ]; do echo 0123456789; i=$((i+1)); done";
+    let out = rt
+        .exec(&t.node, &spec.id, &args(&["sh", "-c", chatty]), long)
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.output.len(),
+        container_runtime_interface::oci::EXEC_OUTPUT_MAX
+    );
+
+    let err = rt
+        .exec(&t.node, &spec.id, &args(&["no-such-program"]), long)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-program"), "{err}");
+
+    let started = std::time::Instant::now();
+    let err = rt
+        .exec(
+            &t.node,
+            &spec.id,
+            &args(&["sleep", "61"]),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    assert!(err.to_string().contains("did not finish"), "{err}");
+    // The hung command does not stay behind in the container, nor as a zombie of this
+    // process, which would keep the container's init from ever exiting (`stop` below).
+    let scan = "for p in /proc/[0-9]*; do cat $p/cmdline; echo; done";
+    let mut left = true;
+    for _ in 0..50 {
+        let out = rt
+            .exec(&t.node, &spec.id, &args(&["sh", "-c", scan]), long)
+            .await
+            .unwrap();
+        left = out.output.contains("sleep\u{0}61\u{0}");
+        if !left {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!left, "the timed-out command still runs in the container");
+
+    rt.stop(&t.node, &spec.id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let err = rt
+        .exec(&t.node, &spec.id, &args(&["true"]), long)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not running"), "{err}");
+    rt.remove(&t.node, &spec.id).await.unwrap();
+    assert!(matches!(
+        rt.exec(&t.node, &spec.id, &args(&["true"]), long).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}

@@ -7,7 +7,8 @@
 //! # On disk
 //! * `data_dir/bundles/{id}/` — the bundle: `rootfs/` (a copy of the image's root filesystem),
 //!   `config.json` (youki's default spec with the process, limits, cgroup path and annotations
-//!   carrying the instance and workload ids) and `exit_code` once the process has exited.
+//!   carrying the instance and workload ids) and `exit_code` once the process has exited;
+//!   `exec-N.pid` and `exec-N.log` while a command runs in it (`exec`, see `exec.rs`).
 //! * `data_dir/logs/{id}.log` — the container's stdout and stderr, written by the container itself
 //!   through an inherited `O_APPEND` descriptor (so they survive a daemon restart), and
 //!   `{id}.log.1`, the part before the last rotation (past [`OciConfig::log_max_bytes`]; see
@@ -44,11 +45,14 @@
 //!   network).
 
 pub mod cli;
+mod exec;
 mod exit;
 pub mod fence;
 mod logs;
 mod security;
 mod spec;
+
+pub use exec::EXEC_OUTPUT_MAX;
 
 // The image subsystem lives in `crate::image`; these keep the paths callers already use.
 pub use crate::image::{
@@ -58,7 +62,9 @@ pub use crate::image::{
 };
 
 use crate::RuntimeError;
-use crate::{ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState};
+use crate::{
+    ContainerEvent, ContainerInfo, ContainerRuntime, ContainerSpec, ContainerState, ExecOutput,
+};
 use crate::{LogChunk, LogRequest};
 use async_trait::async_trait;
 use cli::Cli;
@@ -1008,5 +1014,20 @@ impl ContainerRuntime for OciRuntime {
             None if inner.table().contains_key(id) => Ok(LogChunk::default()),
             None => Err(inner.not_found(id)),
         }
+    }
+
+    async fn exec(
+        &self,
+        node: &NodeId,
+        id: &ContainerId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, RuntimeError> {
+        let inner = &self.inner;
+        inner.check_node(node, "exec")?;
+        if !valid_id(id) {
+            return Err(inner.not_found(id));
+        }
+        inner.exec(id, command, timeout).await
     }
 }

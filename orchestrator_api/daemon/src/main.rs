@@ -78,7 +78,8 @@ async fn run(config: Config) -> Result<()> {
     watchdog::stop_previous(&config.data_dir);
     let this_node = node::this_machine(&config)?;
     tracing::info!(node = %this_node.id, capacity = %this_node.capacity, allocatable = %this_node.allocatable, "this machine is a node");
-    let runtime = runtime::build(&config, &this_node.id).await?;
+    let node_runtime = runtime::build(&config, &this_node.id).await?;
+    let runtime = node_runtime.runtime.clone();
     let listener =
         listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
     let local = listener.local_addr()?;
@@ -258,6 +259,8 @@ async fn run(config: Config) -> Result<()> {
             }
         }
     }
+    // After the loop or the agent: their last calls may still go through the probes.
+    node_runtime.shutdown().await;
     tracing::info!("bye");
     Ok(())
 }

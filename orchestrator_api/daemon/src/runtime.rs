@@ -4,6 +4,9 @@
 //! Everything of the OCI runtime lives under `data_dir/oci/`: `state/` (the runtime's `--root`,
 //! where it finds the containers of an earlier daemon process), `bundles/`, `logs/` and
 //! `images/` (content-addressed blobs and unpacked root filesystems, shared by containers).
+//! The OCI runtime is wrapped in a [`ProbingRuntime`], which runs the containers' liveness,
+//! readiness and startup probes on this node (its registrations in `data_dir/probes/`), so
+//! both the single-node loop and the cluster agent get probes.
 
 use crate::config::{Config, RuntimeKind};
 use anyhow::{bail, Context, Result};
@@ -11,7 +14,9 @@ use container_runtime_interface::oci::cli::Cli;
 use container_runtime_interface::oci::{
     parse_docker_config, OciConfig, OciRuntime, RegistryConfig, RegistryImages, INSTALL_HINT,
 };
-use container_runtime_interface::{ContainerRuntime, SimulatedRuntime, SimulatedRuntimeConfig};
+use container_runtime_interface::{
+    ContainerRuntime, ProbingConfig, ProbingRuntime, SimulatedRuntime, SimulatedRuntimeConfig,
+};
 use orchestrator_shared_types::NodeId;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,14 +24,33 @@ use std::sync::Arc;
 /// Runtime binaries looked for, in order, when none is configured.
 const CANDIDATES: [&str; 2] = ["youki", "runc"];
 
+/// The runtime of this node, and what must be shut down with the daemon.
+pub struct NodeRuntime {
+    /// What the loop or the agent drives.
+    pub runtime: Arc<dyn ContainerRuntime>,
+    /// The probes of the OCI runtime's containers (none for the simulated runtime, whose
+    /// containers have no processes to probe).
+    probes: Option<Arc<ProbingRuntime>>,
+}
+
+impl NodeRuntime {
+    /// Ends the probing tasks (containers keep running; the next daemon probes them again).
+    pub async fn shutdown(&self) {
+        if let Some(probes) = &self.probes {
+            probes.shutdown().await;
+        }
+    }
+}
+
 /// The runtime `config` asks for, driving containers of `node`.
-pub async fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRuntime>> {
+pub async fn build(config: &Config, node: &NodeId) -> Result<NodeRuntime> {
     match config.runtime {
         RuntimeKind::Simulated => {
             tracing::warn!("using the SIMULATED runtime: no real containers will run");
-            Ok(Arc::new(SimulatedRuntime::new(
-                SimulatedRuntimeConfig::default(),
-            )))
+            Ok(NodeRuntime {
+                runtime: Arc::new(SimulatedRuntime::new(SimulatedRuntimeConfig::default())),
+                probes: None,
+            })
         }
         RuntimeKind::Youki => {
             let binary = runtime_binary(config.runtime_binary.as_deref())?;
@@ -68,7 +92,20 @@ pub async fn build(config: &Config, node: &NodeId) -> Result<Arc<dyn ContainerRu
             })
             .context("starting the OCI runtime")?;
             tracing::info!(binary = %binary.display(), %version, "containers run through this OCI runtime");
-            Ok(Arc::new(runtime))
+            let probes = Arc::new(
+                ProbingRuntime::new(
+                    Arc::new(runtime),
+                    ProbingConfig {
+                        state_dir: Some(config.data_dir.join("probes")),
+                        ..ProbingConfig::default()
+                    },
+                )
+                .context("starting the probes")?,
+            );
+            Ok(NodeRuntime {
+                runtime: probes.clone(),
+                probes: Some(probes),
+            })
         }
     }
 }
