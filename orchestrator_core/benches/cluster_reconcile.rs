@@ -104,6 +104,7 @@ fn machine(start_delay: Duration) -> Arc<SimulatedRuntime> {
         // The default (65,536) preallocates ~4.6 MB of event slots per machine: 23 GB for
         // 5,000 machines. A node here holds at most 160 containers.
         event_capacity: 1024,
+        ..Default::default()
     }))
 }
 

@@ -41,6 +41,7 @@ async fn run(workloads: u64, replicas: u64, node_count: u64, start_delay: Durati
     let sim = Arc::new(SimulatedRuntime::new(SimulatedRuntimeConfig {
         start_delay,
         event_capacity: 1 << 18,
+        ..Default::default()
     }));
     let cluster = Arc::new(StaticClusterManager::new());
     for i in 0..node_count {
