@@ -697,3 +697,75 @@ async fn exec_runs_commands_in_the_container() {
         Err(RuntimeError::NotFound { .. })
     ));
 }
+
+/// Probes end to end on youki: `exec` checks through `youki exec` make a container ready, and
+/// a failing liveness check kills it, reported as `Killed` with the probe's reason.
+#[tokio::test]
+async fn exec_probes_drive_readiness_and_liveness() {
+    use container_runtime_interface::{ProbingConfig, ProbingRuntime};
+    use orchestrator_shared_types::Probe;
+    let Some(t) = target() else { return };
+    let rt = runtime().unwrap();
+    let probing = ProbingRuntime::new(
+        rt,
+        ProbingConfig {
+            kill_grace: Duration::from_secs(1),
+            ..ProbingConfig::default()
+        },
+    )
+    .unwrap();
+    let mut rx = probing.subscribe();
+    let mut config = busybox(
+        "probed",
+        &[
+            "sh",
+            "-c",
+            "sleep 1; echo > /tmp/ready; sleep 4; echo > /tmp/dead; sleep 3600",
+        ],
+    );
+    let every_second = |mut p: Probe| {
+        p.period_seconds = 1;
+        p.timeout_seconds = 5;
+        p.failure_threshold = 2;
+        p
+    };
+    config.readiness_probe = Some(every_second(Probe::exec(&["cat", "/tmp/ready"])));
+    config.liveness_probe = Some(every_second(Probe::exec(&[
+        "sh",
+        "-c",
+        "test ! -e /tmp/dead",
+    ])));
+    let spec = t.spec(&config);
+    probing.create_and_start(&t.node, &spec).await.unwrap();
+    let mut seen = Vec::new();
+    let mut ready = false;
+    let end = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let e = rx.recv().await.unwrap();
+            if e.container_id != spec.id {
+                continue;
+            }
+            if e.health.as_ref().is_some_and(|h| h.ready) {
+                ready = true;
+            }
+            if e.state.has_exited() {
+                return e;
+            }
+            seen.push(e);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not killed within 60 s; saw {seen:#?}"));
+    assert!(ready, "never ready; saw {seen:#?}");
+    assert!(
+        seen[0].health.as_ref().is_some_and(|h| !h.ready),
+        "{seen:#?}"
+    );
+    assert!(
+        matches!(&end.state, ContainerState::Killed { reason, .. }
+            if reason == "liveness probe failed 2 times: `sh -c test ! -e /tmp/dead` exited with code 1"),
+        "{end:?}"
+    );
+    probing.remove(&t.node, &spec.id).await.unwrap();
+    probing.shutdown().await;
+}

@@ -120,6 +120,8 @@ impl Checker {
             .redirect(reqwest::redirect::Policy::none())
             // Probes go to 127.0.0.1: a proxy from the environment must not be used.
             .no_proxy()
+            // Probes speak HTTP/1.1, as kubelet's do; no protocol negotiation to pay for.
+            .http1_only()
             .user_agent(concat!("orchestrator-probe/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self { http })

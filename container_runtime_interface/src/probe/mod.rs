@@ -534,6 +534,9 @@ fn load_registrations(dir: &Path) -> Result<HashMap<ContainerId, Registration>, 
     Ok(found)
 }
 
+/// How early a check may start so that it shares a wake-up with others (see `run_timer`).
+const COALESCE: Duration = Duration::from_millis(20);
+
 /// Sleeps until the earliest due check, starts what is due, repeats.
 async fn run_timer(shared: Arc<Shared>) {
     loop {
@@ -550,7 +553,9 @@ async fn run_timer(shared: Arc<Shared>) {
             _ = shared.wake.notified() => continue,
             _ = sleep => {}
         }
-        for job in shared.take_due(Instant::now()) {
+        // Checks due within the next few milliseconds start now, with these: one wake-up (of
+        // this task and of a worker thread) per batch, not per check.
+        for job in shared.take_due(Instant::now() + COALESCE) {
             let shared2 = Arc::clone(&shared);
             shared.tasks.spawn(run_job(shared2, job));
         }
