@@ -614,11 +614,7 @@ impl ProbingRuntime {
         inner: Arc<dyn ContainerRuntime>,
         config: ProbingConfig,
     ) -> Result<Self, RuntimeError> {
-        let checker = Checker::new().map_err(|e| RuntimeError::Failed {
-            operation: "start probing",
-            message: format!("cannot build the HTTP client of probes: {e}"),
-            transient: false,
-        })?;
+        let checker = Checker::new();
         let orphans = match &config.state_dir {
             Some(dir) => load_registrations(dir)?,
             None => HashMap::new(),
