@@ -144,6 +144,11 @@ pub struct InstanceSummary {
     pub status: String,
     /// Times its containers were restarted.
     pub restarts: u32,
+    /// Running and passing its readiness probes (serving).
+    pub ready: bool,
+    /// What its probes say when one fails or has not passed yet: container, probe, output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
     /// Exit code of the last exited container.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -162,6 +167,8 @@ impl From<&WorkloadInstance> for InstanceSummary {
             node: i.node_id.as_ref().map(|n| n.to_string()),
             status: i.status.to_string(),
             restarts: i.restart_count,
+            ready: i.ready,
+            health: i.health.clone(),
             exit_code: i.last_exit_code,
             error: i.last_error.clone(),
             started_at: i.started_at.map(|t| t.to_rfc3339()),

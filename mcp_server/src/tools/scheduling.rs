@@ -56,6 +56,10 @@ pub struct PendingExplanation {
     pub last_attempt: Option<SchedulingProblem>,
     /// What could be done about it.
     pub hints: Vec<String>,
+    /// When a rollout is under way and waits: what for (which replica, which probe and its
+    /// output, or its last error). Placement is not the only thing a rollout waits on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rollout_waiting_for: Vec<String>,
 }
 
 /// Replicas on one node.
@@ -99,7 +103,8 @@ impl OrchestratorMcp {
     /// scheduler's typed reasons counted per node, e.g. "0/5 nodes fit: 3 insufficient
     /// memory, 2 selector mismatch". Returns the reasons now and at the last attempt, what one
     /// replica asks for, and hints (e.g. the most free memory on any node, cordoned nodes,
-    /// selector labels). Use it whenever get_workload shows pending replicas.
+    /// selector labels); when a rollout waits, on what (replica, failing probe, its output).
+    /// Use it whenever get_workload shows pending replicas or a rollout that does not finish.
     #[tool(annotations(
         title = "Explain pending replicas",
         read_only_hint = true,
@@ -265,7 +270,21 @@ pub(crate) async fn explain_pending(
             reasons.summary
         )
     };
-    let hints = hints(shown, &request, &detail.workload.node_selector, &room);
+    let mut hints = hints(shown, &request, &detail.workload.node_selector, &room);
+    let rollout_waiting_for = detail
+        .rollout
+        .as_ref()
+        .filter(|r| !r.complete)
+        .map(|r| r.waiting_for.clone())
+        .unwrap_or_default();
+    if !rollout_waiting_for.is_empty() {
+        hints.push(
+            "A rollout is under way and waits on replicas of the new template (see \
+             rollout_waiting_for; rollout_status has the details, rollback_workload returns to \
+             an earlier revision)."
+                .to_owned(),
+        );
+    }
     Ok(PendingExplanation {
         workload: name,
         summary,
@@ -275,6 +294,7 @@ pub(crate) async fn explain_pending(
         reasons,
         last_attempt,
         hints,
+        rollout_waiting_for,
     })
 }
 

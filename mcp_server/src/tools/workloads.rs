@@ -10,7 +10,7 @@ use crate::output::{
 };
 use crate::{ApiError, OrchestratorMcp};
 use orchestrator_client::Workloads;
-use orchestrator_shared_types::api::{ReplicaCounts, WorkloadView};
+use orchestrator_shared_types::api::{ReplicaCounts, RolloutStatus, WorkloadView};
 use orchestrator_shared_types::{
     InstanceStatus, PlacementStrategy, PortMapping, RestartPolicy, WorkloadDefinition,
 };
@@ -301,6 +301,11 @@ pub struct WorkloadReport {
     /// Why replicas are pending, when some are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<SchedulingProblem>,
+    /// A rollout under way (after a template change): counts and what it waits for (which
+    /// replica, which probe, its output). Absent when every replica runs the current template
+    /// and is available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
     /// What was left out and how to get it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -581,6 +586,7 @@ pub(crate) async fn get_workload(
         instances_total,
         events: Vec::new(),
         pending_reason,
+        rollout: d.rollout.clone().filter(|r| !r.complete),
         note: None,
     };
     // Within the cap: drop the oldest events, then the last instances, then the definition.

@@ -121,14 +121,17 @@ pub fn ports_text(i: &WorkloadInstance) -> String {
         .join(",")
 }
 
-/// NAME, WORKLOAD, NODE, STATUS, RESTARTS, AGE; wide adds PORTS, EXIT CODE and LAST ERROR.
+/// NAME, WORKLOAD, NODE, STATUS, READY, RESTARTS, AGE; wide adds PORTS, EXIT CODE and LAST
+/// ERROR (or, for a running instance that is not ready, what its probes say).
 pub fn instances_table(
     instances: &[WorkloadInstance],
     names: &Names,
     wide: bool,
     now: DateTime<Utc>,
 ) -> String {
-    let mut header = vec!["NAME", "WORKLOAD", "NODE", "STATUS", "RESTARTS", "AGE"];
+    let mut header = vec![
+        "NAME", "WORKLOAD", "NODE", "STATUS", "READY", "RESTARTS", "AGE",
+    ];
     if wide {
         header.extend(["PORTS", "EXIT CODE", "LAST ERROR"]);
     }
@@ -138,6 +141,7 @@ pub fn instances_table(
             names.workload(&i.workload_id),
             names.node(i.node_id.as_ref()),
             i.status.to_string(),
+            ready_text(i).to_owned(),
             i.restart_count.to_string(),
             format_age(i.created_at, now),
         ];
@@ -146,12 +150,26 @@ pub fn instances_table(
                 ports_text(i),
                 i.last_exit_code
                     .map_or_else(|| "-".to_owned(), |c| c.to_string()),
-                i.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+                problem_text(i).unwrap_or_else(|| "-".to_owned()),
             ]);
         }
         cells
     });
     table(&header, rows)
+}
+
+/// `yes` or `no` for a running instance; `-` otherwise (readiness applies to running ones).
+pub fn ready_text(i: &WorkloadInstance) -> &'static str {
+    match (i.status, i.ready) {
+        (orchestrator_shared_types::InstanceStatus::Running, true) => "yes",
+        (orchestrator_shared_types::InstanceStatus::Running, false) => "no",
+        _ => "-",
+    }
+}
+
+/// What is wrong with an instance: what its probes say, else its last error.
+pub fn problem_text(i: &WorkloadInstance) -> Option<String> {
+    i.health.clone().or_else(|| i.last_error.clone())
 }
 
 #[cfg(test)]
@@ -171,7 +189,7 @@ mod tests {
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(
             row,
-            ["web-1", "wid", "n1", "Failed", "0", "2h", "-", "1", "-"]
+            ["web-1", "wid", "n1", "Failed", "-", "0", "2h", "-", "1", "-"]
         );
     }
 
@@ -194,6 +212,6 @@ mod tests {
         ];
         let text = instances_table(&[i], &Names::default(), true, Utc::now());
         let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
-        assert_eq!(row[6], "20000->8080/tcp,53->53/udp");
+        assert_eq!(row[7], "20000->8080/tcp,53->53/udp");
     }
 }

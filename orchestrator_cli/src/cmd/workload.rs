@@ -360,6 +360,13 @@ pub fn describe_text(d: &WorkloadDetail, names: &Names, now: DateTime<Utc>) -> S
         (None, n) => format!("{n} replicas not placed yet"),
     };
     f.field("Pending", pending);
+    if let Some(rollout) = d.rollout.as_ref().filter(|r| !r.complete) {
+        let mut text = rollout.message.clone();
+        for why in &rollout.waiting_for {
+            text.push_str(&format!("\n  waiting for {why}"));
+        }
+        f.field("Rollout", text);
+    }
 
     let mut instances: Vec<&WorkloadInstance> = d.instances.iter().collect();
     instances.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
@@ -368,7 +375,7 @@ pub fn describe_text(d: &WorkloadDetail, names: &Names, now: DateTime<Utc>) -> S
     let instances_text = if instances.is_empty() {
         "<none>\n".to_owned()
     } else {
-        let mut header = vec!["NAME", "NODE", "STATUS", "RESTARTS", "AGE"];
+        let mut header = vec!["NAME", "NODE", "STATUS", "READY", "RESTARTS", "AGE"];
         if with_ports {
             header.push("PORTS");
         }
@@ -380,13 +387,14 @@ pub fn describe_text(d: &WorkloadDetail, names: &Names, now: DateTime<Utc>) -> S
                     i.id.0.clone(),
                     names.node(i.node_id.as_ref()),
                     i.status.to_string(),
+                    super::instance::ready_text(i).to_owned(),
                     i.restart_count.to_string(),
                     format_age(i.created_at, now),
                 ];
                 if with_ports {
                     cells.push(super::instance::ports_text(i));
                 }
-                cells.push(i.last_error.clone().unwrap_or_default());
+                cells.push(super::instance::problem_text(i).unwrap_or_default());
                 cells
             }),
         )
@@ -546,9 +554,9 @@ mod tests {
         let text = describe_text(&d, &Names::default(), now());
         for expected in [
             "    Ports:          dynamic->80/tcp\n",
-            "  NAME       NODE     STATUS    RESTARTS   AGE   PORTS           LAST ERROR\n",
-            "  web-aaaa   node-1   Running   2          3m    20001->80/tcp\n",
-            "  web-bbbb   -        Pending   0          5s    -\n",
+            "  NAME       NODE     STATUS    READY   RESTARTS   AGE   PORTS           LAST ERROR\n",
+            "  web-aaaa   node-1   Running   no      2          3m    20001->80/tcp\n",
+            "  web-bbbb   -        Pending   -       0          5s    -\n",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
@@ -566,9 +574,9 @@ mod tests {
             "    Ports:          8080->80/tcp\n",
             "    Resources:      cpu=100m memory=64MB disk=0MB\n",
             "Pending:        0/1 nodes fit: 1 insufficient memory (2 unplaced)\n",
-            "Instances:\n  NAME       NODE     STATUS    RESTARTS   AGE   LAST ERROR\n",
-            "  web-aaaa   node-1   Running   2          3m\n",
-            "  web-bbbb   -        Pending   0          5s\n",
+            "Instances:\n  NAME       NODE     STATUS    READY   RESTARTS   AGE   LAST ERROR\n",
+            "  web-aaaa   node-1   Running   no      2          3m\n",
+            "  web-bbbb   -        Pending   -       0          5s\n",
             "Events:\n  AGE   KIND            NODE   MESSAGE\n",
             "  4s    Unschedulable   -      1 replica cannot be placed\n",
         ] {
