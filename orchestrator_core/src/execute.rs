@@ -83,8 +83,10 @@ impl Executor {
         let this = self.clone();
         self.spawn_tracked(async move {
             if let Operation::Stop { delay, .. } = &op {
-                // Waiting holds no permit: other operations go on meanwhile.
-                tokio::time::sleep(*delay).await;
+                if !delay.is_zero() {
+                    // Waiting holds no permit: other operations go on meanwhile.
+                    tokio::time::sleep(*delay).await;
+                }
             }
             // The semaphore is never closed.
             let _permit = this.permits.acquire().await;

@@ -301,6 +301,13 @@ pub fn plan(
     };
 
     let hash = def.spec_hash();
+    let replacing = instances.iter().any(|v| {
+        v.instance.spec_hash != hash
+            && !matches!(
+                v.instance.status,
+                InstanceStatus::Stopped | InstanceStatus::Lost
+            )
+    });
     let rolling = def.strategy.kind == StrategyKind::RollingUpdate;
     let mut live: Vec<&InstanceView<'_>> = Vec::new();
     let mut outdated: Vec<&InstanceView<'_>> = Vec::new();
@@ -418,6 +425,7 @@ pub fn plan(
             .iter()
             .find(|v| !rollout::is_available(v, min_ready, now))
             .map(|v| rollout::blocker(v.instance)),
+        replacing,
     });
 
     let pending: Vec<&WorkloadInstance> = live

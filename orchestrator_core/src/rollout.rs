@@ -28,6 +28,9 @@ pub struct RolloutProgress {
     /// Why the first unavailable replica of the current template is not available: the
     /// instance, and its probe's output or its last error.
     pub blocker: Option<String>,
+    /// Instances of an earlier template still exist (being stopped included): a template
+    /// change is being rolled out, not just a scale or a first start.
+    pub replacing: bool,
 }
 
 impl RolloutProgress {

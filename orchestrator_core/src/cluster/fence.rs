@@ -32,6 +32,7 @@ const DELETE_BATCH: usize = 100;
 pub async fn fence_down_nodes(
     store: Arc<dyn StateStore>,
     cluster: Arc<dyn ClusterManager>,
+    on_fenced: impl Fn(&NodeId) + Send + 'static,
     cancel: CancellationToken,
 ) {
     let mut events = cluster.subscribe();
@@ -52,9 +53,12 @@ pub async fn fence_down_nodes(
     let mut pending = seen(cluster.nodes().await.unwrap_or_default(), &mut fenced);
     loop {
         for node in pending.drain(..) {
-            if let Err(e) = delete_assignments(store.as_ref(), &node).await {
-                tracing::warn!(node = %node, error = %e, "deleting a down node's assignments failed");
-                fenced.remove(&node);
+            match delete_assignments(store.as_ref(), &node).await {
+                Ok(()) => on_fenced(&node),
+                Err(e) => {
+                    tracing::warn!(node = %node, error = %e, "deleting a down node's assignments failed");
+                    fenced.remove(&node);
+                }
             }
         }
         let event = tokio::select! {
@@ -436,9 +440,12 @@ mod tests {
             cluster.upsert_node(Node::new(id, Resources::new(1000, 1024, 0)));
         }
         let cancel = CancellationToken::new();
+        let told = Arc::new(std::sync::Mutex::new(Vec::<NodeId>::new()));
+        let told_to = told.clone();
         let task = tokio::spawn(fence_down_nodes(
             store.clone(),
             cluster.clone(),
+            move |node: &NodeId| told_to.lock().unwrap().push(node.clone()),
             cancel.clone(),
         ));
         let count = |node: &'static str| {
@@ -464,6 +471,12 @@ mod tests {
         }
         assert_eq!(count("n2").await, 1);
         assert_eq!(count("n10").await, 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while told.lock().unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the fencing was never told");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(*told.lock().unwrap(), [NodeId::from("n1")]);
         cancel.cancel();
         task.await.unwrap();
     }

@@ -275,14 +275,16 @@ async fn lead(
         deposed.clone(),
     ));
     let started = async {
-        let runtime = ClusterRuntime::start(
-            fenced.clone(),
-            Some((config.leader.node.clone(), config.local_runtime.clone())),
-            config.remote_logs.clone(),
-            config.runtime.clone(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let runtime = Arc::new(
+            ClusterRuntime::start(
+                fenced.clone(),
+                Some((config.leader.node.clone(), config.local_runtime.clone())),
+                config.remote_logs.clone(),
+                config.runtime.clone(),
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+        );
         let cluster: Arc<dyn ClusterManager> = Arc::new(
             StoreClusterManager::start(plain.clone(), down_grace, gossip)
                 .await
@@ -290,7 +292,7 @@ async fn lead(
         );
         let orchestrator = OrchestratorBuilder::new()
             .store(fenced.clone())
-            .runtime(Arc::new(runtime))
+            .runtime(runtime.clone())
             .cluster_manager(cluster.clone())
             .scheduler(config.scheduler.clone())
             .metrics(config.metrics.clone())
@@ -298,7 +300,7 @@ async fn lead(
             .spawn()
             .await
             .map_err(|e| e.to_string())?;
-        Ok::<_, String>((orchestrator, cluster))
+        Ok::<_, String>((orchestrator, cluster, runtime))
     };
     let orchestrator = tokio::select! {
         () = deposed.cancelled() => None,
@@ -310,7 +312,7 @@ async fn lead(
             }
         },
     };
-    let Some((orchestrator, cluster)) = orchestrator else {
+    let Some((orchestrator, cluster, runtime)) = orchestrator else {
         resign(plain.as_ref(), &fence).await;
         return;
     };
@@ -319,6 +321,7 @@ async fn lead(
     let fencing = tokio::spawn(fence_down_nodes(
         fenced.clone(),
         cluster,
+        move |node: &orchestrator_shared_types::NodeId| runtime.node_fenced(node),
         fencing_stop.clone(),
     ));
     let lost = async {

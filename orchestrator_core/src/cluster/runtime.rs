@@ -102,6 +102,18 @@ pub struct ClusterRuntime {
 }
 
 impl ClusterRuntime {
+    /// `node` was fenced (its assignments deleted because it went `Down`): starts waiting for
+    /// its agent's report fail now. Its member record may never disappear (a daemon restarted
+    /// within its lease's TTL registers again under the same key), and the agent will not
+    /// report containers whose assignments are gone, so without this a start would wait for
+    /// the whole `start_timeout`, holding its workload's reconciliation.
+    pub fn node_fenced(&self, node: &NodeId) {
+        self.shared.node_lost(
+            node,
+            "waiting for the node's report (its assignments were deleted)",
+        );
+    }
+
     /// A runtime that writes assignments to `store` (the leader's fenced store) and follows the
     /// agents' reports. Returns once the reports are loaded, so a `list` right after sees
     /// every node's containers. `local` is this daemon's node and runtime.

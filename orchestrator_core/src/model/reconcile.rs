@@ -304,9 +304,18 @@ impl Model {
         now: Instant,
     ) {
         let seen = (progress.available, progress.outdated);
+        let tracked = self
+            .rollouts
+            .get(&def.id)
+            .is_some_and(|c| c.revision == def.revision);
+        if !tracked && !progress.replacing {
+            // A scale or a first start, not a template change: nothing to roll back to.
+            self.rollouts.remove(&def.id);
+            return;
+        }
         if progress.complete() {
             if let Some(clock) = self.rollouts.remove(&def.id) {
-                if !clock.failed && clock.revision == def.revision {
+                if !clock.failed {
                     self.event(
                         EventKind::Rollout,
                         def,
@@ -317,36 +326,34 @@ impl Model {
             }
             return;
         }
-        let clock = self
-            .rollouts
-            .entry(def.id.clone())
-            .or_insert_with(|| RolloutClock {
-                revision: def.revision,
-                seen,
-                last_progress: now,
-                failed: false,
-            });
-        if clock.revision != def.revision {
-            *clock = RolloutClock {
-                revision: def.revision,
-                seen,
-                last_progress: now,
-                failed: false,
-            };
+        let deadline_after = Duration::from_secs(def.strategy.progress_deadline_seconds.into());
+        if !tracked {
+            // A new rollout (or a new revision of one): its deadline counts from now.
+            self.queue.schedule(now + deadline_after, def.id.clone());
+            self.rollouts.insert(
+                def.id.clone(),
+                RolloutClock {
+                    revision: def.revision,
+                    seen,
+                    last_progress: now,
+                    failed: false,
+                },
+            );
         }
+        let Some(clock) = self.rollouts.get_mut(&def.id) else {
+            return;
+        };
         if clock.seen != seen {
             clock.seen = seen;
             clock.last_progress = now;
+            // Progress: the deadline moves; look again when it passes.
+            self.queue.schedule(now + deadline_after, def.id.clone());
         }
         if clock.failed {
             return;
         }
-        let deadline = clock.last_progress
-            + Duration::from_secs(def.strategy.progress_deadline_seconds.into());
         let crash_looping = progress.available == 0 && progress.restarts >= ROLLBACK_RESTARTS;
-        if now < deadline && !crash_looping {
-            // Look again when the deadline passes.
-            self.queue.schedule(deadline, def.id.clone());
+        if now < clock.last_progress + deadline_after && !crash_looping {
             return;
         }
         clock.failed = true;
