@@ -150,6 +150,18 @@ fn cases(existing_revision: u64) -> Vec<Case> {
             "validation_failed",
             &["name", "replicas", "containers[0].resources.memory_mb"],
         ),
+        // Health checks and the update strategy.
+        post("probe port not in the container", with(ok.clone(), "/containers/0/readiness_probe", json!({"http": {"path": "/", "port": 9999}})), BAD, "validation_failed", &["containers[0].readiness_probe.http.port"]),
+        post("zero probe period and threshold", with(with(ok.clone(), "/containers/0/ports", json!([{"container_port": 80}])), "/containers/0/liveness_probe", json!({"tcp": {"port": 80}, "period_seconds": 0, "failure_threshold": 0})), BAD, "validation_failed", &["containers[0].liveness_probe.period_seconds", "containers[0].liveness_probe.failure_threshold"]),
+        post("negative probe period", with(ok.clone(), "/containers/0/readiness_probe", json!({"exec": {"command": ["true"]}, "period_seconds": -1})), BAD, "bad_request", &["containers[0].readiness_probe.period_seconds"]),
+        post("exec probe with an empty command", with(ok.clone(), "/containers/0/startup_probe", json!({"exec": {"command": []}})), BAD, "validation_failed", &["containers[0].startup_probe.exec.command"]),
+        post("probe with two checks", with(ok.clone(), "/containers/0/readiness_probe", json!({"exec": {"command": ["true"]}, "tcp": {"port": 80}})), BAD, "validation_failed", &["containers[0].readiness_probe"]),
+        post("surge and unavailability both 0", with(ok.clone(), "/strategy", json!({"max_surge": 0, "max_unavailable": "0%"})), BAD, "validation_failed", &["strategy.max_unavailable"]),
+        post("a percentage over 100", with(ok.clone(), "/strategy", json!({"max_surge": "150%"})), BAD, "validation_failed", &["strategy.max_surge"]),
+        post("unknown strategy type", with(ok.clone(), "/strategy", json!({"type": "BlueGreen"})), BAD, "bad_request", &["strategy.type"]),
+        case("undo to an unknown revision", req(Method::POST, "/api/v1/workloads/existing/rollout/undo", JSON, r#"{"to_revision": 7}"#), BAD, "validation_failed", &["to_revision"]),
+        case("undo with an unknown field", req(Method::POST, "/api/v1/workloads/existing/rollout/undo", JSON, r#"{"revision": 1}"#), BAD, "bad_request", &["revision"]),
+        case("rollout of an unknown workload", req(Method::GET, "/api/v1/workloads/nope/rollout", None, ""), StatusCode::NOT_FOUND, "not_found", &[]),
         case("invalid preview", req(Method::POST, "/api/v1/preview", JSON, serde_json::to_vec(&with(ok.clone(), "/name", json!("UPPER"))).unwrap()), BAD, "validation_failed", &["name"]),
         // Bodies: empty, too large, wrong type.
         case("empty body", req(Method::POST, "/api/v1/workloads", JSON, ""), BAD, "bad_request", &[]),
