@@ -424,7 +424,7 @@ pub fn plan(
         blocker: live
             .iter()
             .find(|v| !rollout::is_available(v, min_ready, now))
-            .map(|v| rollout::blocker(v.instance)),
+            .map(|v| v.instance.why_unavailable()),
         replacing,
     });
 

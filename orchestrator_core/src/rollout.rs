@@ -8,7 +8,7 @@
 //! gives the same decision, so a rollout interrupted anywhere continues where it stood.
 
 use crate::plan::InstanceView;
-use orchestrator_shared_types::{InstanceId, InstanceStatus, WorkloadDefinition, WorkloadInstance};
+use orchestrator_shared_types::{InstanceId, InstanceStatus, WorkloadDefinition};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -129,19 +129,4 @@ pub(crate) fn roll(
         .map(|v| v.instance.id.clone())
         .collect();
     Rolling { stop, room }
-}
-
-/// Why `i` is not available, for people.
-pub(crate) fn blocker(i: &WorkloadInstance) -> String {
-    let why = i
-        .health
-        .as_deref()
-        .or(i.last_error.as_deref())
-        .map(str::to_owned)
-        .unwrap_or_else(|| match i.status {
-            InstanceStatus::Running if i.ready => "ready, not yet for min_ready_seconds".into(),
-            InstanceStatus::Running => "not ready".into(),
-            s => format!("{s}"),
-        });
-    format!("instance {} ({}): {why}", i.id, i.status)
 }

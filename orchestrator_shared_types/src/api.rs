@@ -184,18 +184,7 @@ impl RolloutStatus {
             if is_available {
                 available += 1;
             } else if waiting_for.len() < 10 {
-                let why = i
-                    .health
-                    .clone()
-                    .or_else(|| i.last_error.clone())
-                    .unwrap_or_else(|| match (i.status, i.ready) {
-                        (InstanceStatus::Running, true) => {
-                            "ready, not yet for min_ready_seconds".to_owned()
-                        }
-                        (InstanceStatus::Running, false) => "not ready".to_owned(),
-                        (status, _) => status.to_string(),
-                    });
-                waiting_for.push(format!("instance {} ({}): {why}", i.id, i.status));
+                waiting_for.push(i.why_unavailable());
             }
         }
         let complete = outdated == 0 && updated == def.replicas && available >= def.replicas;

@@ -175,6 +175,22 @@ impl WorkloadInstance {
             .collect()
     }
 
+    /// Why it does not count as available, for people: `instance ID (STATUS): ` and its
+    /// probes' message, its last error, or its state.
+    pub fn why_unavailable(&self) -> String {
+        let why = self
+            .health
+            .as_deref()
+            .or(self.last_error.as_deref())
+            .map(str::to_owned)
+            .unwrap_or_else(|| match (self.status, self.ready) {
+                (InstanceStatus::Running, true) => "ready, not yet for min_ready_seconds".into(),
+                (InstanceStatus::Running, false) => "not ready".into(),
+                (status, _) => status.to_string(),
+            });
+        format!("instance {} ({}): {why}", self.id, self.status)
+    }
+
     /// Marks it ready or not; `ready_since` follows.
     pub fn set_ready(&mut self, ready: bool) {
         if ready != self.ready {
