@@ -8,7 +8,8 @@
 //! nothing here.
 
 use orchestrator_shared_types::api::{
-    ErrorBody, ErrorInfo, ListResponse, ReplicaCounts, WorkloadDetail, WorkloadView,
+    ErrorBody, ErrorInfo, ListResponse, ReplicaCounts, RolloutHistory, RolloutStatus,
+    WorkloadDetail, WorkloadView,
 };
 use orchestrator_shared_types::{
     ContainerConfig, FieldError, InstanceStatus, RejectReason, Unschedulable, WorkloadDefinition,
@@ -183,6 +184,26 @@ fn routes(method: &str, target: &str, _body: &str) -> (u16, String) {
         ("GET", "/api/v1/instances") => json(200, &ListResponse::new(web_detail().instances)),
         ("GET", "/api/v1/workloads/web") => json(200, &web_detail()),
         ("POST", "/api/v1/workloads/web/scale") => json(200, &web_view()),
+        ("GET", "/api/v1/workloads/web/rollout") => json(200, &web_rollout()),
+        ("GET", "/api/v1/workloads/web/rollout/history") => {
+            let mut w = web_detail().workload;
+            w.revision = 3;
+            let mut old = w.template();
+            old.revision = 2;
+            old.containers[0].image = "nginx:1.26".into();
+            old.failed = Some("no progress for 600 s (progress_deadline_seconds)".into());
+            w.history = vec![old];
+            json(200, &RolloutHistory::of(&w))
+        }
+        ("POST", "/api/v1/workloads/web/rollout/undo") => error(
+            400,
+            "validation_failed",
+            "invalid input: 1 problem",
+            &[(
+                "to_revision",
+                "workload web has no revision 9 (known: 2, 3 (current))",
+            )],
+        ),
         // Two pages: `node list` shows every node.
         ("GET", "/api/v1/nodes") => json(
             200,
@@ -207,6 +228,27 @@ fn routes(method: &str, target: &str, _body: &str) -> (u16, String) {
             ],
         ),
         _ => not_found(),
+    }
+}
+
+/// A rollout that waits on a replica whose readiness probe fails.
+fn web_rollout() -> RolloutStatus {
+    RolloutStatus {
+        name: "web".into(),
+        revision: 3,
+        strategy: orchestrator_shared_types::StrategyKind::RollingUpdate,
+        desired: 3,
+        updated: 1,
+        ready: 0,
+        available: 0,
+        outdated: 2,
+        complete: false,
+        waiting_for: vec![
+            "instance web-aaaa (Running): web: readiness probe failed 3 times: HTTP 503 from GET /ready"
+                .into(),
+        ],
+        last_failure: None,
+        message: "revision 3: 1 of 3 replicas updated, 0 available, 2 outdated left".into(),
     }
 }
 
@@ -253,6 +295,72 @@ fn list_as_table() {
         .collect();
     assert_eq!(lines[0], ["NAME", "READY", "PENDING", "RESTARTS", "AGE"]);
     assert_eq!(lines[1][..4], ["web", "1/3", "2", "4"]);
+}
+
+#[test]
+fn rollout_status_says_what_it_waits_for_and_times_out() {
+    let stub = ProtocolStub::start(routes);
+    let out = cli(
+        &stub.url,
+        &["workload", "rollout", "status", "web", "--no-wait"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("workload/web rollout in progress: revision 3: 1 of 3 replicas updated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  waiting for instance web-aaaa (Running): web: readiness probe failed 3 times: HTTP 503 from GET /ready"),
+        "{stdout}"
+    );
+    let out = cli(
+        &stub.url,
+        &["workload", "rollout", "status", "web", "--timeout", "1s"],
+        "",
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("timed out after 1s waiting for web"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("readiness probe failed 3 times"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn rollout_history_and_a_refused_undo() {
+    let stub = ProtocolStub::start(routes);
+    let out = cli(&stub.url, &["workload", "rollout", "history", "web"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("REVISION"), "{stdout}");
+    assert!(
+        lines[1].starts_with("2 ")
+            && lines[1].contains("web=nginx:1.26")
+            && lines[1].contains("failed: no progress"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("3 ") && lines[2].ends_with("current"),
+        "{stdout}"
+    );
+    let out = cli(
+        &stub.url,
+        &["workload", "rollout", "undo", "web", "--to-revision", "9"],
+        "",
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("to_revision: workload web has no revision 9"),
+        "{stderr}"
+    );
 }
 
 #[test]
