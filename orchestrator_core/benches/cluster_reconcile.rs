@@ -11,7 +11,10 @@
 //! lease (one keep-alive loop instead of one per agent): every member record is bound to it, so
 //! nodes are Ready exactly as with real daemons, but the bench does not measure N keep-alives.
 
+mod common;
+
 use async_trait::async_trait;
+use common::arg;
 use container_runtime_interface::{
     LogChunk, LogRequest, RuntimeError, SimulatedRuntime, SimulatedRuntimeConfig,
 };
@@ -30,15 +33,6 @@ use state_store_interface::etcd_server::EtcdServer;
 use state_store_interface::{Coordination, EtcdStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Settings {
     nodes: u64,

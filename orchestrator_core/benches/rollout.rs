@@ -7,7 +7,10 @@
 //! `cargo bench -p orchestrator_core --bench rollout` (options: `--replicas N --nodes N
 //! --start-delay-ms N --runs N`). Prints one line per run.
 
+mod common;
+
 use cluster_manager_interface::StaticClusterManager;
+use common::arg;
 use container_runtime_interface::{SimulatedRuntime, SimulatedRuntimeConfig};
 use orchestrator_core::{OrchestratorBuilder, OrchestratorConfig};
 use orchestrator_shared_types::{
@@ -16,15 +19,6 @@ use orchestrator_shared_types::{
 use state_store_interface::InMemoryStore;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let replicas = arg("--replicas", 100) as u32;

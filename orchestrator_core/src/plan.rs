@@ -393,9 +393,13 @@ pub fn plan(
     }
 
     let min_ready = Duration::from_secs(def.strategy.min_ready_seconds.into());
+    let available = live
+        .iter()
+        .filter(|v| rollout::is_available(v, min_ready, now))
+        .count();
     let mut missing = replicas - live.len();
     if !outdated.is_empty() {
-        let step = rollout::roll(def, &live, &mut outdated, now);
+        let step = rollout::roll(def, live.len(), available, &mut outdated);
         missing = missing.min(step.room);
         for instance_id in step.stop {
             plan.steps.push(Step::Stop {
@@ -411,10 +415,7 @@ pub fn plan(
     plan.rollout = Some(RolloutProgress {
         desired: replicas,
         updated: live.len() + missing,
-        available: live
-            .iter()
-            .filter(|v| rollout::is_available(v, min_ready, now))
-            .count(),
+        available,
         outdated: outdated.len(),
         restarts: live
             .iter()

@@ -91,24 +91,20 @@ fn outdated_rank(
     )
 }
 
-/// Decides one step of a rolling update; see the module docs. `updated` are the live replicas
-/// of the current template (after a scale down), `outdated` those of earlier ones.
+/// Decides one step of a rolling update; see the module docs. `updated` live replicas run the
+/// current template (after a scale down), `new_available` of them available; `outdated` are
+/// those of earlier templates.
 pub(crate) fn roll(
     def: &WorkloadDefinition,
-    updated: &[&InstanceView<'_>],
+    updated: usize,
+    new_available: usize,
     outdated: &mut Vec<&InstanceView<'_>>,
-    now: Instant,
 ) -> Rolling {
     let replicas = def.replicas as usize;
     let (surge, unavailable) = def.strategy.limits(def.replicas);
     let (surge, unavailable) = (surge as usize, unavailable as usize);
-    let min_ready = Duration::from_secs(def.strategy.min_ready_seconds.into());
-    let total = updated.len() + outdated.len();
+    let total = updated + outdated.len();
     let room = (replicas + surge).saturating_sub(total);
-    let new_available = updated
-        .iter()
-        .filter(|v| is_available(v, min_ready, now))
-        .count();
     let min_available = replicas.saturating_sub(unavailable);
     // Outdated replicas may go while those left and the available new ones keep the minimum
     // (Kubernetes: all - minAvailable - newUnavailable).

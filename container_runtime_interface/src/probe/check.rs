@@ -106,15 +106,13 @@ pub fn short(s: &str) -> String {
 /// a server that no longer accepts new ones) and send one HTTP/1.1 request through hyper's
 /// connection API: no pool, no proxy, no redirects (a 3xx is a success of its own), as kubelet's
 /// probes. A client with a pool (reqwest) cost twice the CPU per check for nothing used here.
-#[derive(Clone, Debug, Default)]
-pub struct Checker {
-    _private: (),
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Checker;
 
 impl Checker {
     /// A checker.
     pub fn new() -> Self {
-        Self::default()
+        Self
     }
 
     /// Runs `check` against container `id` on `node`, cut at `timeout`.

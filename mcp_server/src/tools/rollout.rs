@@ -1,5 +1,6 @@
 //! Rollout tools: rollout_status, rollback_workload.
 
+use super::workloads::UNKNOWN_WORKLOAD;
 use crate::output::{Hint, ToolError};
 use crate::OrchestratorMcp;
 use orchestrator_shared_types::api::RolloutStatus;
@@ -8,9 +9,6 @@ use rmcp::handler::server::wrapper::Parameters;
 use rmcp::schemars::{self, JsonSchema};
 use rmcp::{tool, tool_router, Json};
 use serde::{Deserialize, Serialize};
-
-/// Hint added to a 404 on a workload.
-const UNKNOWN_WORKLOAD: &str = "Call list_workloads to see the names of existing workloads.";
 
 /// Arguments of rollout_status.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -240,9 +240,16 @@ pub(crate) async fn explain_pending(
     mcp: &OrchestratorMcp,
     name: &str,
 ) -> Result<PendingExplanation, ToolError> {
-    let hint404 = "Call list_workloads to see the names of existing workloads.";
-    let detail = mcp.api().get_workload(name).await.hint(404, hint404)?;
-    let now = mcp.api().explain_workload(name).await.hint(404, hint404)?;
+    let detail = mcp
+        .api()
+        .get_workload(name)
+        .await
+        .hint(404, super::workloads::UNKNOWN_WORKLOAD)?;
+    let now = mcp
+        .api()
+        .explain_workload(name)
+        .await
+        .hint(404, super::workloads::UNKNOWN_WORKLOAD)?;
     let reasons = SchedulingProblem::from(&now);
     let last_attempt = detail.pending_reason.as_ref().map(SchedulingProblem::from);
     let request = detail.workload.replica_resources();

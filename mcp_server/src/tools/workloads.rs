@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Hint added to a 404 on a workload.
-const UNKNOWN_WORKLOAD: &str = "Call list_workloads to see the names of existing workloads.";
+pub(crate) const UNKNOWN_WORKLOAD: &str =
+    "Call list_workloads to see the names of existing workloads.";
 /// Most documents one apply_manifest call takes.
 const MAX_DOCUMENTS: usize = 50;
 
